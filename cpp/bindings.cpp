@@ -1,0 +1,218 @@
+// The only file that knows pybind11. Every array is checked here (dtype, contiguity, shape,
+// with the shapes in the message) before a kernel sees a pointer; the GIL is released only
+// around the kernels, and numpy results are built after it is taken back.
+// The Python layer (python/segfast) checks values (finite, label ranges, segment sizes);
+// these checks guard the memory safety of the kernels against any caller.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "arch.h"
+#include "gemm.h"
+#include "predict.h"
+#include "threads.h"
+#include "train.h"
+
+namespace py = pybind11;
+using namespace segfast;
+
+namespace {
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style>;  // no forcecast: a wrong dtype is refused
+
+std::string shape_of(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Checks dtype, C order, and shape (-1 = any extent) of an argument, naming it on failure.
+template <class T>
+Array<T> expect(const py::handle& obj, const char* name, std::vector<py::ssize_t> shape, bool writable = false) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (!a.dtype().is(py::dtype::of<T>()))
+        throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
+                             ", got " + std::string(py::str(a.dtype())));
+    if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+    if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
+    if (!ok) {
+        std::string want = "(";
+        for (std::size_t i = 0; i < shape.size(); ++i)
+            want += (i ? ", " : "") + (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
+        throw py::value_error(std::string(name) + " must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
+                              ", got " + shape_of(a));
+    }
+    return py::reinterpret_borrow<Array<T>>(a);
+}
+
+Arch arch_of(const std::vector<int>& dims) {
+    if (dims.size() < 2) throw py::value_error("dims must list at least an input and an output width");
+    for (int d : dims)
+        if (d < 1) throw py::value_error("every layer width in dims must be >= 1");
+    return Arch(dims);
+}
+
+py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py::handle velocity_obj,
+                         py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
+                         py::handle active_obj, py::handle epoch_obj, std::uint64_t seed, int batch_size,
+                         float lr, float momentum, float weight_decay, int flip_width, int n_jobs) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
+    const py::ssize_t n_models = params.shape(0);
+    float* velocity = nullptr;
+    Array<float> vel;
+    if (!velocity_obj.is_none()) {
+        vel = expect<float>(velocity_obj, "velocity", {n_models, static_cast<py::ssize_t>(arch.n_params)}, true);
+        velocity = vel.mutable_data();
+    }
+    auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
+    const py::ssize_t n_rows = x.shape(0);
+    auto y = expect<std::int64_t>(y_obj, "y", {n_rows});
+    auto order = expect<std::int64_t>(order_obj, "order", {-1});
+    auto offsets = expect<std::int64_t>(offsets_obj, "offsets", {n_models + 1});
+    auto active = expect<std::uint8_t>(active_obj, "active", {n_models});
+    auto epoch = expect<std::int64_t>(epoch_obj, "epoch", {n_models});
+    if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
+    if (flip_width < 0 || (flip_width > 0 && arch.n_in() % flip_width != 0))
+        throw py::value_error("flip width must divide the number of features");
+
+    // Memory safety of the kernel: offsets bound order, order bounds X, labels bound the output.
+    const std::int64_t* off = offsets.data();
+    if (off[0] != 0 || off[n_models] != order.shape(0)) throw py::value_error("offsets must start at 0 and end at len(order)");
+    for (py::ssize_t i = 0; i < n_models; ++i)
+        if (off[i + 1] < off[i]) throw py::value_error("offsets must be non-decreasing");
+    for (py::ssize_t i = 0; i < order.shape(0); ++i)
+        if (order.data()[i] < 0 || order.data()[i] >= n_rows)
+            throw py::value_error("order holds row " + std::to_string(order.data()[i]) + ", outside [0, " +
+                                  std::to_string(n_rows) + ")");
+    for (py::ssize_t i = 0; i < n_rows; ++i)
+        if (y.data()[i] < 0 || y.data()[i] >= arch.n_out())
+            throw py::value_error("y holds label " + std::to_string(y.data()[i]) + ", outside [0, " +
+                                  std::to_string(arch.n_out()) + ")");
+
+    py::array_t<double> mean_loss(n_models);
+    py::array_t<std::uint8_t> diverged(n_models);
+    EpochInputs in{x.data(), y.data(), order.data(), off, active.data(), epoch.data()};
+    EpochConfig cfg;
+    cfg.batch_size = batch_size;
+    cfg.sgd.lr = lr;
+    cfg.sgd.momentum = momentum;
+    cfg.sgd.weight_decay = weight_decay;
+    cfg.seed = seed;
+    cfg.flip_width = flip_width;
+    cfg.n_threads = resolve_threads(n_jobs);
+    EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};
+    float* p = params.mutable_data();
+    {
+        py::gil_scoped_release release;
+        train_epoch(arch, p, velocity, static_cast<int>(n_models), in, cfg, out);
+    }
+    return py::make_tuple(mean_loss, diverged.attr("astype")("bool"));
+}
+
+py::array_t<float> predict_proba_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, int n_jobs) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
+    auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
+    const py::ssize_t n_models = params.shape(0), n_rows = x.shape(0);
+    py::array_t<float> probs({n_models, n_rows, static_cast<py::ssize_t>(arch.n_out())});
+    float* out = probs.mutable_data();
+    {
+        py::gil_scoped_release release;
+        predict_proba(arch, params.data(), static_cast<int>(n_models), x.data(), n_rows, out, resolve_threads(n_jobs));
+    }
+    return probs;
+}
+
+py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, py::handle y_obj, int n_jobs) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
+    auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
+    const py::ssize_t n_models = params.shape(0), n_rows = x.shape(0);
+    auto y = expect<std::int64_t>(y_obj, "y", {n_rows});
+    for (py::ssize_t i = 0; i < n_rows; ++i)
+        if (y.data()[i] < 0 || y.data()[i] >= arch.n_out())
+            throw py::value_error("y holds label " + std::to_string(y.data()[i]) + ", outside [0, " +
+                                  std::to_string(arch.n_out()) + ")");
+    py::array_t<double> loss(n_models), accuracy(n_models);
+    double* l = loss.mutable_data();
+    double* a = accuracy.mutable_data();
+    {
+        py::gil_scoped_release release;
+        evaluate(arch, params.data(), static_cast<int>(n_models), x.data(), y.data(), n_rows, l, a, resolve_threads(n_jobs));
+    }
+    return py::make_tuple(loss, accuracy);
+}
+
+// Test and benchmark hook for the kernel itself: epilogue(A @ B) or epilogue(A^T @ B).
+void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a, const std::string& epilogue,
+             py::handle bias_obj, py::handle velocity_obj, float lr, float momentum, float weight_decay,
+             bool reference) {
+    auto a = expect<float>(a_obj, "a", {-1, -1});
+    const py::ssize_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
+    auto b = expect<float>(b_obj, "b", {k, -1});
+    const py::ssize_t n = b.shape(1);
+    auto c = expect<float>(c_obj, "c", {m, n}, true);
+    GemmArgs g;
+    g.m = static_cast<int>(m);
+    g.n = static_cast<int>(n);
+    g.k = static_cast<int>(k);
+    g.a = a.data();
+    g.a_rs = trans_a ? 1 : a.shape(1);
+    g.a_ks = trans_a ? a.shape(1) : 1;
+    g.b = b.data();
+    g.ldb = n;
+    g.c = c.mutable_data();
+    g.ldc = n;
+    Epilogue e;
+    Array<float> bias, vel;
+    if (epilogue == "store") e = Epilogue::Store;
+    else if (epilogue == "bias" || epilogue == "bias_relu") {
+        e = epilogue == "bias" ? Epilogue::Bias : Epilogue::BiasRelu;
+        bias = expect<float>(bias_obj, "bias", {n});
+        g.bias = bias.data();
+    } else if (epilogue == "sgd") {
+        e = Epilogue::Sgd;
+        if (!velocity_obj.is_none()) {
+            vel = expect<float>(velocity_obj, "velocity", {m, n}, true);
+            g.velocity = vel.mutable_data();
+        }
+        g.sgd.lr = lr;
+        g.sgd.momentum = momentum;
+        g.sgd.weight_decay = weight_decay;
+    } else {
+        throw py::value_error("epilogue must be 'store', 'bias', 'bias_relu' or 'sgd', got '" + epilogue + "'");
+    }
+    py::gil_scoped_release release;
+    if (reference) gemm_reference(e, g);
+    else gemm(e, g);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+    mod.doc() = "segfast's C++ kernels; use the segfast package, not this module.";
+    mod.def("has_openmp", &has_openmp);
+    mod.def("available_threads", &available_threads);
+    mod.def("resolve_threads", &resolve_threads, py::arg("n_jobs"));
+    mod.def("gemm_kernel", [] { return std::string(gemm_kernel_name()); });
+    mod.def("n_params", [](const std::vector<int>& dims) { return arch_of(dims).n_params; }, py::arg("dims"));
+    mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"), py::arg("X"),
+            py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"), py::arg("seed"),
+            py::arg("batch_size"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("flip_width"),
+            py::arg("n_jobs"));
+    mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
+    mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));
+    mod.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
+            py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),
+            py::arg("lr") = 0.f, py::arg("momentum") = 0.f, py::arg("weight_decay") = 0.f,
+            py::arg("reference") = false);
+}

@@ -1,0 +1,47 @@
+// The one matrix product every layer uses, with what happens to its result fused in:
+//   acc (m, n) = A (m, k) @ B (k, n)
+// A is addressed by strides, element (r, p) at a[r * a_rs + p * a_ks], so the same kernel
+// serves A (a_rs = lda, a_ks = 1) and A transposed (a_rs = 1, a_ks = lda) without copies.
+// B is row-major with leading dimension ldb. The epilogue decides what acc becomes:
+//   Store    c = acc
+//   Bias     c = acc + bias
+//   BiasRelu c = max(acc + bias, 0)
+//   Sgd      c is a weight matrix W and acc its gradient; one SGD step in place:
+//            g = acc + wd * W;  v = momentum * v + g (if velocity);  W -= lr * (v or g)
+// Two implementations: gemm_reference (plain loops: the test oracle and the fallback) and
+// an AVX-512 register-blocked kernel, picked once at run time by the CPU's features.
+#pragma once
+#include <cstddef>
+
+namespace segfast {
+
+enum class Epilogue { Store, Bias, BiasRelu, Sgd };
+
+struct SgdStep {
+    float lr = 0.f;
+    float momentum = 0.f;
+    float weight_decay = 0.f;
+};
+
+struct GemmArgs {
+    int m = 0, n = 0, k = 0;
+    const float* a = nullptr;  // (m, k) through strides a_rs, a_ks
+    std::ptrdiff_t a_rs = 0, a_ks = 0;
+    const float* b = nullptr;  // (k, n), row stride ldb
+    std::ptrdiff_t ldb = 0;
+    float* c = nullptr;        // (m, n), row stride ldc
+    std::ptrdiff_t ldc = 0;
+    const float* bias = nullptr;  // (n,) for Bias and BiasRelu
+    float* velocity = nullptr;    // (m, n) with row stride ldc, for Sgd with momentum
+    SgdStep sgd;
+};
+
+void gemm(Epilogue epilogue, const GemmArgs& args);
+void gemm_reference(Epilogue epilogue, const GemmArgs& args);
+bool gemm_avx512_supported();
+void gemm_avx512(Epilogue epilogue, const GemmArgs& args);
+
+// Name of the kernel gemm() dispatches to on this CPU: "avx512" or "reference".
+const char* gemm_kernel_name();
+
+}  // namespace segfast

@@ -1,0 +1,154 @@
+// AVX-512 gemm(): register tiles of R rows x V 16-float vectors (at most 8 x 3, 24 of the
+// 32 zmm registers as accumulators). For each p, V vector loads of B's row p and R
+// broadcasts of A's column p feed R*V FMAs. The column tail is a masked vector, so widths
+// like 10 classes cost one vector, not a scalar loop. The epilogue (bias, ReLU, or the fused
+// SGD update of a weight tile) runs on the accumulators before they leave the registers.
+//
+// CMake compiles this file alone with -mavx512f; it must not use the standard library, whose
+// inline functions instantiated here could be picked by the linker for other files.
+#include "gemm.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+namespace segfast {
+
+namespace {
+
+constexpr int kRows = 8;  // R: rows of a register tile
+constexpr int kVecs = 3;  // V: 16-float vectors per tile row
+
+struct Tile {
+    int k;
+    const float* a;  // tile's first row of A
+    std::ptrdiff_t a_rs, a_ks;
+    const float* b;  // tile's first column of B
+    std::ptrdiff_t ldb;
+    float* c;
+    std::ptrdiff_t ldc;
+    const float* bias;  // tile's first column of bias
+    float* velocity;    // tile's first element of velocity
+    __mmask16 tail;     // lanes in use in the last vector
+    SgdStep sgd;
+};
+
+template <int R, int V, Epilogue E>
+void tile_kernel(const Tile& t) {
+    __m512 acc[R][V];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+
+    const float* a = t.a;
+    const float* b = t.b;
+    for (int p = 0; p < t.k; ++p, a += t.a_ks, b += t.ldb) {
+        __m512 bv[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+        bv[V - 1] = _mm512_maskz_loadu_ps(t.tail, b + 16 * (V - 1));
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const __m512 ar = _mm512_set1_ps(a[r * t.a_rs]);
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+        }
+    }
+
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 lr = _mm512_set1_ps(t.sgd.lr);
+    const __m512 mu = _mm512_set1_ps(t.sgd.momentum);
+    const __m512 wd = _mm512_set1_ps(t.sgd.weight_decay);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        float* c = t.c + r * t.ldc;
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) {
+            const __mmask16 m = (v == V - 1) ? t.tail : static_cast<__mmask16>(0xFFFF);
+            __m512 x = acc[r][v];
+            if (E == Epilogue::Bias || E == Epilogue::BiasRelu)
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias + 16 * v));
+            if (E == Epilogue::BiasRelu) x = _mm512_max_ps(x, zero);
+            if (E == Epilogue::Sgd) {
+                __m512 w = _mm512_maskz_loadu_ps(m, c + 16 * v);
+                __m512 step = _mm512_fmadd_ps(wd, w, x);
+                if (t.velocity) {
+                    float* vel = t.velocity + r * t.ldc + 16 * v;
+                    step = _mm512_fmadd_ps(mu, _mm512_maskz_loadu_ps(m, vel), step);
+                    _mm512_mask_storeu_ps(vel, m, step);
+                }
+                x = _mm512_fnmadd_ps(lr, step, w);
+            }
+            _mm512_mask_storeu_ps(c + 16 * v, m, x);
+        }
+    }
+}
+
+using TileFn = void (*)(const Tile&);
+
+template <Epilogue E>
+struct Table {
+    TileFn fn[kRows][kVecs];
+    Table() {
+        fill<1>();
+    }
+    template <int R>
+    void fill() {
+        fn[R - 1][0] = &tile_kernel<R, 1, E>;
+        fn[R - 1][1] = &tile_kernel<R, 2, E>;
+        fn[R - 1][2] = &tile_kernel<R, 3, E>;
+        if constexpr (R < kRows) fill<R + 1>();
+    }
+};
+
+template <Epilogue E>
+void run(const GemmArgs& g) {
+    static const Table<E> table;
+    const int width = 16 * kVecs;
+    for (int j0 = 0; j0 < g.n; j0 += width) {
+        const int cols = g.n - j0 < width ? g.n - j0 : width;
+        const int vecs = (cols + 15) / 16;
+        const int last = cols - 16 * (vecs - 1);
+        Tile t;
+        t.k = g.k;
+        t.a_rs = g.a_rs;
+        t.a_ks = g.a_ks;
+        t.b = g.b + j0;
+        t.ldb = g.ldb;
+        t.ldc = g.ldc;
+        t.bias = g.bias ? g.bias + j0 : nullptr;
+        t.tail = static_cast<__mmask16>(last == 16 ? 0xFFFF : (1u << last) - 1u);
+        t.sgd = g.sgd;
+        for (int i0 = 0; i0 < g.m; i0 += kRows) {
+            const int rows = g.m - i0 < kRows ? g.m - i0 : kRows;
+            t.a = g.a + i0 * g.a_rs;
+            t.c = g.c + i0 * g.ldc + j0;
+            t.velocity = g.velocity ? g.velocity + i0 * g.ldc + j0 : nullptr;
+            table.fn[rows - 1][vecs - 1](t);
+        }
+    }
+}
+
+}  // namespace
+
+bool gemm_avx512_supported() { return __builtin_cpu_supports("avx512f"); }
+
+void gemm_avx512(Epilogue epilogue, const GemmArgs& g) {
+    switch (epilogue) {
+        case Epilogue::Store: run<Epilogue::Store>(g); break;
+        case Epilogue::Bias: run<Epilogue::Bias>(g); break;
+        case Epilogue::BiasRelu: run<Epilogue::BiasRelu>(g); break;
+        case Epilogue::Sgd: run<Epilogue::Sgd>(g); break;
+    }
+}
+
+}  // namespace segfast
+
+#else  // no AVX-512 compiler support: the dispatcher never picks this kernel
+
+namespace segfast {
+bool gemm_avx512_supported() { return false; }
+void gemm_avx512(Epilogue epilogue, const GemmArgs& g) { gemm_reference(epilogue, g); }
+}  // namespace segfast
+
+#endif

@@ -1,0 +1,48 @@
+// Plain-loop version of gemm(): the oracle the fast kernel is tested against, and the
+// kernel on CPUs without AVX-512. Accumulates in float, in the same k order as the fast one.
+#include <vector>
+
+#include "gemm.h"
+
+namespace segfast {
+
+void gemm_reference(Epilogue epilogue, const GemmArgs& g) {
+    std::vector<float> acc(static_cast<std::size_t>(g.n));
+    for (int r = 0; r < g.m; ++r) {
+        for (int j = 0; j < g.n; ++j) acc[j] = 0.f;
+        for (int p = 0; p < g.k; ++p) {
+            const float a = g.a[r * g.a_rs + p * g.a_ks];
+            const float* b = g.b + p * g.ldb;
+            for (int j = 0; j < g.n; ++j) acc[j] += a * b[j];
+        }
+        float* c = g.c + r * g.ldc;
+        switch (epilogue) {
+            case Epilogue::Store:
+                for (int j = 0; j < g.n; ++j) c[j] = acc[j];
+                break;
+            case Epilogue::Bias:
+                for (int j = 0; j < g.n; ++j) c[j] = acc[j] + g.bias[j];
+                break;
+            case Epilogue::BiasRelu:
+                for (int j = 0; j < g.n; ++j) {
+                    float z = acc[j] + g.bias[j];
+                    c[j] = z > 0.f ? z : 0.f;
+                }
+                break;
+            case Epilogue::Sgd: {
+                float* v = g.velocity ? g.velocity + r * g.ldc : nullptr;
+                for (int j = 0; j < g.n; ++j) {
+                    float step = acc[j] + g.sgd.weight_decay * c[j];
+                    if (v) {
+                        v[j] = g.sgd.momentum * v[j] + step;
+                        step = v[j];
+                    }
+                    c[j] -= g.sgd.lr * step;
+                }
+                break;
+            }
+        }
+    }
+}
+
+}  // namespace segfast

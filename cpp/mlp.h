@@ -1,0 +1,46 @@
+// Forward and backward of ONE model on one block of rows: the work each thread does for the
+// model it holds. No threading and no validation here (the caller owns both).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "arch.h"
+#include "buffer.h"
+#include "gemm.h"
+
+namespace segfast {
+
+// Per-thread scratch, sized once for an architecture and a largest row count.
+struct Workspace {
+    int max_rows = 0;
+    Buffer<float> input;                // (max_rows, d0) gathered minibatch
+    std::vector<Buffer<float>> act;     // act[l]: (max_rows, d_l) for l = 1..L (act[0] unused)
+    Buffer<float> grad, grad_next;      // (max_rows, widest) dLoss/d(pre-activation)
+    Buffer<float> grad_t, back_t;       // (widest, max_rows) transposed copies for the backward product
+    Buffer<float> bias_grad;            // (widest,)
+    Buffer<float> snapshot;             // (2 * n_params,) a model's parameters and velocity at epoch start
+    std::vector<std::int64_t> rows;     // the segment's row indices, shuffled each epoch
+    std::vector<std::int64_t> labels;   // (max_rows,) labels of the minibatch
+
+    Workspace(const Arch& arch, int max_rows);
+};
+
+// Logits of `rows` rows of x (row stride arch.n_in()) into ws.act[L]; returns that pointer.
+float* forward(const Arch& arch, const float* params, const float* x, int rows, Workspace& ws);
+
+// In-place softmax of each row of z (rows, classes).
+void softmax_rows(float* z, int rows, int classes);
+
+// Sum over rows of the cross-entropy of logits z (rows, classes) against labels y, and
+// the number of rows whose argmax (first maximum) equals the label.
+void cross_entropy(const float* z, const std::int64_t* y, int rows, int classes, double* loss_sum,
+                   std::int64_t* n_correct);
+
+// One SGD step of one model on the minibatch in ws.input / ws.labels (`rows` rows):
+// forward, softmax cross-entropy (mean over rows), backward, and the update of every layer
+// fused into its gradient product. velocity is the model's momentum row or nullptr.
+// Returns the summed loss of the rows; if it is not finite the parameters are left untouched.
+double sgd_step(const Arch& arch, float* params, float* velocity, int rows, const SgdStep& sgd,
+                Workspace& ws);
+
+}  // namespace segfast

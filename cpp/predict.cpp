@@ -1,0 +1,75 @@
+#include "predict.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "mlp.h"
+#include "threads.h"
+
+namespace segfast {
+
+namespace {
+
+// 256 rows keep a block's activations (256 x 512 floats at most for wide layers) in L2
+// while giving the kernel tall enough products to run at speed.
+constexpr int kBlockRows = 256;
+
+template <class Body>
+void for_each_block(const Arch& arch, int n_models, std::int64_t n_rows, int n_threads, Body&& body) {
+    const std::int64_t blocks = (n_rows + kBlockRows - 1) / kBlockRows;
+    const long tasks = static_cast<long>(blocks) * n_models;
+    const int threads = std::max(1, static_cast<int>(std::min<long>(n_threads, tasks)));
+    std::vector<std::unique_ptr<Workspace>> spaces(threads);
+    parallel_for(tasks, threads, [&](long task, int thread) {
+        if (!spaces[thread]) spaces[thread] = std::make_unique<Workspace>(arch, kBlockRows);
+        const int model = static_cast<int>(task / blocks);
+        const std::int64_t block = task % blocks;
+        const std::int64_t row0 = block * kBlockRows;
+        const int rows = static_cast<int>(std::min<std::int64_t>(kBlockRows, n_rows - row0));
+        body(model, block, row0, rows, *spaces[thread]);
+    });
+}
+
+}  // namespace
+
+void predict_proba(const Arch& arch, const float* params, int n_models, const float* x,
+                   std::int64_t n_rows, float* probs, int n_threads) {
+    const int C = arch.n_out();
+    for_each_block(arch, n_models, n_rows, n_threads,
+                   [&](int model, std::int64_t, std::int64_t row0, int rows, Workspace& ws) {
+                       const float* w = params + static_cast<std::size_t>(model) * arch.n_params;
+                       float* z = forward(arch, w, x + row0 * arch.n_in(), rows, ws);
+                       softmax_rows(z, rows, C);
+                       float* dst = probs + (static_cast<std::int64_t>(model) * n_rows + row0) * C;
+                       std::memcpy(dst, z, sizeof(float) * rows * C);
+                   });
+}
+
+void evaluate(const Arch& arch, const float* params, int n_models, const float* x,
+              const std::int64_t* y, std::int64_t n_rows, double* loss, double* accuracy, int n_threads) {
+    const std::int64_t blocks = (n_rows + kBlockRows - 1) / kBlockRows;
+    // Per-block partial sums, added in block order afterwards: the same total whatever the threads.
+    std::vector<double> block_loss(static_cast<std::size_t>(blocks) * n_models, 0.0);
+    std::vector<std::int64_t> block_correct(block_loss.size(), 0);
+    for_each_block(arch, n_models, n_rows, n_threads,
+                   [&](int model, std::int64_t block, std::int64_t row0, int rows, Workspace& ws) {
+                       const float* w = params + static_cast<std::size_t>(model) * arch.n_params;
+                       const float* z = forward(arch, w, x + row0 * arch.n_in(), rows, ws);
+                       const std::size_t slot = static_cast<std::size_t>(model) * blocks + block;
+                       cross_entropy(z, y + row0, rows, arch.n_out(), &block_loss[slot], &block_correct[slot]);
+                   });
+    for (int m = 0; m < n_models; ++m) {
+        double total = 0.0;
+        std::int64_t correct = 0;
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            total += block_loss[static_cast<std::size_t>(m) * blocks + b];
+            correct += block_correct[static_cast<std::size_t>(m) * blocks + b];
+        }
+        loss[m] = n_rows > 0 ? total / static_cast<double>(n_rows) : 0.0;
+        accuracy[m] = n_rows > 0 ? static_cast<double>(correct) / static_cast<double>(n_rows) : 0.0;
+    }
+}
+
+}  // namespace segfast

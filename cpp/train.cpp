@@ -1,0 +1,95 @@
+// OpenMP over models: each thread takes a whole model and runs its epoch from start to end,
+// so no two threads ever touch the same parameters and the result is independent of threads.
+#include "train.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "mlp.h"
+#include "rng.h"
+#include "threads.h"
+
+namespace segfast {
+
+namespace {
+
+// Copies the rows of one minibatch into ws.input, flipping the chosen ones left-right.
+void gather(const Arch& arch, const EpochInputs& in, const std::int64_t* rows, int count, int flip_width,
+            Stream& stream, Workspace& ws) {
+    const int d = arch.n_in();
+    for (int i = 0; i < count; ++i) {
+        const float* src = in.x + rows[i] * d;
+        float* dst = ws.input.data() + static_cast<std::ptrdiff_t>(i) * d;
+        ws.labels[i] = in.y[rows[i]];
+        if (flip_width > 0 && (stream.next() >> 63)) {
+            for (int r = 0; r < d; r += flip_width)
+                for (int c = 0; c < flip_width; ++c) dst[r + c] = src[r + flip_width - 1 - c];
+        } else {
+            std::memcpy(dst, src, sizeof(float) * d);
+        }
+    }
+}
+
+bool all_finite(const float* w, std::size_t n) {
+    bool ok = true;
+    for (std::size_t i = 0; i < n; ++i) ok &= std::isfinite(w[i]);
+    return ok;
+}
+
+}  // namespace
+
+void train_epoch(const Arch& arch, float* params, float* velocity, int n_models, const EpochInputs& in,
+                 const EpochConfig& cfg, const EpochResult& out) {
+    const int n_threads = std::max(1, std::min(cfg.n_threads, n_models));
+    std::vector<std::unique_ptr<Workspace>> spaces(n_threads);
+    const std::size_t P = arch.n_params;
+
+    parallel_for(n_models, n_threads, [&](long m, int thread) {
+        out.mean_loss[m] = std::numeric_limits<double>::quiet_NaN();
+        out.diverged[m] = 0;
+        if (!in.active[m]) return;
+        if (!spaces[thread]) spaces[thread] = std::make_unique<Workspace>(arch, cfg.batch_size);
+        Workspace& ws = *spaces[thread];
+
+        const std::int64_t begin = in.offsets[m], count = in.offsets[m + 1] - begin;
+        ws.rows.assign(in.order + begin, in.order + begin + count);
+        Stream stream(cfg.seed, static_cast<std::uint64_t>(m), static_cast<std::uint64_t>(in.epoch[m]));
+        stream.shuffle(ws.rows.data(), count);
+
+        float* w = params + static_cast<std::size_t>(m) * P;
+        float* v = velocity ? velocity + static_cast<std::size_t>(m) * P : nullptr;
+        // A diverged step may already have written inf into the weights; the snapshot lets the
+        // model end at its last finished epoch instead (about 1% of an epoch's time).
+        ws.snapshot.resize(2 * P);
+        std::memcpy(ws.snapshot.data(), w, sizeof(float) * P);
+        if (v) std::memcpy(ws.snapshot.data() + P, v, sizeof(float) * P);
+        auto diverge = [&] {  // back to the epoch's start; the model trains no further
+            out.diverged[m] = 1;
+            std::memcpy(w, ws.snapshot.data(), sizeof(float) * P);
+            if (v) std::memcpy(v, ws.snapshot.data() + P, sizeof(float) * P);
+        };
+        double loss = 0.0;
+        for (std::int64_t start = 0; start < count; start += cfg.batch_size) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(cfg.batch_size, count - start));
+            gather(arch, in, ws.rows.data() + start, rows, cfg.flip_width, stream, ws);
+            const double batch_loss = sgd_step(arch, w, v, rows, cfg.sgd, ws);
+            if (!std::isfinite(batch_loss)) {
+                loss = batch_loss;
+                diverge();
+                break;
+            }
+            loss += batch_loss;
+        }
+        if (!out.diverged[m] && !all_finite(w, P)) {  // the epoch's last step overflowed
+            loss = std::numeric_limits<double>::quiet_NaN();
+            diverge();
+        }
+        out.mean_loss[m] = count > 0 ? loss / static_cast<double>(count) : 0.0;
+    });
+}
+
+}  // namespace segfast

@@ -1,0 +1,36 @@
+// One epoch of minibatch SGD for every model of a stack, each on its own segment.
+#pragma once
+#include <cstdint>
+
+#include "arch.h"
+#include "gemm.h"
+
+namespace segfast {
+
+struct EpochConfig {
+    int batch_size = 32;
+    SgdStep sgd;
+    std::uint64_t seed = 0;
+    int flip_width = 0;  // > 0: flip each row, seen as an image of this width, left-right at random
+    int n_threads = 1;
+};
+
+struct EpochInputs {
+    const float* x = nullptr;            // (n_rows, d0)
+    const std::int64_t* y = nullptr;     // (n_rows,) labels in [0, classes)
+    const std::int64_t* order = nullptr;    // row indices; segment i is order[offsets[i]:offsets[i+1]]
+    const std::int64_t* offsets = nullptr;  // (n_models + 1,)
+    const std::uint8_t* active = nullptr;   // (n_models,) 0 = skip this model this epoch
+    const std::int64_t* epoch = nullptr;    // (n_models,) the model's epoch number: keys its random stream
+};
+
+struct EpochResult {
+    double* mean_loss = nullptr;   // (n_models,) mean training loss over the epoch (NaN if skipped)
+    std::uint8_t* diverged = nullptr;  // (n_models,) 1 if a loss became NaN or inf
+};
+
+// params: (n_models, arch.n_params); velocity: same shape, or nullptr without momentum.
+void train_epoch(const Arch& arch, float* params, float* velocity, int n_models, const EpochInputs& in,
+                 const EpochConfig& cfg, const EpochResult& out);
+
+}  // namespace segfast

@@ -1,0 +1,23 @@
+"""segfast: train many small MLPs at once, one per data segment, in a C++ core."""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import _core, datasets
+from .predict import Evaluation, evaluate, predict, predict_proba
+from .segments import Segments, segment
+from .split import Split, holdout
+from .stack import MLPStack
+from .train import History, train
+
+try:
+    __version__ = _version("segfast")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0+unknown"
+
+has_openmp: bool = _core.has_openmp()
+has_cuda: bool = False  # the CUDA path is not built yet
+
+__all__ = [
+    "MLPStack", "Segments", "Split", "History", "Evaluation",
+    "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets",
+    "has_openmp", "has_cuda", "__version__",
+]

@@ -1,0 +1,243 @@
+"""Image classification data sets in the MNIST (IDX) format, and the small one segfast ships.
+
+What it is for: turning IDX files (plain or gzipped) into a `Dataset` of float32 rows in [0, 1]
+that the rest of segfast trains on. What it is not: a downloader. Files come from the caller, from
+$SEGFAST_DATA_DIR, or from Debian's dataset packages; the embedded subset needs nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+__all__ = ["Dataset", "read_idx", "load", "load_default", "KNOWN_DATASETS"]
+
+# IDX type code -> big-endian numpy dtype (the format stores multi-byte values big-endian).
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into an array of its stored shape.
+
+    Gzip is detected from the first two bytes, not the file name. Multi-byte values are converted
+    to native byte order. Raises FileNotFoundError for a missing file and ValueError for a bad
+    header, a truncated file or trailing bytes, always naming the file.
+    """
+    path = Path(path)
+    raw = path.read_bytes()  # FileNotFoundError carries the path already
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as e:  # truncated or corrupt stream
+            raise ValueError(f"{path}: cannot decompress gzip data ({e})") from None
+
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise ValueError(
+            f"{path}: not an IDX file: magic bytes {raw[:4].hex(' ') or '(empty)'}, expected "
+            f"00 00 <type code 08/09/0b/0c/0d/0e> <ndim >= 1>"
+        )
+    dtype = _IDX_DTYPES[raw[2]]
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(
+            f"{path}: truncated header: expected {header} bytes for {ndim} dims, found {len(raw)}"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "trailing bytes after the data"
+        raise ValueError(
+            f"{path}: {what}: shape {shape} of {dtype.name} needs {expected} bytes, "
+            f"found {len(raw)}"
+        )
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    # astype gives a writable, native-order copy (frombuffer on bytes is read-only).
+    return data.astype(dtype.newbyteorder("="))
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == has no single truth value
+class Dataset:
+    """A classification data set: float32 rows in [0, 1] and int64 labels.
+
+    `X_test`/`y_test` hold the official test split, or None when the data set has none.
+    """
+
+    name: str
+    X_train: np.ndarray  # (n_train, n_features) float32, C-contiguous
+    y_train: np.ndarray  # (n_train,) int64 in [0, n_classes)
+    X_test: Optional[np.ndarray]  # (n_test, n_features) float32, or None
+    y_test: Optional[np.ndarray]  # (n_test,) int64, or None
+    classes: Tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    def __repr__(self) -> str:
+        test = "none" if self.X_test is None else len(self.X_test)
+        return (
+            f"Dataset({self.name!r}, train={len(self.X_train)}, test={test}, "
+            f"n_features={self.n_features}, n_classes={self.n_classes})"
+        )
+
+
+_FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+# Kuzushiji-MNIST: cursive Hiragana, romanised here so the names print anywhere.
+_KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+_MNIST_CLASSES = tuple(str(d) for d in range(10))
+
+_IDX_CLASSES = {
+    "fashion-mnist": _FASHION_CLASSES,
+    "mnist": _MNIST_CLASSES,
+    "kmnist": _KMNIST_CLASSES,
+}
+_DEFAULT_NAMES = ("default", "fashion-mnist-small")
+KNOWN_DATASETS = tuple(_IDX_CLASSES) + _DEFAULT_NAMES
+
+_TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+_TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset-* packages put them
+_ENV_VAR = "SEGFAST_DATA_DIR"
+_DEFAULT_RESOURCE = ("data", "fashion_mnist_small.npz")
+
+_HOW_TO_GET = {
+    "fashion-mnist": "apt-get install dataset-fashion-mnist, or download the four IDX files "
+    "from https://github.com/zalandoresearch/fashion-mnist",
+    "mnist": "download the four IDX files of MNIST (e.g. from a mirror of "
+    "http://yann.lecun.com/exdb/mnist/)",
+    "kmnist": "download the four IDX files of Kuzushiji-MNIST from "
+    "https://github.com/rois-codh/kmnist",
+}
+
+
+def _find_file(directory: Path, stem: str) -> Optional[Path]:
+    for candidate in (directory / stem, directory / (stem + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _search_dirs(name: str, data_dir) -> list:
+    dirs = []
+    if data_dir is not None:
+        d = Path(data_dir).expanduser()
+        dirs += [d, d / name]
+    env = os.environ.get(_ENV_VAR)
+    if env:
+        d = Path(env).expanduser()
+        dirs += [d, d / name]
+    dirs.append(_SYSTEM_DIR / name)
+    return dirs
+
+
+def _to_rows(images: np.ndarray, labels: np.ndarray, n_classes: int, what: str):
+    """Check one images/labels pair and convert it to (float32 rows in [0, 1], int64 labels)."""
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"{what}: images have shape {images.shape}, expected (n, 28, 28)")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{what}: images have dtype {images.dtype}, expected uint8")
+    if labels.ndim != 1:
+        raise ValueError(f"{what}: labels have shape {labels.shape}, expected (n,)")
+    if len(images) != len(labels):
+        raise ValueError(f"{what}: {len(images)} images but {len(labels)} labels")
+    y = labels.astype(np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(
+            f"{what}: labels span [{y.min()}, {y.max()}], expected [0, {n_classes - 1}]"
+        )
+    X = images.reshape(len(images), -1).astype(np.float32)
+    X /= 255.0  # division (not * 1/255) so that 255 maps to exactly 1.0
+    return X, y
+
+
+def _load_idx_dir(name: str, directory: Path) -> Dataset:
+    classes = _IDX_CLASSES[name]
+    train = [_find_file(directory, stem) for stem in _TRAIN_FILES]
+    test = [_find_file(directory, stem) for stem in _TEST_FILES]
+    X_train, y_train = _to_rows(
+        read_idx(train[0]), read_idx(train[1]), len(classes), f"{name} training set in {directory}"
+    )
+    X_test = y_test = None
+    if any(test):
+        if not all(test):
+            missing = [s for s, f in zip(_TEST_FILES, test) if f is None]
+            raise FileNotFoundError(f"{directory}: test split incomplete, missing {missing}[.gz]")
+        X_test, y_test = _to_rows(
+            read_idx(test[0]), read_idx(test[1]), len(classes), f"{name} test set in {directory}"
+        )
+    return Dataset(name, X_train, y_train, X_test, y_test, classes)
+
+
+def load(name: str = "fashion-mnist", data_dir=None) -> Dataset:
+    """Load a data set by name: "fashion-mnist", "mnist", "kmnist" or "default".
+
+    "default" (alias "fashion-mnist-small") is the subset shipped inside segfast, see
+    `load_default`. The others are read from the standard IDX files
+    (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+    t10k-labels-idx1-ubyte, each optionally .gz), from the first of these directories that holds
+    both training files: `data_dir`, `data_dir/<name>`, $SEGFAST_DATA_DIR,
+    $SEGFAST_DATA_DIR/<name>, /usr/share/datasets/<name>. The test split is loaded when its two
+    files are there too.
+    """
+    if name in _DEFAULT_NAMES:
+        return load_default()
+    if name not in _IDX_CLASSES:
+        raise ValueError(f"unknown data set name {name!r}; known: {', '.join(KNOWN_DATASETS)}")
+    dirs = _search_dirs(name, data_dir)
+    for directory in dirs:
+        if all(_find_file(directory, stem) for stem in _TRAIN_FILES):
+            return _load_idx_dir(name, directory)
+    searched = "\n".join(f"  {d}" for d in dirs)
+    raise FileNotFoundError(
+        f"{name}: IDX files {', '.join(_TRAIN_FILES + _TEST_FILES)} (optionally .gz) not found "
+        f"in:\n{searched}\nTo get them: {_HOW_TO_GET[name]}; then pass data_dir= or set "
+        f"{_ENV_VAR} to their directory. load('default') needs no files."
+    )
+
+
+def load_default() -> Dataset:
+    """Load the Fashion-MNIST subset shipped with segfast (no files or network needed).
+
+    10,000 training images (1,000 per class) and 2,000 test images (200 per class), drawn with a
+    fixed seed from the official splits and shuffled; built by tools/make_default_data.py.
+    """
+    ref = resources.files(__package__)
+    for part in _DEFAULT_RESOURCE:
+        ref = ref / part
+    # Read it whole: the resource may live in a zip, and np.load reads npz members lazily.
+    with np.load(io.BytesIO(ref.read_bytes()), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in ("X_train", "y_train", "X_test", "y_test")}
+    n = len(_FASHION_CLASSES)
+    what = "embedded fashion-mnist-small"
+    X_train, y_train = _to_rows(
+        arrays["X_train"].reshape(-1, 28, 28), arrays["y_train"], n, what + " training set"
+    )
+    X_test, y_test = _to_rows(
+        arrays["X_test"].reshape(-1, 28, 28), arrays["y_test"], n, what + " test set"
+    )
+    return Dataset("fashion-mnist-small", X_train, y_train, X_test, y_test, _FASHION_CLASSES)

@@ -1,0 +1,131 @@
+"""train(): minibatch SGD of every model of a stack on its own segment, one C++ call an epoch."""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core
+from ._progress import Progress
+from ._threads import resolve_n_jobs
+from ._validate import as_features, as_labels, finite_float, positive_int
+from .segments import Segments
+from .stack import MLPStack
+
+
+@dataclass
+class History:
+    """What train() saw. ``loss[e, i]``: model i's mean training loss in epoch e (NaN when the
+    model did not train that epoch); ``diverged[i]``: its loss became NaN or inf."""
+
+    loss: np.ndarray                      # (epochs, N)
+    diverged: np.ndarray                  # (N,) bool
+    epochs: np.ndarray                    # (N,) epochs each model finished
+    seconds: list = field(default_factory=list)  # wall time of each epoch
+
+    @property
+    def final_loss(self) -> np.ndarray:
+        """Each model's mean loss in the last epoch it trained, (N,)."""
+        out = np.full(self.loss.shape[1], np.nan)
+        for i in range(self.loss.shape[1]):
+            seen = self.loss[~np.isnan(self.loss[:, i]), i]
+            if seen.size:
+                out[i] = seen[-1]
+        return out
+
+
+def _as_segments(segments, n_models: int, n_rows: int) -> Segments:
+    if not isinstance(segments, Segments):
+        if isinstance(segments, (list, tuple)):
+            segments = Segments.from_indices(segments)
+        else:
+            raise TypeError("segments must be a segfast.Segments (see segfast.segment) or a list of index "
+                            f"arrays, got {type(segments).__name__}")
+    if len(segments) != n_models:
+        raise ValueError(f"segments has {len(segments)} segments but the stack has {n_models} models")
+    segments.validate(n_rows, min_size=1)
+    return segments
+
+
+def _epochs_per_model(epochs, n_models: int) -> np.ndarray:
+    if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool):
+        epochs = np.full(n_models, int(epochs))
+    else:
+        epochs = np.asarray(epochs)
+        if epochs.dtype == bool or not np.issubdtype(epochs.dtype, np.integer) or epochs.shape != (n_models,):
+            raise ValueError(f"epochs must be an int or {n_models} ints (one per model), got {epochs!r}")
+    if (epochs < 0).any():
+        raise ValueError(f"epochs must be >= 0, got {epochs.min()}")
+    return epochs.astype(np.int64)
+
+
+def _flip_width(augment, n_features: int) -> int:
+    if augment is None:
+        return 0
+    if augment != "hflip":
+        raise ValueError(f"augment must be None or 'hflip', got {augment!r}")
+    side = math.isqrt(n_features)
+    if side * side != n_features:
+        raise ValueError(f"augment='hflip' needs square images, but {n_features} features is not a square")
+    return side
+
+
+def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: float = 0.05,
+          momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None,
+          n_jobs: int = -1, progress: bool = False) -> History:
+    """Train every model of ``stack`` in place, model i on rows ``segments[i]`` of (X, y).
+
+    Softmax cross-entropy, minibatch SGD (PyTorch's rule: ``v = momentum*v + g + wd*w;
+    w -= lr*v``), each segment reshuffled every epoch by a random stream keyed by
+    (seed, model, epoch): the result is bit-identical whatever ``n_jobs`` is.
+    ``epochs`` may be one number per model. ``augment="hflip"`` flips square images
+    left-right with probability 1/2. A model whose loss turns NaN/inf goes back to the end of
+    its last finished epoch, stops training, is marked in ``history.diverged`` and ``stack.diverged``, and a
+    RuntimeWarning names it. Ctrl-C is honoured between epochs, leaving every model at the
+    end of its last finished epoch.
+    """
+    if not isinstance(stack, MLPStack):
+        raise TypeError(f"stack must be a segfast.MLPStack, got {type(stack).__name__}")
+    X = as_features(X, "X", stack.n_features)
+    y = as_labels(y, len(X), stack.n_classes)
+    segments = _as_segments(segments, stack.n_models, len(X))
+    per_model = _epochs_per_model(epochs, stack.n_models)
+    batch_size = positive_int(batch_size, "batch_size")
+    lr = finite_float(lr, "lr", minimum=0.0)
+    momentum = finite_float(momentum, "momentum", minimum=0.0)
+    weight_decay = finite_float(weight_decay, "weight_decay", minimum=0.0)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    flip = _flip_width(augment, stack.n_features)
+    threads = resolve_n_jobs(n_jobs)
+
+    n_epochs = int(per_model.max(initial=0))
+    velocity = np.zeros_like(stack.params) if momentum > 0 else None
+    history = History(loss=np.full((n_epochs, stack.n_models), np.nan),
+                      diverged=np.zeros(stack.n_models, dtype=bool),
+                      epochs=np.zeros(stack.n_models, dtype=np.int64))
+    bar = Progress(n_epochs, "train", enabled=progress)
+    dims = list(stack.dims)
+    for e in range(n_epochs):
+        active = ((per_model > e) & ~history.diverged & ~stack.diverged).astype(np.uint8)
+        start = time.perf_counter()
+        loss, diverged = _core.train_epoch(
+            dims, stack.params, velocity, X, y, segments.order, segments.offsets, active,
+            np.full(stack.n_models, e, dtype=np.int64), seed, batch_size, lr, momentum, weight_decay,
+            flip, threads)
+        history.seconds.append(time.perf_counter() - start)
+        history.loss[e] = loss
+        history.epochs += (active.astype(bool) & ~diverged)
+        if diverged.any():
+            history.diverged |= diverged
+            stack.diverged |= diverged
+            names = ", ".join(str(i) for i in np.flatnonzero(diverged))
+            warnings.warn(f"model(s) {names} diverged in epoch {e + 1} (loss became NaN or inf); they keep "
+                          f"their parameters from the end of their last finished epoch and are marked in stack.diverged. Try a smaller lr.",
+                          RuntimeWarning, stacklevel=2)
+        bar.advance(f"loss {np.nanmean(loss):.4f}" if np.isfinite(loss).any() else "")
+    return history

@@ -1,0 +1,74 @@
+"""The gemm kernel against numpy, for every epilogue, odd shapes and both A layouts."""
+import numpy as np
+import pytest
+
+from segfast import _core
+
+SHAPES = [(1, 1, 1), (7, 10, 13), (32, 128, 784), (784, 128, 32), (9, 48, 5), (17, 49, 3), (8, 33, 64), (3, 300, 11)]
+
+
+def operands(rng, m, n, k, trans_a):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    return a, b, (a.T if trans_a else a).astype(np.float64) @ b
+
+
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_store_matches_numpy(rng, m, n, k, trans_a, reference):
+    a, b, want = operands(rng, m, n, k, trans_a)
+    c = np.full((m, n), np.nan, dtype=np.float32)
+    _core.gemm(a, b, c, trans_a=trans_a, reference=reference)
+    np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_bias_and_relu(rng, m, n, k):
+    a, b, want = operands(rng, m, n, k, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+    _core.gemm(a, b, c, epilogue="bias", bias=bias)
+    np.testing.assert_allclose(c, want + bias, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    _core.gemm(a, b, c, epilogue="bias_relu", bias=bias)
+    np.testing.assert_allclose(c, np.maximum(want + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_fused_sgd_update(rng, m, n, k, momentum):
+    a, b, grad = operands(rng, m, n, k, True)
+    w = rng.standard_normal((m, n)).astype(np.float32)
+    v = rng.standard_normal((m, n)).astype(np.float32)
+    lr, wd = 0.05, 0.01
+    step = grad + wd * w
+    want_v = momentum * v + step if momentum else None
+    want_w = w - lr * (want_v if momentum else step)
+    c = w.copy()
+    vel = v.copy() if momentum else None
+    _core.gemm(a, b, c, trans_a=True, epilogue="sgd", velocity=vel, lr=lr, momentum=momentum, weight_decay=wd)
+    np.testing.assert_allclose(c, want_w, rtol=1e-4, atol=1e-5 * np.sqrt(k))
+    if momentum:
+        np.testing.assert_allclose(vel, want_v, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_fast_kernel_agrees_with_reference(rng):
+    a, b, _ = operands(rng, 40, 70, 50, False)
+    fast, ref = np.empty((40, 70), np.float32), np.empty((40, 70), np.float32)
+    _core.gemm(a, b, fast)
+    _core.gemm(a, b, ref, reference=True)
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+    assert _core.gemm_kernel() in ("avx512", "reference")
+
+
+def test_gemm_refuses_bad_arrays(rng):
+    a = rng.standard_normal((4, 5)).astype(np.float32)
+    b = rng.standard_normal((5, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"c must have shape \(4, 6\)"):
+        _core.gemm(a, b, np.empty((4, 5), np.float32))
+    with pytest.raises(TypeError, match="dtype float32"):
+        _core.gemm(a.astype(np.float64), b, np.empty((4, 6), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.gemm(np.asfortranarray(a), b, np.empty((4, 6), np.float32))
+    with pytest.raises(ValueError, match="epilogue"):
+        _core.gemm(a, b, np.empty((4, 6), np.float32), epilogue="nope")
