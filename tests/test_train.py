@@ -56,7 +56,7 @@ def test_training_on_embedded_data_beats_chance_clearly():
     assert np.all(np.diff(np.nanmean(hist.loss, axis=1)) < 0)
     acc = segfast.evaluate(stack, split.X_val, split.y_val).accuracy
     # 900 images a model; PyTorch with the same settings gives about the same
-    assert acc.min() > 0.5 and acc.mean() > 0.65, acc  # chance is 0.10
+    assert acc.min() > 0.4 and acc.mean() > 0.6, acc  # chance is 0.10
 
 
 def test_epochs_per_model(problem):

@@ -1,0 +1,187 @@
+"""Helpers shared by the bench scripts: optional imports, timing, the machine's GEMM peak, the
+data set, and aligned printing.
+
+What it is for: keeping bench_train.py and bench_gemm.py about *what* they measure. What it is
+not: a benchmark framework. PyTorch, JAX and threadpoolctl are optional (pip extra `.[bench]`);
+nothing here imports them at module load, so a process that only runs segfast (the memory probe)
+never pays for them.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TORCH_MISSING = "PyTorch not installed: pip install '.[bench]' for the anchors"
+JAX_MISSING = "JAX not installed: pip install jax for the JAX anchor"
+
+
+def optional_import(name: str):
+    """The module, or None when it is not installed (any import failure counts as absent)."""
+    try:
+        return importlib.import_module(name)
+    except Exception:  # a broken install is as unusable as a missing one
+        return None
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+@dataclass
+class Timing:
+    """Wall seconds of each timed repeat (warm-up excluded)."""
+
+    seconds: list = field(default_factory=list)
+    note: str = ""      # e.g. "scaled from 100 of 1000 models"
+    scale: float = 1.0  # factor already applied to every entry of `seconds`
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def min(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def max(self) -> float:
+        return max(self.seconds)
+
+
+def time_repeats(run, repeats: int, reset=None, warmup: int = 1, scale: float = 1.0) -> Timing:
+    """Time `run()` `repeats` times after `warmup` untimed calls (JIT compiles, page faults,
+    thread-pool start-up). `reset()` runs untimed before every call, so each repeat starts
+    from the same state. `run` must block until its work is done (sync lazy frameworks)."""
+    for _ in range(warmup):
+        if reset is not None:
+            reset()
+        run()
+    out = Timing(scale=scale)
+    for _ in range(repeats):
+        if reset is not None:
+            reset()
+        start = time.perf_counter()
+        run()
+        out.seconds.append((time.perf_counter() - start) * scale)
+    return out
+
+
+def best_seconds(fn, calls: int, rounds: int = 3) -> float:
+    """Best over `rounds` of the mean seconds per call of `calls` back-to-back calls of fn()."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def max_rss_bytes() -> int:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+# -- the machine --------------------------------------------------------------------------------
+
+def blas_description() -> str:
+    """Which BLAS numpy calls and which kernel it picked, via threadpoolctl when importable.
+    OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE change OpenBLAS's kernel choice and can slow it, so
+    they are reported (never changed) here."""
+    parts = []
+    tpc = optional_import("threadpoolctl")
+    if tpc is None:
+        parts.append("threadpoolctl not installed, BLAS kernel unknown")
+    else:
+        for info in tpc.threadpool_info():
+            if info.get("user_api") != "blas":
+                continue
+            parts.append(f"{info.get('internal_api')} {info.get('version')} kernel "
+                         f"{info.get('architecture', '?')} {info.get('num_threads')} threads")
+    env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                               "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+           if k in os.environ]
+    parts.append("env " + " ".join(env) if env else "no OPENBLAS_*/OMP_NUM_THREADS set")
+    return "; ".join(parts)
+
+
+@dataclass
+class Peak:
+    """Best float32 GEMM throughput of the machine, GFLOP/s, all cores."""
+
+    numpy: float
+    torch: float | None = None
+    blas: str = ""
+
+    @property
+    def best(self) -> float:
+        return max(self.numpy, self.torch or 0.0)
+
+
+def measure_peak(torch=None, n: int = 2048, calls: int = 3, rounds: int = 3) -> Peak:
+    """Best of several n x n float32 products through numpy (and torch when given). A product
+    this size runs at the BLAS's sustained rate, so it stands for "the machine's GEMM peak"."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    flop = 2.0 * n ** 3
+    np.matmul(a, b, out=c)  # warm the thread pool
+    peak = Peak(numpy=flop / best_seconds(lambda: np.matmul(a, b, out=c), calls, rounds) / 1e9,
+                blas=blas_description())
+    if torch is not None:
+        ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
+        torch.mm(ta, tb, out=tc)
+        peak.torch = flop / best_seconds(lambda: torch.mm(ta, tb, out=tc), calls, rounds) / 1e9
+    return peak
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def load_fashion_mnist():
+    """Fashion-MNIST through segfast's loader (X float32 in [0, 1], y int64)."""
+    import segfast
+    return segfast.datasets.load("fashion-mnist")
+
+
+# -- printing ------------------------------------------------------------------------------------
+
+class Table:
+    """Rows printed as they arrive, each column padded to a fixed width so they line up."""
+
+    def __init__(self, columns):
+        # columns: (header, width, align) with align "<" or ">"
+        self.columns = columns
+
+    def _format(self, cells) -> str:
+        return "  ".join(f"{str(cell):{align}{width}}" for cell, (_, width, align) in zip(cells, self.columns))
+
+    def header(self) -> None:
+        print(self._format([name for name, _, _ in self.columns]).rstrip(), flush=True)
+
+    def row(self, *cells) -> None:
+        print(self._format(cells).rstrip(), flush=True)
+
+
+def fmt(value, spec: str, missing: str = "-") -> str:
+    """`value` formatted with `spec`, or `missing` for None/NaN."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return missing
+    return format(value, spec)
