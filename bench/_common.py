@@ -83,9 +83,24 @@ def best_seconds(fn, calls: int, rounds: int = 3) -> float:
 
 
 def max_rss_bytes() -> int:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """ru_maxrss of this process in bytes (the field is KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process's own address space: VmHWM on Linux, else
+    ru_maxrss. Linux keeps ru_maxrss across exec, so a child started from a large parent
+    reports the parent's high-water mark (2.9 GB instead of 0.4 GB for bench_train's W3 probe);
+    VmHWM starts afresh with the new program."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except OSError:
+        pass
+    return max_rss_bytes()
 
 
 # -- the machine --------------------------------------------------------------------------------
@@ -124,7 +139,7 @@ class Peak:
         return max(self.numpy, self.torch or 0.0)
 
 
-def measure_peak(torch=None, n: int = 2048, calls: int = 3, rounds: int = 3) -> Peak:
+def measure_peak(torch=None, n: int = 2048, calls: int = 3, rounds: int = 4) -> Peak:
     """Best of several n x n float32 products through numpy (and torch when given). A product
     this size runs at the BLAS's sustained rate, so it stands for "the machine's GEMM peak"."""
     rng = np.random.default_rng(0)

@@ -11,9 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "align.h"
 #include "arch.h"
+#include "assign.h"
+#include "finite.h"
 #include "gemm.h"
+#include "kmeans.h"
 #include "predict.h"
+#include "reduce.h"
 #include "threads.h"
 #include "train.h"
 
@@ -196,6 +201,134 @@ void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a,
     else gemm(e, g);
 }
 
+py::ssize_t first_non_finite_py(py::handle x_obj, int n_jobs) {
+    auto x = expect<float>(x_obj, "X", {-1, -1});
+    const float* p = x.data();
+    const std::size_t n = static_cast<std::size_t>(x.size());
+    py::gil_scoped_release release;
+    return first_non_finite(p, n, resolve_threads(n_jobs));
+}
+
+// ---- merging ----------------------------------------------------------------------------
+
+py::tuple align_stack_py(const std::vector<int>& dims, py::handle params_obj, int reference, int max_rounds, int n_jobs) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
+    const py::ssize_t n = params.shape(0);
+    if (reference < 0 || reference >= n)
+        throw py::value_error("reference must be a model index in [0, " + std::to_string(n) + ")");
+    if (max_rounds < 0) throw py::value_error("max_rounds must be >= 0");
+    py::array_t<int> perms({n, static_cast<py::ssize_t>(hidden_units(arch))});
+    float* p = params.mutable_data();
+    int* out = perms.mutable_data();
+    int rounds;
+    {
+        py::gil_scoped_release release;
+        rounds = align_stack(arch, p, static_cast<int>(n), reference, max_rounds, out, resolve_threads(n_jobs));
+    }
+    return py::make_tuple(perms, rounds);
+}
+
+py::tuple max_assignment_py(py::handle score_obj) {
+    auto score = expect<float>(score_obj, "score", {-1, -1});
+    const py::ssize_t n = score.shape(0);
+    if (score.shape(1) != n) throw py::value_error("score must be square, got " + shape_of(score));
+    py::array_t<int> perm(n);
+    int* out = perm.mutable_data();
+    double total;
+    {
+        py::gil_scoped_release release;
+        AssignWorkspace ws;
+        total = max_assignment(score.data(), static_cast<int>(n), out, ws);
+    }
+    return py::make_tuple(perm, total);
+}
+
+py::array_t<float> weighted_sum_py(py::handle params_obj, py::handle weights_obj, int n_jobs) {
+    auto params = expect<float>(params_obj, "params", {-1, -1});
+    auto weights = expect<double>(weights_obj, "weights", {params.shape(0)});
+    py::array_t<float> out(params.shape(1));
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        weighted_sum(params.data(), static_cast<int>(params.shape(0)), params.shape(1), weights.data(), o,
+                     resolve_threads(n_jobs));
+    }
+    return out;
+}
+
+py::array_t<float> robust_reduce_py(py::handle params_obj, int trim, int n_jobs) {
+    auto params = expect<float>(params_obj, "params", {-1, -1});
+    const int n = static_cast<int>(params.shape(0));
+    if (trim >= 0 && 2 * trim >= n)
+        throw py::value_error("trimming " + std::to_string(trim) + " models from each end leaves none of " + std::to_string(n));
+    py::array_t<float> out(params.shape(1));
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        if (trim < 0) coordinate_median(params.data(), n, params.shape(1), o, resolve_threads(n_jobs));
+        else trimmed_mean(params.data(), n, params.shape(1), trim, o, resolve_threads(n_jobs));
+    }
+    return out;
+}
+
+py::tuple kmeans_py(py::handle x_obj, int k, std::uint64_t seed, int max_iter, int n_jobs) {
+    auto x = expect<float>(x_obj, "X", {-1, -1});
+    const int n = static_cast<int>(x.shape(0)), d = static_cast<int>(x.shape(1));
+    if (k < 1 || k > n) throw py::value_error("k must be in [1, " + std::to_string(n) + "], got " + std::to_string(k));
+    if (max_iter < 1) throw py::value_error("max_iter must be >= 1");
+    py::array_t<int> labels(n);
+    py::array_t<float> centroids({k, d});
+    int* l = labels.mutable_data();
+    float* c = centroids.mutable_data();
+    KMeansStats stats;
+    {
+        py::gil_scoped_release release;
+        stats = kmeans(x.data(), n, d, k, seed, max_iter, resolve_threads(n_jobs), l, c);
+    }
+    return py::make_tuple(labels, centroids, stats.inertia, stats.iterations);
+}
+
+py::array_t<float> pairwise_distances_py(py::handle x_obj, int n_jobs) {
+    auto x = expect<float>(x_obj, "X", {-1, -1});
+    const py::ssize_t n = x.shape(0);
+    py::array_t<float> dist({n, n});
+    float* out = dist.mutable_data();
+    {
+        py::gil_scoped_release release;
+        pairwise_distances(x.data(), static_cast<int>(n), static_cast<int>(x.shape(1)), out, resolve_threads(n_jobs));
+    }
+    return dist;
+}
+
+double silhouette_py(py::handle dist_obj, py::handle labels_obj, int k) {
+    auto dist = expect<float>(dist_obj, "dist", {-1, -1});
+    const py::ssize_t n = dist.shape(0);
+    if (dist.shape(1) != n) throw py::value_error("dist must be square, got " + shape_of(dist));
+    auto labels = expect<int>(labels_obj, "labels", {n});
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (labels.data()[i] < 0 || labels.data()[i] >= k) throw py::value_error("labels must be in [0, k)");
+    py::gil_scoped_release release;
+    return silhouette(dist.data(), static_cast<int>(n), labels.data(), k);
+}
+
+py::tuple preactivation_stats_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, int n_jobs) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
+    auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
+    if (x.shape(0) < 2) throw py::value_error("X needs at least 2 rows to measure a spread");
+    const py::ssize_t n = params.shape(0);
+    py::array_t<double> mean({n, static_cast<py::ssize_t>(hidden_units(arch))});
+    py::array_t<double> stddev({n, static_cast<py::ssize_t>(hidden_units(arch))});
+    double* m = mean.mutable_data();
+    double* s = stddev.mutable_data();
+    {
+        py::gil_scoped_release release;
+        preactivation_stats(arch, params.data(), static_cast<int>(n), x.data(), x.shape(0), m, s, resolve_threads(n_jobs));
+    }
+    return py::make_tuple(mean, stddev);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -209,8 +342,20 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"), py::arg("seed"),
             py::arg("batch_size"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("flip_width"),
             py::arg("n_jobs"));
+    mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));
+    mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
+            py::arg("max_rounds"), py::arg("n_jobs"));
+    mod.def("max_assignment", &max_assignment_py, py::arg("score"));
+    mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));
+    mod.def("robust_reduce", &robust_reduce_py, py::arg("params"), py::arg("trim"), py::arg("n_jobs"),
+            "trim < 0: coordinate-wise median; trim >= 0: trimmed mean dropping trim from each end");
+    mod.def("kmeans", &kmeans_py, py::arg("X"), py::arg("k"), py::arg("seed"), py::arg("max_iter"), py::arg("n_jobs"));
+    mod.def("pairwise_distances", &pairwise_distances_py, py::arg("X"), py::arg("n_jobs"));
+    mod.def("silhouette", &silhouette_py, py::arg("dist"), py::arg("labels"), py::arg("k"));
+    mod.def("preactivation_stats", &preactivation_stats_py, py::arg("dims"), py::arg("params"), py::arg("X"),
+            py::arg("n_jobs"));
     mod.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
             py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),
             py::arg("lr") = 0.f, py::arg("momentum") = 0.f, py::arg("weight_decay") = 0.f,

@@ -1,6 +1,7 @@
 #include "predict.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -70,6 +71,55 @@ void evaluate(const Arch& arch, const float* params, int n_models, const float* 
         loss[m] = n_rows > 0 ? total / static_cast<double>(n_rows) : 0.0;
         accuracy[m] = n_rows > 0 ? static_cast<double>(correct) / static_cast<double>(n_rows) : 0.0;
     }
+}
+
+void preactivation_stats(const Arch& arch, const float* params, int n_models, const float* x,
+                         std::int64_t n_rows, double* mean, double* stddev, int n_threads) {
+    int hidden = 0;
+    for (int l = 1; l < arch.n_layers(); ++l) hidden += arch.dims[l];
+    const int threads = std::max(1, std::min(n_threads, n_models));
+    std::vector<std::unique_ptr<Workspace>> spaces(threads);
+    // One task per model, its blocks in order: the sums do not depend on the thread count.
+    parallel_for(n_models, threads, [&](long model, int thread) {
+        if (!spaces[thread]) spaces[thread] = std::make_unique<Workspace>(arch, kBlockRows);
+        Workspace& ws = *spaces[thread];
+        const float* w = params + static_cast<std::size_t>(model) * arch.n_params;
+        std::vector<double> sum(hidden, 0.0), sum_sq(hidden, 0.0);
+        for (std::int64_t row0 = 0; row0 < n_rows; row0 += kBlockRows) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(kBlockRows, n_rows - row0));
+            const float* in = x + row0 * arch.n_in();
+            for (int l = 0, off = 0; l + 1 < arch.n_layers(); off += arch.dims[l + 1], ++l) {
+                const int d = arch.dims[l + 1];
+                GemmArgs g;
+                g.m = rows;
+                g.n = d;
+                g.k = arch.dims[l];
+                g.a = in;
+                g.a_rs = arch.dims[l];
+                g.a_ks = 1;
+                g.b = w + arch.w_off[l];
+                g.ldb = d;
+                g.c = ws.act[l + 1].data();
+                g.ldc = d;
+                g.bias = w + arch.b_off[l];
+                gemm(Epilogue::Bias, g);
+                float* z = ws.act[l + 1].data();
+                for (int i = 0; i < rows; ++i)
+                    for (int j = 0; j < d; ++j) {
+                        float& v = z[static_cast<std::size_t>(i) * d + j];
+                        sum[off + j] += v;
+                        sum_sq[off + j] += double(v) * v;
+                        v = v > 0.f ? v : 0.f;  // the next layer sees the activation
+                    }
+                in = z;
+            }
+        }
+        for (int h = 0; h < hidden; ++h) {
+            const double m = sum[h] / static_cast<double>(n_rows);
+            mean[model * hidden + h] = m;
+            stddev[model * hidden + h] = std::sqrt(std::max(sum_sq[h] / static_cast<double>(n_rows) - m * m, 0.0));
+        }
+    });
 }
 
 }  // namespace segfast

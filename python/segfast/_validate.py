@@ -5,6 +5,8 @@ import numbers
 
 import numpy as np
 
+from . import _core
+
 
 def as_features(X, name: str = "X", n_features: int | None = None) -> np.ndarray:
     """Return X as a C-contiguous float32 2-D array (a copy only when needed)."""
@@ -18,9 +20,11 @@ def as_features(X, name: str = "X", n_features: int | None = None) -> np.ndarray
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the models take {n_features}")
     X = np.ascontiguousarray(X, dtype=np.float32)
-    if not np.isfinite(X).all():
+    first = _core.first_non_finite(X)
+    if first >= 0:
         bad = int(np.count_nonzero(~np.isfinite(X)))
-        raise ValueError(f"{name} holds {bad} NaN or infinite values")
+        row, col = divmod(first, X.shape[1])
+        raise ValueError(f"{name} holds {bad} NaN or infinite values (the first at row {row}, column {col})")
     return X
 
 

@@ -1,0 +1,45 @@
+// Weight matching: permute a model's hidden units so that its weights line up with a target's.
+// Hidden units of independently trained models play the same roles in different orders;
+// averaging them unaligned mixes unrelated units (the design notes' "averaging ten models
+// collapses"). A permutation of hidden units never changes the function a model computes.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "arch.h"
+#include "assign.h"
+#include "buffer.h"
+
+namespace segfast {
+
+struct AlignWorkspace {
+    Buffer<float> target_features, model_features;  // (d_in + 1 + d_out, d) per hidden layer
+    Buffer<float> score;                            // (d, d)
+    Buffer<float> scratch;                          // one parameter row
+    std::vector<int> q, composed;
+    AssignWorkspace lap;
+};
+
+// Total hidden units (the length of one model's permutation record).
+int hidden_units(const Arch& arch);
+
+// Permutes `row` in place to match `target` (both one model's parameters) by coordinate
+// descent over the hidden layers, each step a linear assignment on unit similarities
+// (incoming weights, bias, outgoing weights). perm (hidden_units) is updated so that
+// perm[off_l + i] is the original index of the unit now at position i of hidden layer l.
+// Returns true when any unit moved.
+// n_threads splits the similarity products (the assignment itself is sequential).
+bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps,
+              AlignWorkspace& ws, int n_threads = 1);
+
+// Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
+// (in parallel), then, round by round, each other model in turn to the mean of the rest (the
+// reference stays put as the anchor), until no assignment changes or max_rounds. Taking the
+// models in turn (Gauss-Seidel) makes every accepted move raise the sum of pairwise
+// similarities, so the rounds converge; matching all models to one snapshot of the mean at
+// once (Jacobi) was measured to cycle, about half the units moving every round forever.
+// perms: (n_models, hidden_units). Returns the number of rounds after the first alignment.
+int align_stack(const Arch& arch, float* params, int n_models, int reference, int max_rounds,
+                int* perms, int n_threads);
+
+}  // namespace segfast

@@ -1,0 +1,91 @@
+"""Clustering models in weight space, and a 2-D map of weight space for plots."""
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _core
+from ._threads import resolve_n_jobs
+from .align import _check_stack, align as align_stack
+from .stack import MLPStack
+
+
+class Clustering(NamedTuple):
+    labels: np.ndarray        # (N,) cluster of each model
+    centroids: MLPStack       # (k models) the cluster means
+    silhouette: float         # mean silhouette of the chosen labelling (0 when k = 1)
+    k: int
+    scores: dict              # silhouette for each k tried (k = None)
+
+
+def cluster(stack: MLPStack, k=None, align: bool = True, seed: int = 0, k_max: int = 10,
+            max_iter: int = 300, n_jobs: int = -1) -> Clustering:
+    """k-means (k-means++ start, in C++) of the models seen as points (their parameter rows).
+
+    With ``align=True`` the models are first aligned (merge-many to model 0), since unaligned
+    models differ by permutations that say nothing about what they learned. ``k=None`` picks k
+    in 2..min(k_max, N - 1) by the best silhouette score.
+    """
+    _check_stack(stack)
+    threads = resolve_n_jobs(n_jobs)
+    n = stack.n_models
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be an integer >= 1 or None, got {k!r}")
+        if k > n:
+            raise ValueError(f"k={k} is larger than the number of models ({n})")
+    elif n < 3:
+        raise ValueError(f"choosing k by silhouette needs at least 3 models, got {n}; pass k=")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if align and n > 1:
+        stack = align_stack(stack, 0, n_jobs=threads)
+    X = stack.params
+
+    scores = {}
+    if k is None:
+        dist = _core.pairwise_distances(X, threads)
+        best = None
+        for kk in range(2, min(k_max, n - 1) + 1):
+            labels, centroids, _, _ = _core.kmeans(X, kk, seed, max_iter, threads)
+            scores[kk] = _core.silhouette(dist, labels, kk)
+            if best is None or scores[kk] > scores[best[0]]:
+                best = (kk, labels, centroids)
+        k, labels, centroids = best
+        score = scores[k]
+    else:
+        labels, centroids, _, _ = _core.kmeans(X, int(k), seed, max_iter, threads)
+        score = _core.silhouette(_core.pairwise_distances(X, threads), labels, int(k)) if 1 < k < n else 0.0
+    return Clustering(labels.astype(np.int64), MLPStack.from_params(stack.dims, centroids), float(score), int(k), scores)
+
+
+def weight_map(*stacks: MLPStack, method: str = "pca"):
+    """2-D coordinates of every model of every stack in one shared weight-space projection.
+
+    Returns one (n_models, 2) array per stack (a single array for a single stack), for the
+    design notes' "spatial distribution" plot of segment, merged and centroid models.
+    """
+    if not stacks:
+        raise ValueError("weight_map needs at least one stack")
+    for s in stacks:
+        _check_stack(s)
+        if s.dims != stacks[0].dims:
+            raise ValueError(f"all stacks must share one architecture: {list(s.dims)} vs {list(stacks[0].dims)}")
+    if method != "pca":
+        raise ValueError(f"method must be 'pca', got {method!r}")
+    X = np.concatenate([s.params for s in stacks]).astype(np.float64)
+    X -= X.mean(axis=0)
+    # Few points in a huge space: the eigenvectors of the small Gram matrix give the projection.
+    gram = X @ X.T
+    values, vectors = np.linalg.eigh(gram)
+    top = np.argsort(values)[::-1][:2]
+    coords = vectors[:, top] * np.sqrt(np.maximum(values[top], 0.0))
+    if coords.shape[1] < 2:
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    # A fixed sign per axis, so maps of the same models look the same from run to run.
+    signs = np.sign(coords[np.abs(coords).argmax(axis=0), np.arange(2)])
+    coords *= np.where(signs == 0, 1.0, signs)
+    out = np.split(coords, np.cumsum([s.n_models for s in stacks])[:-1])
+    return out[0] if len(stacks) == 1 else out

@@ -1,0 +1,209 @@
+"""merge(): many segment models into one (or one per cluster), with every strategy in one call."""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from . import _core
+from ._threads import resolve_n_jobs
+from ._validate import as_features, as_labels
+from .align import _check_stack, align as align_stack
+from .predict import evaluate
+from .repair import repair as repair_merge
+from .segments import Segments
+from .stack import MLPStack
+
+METHODS = ("uniform", "weighted", "loss", "rank", "greedy", "median", "trimmed", "cluster-best", "cluster-merge")
+_NEEDS_VAL = ("loss", "rank", "greedy", "cluster-best")
+
+
+def rank_weights(losses: np.ndarray) -> np.ndarray:
+    """The design notes' scheme: sort by loss; the best gets 1/2, the next 1/4, ..., and the
+    last gets the rest (so the last two get the same share)."""
+    n = len(losses)
+    order = np.argsort(losses, kind="stable")
+    shares = 0.5 ** np.arange(1, n + 1)
+    shares[-1] = 1.0 - shares[:-1].sum()
+    weights = np.empty(n)
+    weights[order] = shares
+    return weights
+
+
+def _explicit_weights(weights, n_models: int) -> np.ndarray:
+    if weights is None:
+        raise ValueError("method='weighted' needs weights= (an array of N weights, or the Segments "
+                         "to weight by segment size)")
+    if isinstance(weights, Segments):
+        weights = weights.sizes
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_models,):
+        raise ValueError(f"weights must hold one weight per model ({n_models}), got shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError("weights must be finite (found NaN or inf)")
+    if (w < 0).any():
+        raise ValueError(f"weights must be >= 0, got {w.min()}")
+    if w.sum() <= 0:
+        raise ValueError("weights must sum to a positive number")
+    return w / w.sum()
+
+
+def _val_pair(val, stack: MLPStack):
+    if val is None:
+        return None
+    try:
+        X, y = val
+    except (TypeError, ValueError):
+        raise TypeError("val must be an (X, y) pair") from None
+    X = as_features(X, "val X", stack.n_features)
+    return X, as_labels(y, len(X), stack.n_classes, "val y")
+
+
+def _one(dims, row) -> MLPStack:
+    return MLPStack.from_params(dims, np.asarray(row)[None, :])
+
+
+def _greedy_soup(stack: MLPStack, val, threads: int) -> np.ndarray:
+    """Greedy soup: add models best-first, keep each only if the soup's validation accuracy
+    does not drop. Returns the uniform weights over the kept models."""
+    acc = evaluate(stack, *val, n_jobs=threads).accuracy
+    order = np.argsort(-acc, kind="stable")
+    kept = [order[0]]
+    best = acc[order[0]]
+    for i in order[1:]:
+        trial = kept + [i]
+        soup = _one(stack.dims, stack.params[trial].mean(axis=0, dtype=np.float64))
+        trial_acc = evaluate(soup, *val, n_jobs=threads).accuracy[0]
+        if trial_acc >= best:
+            kept, best = trial, trial_acc
+    weights = np.zeros(stack.n_models)
+    weights[kept] = 1.0 / len(kept)
+    return weights
+
+
+def _rescale(merged: MLPStack, sources: MLPStack) -> None:
+    """Scale each layer's weights so their norm is the mean norm of that layer in the sources."""
+    for layer in range(merged.n_layers):
+        target = np.linalg.norm(sources.weights(layer).reshape(sources.n_models, -1), axis=1).mean()
+        norm = np.linalg.norm(merged.weights(layer))
+        if norm > 0:
+            merged.weights(layer)[...] *= np.float32(target / norm)
+
+
+def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, align: bool = False,
+          repair=None, rescale: bool = False, temperature: float = 1.0, trim: float = 0.1,
+          k=None, margin: float = 0.1, seed: int = 0, return_details: bool = False, n_jobs: int = -1):
+    """Merge the models of ``stack`` into one model (a one-model MLPStack).
+
+    method:
+      ``uniform``   plain average.
+      ``weighted``  weights= (N non-negative numbers, or a Segments to weight by segment size).
+      ``loss``      softmax of minus the validation loss / temperature.
+      ``rank``      sorted by validation loss, the best gets 1/2, the next 1/4, ..., the last the rest.
+      ``greedy``    greedy soup by validation accuracy.
+      ``median``, ``trimmed``  coordinate-wise median / mean without the ``trim`` share at each end.
+      ``cluster-best``   k-means in weight space; the merge of the best cluster when its validation
+                    loss beats the runner-up by more than ``margin`` (relative), else the average
+                    of every cluster's merge.
+      ``cluster-merge``  one uniform merge per cluster: a k-model stack, to retrain.
+    align=True matches hidden units first (see :func:`segfast.align`; the reference is the
+    model with the best validation loss when ``val`` is given, else model 0). repair=X_calib
+    renormalises hidden units (REPAIR); rescale=True restores each layer's mean weight norm.
+    val is an (X, y) pair. Diverged models (``stack.diverged``) are left out with a warning.
+    With return_details=True, returns (merged, details) where details holds the weights used.
+    """
+    _check_stack(stack)
+    if method not in METHODS:
+        raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
+    threads = resolve_n_jobs(n_jobs)
+    val = _val_pair(val, stack)
+    if method in _NEEDS_VAL and val is None:
+        raise ValueError(f"method={method!r} needs val=(X_val, y_val) to rank the models")
+    if repair is not None:
+        repair = as_features(repair, "repair", stack.n_features)
+        if len(repair) < 2:
+            raise ValueError("repair needs at least 2 calibration rows")
+    if not (isinstance(temperature, numbers.Real) and np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if not (isinstance(trim, numbers.Real) and 0 <= trim < 0.5):
+        raise ValueError(f"trim must be in [0, 0.5), got {trim!r}")
+    if method == "weighted":
+        explicit = _explicit_weights(weights, stack.n_models)
+    elif weights is not None:
+        raise ValueError(f"weights= is only used by method='weighted', not {method!r}")
+
+    keep = np.flatnonzero(~stack.diverged)
+    if keep.size == 0:
+        raise ValueError("every model of the stack diverged: nothing to merge")
+    if keep.size < stack.n_models:
+        warnings.warn(f"leaving out diverged model(s) {', '.join(map(str, np.flatnonzero(stack.diverged)))}",
+                      RuntimeWarning, stacklevel=2)
+        if method == "weighted":
+            explicit = explicit[keep]
+            if explicit.sum() <= 0:
+                raise ValueError("the models left after removing diverged ones all have weight 0")
+            explicit = explicit / explicit.sum()
+        stack = stack.select(keep)
+
+    details = {"models": keep}
+    val_eval = evaluate(stack, *val, n_jobs=threads) if val is not None else None
+    if align:
+        reference = int(np.argmin(val_eval.loss)) if val_eval is not None else 0
+        stack = align_stack(stack, reference, n_jobs=threads)
+        details.update(reference=int(keep[reference]), align_rounds=stack.align_rounds)
+
+    if method in ("cluster-best", "cluster-merge"):
+        merged, info = _cluster_policy(stack, method, val, k, margin, seed, threads)
+        details.update(info)
+        w = info["weights"]
+    elif method in ("median", "trimmed"):
+        cut = -1 if method == "median" else int(np.floor(trim * stack.n_models))
+        merged = _one(stack.dims, _core.robust_reduce(stack.params, cut, threads))
+        w = np.full(stack.n_models, 1.0 / stack.n_models)  # for REPAIR's targets
+    else:
+        if method == "uniform":
+            w = np.full(stack.n_models, 1.0 / stack.n_models)
+        elif method == "weighted":
+            w = explicit
+        elif method == "loss":
+            z = -val_eval.loss / temperature
+            w = np.exp(z - z.max())
+            w /= w.sum()
+        elif method == "rank":
+            w = rank_weights(val_eval.loss)
+        else:  # greedy
+            w = _greedy_soup(stack, val, threads)
+        merged = _one(stack.dims, _core.weighted_sum(stack.params, w, threads))
+    details["weights"] = w
+
+    if merged.n_models == 1:
+        if rescale:
+            _rescale(merged, stack.select(np.flatnonzero(w > 0)))
+        if repair is not None:
+            merged = repair_merge(merged, stack, repair, w, threads)
+    return (merged, details) if return_details else merged
+
+
+def _cluster_policy(stack, method, val, k, margin, seed, threads):
+    from .cluster import cluster  # cluster imports merge's helpers
+
+    result = cluster(stack, k=k, align=False, seed=seed, n_jobs=threads)
+    groups = [np.flatnonzero(result.labels == c) for c in range(result.k)]
+    rows = [stack.params[g].mean(axis=0, dtype=np.float64) for g in groups]
+    per_cluster = MLPStack.from_params(stack.dims, np.stack(rows))
+    info = {"labels": result.labels, "k": result.k, "silhouette": result.silhouette}
+    if method == "cluster-merge":
+        info["weights"] = np.full(stack.n_models, 1.0 / stack.n_models)
+        return per_cluster, info
+    losses = evaluate(per_cluster, *val, n_jobs=threads).loss
+    order = np.argsort(losses)
+    clearly = result.k == 1 or losses[order[0]] < (1.0 - margin) * losses[order[1]]
+    w = np.zeros(stack.n_models)
+    if clearly:
+        w[groups[order[0]]] = 1.0 / len(groups[order[0]])
+    else:  # every cluster counts the same, whatever its size
+        for g in groups:
+            w[g] = 1.0 / (len(g) * len(groups))
+    info.update(weights=w, cluster_losses=losses, chosen=int(order[0]) if clearly else None)
+    return _one(stack.dims, _core.weighted_sum(stack.params, w, threads)), info

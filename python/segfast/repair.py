@@ -1,0 +1,38 @@
+"""REPAIR-style renormalisation of a merged model.
+
+Averaging models shrinks the spread of each hidden unit's pre-activation (the design notes'
+"the averaged weights are scaled down"). REPAIR measures, on calibration rows, each unit's mean
+and standard deviation in the source models and in the merged one, and folds an affine
+correction into the merged weights so that every unit gets back the (weighted) average of the
+sources' statistics. The result is a plain MLP again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from .stack import MLPStack
+
+
+def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights: np.ndarray,
+           n_threads: int) -> MLPStack:
+    """Renormalise the one-model ``merged`` against the (aligned) ``sources``, in a copy."""
+    dims = list(merged.dims)
+    mean, std = _core.preactivation_stats(dims, sources.params, X_calib, n_threads)
+    target_mean, target_std = weights @ mean, weights @ std
+    out = merged.copy()
+    offset = 0
+    for layer in range(merged.n_layers - 1):
+        # Layer by layer: correcting layer l changes what every later layer sees.
+        width = dims[layer + 1]
+        m, s = _core.preactivation_stats(dims, out.params, X_calib, n_threads)
+        m, s = m[0, offset:offset + width], s[0, offset:offset + width]
+        t_mean, t_std = target_mean[offset:offset + width], target_std[offset:offset + width]
+        # Dead units (no spread) keep their weights: there is nothing to rescale.
+        scale = np.where(s > 1e-8, t_std / np.maximum(s, 1e-8), 1.0)
+        shift = np.where(s > 1e-8, t_mean - m * scale, 0.0)
+        W, b = out.weights(layer), out.biases(layer)
+        W[0] *= scale.astype(np.float32)
+        b[0] = (b[0] * scale + shift).astype(np.float32)
+        offset += width
+    return out
