@@ -14,9 +14,11 @@
 #include "align.h"
 #include "arch.h"
 #include "assign.h"
+#include "combine.h"
 #include "finite.h"
 #include "gemm.h"
 #include "kmeans.h"
+#include "knn.h"
 #include "predict.h"
 #include "reduce.h"
 #include "threads.h"
@@ -329,6 +331,60 @@ py::tuple preactivation_stats_py(const std::vector<int>& dims, py::handle params
     return py::make_tuple(mean, stddev);
 }
 
+// ---- ensembles ----------------------------------------------------------------------------
+
+py::array_t<float> combine_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj,
+                              const std::string& mode, py::handle model_weights_obj, py::handle row_weights_obj,
+                              int n_jobs) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
+    auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
+    const py::ssize_t n_models = params.shape(0), n_rows = x.shape(0);
+    Combine m;
+    if (mode == "proba") m = Combine::Proba;
+    else if (mode == "votes") m = Combine::Votes;
+    else if (mode == "log_proba") m = Combine::LogProba;
+    else throw py::value_error("mode must be 'proba', 'votes' or 'log_proba', got '" + mode + "'");
+    Array<double> mw;
+    Array<float> rw;
+    const double* model_weights = nullptr;
+    const float* row_weights = nullptr;
+    if (!model_weights_obj.is_none()) {
+        mw = expect<double>(model_weights_obj, "model_weights", {n_models});
+        model_weights = mw.data();
+    }
+    if (!row_weights_obj.is_none()) {
+        rw = expect<float>(row_weights_obj, "row_weights", {n_rows, n_models});
+        row_weights = rw.data();
+    }
+    py::array_t<float> out({n_rows, static_cast<py::ssize_t>(arch.n_out())});
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        combine(arch, params.data(), static_cast<int>(n_models), x.data(), n_rows, m, model_weights, row_weights, o,
+                resolve_threads(n_jobs));
+    }
+    return out;
+}
+
+py::tuple knn_py(py::handle queries_obj, py::handle refs_obj, int k, int n_jobs) {
+    auto refs = expect<float>(refs_obj, "reference rows", {-1, -1});
+    auto queries = expect<float>(queries_obj, "X", {-1, refs.shape(1)});
+    if (k < 1 || k > refs.shape(0))
+        throw py::value_error("k must be in [1, " + std::to_string(refs.shape(0)) + "], got " + std::to_string(k));
+    const py::ssize_t n_q = queries.shape(0);
+    py::array_t<std::int64_t> idx({n_q, static_cast<py::ssize_t>(k)});
+    py::array_t<float> dist({n_q, static_cast<py::ssize_t>(k)});
+    std::int64_t* i = idx.mutable_data();
+    float* d = dist.mutable_data();
+    {
+        py::gil_scoped_release release;
+        knn(queries.data(), n_q, refs.data(), refs.shape(0), static_cast<int>(refs.shape(1)), k, i, d,
+            resolve_threads(n_jobs));
+    }
+    return py::make_tuple(idx, dist);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -356,6 +412,9 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("silhouette", &silhouette_py, py::arg("dist"), py::arg("labels"), py::arg("k"));
     mod.def("preactivation_stats", &preactivation_stats_py, py::arg("dims"), py::arg("params"), py::arg("X"),
             py::arg("n_jobs"));
+    mod.def("combine", &combine_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("mode"),
+            py::arg("model_weights") = py::none(), py::arg("row_weights") = py::none(), py::arg("n_jobs") = -1);
+    mod.def("knn", &knn_py, py::arg("X"), py::arg("refs"), py::arg("k"), py::arg("n_jobs") = -1);
     mod.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
             py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),
             py::arg("lr") = 0.f, py::arg("momentum") = 0.f, py::arg("weight_decay") = 0.f,

@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import _core, datasets
 from .align import align
 from .cluster import Clustering, cluster, weight_map
+from .ensemble import Ensemble
 from .merge import merge
 from .predict import Evaluation, evaluate, predict, predict_proba
 from .segments import Segments, segment
@@ -22,6 +23,6 @@ has_cuda: bool = False  # the CUDA path is not built yet
 __all__ = [
     "MLPStack", "Segments", "Split", "History", "Evaluation",
     "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets",
-    "merge", "align", "cluster", "weight_map", "Clustering",
+    "merge", "align", "cluster", "weight_map", "Clustering", "Ensemble",
     "has_openmp", "has_cuda", "__version__",
 ]

@@ -1,0 +1,21 @@
+// Combining the predictions of every model of a stack on the same rows, without ever holding
+// the (models, rows, classes) tensor: each task takes a block of rows and runs all models on it.
+#pragma once
+#include <cstdint>
+
+#include "arch.h"
+
+namespace segfast {
+
+enum class Combine {
+    Proba,     // sum_i w * softmax(f_i(x))
+    Votes,     // sum_i w * onehot(argmax f_i(x))  (first maximum on ties)
+    LogProba,  // sum_i w * log softmax(f_i(x))
+};
+
+// out: (n_rows, classes). The weight of model i on row r is model_weights[i] (when given) times
+// row_weights[r * n_models + i] (when given); missing factors count as 1.
+void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
+             Combine mode, const double* model_weights, const float* row_weights, float* out, int n_threads);
+
+}  // namespace segfast

@@ -1,0 +1,97 @@
+#include "knn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "buffer.h"
+#include "gemm.h"
+#include "threads.h"
+
+namespace segfast {
+
+namespace {
+constexpr int kQueryBlock = 256;
+constexpr int kRefBlock = 2048;  // columns of the distance block: 256 x 2048 floats = 2 MB
+}  // namespace
+
+void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t n_r, int d, int k,
+         std::int64_t* indices, float* distances, int n_threads) {
+    std::vector<float> ref_norm(n_r);
+    for (std::int64_t j = 0; j < n_r; ++j) {
+        const float* r = refs + j * d;
+        double s = 0.0;
+        for (int p = 0; p < d; ++p) s += double(r[p]) * r[p];
+        ref_norm[j] = static_cast<float>(s);
+    }
+    // refs^T in column blocks, laid out once: the gemm's B operand.
+    const std::int64_t ref_blocks = (n_r + kRefBlock - 1) / kRefBlock;
+    Buffer<float> refs_t(static_cast<std::size_t>(d) * n_r);
+    for (std::int64_t b = 0; b < ref_blocks; ++b) {
+        const std::int64_t j0 = b * kRefBlock, cols = std::min<std::int64_t>(kRefBlock, n_r - j0);
+        float* dst = refs_t.data() + j0 * d;
+        for (std::int64_t j = 0; j < cols; ++j)
+            for (int p = 0; p < d; ++p) dst[static_cast<std::size_t>(p) * cols + j] = refs[(j0 + j) * d + p];
+    }
+
+    const long q_blocks = static_cast<long>((n_q + kQueryBlock - 1) / kQueryBlock);
+    parallel_for(q_blocks, n_threads, [&](long qb, int) {
+        const std::int64_t i0 = qb * kQueryBlock;
+        const int rows = static_cast<int>(std::min<std::int64_t>(kQueryBlock, n_q - i0));
+        Buffer<float> block(static_cast<std::size_t>(rows) * kRefBlock);
+        // Per query: the best k so far as (squared distance, index), kept as a max-heap.
+        std::vector<std::vector<std::pair<float, std::int64_t>>> best(rows);
+        for (auto& h : best) h.reserve(k + 1);
+        std::vector<float> q_norm(rows);
+        for (int i = 0; i < rows; ++i) {
+            const float* q = queries + (i0 + i) * d;
+            double s = 0.0;
+            for (int p = 0; p < d; ++p) s += double(q[p]) * q[p];
+            q_norm[i] = static_cast<float>(s);
+        }
+        for (std::int64_t b = 0; b < ref_blocks; ++b) {
+            const std::int64_t j0 = b * kRefBlock;
+            const int cols = static_cast<int>(std::min<std::int64_t>(kRefBlock, n_r - j0));
+            GemmArgs g;
+            g.m = rows;
+            g.n = cols;
+            g.k = d;
+            g.a = queries + i0 * d;
+            g.a_rs = d;
+            g.a_ks = 1;
+            g.b = refs_t.data() + j0 * d;
+            g.ldb = cols;
+            g.c = block.data();
+            g.ldc = cols;
+            gemm(Epilogue::Store, g);
+            for (int i = 0; i < rows; ++i) {
+                auto& heap = best[i];
+                const float* dots = block.data() + static_cast<std::size_t>(i) * cols;
+                for (int j = 0; j < cols; ++j) {
+                    const float sq = std::max(q_norm[i] - 2.f * dots[j] + ref_norm[j0 + j], 0.f);
+                    const std::pair<float, std::int64_t> cand(sq, j0 + j);
+                    if (static_cast<int>(heap.size()) < k) {
+                        heap.push_back(cand);
+                        std::push_heap(heap.begin(), heap.end());
+                    } else if (cand < heap.front()) {
+                        std::pop_heap(heap.begin(), heap.end());
+                        heap.back() = cand;
+                        std::push_heap(heap.begin(), heap.end());
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < rows; ++i) {
+            auto& heap = best[i];
+            std::sort_heap(heap.begin(), heap.end());
+            for (int t = 0; t < k; ++t) {
+                indices[(i0 + i) * k + t] = heap[t].second;
+                distances[(i0 + i) * k + t] = std::sqrt(heap[t].first);
+            }
+        }
+    });
+}
+
+}  // namespace segfast

@@ -1,0 +1,288 @@
+"""Ensemble: the segment models predict together instead of being merged.
+
+Methods (scikit-learn conventions: ``fit(X_val, y_val)`` returns self; fitted attributes end in _):
+  ``hard``        majority vote; ties go to the ``tiebreak`` model (usually the merged one), else to
+                  the largest summed probability.
+  ``soft``        mean of the probabilities.
+  ``weighted``    probabilities weighted by validation accuracy (or by ``weights``).
+  ``stacking``    a combiner learned on the validation rows: ``combiner="weights"`` (one weight per
+                  model on its log-probabilities, softmaxed) or ``combiner="logistic"``
+                  (multinomial logistic regression on all models' probabilities side by side),
+                  both with an L2 penalty ``l2``, fitted by L-BFGS.
+  ``competence``  dynamic selection by local accuracy on the ``k`` nearest validation rows:
+                  ``knora="union"`` (KNORA-U: each model votes once per neighbour it got right)
+                  or ``knora="eliminate"`` (KNORA-E: only models right on every neighbour vote,
+                  shrinking the neighbourhood until one is). ``region="train"`` judges each model on
+                  the nearest rows of its own training segment instead (fit needs X_train,
+                  y_train, segments).
+Every forward pass is the core's batched C++ call; nothing loops over models in Python.
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._lbfgs import minimize
+from ._threads import resolve_n_jobs
+from ._validate import as_features, as_labels
+from .predict import predict_proba as stack_proba
+from .segments import Segments
+from .stack import MLPStack
+
+METHODS = ("hard", "soft", "weighted", "stacking", "competence")
+
+
+class NotFittedError(ValueError, AttributeError):
+    """predict() was called before fit() on a method that learns from validation rows."""
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Ensemble:
+    def __init__(self, stack: MLPStack, method: str = "soft", *, tiebreak=None, weights=None,
+                 combiner: str = "logistic", l2: float = 1e-3, k: int = 20, knora: str = "union",
+                 region: str = "val", n_jobs: int = -1):
+        self.stack = stack
+        self.method = method
+        self.tiebreak = tiebreak
+        self.weights = weights
+        self.combiner = combiner
+        self.l2 = l2
+        self.k = k
+        self.knora = knora
+        self.region = region
+        self.n_jobs = n_jobs
+
+    # -- scikit-learn plumbing ------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params) -> "Ensemble":
+        valid = self.get_params()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for Ensemble; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Ensemble({self.stack!r}, method={self.method!r})"
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _check(self) -> int:
+        if not isinstance(self.stack, MLPStack):
+            raise TypeError(f"stack must be a segfast.MLPStack, got {type(self.stack).__name__}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown ensemble method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.tiebreak is not None:
+            if not isinstance(self.tiebreak, MLPStack) or self.tiebreak.n_models != 1:
+                raise TypeError("tiebreak must be a one-model MLPStack (e.g. the merged model)")
+            if self.tiebreak.dims[0] != self.stack.dims[0] or self.tiebreak.dims[-1] != self.stack.dims[-1]:
+                raise ValueError("tiebreak must take the same features and classes as the stack")
+        if self.combiner not in ("weights", "logistic"):
+            raise ValueError(f"combiner must be 'weights' or 'logistic', got {self.combiner!r}")
+        if not (isinstance(self.l2, numbers.Real) and np.isfinite(self.l2) and self.l2 >= 0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+        if self.knora not in ("union", "eliminate"):
+            raise ValueError(f"knora must be 'union' or 'eliminate', got {self.knora!r}")
+        if self.region not in ("val", "train"):
+            raise ValueError(f"region must be 'val' or 'train', got {self.region!r}")
+        return resolve_n_jobs(self.n_jobs)
+
+    def _needs_fit(self) -> bool:
+        return self.method in ("stacking", "competence") or (self.method == "weighted" and self.weights is None)
+
+    def _fitted(self) -> None:
+        if self._needs_fit() and not hasattr(self, "n_classes_"):
+            raise NotFittedError(f"this Ensemble (method={self.method!r}) learns from validation rows: "
+                                 "call fit(X_val, y_val) before predicting")
+
+    def _X(self, X) -> np.ndarray:
+        return as_features(X, "X", self.stack.n_features)
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, X_val, y_val, *, X_train=None, y_train=None, segments=None) -> "Ensemble":
+        threads = self._check()
+        X_val = as_features(X_val, "X_val", self.stack.n_features)
+        y_val = as_labels(y_val, len(X_val), self.stack.n_classes, "y_val")
+        self.n_classes_ = self.stack.n_classes
+        if self.method == "weighted":
+            if self.weights is not None:
+                self.weights_ = self._given_weights()
+            else:
+                acc = self._votes_correct(X_val, y_val, threads).mean(axis=1)
+                self.weights_ = acc / acc.sum() if acc.sum() > 0 else np.full(len(acc), 1.0 / len(acc))
+        elif self.method == "stacking":
+            log_p = np.log(np.maximum(stack_proba(self.stack, X_val, threads), 1e-30)).astype(np.float64)
+            if self.combiner == "weights":
+                self.weights_ = self._fit_weights(log_p, y_val)
+            else:
+                self.coef_, self.intercept_ = self._fit_logistic(np.exp(log_p), y_val)
+        elif self.method == "competence":
+            if self.region == "val":
+                if self.k > len(X_val):
+                    raise ValueError(f"k={self.k} is larger than the {len(X_val)} validation rows")
+                self.X_region_ = X_val
+                self.correct_ = self._votes_correct(X_val, y_val, threads)  # (N, n_val)
+            else:
+                self._fit_train_region(X_train, y_train, segments, threads)
+        return self
+
+    def _given_weights(self) -> np.ndarray:
+        w = np.asarray(self.weights, dtype=np.float64)
+        if w.shape != (self.stack.n_models,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be {self.stack.n_models} finite numbers >= 0 with a positive sum")
+        return w / w.sum()
+
+    def _votes_correct(self, X, y, threads) -> np.ndarray:
+        """(N, n) whether each model predicts each row right."""
+        return stack_proba(self.stack, X, threads).argmax(axis=2) == y[None, :]
+
+    def _fit_weights(self, log_p, y) -> np.ndarray:
+        n_models, n, _ = log_p.shape
+        rows = np.arange(n)
+
+        def loss_grad(w):
+            z = np.einsum("m,mrc->rc", w, log_p)
+            p = _softmax(z)
+            nll = -np.log(np.maximum(p[rows, y], 1e-300)).mean()
+            g = p
+            g[rows, y] -= 1.0
+            grad = np.einsum("mrc,rc->m", log_p, g) / n + 2 * self.l2 * w
+            return nll + self.l2 * w @ w, grad
+
+        return minimize(loss_grad, np.full(n_models, 1.0 / n_models))
+
+    def _fit_logistic(self, probs, y):
+        n_models, n, C = probs.shape
+        F = probs.transpose(1, 0, 2).reshape(n, n_models * C)
+        rows = np.arange(n)
+        size = F.shape[1] * C
+
+        def loss_grad(theta):
+            W, b = theta[:size].reshape(F.shape[1], C), theta[size:]
+            p = _softmax(F @ W + b)
+            nll = -np.log(np.maximum(p[rows, y], 1e-300)).mean()
+            g = p
+            g[rows, y] -= 1.0
+            g /= n
+            grad = np.concatenate([(F.T @ g + 2 * self.l2 * W).ravel(), g.sum(axis=0)])
+            return nll + self.l2 * np.sum(W * W), grad
+
+        theta = minimize(loss_grad, np.zeros(size + C))
+        return theta[:size].reshape(F.shape[1], C), theta[size:]
+
+    def _fit_train_region(self, X_train, y_train, segments, threads) -> None:
+        if X_train is None or y_train is None or segments is None:
+            raise ValueError("region='train' needs fit(..., X_train=, y_train=, segments=): the rows each "
+                             "model was trained on")
+        X_train = as_features(X_train, "X_train", self.stack.n_features)
+        y_train = as_labels(y_train, len(X_train), self.stack.n_classes, "y_train")
+        if not isinstance(segments, Segments):
+            raise TypeError("segments must be a segfast.Segments")
+        if len(segments) != self.stack.n_models:
+            raise ValueError(f"segments has {len(segments)} segments but the stack has {self.stack.n_models} models")
+        segments.validate(len(X_train), min_size=self.k)
+        self.segment_rows_ = [np.ascontiguousarray(X_train[segments[i]]) for i in range(len(segments))]
+        self.segment_correct_ = []
+        for i, rows in enumerate(self.segment_rows_):
+            pred = stack_proba(self.stack[i], rows, threads)[0].argmax(axis=1)
+            self.segment_correct_.append(pred == y_train[segments[i]])
+
+    # -- prediction -----------------------------------------------------------------------------
+    def _competence_weights(self, X, threads) -> np.ndarray:
+        """(n, N) weight of every model on every row."""
+        if self.region == "val":
+            idx, _ = _core.knn(X, self.X_region_, self.k, threads)
+            hits = self.correct_[:, idx]  # (N, n, k), neighbours nearest first
+        else:
+            hits = np.stack([c[_core.knn(X, rows, self.k, threads)[0]]
+                             for rows, c in zip(self.segment_rows_, self.segment_correct_)])
+        if self.knora == "union":
+            w = hits.sum(axis=2).T.astype(np.float32)
+        else:
+            # Largest neighbourhood (first j neighbours) on which some model is right every time.
+            all_right = np.cumprod(hits, axis=2, dtype=bool)          # (N, n, k)
+            any_model = all_right.any(axis=0)                         # (n, k)
+            depth = np.where(any_model.any(axis=1), self.k - 1 - np.argmax(any_model[:, ::-1], axis=1), -1)
+            rows = np.arange(len(X))
+            w = np.where(depth >= 0, all_right[:, rows, np.maximum(depth, 0)], False).T.astype(np.float32)
+        empty = w.sum(axis=1) == 0
+        w[empty] = 1.0  # nobody is competent here: every model votes
+        return np.ascontiguousarray(w)
+
+    def _combined(self, X, threads):
+        """(probabilities, votes or None), each (n, C)."""
+        dims, params = list(self.stack.dims), self.stack.params
+        if self.method in ("hard", "soft"):
+            probs = _core.combine(dims, params, X, "proba", None, None, threads) / self.stack.n_models
+            votes = _core.combine(dims, params, X, "votes", None, None, threads) if self.method == "hard" else None
+            return probs, votes
+        if self.method == "weighted":
+            w = self.weights_ if hasattr(self, "weights_") else self._given_weights()
+            return _core.combine(dims, params, X, "proba", w, None, threads), None
+        if self.method == "stacking":
+            if self.combiner == "weights":
+                z = _core.combine(dims, params, X, "log_proba", self.weights_.astype(np.float64), None, threads)
+                return _softmax(z.astype(np.float64)), None
+            probs = stack_proba(self.stack, X, threads)
+            F = probs.transpose(1, 0, 2).reshape(len(X), -1).astype(np.float64)
+            return _softmax(F @ self.coef_ + self.intercept_), None
+        w = self._competence_weights(X, threads)
+        probs = _core.combine(dims, params, X, "proba", None, w, threads) / w.sum(axis=1, keepdims=True)
+        votes = _core.combine(dims, params, X, "votes", None, w, threads)
+        return probs, votes
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, C) combined class probabilities (vote shares for ``hard``)."""
+        threads = self._check()
+        self._fitted()
+        X = self._X(X)
+        probs, votes = self._combined(X, threads)
+        if self.method == "hard":
+            return votes / self.stack.n_models
+        return probs
+
+    def predict(self, X) -> np.ndarray:
+        threads = self._check()
+        self._fitted()
+        X = self._X(X)
+        probs, votes = self._combined(X, threads)
+        if votes is None:
+            return probs.argmax(axis=1)
+        top = votes.max(axis=1, keepdims=True)
+        tied = votes >= top - 1e-6 * np.maximum(top, 1)
+        pred = votes.argmax(axis=1)
+        contested = np.flatnonzero(tied.sum(axis=1) > 1)
+        if contested.size:
+            if self.tiebreak is not None:
+                judge = stack_proba(self.tiebreak, X[contested], threads)[0]
+            else:
+                judge = probs[contested]
+            pred[contested] = np.where(tied[contested], judge, -np.inf).argmax(axis=1)
+        return pred
+
+    def score(self, X, y) -> float:
+        """Accuracy on (X, y)."""
+        X = self._X(X)
+        y = as_labels(y, len(X), self.stack.n_classes)
+        return float(np.mean(self.predict(X) == y))
+
+    def agreement(self, X) -> np.ndarray:
+        """(n,) share of the models whose own prediction is the ensemble's: 1.0 = unanimous,
+        low values mark contested rows."""
+        threads = self._check()
+        X = self._X(X)
+        votes = _core.combine(list(self.stack.dims), self.stack.params, X, "votes", None, None, threads)
+        pred = self.predict(X)
+        return votes[np.arange(len(X)), pred] / self.stack.n_models
