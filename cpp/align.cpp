@@ -50,7 +50,7 @@ int hidden_units(const Arch& arch) {
 }
 
 bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps, AlignWorkspace& ws,
-              int n_threads) {
+              int n_threads, double* prices, bool warm) {
     const int hidden_layers = arch.n_layers() - 1;
     if (hidden_layers == 0) return false;
     std::size_t widest_features = 0, widest = 0;
@@ -92,7 +92,8 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 gemm(Epilogue::Store, g);
             });
             int* q = ws.q.data();
-            const double best = max_assignment(ws.score.data(), d, q, ws.lap);
+            double* layer_prices = prices ? prices + offset : nullptr;
+            const double best = max_assignment(ws.score.data(), d, q, ws.lap, layer_prices, warm || sweep > 0);
             double identity = 0.0;
             for (int i = 0; i < d; ++i) identity += ws.score.data()[static_cast<std::size_t>(i) * d + i];
             // Only a strictly better matching counts: ties must not make units swap forever.
@@ -102,6 +103,11 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 ws.composed.resize(d);
                 for (int i = 0; i < d; ++i) ws.composed[i] = p[q[i]];
                 std::memcpy(p, ws.composed.data(), sizeof(int) * d);
+                if (layer_prices) {  // the prices follow their columns to the new positions
+                    std::vector<double>& moved_prices = ws.lap.u;
+                    moved_prices.assign(layer_prices, layer_prices + d);
+                    for (int i = 0; i < d; ++i) layer_prices[i] = moved_prices[q[i]];
+                }
                 changed = true;
             }
             offset += d;
@@ -131,9 +137,11 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
     };
     constexpr int kSweeps = 50;
     const float* ref = params + static_cast<std::size_t>(reference) * P;
+    // Each model's assignment prices carry over from one round to the next (warm starts).
+    std::vector<double> prices(static_cast<std::size_t>(n_models) * H, 0.0);
     parallel_for(n_models, threads, [&](long m, int t) {
         if (m != reference)
-            align_to(arch, ref, params + m * P, perms + m * H, kSweeps, space(t));
+            align_to(arch, ref, params + m * P, perms + m * H, kSweeps, space(t), 1, prices.data() + m * H, false);
     });
 
     std::vector<double> sum(P, 0.0);
@@ -153,7 +161,8 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
             float* row = params + static_cast<std::size_t>(m) * P;
             for (std::size_t j = 0; j < P; ++j) target[j] = static_cast<float>((sum[j] - row[j]) * inv);
             std::copy(row, row + P, before.begin());
-            if (align_to(arch, target.data(), row, perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads)) {
+            if (align_to(arch, target.data(), row, perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads,
+                         prices.data() + static_cast<std::size_t>(m) * H, true)) {
                 for (std::size_t j = 0; j < P; ++j) sum[j] += double(row[j]) - double(before[j]);
                 any = true;
             }

@@ -29,8 +29,10 @@ int hidden_units(const Arch& arch);
 // perm[off_l + i] is the original index of the unit now at position i of hidden layer l.
 // Returns true when any unit moved.
 // n_threads splits the similarity products (the assignment itself is sequential).
+// prices (hidden_units), optional, keep each layer's assignment prices between calls for the
+// same model; with warm = true they seed the assignment (see max_assignment).
 bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps,
-              AlignWorkspace& ws, int n_threads = 1);
+              AlignWorkspace& ws, int n_threads = 1, double* prices = nullptr, bool warm = false);
 
 // Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
 // (in parallel), then, round by round, each other model in turn to the mean of the rest (the

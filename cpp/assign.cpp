@@ -1,10 +1,11 @@
 #include "assign.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace segfast {
 
-double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws) {
+double max_assignment_reference(const float* score, int n, int* perm, AssignWorkspace& ws) {
     // Minimise cost = -score. Index 0 is a virtual column; rows and columns are 1-based inside.
     const double inf = std::numeric_limits<double>::infinity();
     ws.u.assign(n + 1, 0.0);
@@ -66,6 +67,194 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws)
     for (int j = 1; j <= n; ++j) {
         perm[match[j] - 1] = j - 1;
         total += score[static_cast<long>(match[j] - 1) * n + (j - 1)];
+    }
+    return total;
+}
+
+double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws, double* prices, bool warm) {
+    const double inf = std::numeric_limits<double>::infinity();
+    ws.cost.resize(static_cast<std::size_t>(n) * n);
+    double* c = ws.cost.data();  // minimise -score
+    for (std::size_t t = 0; t < ws.cost.size(); ++t) c[t] = -static_cast<double>(score[t]);
+    auto C = [&](int i, int j) { return c[static_cast<std::size_t>(i) * n + j]; };
+    ws.v.assign(n, 0.0);
+    ws.min_to.assign(n, 0.0);
+    ws.row_sol.assign(n, -1);
+    ws.col_sol.assign(n, -1);
+    ws.free_rows.assign(n, 0);
+    ws.col_list.assign(n, 0);
+    ws.pred.assign(n, 0);
+    ws.matches.assign(n, 0);
+    double* v = ws.v.data();
+    double* d = ws.min_to.data();
+    int* row_sol = ws.row_sol.data();
+    int* col_sol = ws.col_sol.data();
+    int* free_rows = ws.free_rows.data();
+    int* col_list = ws.col_list.data();
+    int* pred = ws.pred.data();
+    int* matches = ws.matches.data();
+
+    int n_free = 0;
+    if (warm && prices) {
+        // Warm start: keep row i on column i wherever that is still a cheapest column of row i.
+        for (int j = 0; j < n; ++j) v[j] = prices[j];
+        for (int i = 0; i < n; ++i) {
+            double best = inf;
+            for (int j = 0; j < n; ++j) best = std::min(best, C(i, j) - v[j]);
+            if (C(i, i) - v[i] <= best) {
+                row_sol[i] = i;
+                col_sol[i] = i;
+            } else {
+                free_rows[n_free++] = i;
+            }
+        }
+    } else {
+        // Column reduction: each column's price is its cheapest row; a row that is the cheapest
+        // of exactly one column takes it.
+        for (int j = n - 1; j >= 0; --j) {
+            int i_min = 0;
+            for (int i = 1; i < n; ++i)
+                if (C(i, j) < C(i_min, j)) i_min = i;
+            v[j] = C(i_min, j);
+            if (++matches[i_min] == 1) {  // a row chosen again keeps its first column
+                row_sol[i_min] = j;
+                col_sol[j] = i_min;
+            }
+        }
+        // Reduction transfer: rows assigned once pass their slack to their column's price.
+        for (int i = 0; i < n; ++i) {
+            if (matches[i] == 0) {
+                free_rows[n_free++] = i;
+            } else if (matches[i] == 1) {
+                const int j1 = row_sol[i];
+                double m = inf;
+                for (int j = 0; j < n; ++j)
+                    if (j != j1 && C(i, j) - v[j] < m) m = C(i, j) - v[j];
+                if (m < inf) v[j1] -= m;
+            }
+        }
+        // Rows assigned to several columns above gave up all but one: those columns are free.
+        // Augmenting row reduction, twice: a free row takes its best column, displacing its owner.
+        for (int pass = 0; pass < 2; ++pass) {
+            int k = 0;
+            const int previous = n_free;
+            n_free = 0;
+            long steps = 0;
+            const long step_limit = 16L * n + 64;  // float ties can make it cycle: then leave the rest to phase 4
+            while (k < previous) {
+                if (++steps > step_limit) {
+                    while (k < previous) free_rows[n_free++] = free_rows[k++];
+                    break;
+                }
+                const int i = free_rows[k++];
+                double u_min = C(i, 0) - v[0], u_sub = inf;
+                int j1 = 0, j2 = -1;
+                for (int j = 1; j < n; ++j) {
+                    const double h = C(i, j) - v[j];
+                    if (h < u_sub) {
+                        if (h >= u_min) {
+                            u_sub = h;
+                            j2 = j;
+                        } else {
+                            u_sub = u_min;
+                            u_min = h;
+                            j2 = j1;
+                            j1 = j;
+                        }
+                    }
+                }
+                int i0 = col_sol[j1];
+                if (u_min < u_sub) {
+                    v[j1] -= u_sub - u_min;
+                } else if (i0 >= 0 && j2 >= 0) {
+                    j1 = j2;
+                    i0 = col_sol[j2];
+                }
+                if (i0 >= 0) row_sol[i0] = -1;
+                row_sol[i] = j1;
+                col_sol[j1] = i;
+                if (i0 >= 0) {
+                    if (u_min < u_sub)
+                        free_rows[--k] = i0;
+                    else
+                        free_rows[n_free++] = i0;
+                }
+            }
+        }
+    }
+    // Augmentation: a shortest augmenting path (Dijkstra on reduced costs) for each free row.
+    for (int f = 0; f < n_free; ++f) {
+        const int free_row = free_rows[f];
+        for (int j = 0; j < n; ++j) {
+            d[j] = C(free_row, j) - v[j];
+            pred[j] = free_row;
+            col_list[j] = j;
+        }
+        int low = 0, up = 0, last = 0, end_of_path = -1;
+        double m = 0.0;
+        // col_list[0, low): settled; [low, up): at the current minimum distance; [up, n): the rest
+        while (end_of_path < 0) {
+            if (up == low) {
+                last = low - 1;
+                m = d[col_list[up++]];
+                for (int t = up; t < n; ++t) {
+                    const int j = col_list[t];
+                    const double h = d[j];
+                    if (h <= m) {
+                        if (h < m) {
+                            up = low;
+                            m = h;
+                        }
+                        col_list[t] = col_list[up];
+                        col_list[up++] = j;
+                    }
+                }
+                for (int t = low; t < up; ++t)
+                    if (col_sol[col_list[t]] < 0) {
+                        end_of_path = col_list[t];
+                        break;
+                    }
+            }
+            if (end_of_path >= 0) break;
+            const int j1 = col_list[low++];
+            const int i = col_sol[j1];
+            const double h = C(i, j1) - v[j1] - m;
+            for (int t = up; t < n; ++t) {
+                const int j = col_list[t];
+                const double v2 = C(i, j) - v[j] - h;
+                if (v2 < d[j]) {
+                    pred[j] = i;
+                    if (v2 == m) {
+                        if (col_sol[j] < 0) {
+                            end_of_path = j;
+                            break;
+                        }
+                        col_list[t] = col_list[up];
+                        col_list[up++] = j;
+                    }
+                    d[j] = v2;
+                }
+            }
+        }
+        for (int t = 0; t <= last; ++t) {
+            const int j1 = col_list[t];
+            v[j1] += d[j1] - m;
+        }
+        int i;
+        do {  // flip the assignments along the path back to the free row
+            i = pred[end_of_path];
+            col_sol[end_of_path] = i;
+            const int j1 = end_of_path;
+            end_of_path = row_sol[i];
+            row_sol[i] = j1;
+        } while (i != free_row);
+    }
+    if (prices)
+        for (int j = 0; j < n; ++j) prices[j] = v[j];
+    double total = 0.0;
+    for (int i = 0; i < n; ++i) {
+        perm[i] = row_sol[i];
+        total += score[static_cast<std::size_t>(i) * n + row_sol[i]];
     }
     return total;
 }

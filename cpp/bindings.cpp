@@ -231,7 +231,7 @@ py::tuple align_stack_py(const std::vector<int>& dims, py::handle params_obj, in
     return py::make_tuple(perms, rounds);
 }
 
-py::tuple max_assignment_py(py::handle score_obj) {
+py::tuple max_assignment_py(py::handle score_obj, bool reference) {
     auto score = expect<float>(score_obj, "score", {-1, -1});
     const py::ssize_t n = score.shape(0);
     if (score.shape(1) != n) throw py::value_error("score must be square, got " + shape_of(score));
@@ -241,7 +241,8 @@ py::tuple max_assignment_py(py::handle score_obj) {
     {
         py::gil_scoped_release release;
         AssignWorkspace ws;
-        total = max_assignment(score.data(), static_cast<int>(n), out, ws);
+        total = reference ? max_assignment_reference(score.data(), static_cast<int>(n), out, ws)
+                          : max_assignment(score.data(), static_cast<int>(n), out, ws);
     }
     return py::make_tuple(perm, total);
 }
@@ -403,7 +404,7 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));
     mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
             py::arg("max_rounds"), py::arg("n_jobs"));
-    mod.def("max_assignment", &max_assignment_py, py::arg("score"));
+    mod.def("max_assignment", &max_assignment_py, py::arg("score"), py::arg("reference") = false);
     mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));
     mod.def("robust_reduce", &robust_reduce_py, py::arg("params"), py::arg("trim"), py::arg("n_jobs"),
             "trim < 0: coordinate-wise median; trim >= 0: trimmed mean dropping trim from each end");

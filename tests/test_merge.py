@@ -32,6 +32,22 @@ def test_assignment_matches_brute_force(rng):
             assert score[np.arange(n), perm].sum() == pytest.approx(best, rel=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "diagonal"])
+def test_assignment_matches_the_hungarian_reference_on_larger_problems(rng, kind):
+    for n in (17, 64, 200):
+        if kind == "normal":
+            score = rng.standard_normal((n, n))
+        elif kind == "ties":  # many equal entries: the float ties that can make JV cycle
+            score = rng.integers(0, 3, (n, n))
+        else:
+            score = 3 * np.eye(n) + rng.standard_normal((n, n))
+        score = score.astype(np.float32)
+        perm, total = _core.max_assignment(score)
+        _, want = _core.max_assignment(score, reference=True)
+        assert sorted(perm) == list(range(n))
+        assert total == pytest.approx(want, rel=1e-6, abs=1e-6)
+
+
 def test_assignment_rejects_non_square():
     with pytest.raises(ValueError, match="square"):
         _core.max_assignment(np.zeros((3, 4), np.float32))
