@@ -35,6 +35,14 @@ SETTINGS = [
 ]
 
 
+def train_segment_models(split, dims, n, scheme, init, seed):
+    """The shared setting: 10 epochs of plain SGD (lr 0.05, batch 32) on each segment."""
+    segs = segfast.segment(split.y_train, n, scheme, alpha=0.5, seed=seed)
+    stack = segfast.MLPStack(dims, n, init=init, seed=seed)
+    segfast.train(stack, split.X_train, split.y_train, segs, epochs=10, lr=0.05, batch_size=32, seed=seed)
+    return stack, segs
+
+
 def run(seeds, only=None):
     data = segfast.datasets.load("fashion-mnist")
     split = segfast.holdout(data, val=5000)
@@ -47,9 +55,7 @@ def run(seeds, only=None):
         info = {"silhouette": []}
         start = time.perf_counter()
         for seed in seeds:
-            segs = segfast.segment(split.y_train, n, scheme, alpha=0.5, seed=seed)
-            stack = segfast.MLPStack(dims, n, init=init, seed=seed)
-            segfast.train(stack, split.X_train, split.y_train, segs, epochs=10, lr=0.05, batch_size=32, seed=seed)
+            stack, segs = train_segment_models(split, dims, n, scheme, init, seed)
             calib = split.X_train[np.random.default_rng(seed).choice(len(split.X_train), 5000, replace=False)]
             test_acc = segfast.evaluate(stack, *split.test).accuracy
             rows["best segment model"].append(test_acc[np.argmin(segfast.evaluate(stack, *split.val).loss)])

@@ -1,0 +1,215 @@
+"""Ensemble against numpy references: votes, tie-breaks, stacking, KNORA-U/E (brute force)."""
+import numpy as np
+import pytest
+
+import segfast
+from segfast import Ensemble, MLPStack
+
+from conftest import blobs
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(0)
+    X, y = blobs(rng, n=1600, d=12, classes=4, spread=1.2)
+    segs = segfast.segment(y[:1000], 6, "dirichlet", alpha=0.3, seed=0)
+    stack = MLPStack([12, 10, 4], n_models=6, seed=0)
+    segfast.train(stack, X[:1000], y[:1000], segs, epochs=3, lr=0.05)
+    return stack, segs, (X[:1000], y[:1000]), (X[1000:1300], y[1000:1300]), (X[1300:], y[1300:])
+
+
+def test_soft_and_weighted_votes(setup):
+    stack, _, _, val, test = setup
+    P = segfast.predict_proba(stack, test[0]).astype(np.float64)
+    soft = Ensemble(stack, "soft")
+    np.testing.assert_allclose(soft.predict_proba(test[0]), P.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(soft.predict(test[0]), P.mean(0).argmax(1))
+    weighted = Ensemble(stack, "weighted").fit(*val)
+    acc = (segfast.predict(stack, val[0]) == val[1]).mean(1)
+    np.testing.assert_allclose(weighted.weights_, acc / acc.sum())
+    np.testing.assert_allclose(weighted.predict_proba(test[0]), np.einsum("m,mrc->rc", acc / acc.sum(), P),
+                               rtol=1e-5, atol=1e-6)
+    given = Ensemble(stack, "weighted", weights=[1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(given.predict(test[0]), P[0].argmax(1))
+    assert soft.score(*test) == pytest.approx(np.mean(soft.predict(test[0]) == test[1]))
+
+
+def test_hard_vote_and_its_tiebreaks(setup):
+    stack, _, _, _, test = setup
+    X = test[0]
+    P = segfast.predict_proba(stack, X)
+    votes = np.eye(4)[P.argmax(2)].sum(0)
+    top = votes.max(1)
+    tied = (votes == top[:, None]).sum(1) > 1
+    assert tied.any(), "the fixture should produce tied votes"
+    summed = P.sum(0)
+    want = np.where(votes == top[:, None], summed, -np.inf).argmax(1)
+    hard = Ensemble(stack, "hard")
+    np.testing.assert_array_equal(hard.predict(X), want)
+    np.testing.assert_allclose(hard.predict_proba(X), votes / 6)
+    judge = stack[3]
+    pj = segfast.predict_proba(judge, X)[0]
+    want_tb = np.where(votes == top[:, None], pj, -np.inf).argmax(1)
+    np.testing.assert_array_equal(Ensemble(stack, "hard", tiebreak=judge).predict(X), want_tb)
+    agreement = hard.agreement(X)
+    np.testing.assert_allclose(agreement, votes[np.arange(len(X)), want] / 6)
+
+
+def test_constructed_tie_goes_to_the_tiebreak_model():
+    # two models, opposite one-hot opinions on a 2-class problem: every row is a 1-1 tie
+    a = MLPStack.from_params([1, 2], np.array([[5.0, -5.0, 0.0, 0.0]]))   # logits (5x, -5x)
+    b = MLPStack.from_params([1, 2], np.array([[-5.0, 5.0, 0.0, 0.0]]))
+    stack = MLPStack.from_params([1, 2], np.concatenate([a.params, b.params]))
+    X = np.array([[1.0], [2.0]], dtype=np.float32)
+    for judge, cls in ((a, 0), (b, 1)):
+        np.testing.assert_array_equal(Ensemble(stack, "hard", tiebreak=judge).predict(X), [cls, cls])
+    # without a tiebreak: the larger summed probability wins; here they are equal -> class 0
+    np.testing.assert_array_equal(Ensemble(stack, "hard").predict(X), [0, 0])
+
+
+def numpy_softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def test_stacking_weights_is_the_optimum_of_its_objective(setup):
+    stack, _, _, val, test = setup
+    ens = Ensemble(stack, "stacking", combiner="weights", l2=1e-3).fit(*val)
+    L = np.log(segfast.predict_proba(stack, val[0]).astype(np.float64))
+
+    def objective(w):
+        p = numpy_softmax(np.einsum("m,mrc->rc", w, L))
+        return -np.log(p[np.arange(len(val[1])), val[1]]).mean() + 1e-3 * w @ w
+
+    base = objective(ens.weights_)
+    for i in range(6):
+        for step in (1e-3, -1e-3):
+            w = ens.weights_.copy()
+            w[i] += step
+            assert objective(w) >= base - 1e-9
+    Lt = np.log(segfast.predict_proba(stack, test[0]).astype(np.float64))
+    np.testing.assert_allclose(ens.predict_proba(test[0]), numpy_softmax(np.einsum("m,mrc->rc", ens.weights_, Lt)),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_stacking_logistic_fits_its_objective(setup):
+    stack, _, _, val, test = setup
+    ens = Ensemble(stack, "stacking", combiner="logistic", l2=1e-2).fit(*val)
+    assert ens.coef_.shape == (6 * 4, 4) and ens.intercept_.shape == (4,)
+    F = segfast.predict_proba(stack, val[0]).transpose(1, 0, 2).reshape(len(val[0]), -1).astype(np.float64)
+    p = numpy_softmax(F @ ens.coef_ + ens.intercept_)
+    g = p.copy()
+    g[np.arange(len(val[1])), val[1]] -= 1
+    grad_W = F.T @ g / len(val[1]) + 2e-2 * ens.coef_
+    assert np.abs(grad_W).max() < 1e-4 and np.abs(g.mean(0)).max() < 1e-4  # stationary point
+    Ft = segfast.predict_proba(stack, test[0]).transpose(1, 0, 2).reshape(len(test[0]), -1)
+    np.testing.assert_allclose(ens.predict_proba(test[0]), numpy_softmax(Ft @ ens.coef_ + ens.intercept_),
+                               rtol=1e-4, atol=1e-6)
+    assert ens.score(*val) >= Ensemble(stack, "soft").score(*val)
+
+
+def brute_force_knora(correct, neighbours, probs, rule):
+    """DESlib's KNORA-U / KNORA-E, one row at a time."""
+    n_models = correct.shape[0]
+    pred = []
+    for r, nb in enumerate(neighbours):
+        hits = correct[:, nb]  # (N, k)
+        if rule == "union":
+            w = hits.sum(1).astype(float)
+        else:
+            w = np.zeros(n_models)
+            for j in range(nb.size, 0, -1):
+                sel = hits[:, :j].all(1)
+                if sel.any():
+                    w = sel.astype(float)
+                    break
+        if w.sum() == 0:
+            w = np.ones(n_models)
+        votes = np.zeros(probs.shape[2])
+        for m in range(n_models):
+            votes[probs[m, r].argmax()] += w[m]
+        top = votes.max()
+        summed = np.einsum("m,mc->c", w, probs[:, r].astype(np.float64))
+        pred.append(np.where(np.isclose(votes, top), summed, -np.inf).argmax())
+    return np.array(pred)
+
+
+@pytest.mark.parametrize("rule", ["union", "eliminate"])
+def test_knora_matches_brute_force(setup, rule):
+    stack, _, _, val, test = setup
+    k = 7
+    ens = Ensemble(stack, "competence", k=k, knora=rule).fit(*val)
+    correct = segfast.predict(stack, val[0]) == val[1]
+    dist = ((test[0][:, None, :].astype(np.float64) - val[0][None]) ** 2).sum(-1)
+    neighbours = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    probs = segfast.predict_proba(stack, test[0])
+    np.testing.assert_array_equal(ens.predict(test[0]), brute_force_knora(correct, neighbours, probs, rule))
+
+
+def test_competence_on_the_training_region(setup):
+    stack, segs, train, val, test = setup
+    k = 5
+    ens = Ensemble(stack, "competence", k=k, region="train").fit(*val, X_train=train[0], y_train=train[1],
+                                                                  segments=segs)
+    probs = segfast.predict_proba(stack, test[0])
+    hits = []
+    for i in range(6):
+        rows = segs[i]
+        right = segfast.predict(stack[i], train[0][rows])[0] == train[1][rows]
+        dist = ((test[0][:, None, :].astype(np.float64) - train[0][rows][None]) ** 2).sum(-1)
+        hits.append(right[np.argsort(dist, axis=1, kind="stable")[:, :k]])
+    hits = np.stack(hits)  # (N, n, k)
+    w = hits.sum(2).T.astype(float)
+    w[w.sum(1) == 0] = 1
+    votes = np.einsum("rm,mrc->rc", w, np.eye(4)[probs.argmax(2)])
+    summed = np.einsum("rm,mrc->rc", w, probs.astype(np.float64))
+    want = np.where(np.isclose(votes, votes.max(1, keepdims=True)), summed, -np.inf).argmax(1)
+    np.testing.assert_array_equal(ens.predict(test[0]), want)
+    with pytest.raises(ValueError, match="region='train' needs"):
+        Ensemble(stack, "competence", region="train").fit(*val)
+
+
+def test_sklearn_conventions(setup):
+    stack, _, _, val, _ = setup
+    ens = Ensemble(stack, "competence", k=5)
+    params = ens.get_params()
+    assert params["k"] == 5 and params["method"] == "competence"
+    assert ens.set_params(k=9) is ens and ens.k == 9
+    assert ens.fit(*val) is ens and hasattr(ens, "correct_")
+    with pytest.raises(ValueError, match="invalid parameter"):
+        ens.set_params(colour="red")
+
+
+@pytest.mark.parametrize("method", ["stacking", "competence"])
+def test_predict_before_fit(setup, method):
+    stack, _, _, _, test = setup
+    with pytest.raises(segfast.ensemble.NotFittedError, match="call fit"):
+        Ensemble(stack, method).predict(test[0])
+
+
+@pytest.mark.parametrize("kwargs,call,error,match", [
+    (dict(method="soft"), "predict_wide", ValueError, "X has 13 features but the models take 12"),
+    (dict(method="stacking"), "fit_empty", ValueError, "X_val has no rows"),
+    (dict(method="competence", k=0), "fit", ValueError, "k must be an integer >= 1"),
+    (dict(method="competence", k=400), "fit", ValueError, "k=400 is larger than the 300 validation rows"),
+    (dict(method="vote"), "fit", ValueError, "unknown ensemble method"),
+    (dict(method="stacking", combiner="tree"), "fit", ValueError, "combiner must be"),
+    (dict(method="weighted", weights=[1, 1]), "predict", ValueError, "weights must be 6 finite"),
+    (dict(method="hard", tiebreak="merged"), "predict", TypeError, "tiebreak must be a one-model"),
+    (dict(method="soft"), "fit_badlabels", ValueError, "y_val holds labels"),
+])
+def test_ensemble_bad_input(setup, kwargs, call, error, match):
+    stack, _, _, val, test = setup
+    ens = Ensemble(stack, **kwargs)
+    with pytest.raises(error, match=match):
+        if call == "predict_wide":
+            ens.predict(np.zeros((3, 13)))
+        elif call == "fit_empty":
+            ens.fit(np.zeros((0, 12)), np.zeros(0, int))
+        elif call == "fit_badlabels":
+            ens.fit(val[0], val[1] + 4)
+        elif call == "fit":
+            ens.fit(*val)
+        else:
+            ens.predict(test[0])
