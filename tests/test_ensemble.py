@@ -97,13 +97,17 @@ def test_stacking_logistic_fits_its_objective(setup):
     stack, _, _, val, test = setup
     ens = Ensemble(stack, "stacking", combiner="logistic", l2=1e-2).fit(*val)
     assert ens.coef_.shape == (6 * 4, 4) and ens.intercept_.shape == (4,)
-    F = segfast.predict_proba(stack, val[0]).transpose(1, 0, 2).reshape(len(val[0]), -1).astype(np.float64)
+    def features(X):  # all models' log-probabilities side by side
+        p = segfast.predict_proba(stack, X).astype(np.float64)
+        return np.log(np.maximum(p, 1e-6)).transpose(1, 0, 2).reshape(len(X), -1)
+
+    F = features(val[0])
     p = numpy_softmax(F @ ens.coef_ + ens.intercept_)
     g = p.copy()
     g[np.arange(len(val[1])), val[1]] -= 1
     grad_W = F.T @ g / len(val[1]) + 2e-2 * ens.coef_
     assert np.abs(grad_W).max() < 1e-4 and np.abs(g.mean(0)).max() < 1e-4  # stationary point
-    Ft = segfast.predict_proba(stack, test[0]).transpose(1, 0, 2).reshape(len(test[0]), -1)
+    Ft = features(test[0])
     np.testing.assert_allclose(ens.predict_proba(test[0]), numpy_softmax(Ft @ ens.coef_ + ens.intercept_),
                                rtol=1e-4, atol=1e-6)
     assert ens.score(*val) >= Ensemble(stack, "soft").score(*val)
@@ -168,6 +172,15 @@ def test_competence_on_the_training_region(setup):
     np.testing.assert_array_equal(ens.predict(test[0]), want)
     with pytest.raises(ValueError, match="region='train' needs"):
         Ensemble(stack, "competence", region="train").fit(*val)
+
+
+def test_stacking_auto_l2_picks_from_the_grid(setup):
+    stack, _, _, val, test = setup
+    ens = Ensemble(stack, "stacking", combiner="weights", l2="auto").fit(*val)
+    assert ens.l2_ in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+    assert ens.score(*test) > 0.5
+    with pytest.raises(ValueError, match="l2 must be 'auto' or a finite number"):
+        Ensemble(stack, "stacking", l2=-1.0).fit(*val)
 
 
 def test_sklearn_conventions(setup):
