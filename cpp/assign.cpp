@@ -94,13 +94,17 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
     int* pred = ws.pred.data();
     int* matches = ws.matches.data();
 
+    static const bool vectorised = assign_avx512_supported();
     int n_free = 0;
     if (warm && prices) {
         // Warm start: keep row i on column i wherever that is still a cheapest column of row i.
         for (int j = 0; j < n; ++j) v[j] = prices[j];
         for (int i = 0; i < n; ++i) {
             double best = inf;
-            for (int j = 0; j < n; ++j) best = std::min(best, C(i, j) - v[j]);
+            if (vectorised)
+                best = min_reduced_cost_avx512(c + static_cast<std::size_t>(i) * n, v, n);
+            else
+                for (int j = 0; j < n; ++j) best = std::min(best, C(i, j) - v[j]);
             if (C(i, i) - v[i] <= best) {
                 row_sol[i] = i;
                 col_sol[i] = i;
@@ -183,6 +187,12 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
         }
     }
     // Augmentation: a shortest augmenting path (Dijkstra on reduced costs) for each free row.
+    if (vectorised) {
+        ws.closed.assign((n + 7) / 8, 0);
+        for (int f = 0; f < n_free; ++f)
+            augment_avx512(c, n, v, row_sol, col_sol, free_rows[f], d, pred, col_list, ws.closed.data());
+        n_free = 0;  // done: skip the scalar loop below
+    }
     for (int f = 0; f < n_free; ++f) {
         const int free_row = free_rows[f];
         for (int j = 0; j < n; ++j) {

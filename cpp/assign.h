@@ -18,6 +18,7 @@ struct AssignWorkspace {
     std::vector<char> used;
     std::vector<double> cost;          // (n, n) minimisation costs
     std::vector<int> row_sol, col_sol, free_rows, col_list, pred, matches;
+    std::vector<unsigned char> closed;  // bit per column: settled in the current path search
 };
 
 // score: (n, n) row-major. Writes perm[i] = column assigned to row i; returns the total score.
@@ -29,5 +30,11 @@ struct AssignWorkspace {
 double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws, double* prices = nullptr,
                       bool warm = false);
 double max_assignment_reference(const float* score, int n, int* perm, AssignWorkspace& ws);
+
+// The AVX-512 inner loops of max_assignment (assign_avx512.cpp), used when the CPU has them.
+bool assign_avx512_supported();
+double min_reduced_cost_avx512(const double* cost_row, const double* prices, int n);
+void augment_avx512(const double* cost, int n, double* prices, int* row_sol, int* col_sol, int free_row,
+                    double* dist, int* pred, int* settled, unsigned char* closed);
 
 }  // namespace segfast
