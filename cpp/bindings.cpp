@@ -68,7 +68,7 @@ Arch arch_of(const std::vector<int>& dims) {
 }
 
 py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py::handle velocity_obj,
-                         py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
+                         py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
                          py::handle active_obj, py::handle epoch_obj, std::uint64_t seed, int batch_size,
                          float lr, float momentum, float weight_decay, int flip_width, int n_jobs) {
     const Arch arch = arch_of(dims);
@@ -79,6 +79,12 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     if (!velocity_obj.is_none()) {
         vel = expect<float>(velocity_obj, "velocity", {n_models, static_cast<py::ssize_t>(arch.n_params)}, true);
         velocity = vel.mutable_data();
+    }
+    const float* anchor = nullptr;
+    Array<float> anc;
+    if (!anchor_obj.is_none()) {
+        anc = expect<float>(anchor_obj, "anchor", {n_models, static_cast<py::ssize_t>(arch.n_params)});
+        anchor = anc.data();
     }
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
     const py::ssize_t n_rows = x.shape(0);
@@ -113,6 +119,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     cfg.sgd.lr = lr;
     cfg.sgd.momentum = momentum;
     cfg.sgd.weight_decay = weight_decay;
+    cfg.sgd.prox = prox;
     cfg.seed = seed;
     cfg.flip_width = flip_width;
     cfg.n_threads = resolve_threads(n_jobs);
@@ -120,7 +127,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     float* p = params.mutable_data();
     {
         py::gil_scoped_release release;
-        train_epoch(arch, p, velocity, static_cast<int>(n_models), in, cfg, out);
+        train_epoch(arch, p, velocity, anchor, static_cast<int>(n_models), in, cfg, out);
     }
     return py::make_tuple(mean_loss, diverged.attr("astype")("bool"));
 }
@@ -162,7 +169,7 @@ py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::h
 // Test and benchmark hook for the kernel itself: epilogue(A @ B) or epilogue(A^T @ B).
 void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a, const std::string& epilogue,
              py::handle bias_obj, py::handle velocity_obj, float lr, float momentum, float weight_decay,
-             bool reference) {
+             py::handle anchor_obj, float prox, bool reference) {
     auto a = expect<float>(a_obj, "a", {-1, -1});
     const py::ssize_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
     auto b = expect<float>(b_obj, "b", {k, -1});
@@ -180,7 +187,7 @@ void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a,
     g.c = c.mutable_data();
     g.ldc = n;
     Epilogue e;
-    Array<float> bias, vel;
+    Array<float> bias, vel, anchor;
     if (epilogue == "store") e = Epilogue::Store;
     else if (epilogue == "bias" || epilogue == "bias_relu") {
         e = epilogue == "bias" ? Epilogue::Bias : Epilogue::BiasRelu;
@@ -195,6 +202,11 @@ void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a,
         g.sgd.lr = lr;
         g.sgd.momentum = momentum;
         g.sgd.weight_decay = weight_decay;
+        if (!anchor_obj.is_none()) {
+            anchor = expect<float>(anchor_obj, "anchor", {m, n});
+            g.anchor = anchor.data();
+            g.sgd.prox = prox;
+        }
     } else {
         throw py::value_error("epilogue must be 'store', 'bias', 'bias_relu' or 'sgd', got '" + epilogue + "'");
     }
@@ -395,7 +407,8 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("resolve_threads", &resolve_threads, py::arg("n_jobs"));
     mod.def("gemm_kernel", [] { return std::string(gemm_kernel_name()); });
     mod.def("n_params", [](const std::vector<int>& dims) { return arch_of(dims).n_params; }, py::arg("dims"));
-    mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"), py::arg("X"),
+    mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"),
+            py::arg("anchor"), py::arg("prox"), py::arg("X"),
             py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"), py::arg("seed"),
             py::arg("batch_size"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("flip_width"),
             py::arg("n_jobs"));
@@ -419,5 +432,5 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
             py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),
             py::arg("lr") = 0.f, py::arg("momentum") = 0.f, py::arg("weight_decay") = 0.f,
-            py::arg("reference") = false);
+            py::arg("anchor") = py::none(), py::arg("prox") = 0.f, py::arg("reference") = false);
 }

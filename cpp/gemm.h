@@ -7,7 +7,8 @@
 //   Bias     c = acc + bias
 //   BiasRelu c = max(acc + bias, 0)
 //   Sgd      c is a weight matrix W and acc its gradient; one SGD step in place:
-//            g = acc + wd * W;  v = momentum * v + g (if velocity);  W -= lr * (v or g)
+//            g = acc + wd * W [+ prox * (W - anchor)];  v = momentum * v + g (if velocity);
+//            W -= lr * (v or g). The proximal term (FedProx) pulls W toward anchor.
 // Two implementations: gemm_reference (plain loops: the test oracle and the fallback) and
 // an AVX-512 register-blocked kernel, picked once at run time by the CPU's features.
 #pragma once
@@ -21,6 +22,7 @@ struct SgdStep {
     float lr = 0.f;
     float momentum = 0.f;
     float weight_decay = 0.f;
+    float prox = 0.f;  // proximal coefficient mu; used only with an anchor
 };
 
 struct GemmArgs {
@@ -33,6 +35,7 @@ struct GemmArgs {
     std::ptrdiff_t ldc = 0;
     const float* bias = nullptr;  // (n,) for Bias and BiasRelu
     float* velocity = nullptr;    // (m, n) with row stride ldc, for Sgd with momentum
+    const float* anchor = nullptr;  // (m, n) with row stride ldc, for Sgd with a proximal term
     SgdStep sgd;
 };
 

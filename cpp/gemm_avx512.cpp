@@ -28,6 +28,7 @@ struct Tile {
     std::ptrdiff_t ldc;
     const float* bias;  // tile's first column of bias
     float* velocity;    // tile's first element of velocity
+    const float* anchor;  // tile's first element of the proximal anchor
     __mmask16 tail;     // lanes in use in the last vector
     SgdStep sgd;
 };
@@ -59,6 +60,7 @@ void tile_kernel(const Tile& t) {
     const __m512 lr = _mm512_set1_ps(t.sgd.lr);
     const __m512 mu = _mm512_set1_ps(t.sgd.momentum);
     const __m512 wd = _mm512_set1_ps(t.sgd.weight_decay);
+    const __m512 prox = _mm512_set1_ps(t.sgd.prox);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
         float* c = t.c + r * t.ldc;
@@ -72,6 +74,10 @@ void tile_kernel(const Tile& t) {
             if (E == Epilogue::Sgd) {
                 __m512 w = _mm512_maskz_loadu_ps(m, c + 16 * v);
                 __m512 step = _mm512_fmadd_ps(wd, w, x);
+                if (t.anchor) {
+                    const __m512 a = _mm512_maskz_loadu_ps(m, t.anchor + r * t.ldc + 16 * v);
+                    step = _mm512_fmadd_ps(prox, _mm512_sub_ps(w, a), step);
+                }
                 if (t.velocity) {
                     float* vel = t.velocity + r * t.ldc + 16 * v;
                     step = _mm512_fmadd_ps(mu, _mm512_maskz_loadu_ps(m, vel), step);
@@ -124,6 +130,7 @@ void run(const GemmArgs& g) {
             t.a = g.a + i0 * g.a_rs;
             t.c = g.c + i0 * g.ldc + j0;
             t.velocity = g.velocity ? g.velocity + i0 * g.ldc + j0 : nullptr;
+            t.anchor = g.anchor ? g.anchor + i0 * g.ldc + j0 : nullptr;
             table.fn[rows - 1][vecs - 1](t);
         }
     }

@@ -31,8 +31,10 @@ void gemm_reference(Epilogue epilogue, const GemmArgs& g) {
                 break;
             case Epilogue::Sgd: {
                 float* v = g.velocity ? g.velocity + r * g.ldc : nullptr;
+                const float* anchor = g.anchor ? g.anchor + r * g.ldc : nullptr;
                 for (int j = 0; j < g.n; ++j) {
                     float step = acc[j] + g.sgd.weight_decay * c[j];
+                    if (anchor) step += g.sgd.prox * (c[j] - anchor[j]);
                     if (v) {
                         v[j] = g.sgd.momentum * v[j] + step;
                         step = v[j];

@@ -106,9 +106,10 @@ double softmax_xent_grad(const float* z, const std::int64_t* y, int rows, int cl
     return loss;
 }
 
-void sgd_vector(float* w, float* velocity, const float* grad, int n, const SgdStep& s) {
+void sgd_vector(float* w, float* velocity, const float* anchor, const float* grad, int n, const SgdStep& s) {
     for (int j = 0; j < n; ++j) {
         float step = grad[j] + s.weight_decay * w[j];
+        if (anchor) step += s.prox * (w[j] - anchor[j]);
         if (velocity) {
             velocity[j] = s.momentum * velocity[j] + step;
             step = velocity[j];
@@ -119,8 +120,8 @@ void sgd_vector(float* w, float* velocity, const float* grad, int n, const SgdSt
 
 }  // namespace
 
-double sgd_step(const Arch& arch, float* params, float* velocity, int rows, const SgdStep& sgd,
-                Workspace& ws) {
+double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows,
+                const SgdStep& sgd, Workspace& ws) {
     const int L = arch.n_layers();
     const float* logits = forward(arch, params, ws.input.data(), rows, ws);
     float* grad = ws.grad.data();
@@ -172,6 +173,7 @@ double sgd_step(const Arch& arch, float* params, float* velocity, int rows, cons
         g.c = W;
         g.ldc = d_out;
         g.velocity = velocity ? velocity + arch.w_off[l] : nullptr;
+        g.anchor = anchor ? anchor + arch.w_off[l] : nullptr;
         g.sgd = sgd;
         gemm(Epilogue::Sgd, g);
 
@@ -181,7 +183,8 @@ double sgd_step(const Arch& arch, float* params, float* velocity, int rows, cons
             const float* gr = grad + static_cast<std::ptrdiff_t>(i) * d_out;
             for (int j = 0; j < d_out; ++j) bg[j] += gr[j];
         }
-        sgd_vector(b, velocity ? velocity + arch.b_off[l] : nullptr, bg, d_out, sgd);
+        sgd_vector(b, velocity ? velocity + arch.b_off[l] : nullptr, anchor ? anchor + arch.b_off[l] : nullptr, bg,
+                   d_out, sgd);
         std::swap(grad, grad_next);
     }
     return loss;

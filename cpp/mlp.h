@@ -38,9 +38,10 @@ void cross_entropy(const float* z, const std::int64_t* y, int rows, int classes,
 
 // One SGD step of one model on the minibatch in ws.input / ws.labels (`rows` rows):
 // forward, softmax cross-entropy (mean over rows), backward, and the update of every layer
-// fused into its gradient product. velocity is the model's momentum row or nullptr.
+// fused into its gradient product. velocity is the model's momentum row or nullptr; anchor
+// the row the proximal term pulls toward (with sgd.prox > 0) or nullptr.
 // Returns the summed loss of the rows; if it is not finite the parameters are left untouched.
-double sgd_step(const Arch& arch, float* params, float* velocity, int rows, const SgdStep& sgd,
-                Workspace& ws);
+double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows,
+                const SgdStep& sgd, Workspace& ws);
 
 }  // namespace segfast

@@ -42,8 +42,8 @@ bool all_finite(const float* w, std::size_t n) {
 
 }  // namespace
 
-void train_epoch(const Arch& arch, float* params, float* velocity, int n_models, const EpochInputs& in,
-                 const EpochConfig& cfg, const EpochResult& out) {
+void train_epoch(const Arch& arch, float* params, float* velocity, const float* anchor, int n_models,
+                 const EpochInputs& in, const EpochConfig& cfg, const EpochResult& out) {
     const int n_threads = std::max(1, std::min(cfg.n_threads, n_models));
     std::vector<std::unique_ptr<Workspace>> spaces(n_threads);
     const std::size_t P = arch.n_params;
@@ -62,6 +62,7 @@ void train_epoch(const Arch& arch, float* params, float* velocity, int n_models,
 
         float* w = params + static_cast<std::size_t>(m) * P;
         float* v = velocity ? velocity + static_cast<std::size_t>(m) * P : nullptr;
+        const float* a = anchor ? anchor + static_cast<std::size_t>(m) * P : nullptr;
         // A diverged step may already have written inf into the weights; the snapshot lets the
         // model end at its last finished epoch instead (about 1% of an epoch's time).
         ws.snapshot.resize(2 * P);
@@ -76,7 +77,7 @@ void train_epoch(const Arch& arch, float* params, float* velocity, int n_models,
         for (std::int64_t start = 0; start < count; start += cfg.batch_size) {
             const int rows = static_cast<int>(std::min<std::int64_t>(cfg.batch_size, count - start));
             gather(arch, in, ws.rows.data() + start, rows, cfg.flip_width, stream, ws);
-            const double batch_loss = sgd_step(arch, w, v, rows, cfg.sgd, ws);
+            const double batch_loss = sgd_step(arch, w, v, a, rows, cfg.sgd, ws);
             if (!std::isfinite(batch_loss)) {
                 loss = batch_loss;
                 diverge();

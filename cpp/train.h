@@ -29,8 +29,9 @@ struct EpochResult {
     std::uint8_t* diverged = nullptr;  // (n_models,) 1 if a loss became NaN or inf
 };
 
-// params: (n_models, arch.n_params); velocity: same shape, or nullptr without momentum.
-void train_epoch(const Arch& arch, float* params, float* velocity, int n_models, const EpochInputs& in,
-                 const EpochConfig& cfg, const EpochResult& out);
+// params: (n_models, arch.n_params); velocity: same shape, or nullptr without momentum;
+// anchor: same shape, the rows the proximal term (cfg.sgd.prox) pulls toward, or nullptr.
+void train_epoch(const Arch& arch, float* params, float* velocity, const float* anchor, int n_models,
+                 const EpochInputs& in, const EpochConfig& cfg, const EpochResult& out);
 
 }  // namespace segfast

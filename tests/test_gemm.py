@@ -52,6 +52,17 @@ def test_fused_sgd_update(rng, m, n, k, momentum):
         np.testing.assert_allclose(vel, want_v, rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("reference", [False, True])
+def test_fused_update_with_proximal_term(rng, reference):
+    a, b, grad = operands(rng, 37, 50, 9, True)
+    w = rng.standard_normal((37, 50)).astype(np.float32)
+    anchor = rng.standard_normal((37, 50)).astype(np.float32)
+    c = w.copy()
+    _core.gemm(a, b, c, trans_a=True, epilogue="sgd", lr=0.1, weight_decay=0.01, anchor=anchor, prox=0.3,
+               reference=reference)
+    np.testing.assert_allclose(c, w - 0.1 * (grad + 0.01 * w + 0.3 * (w - anchor)), rtol=1e-4, atol=1e-5)
+
+
 def test_fast_kernel_agrees_with_reference(rng):
     a, b, _ = operands(rng, 40, 70, 50, False)
     fast, ref = np.empty((40, 70), np.float32), np.empty((40, 70), np.float32)

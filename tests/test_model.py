@@ -82,6 +82,25 @@ def test_sgd_steps_with_momentum_and_weight_decay(rng, momentum, weight_decay):
     np.testing.assert_allclose(stack.params[0], row, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_proximal_term_matches_numpy(rng, momentum):
+    dims = [20, 16, 4]
+    X = rng.standard_normal((24, 20)).astype(np.float32)
+    y = rng.integers(0, 4, 24)
+    stack = segfast.MLPStack(dims, seed=6)
+    start = stack.params[0].astype(np.float64)
+    row, velocity, mu, lr = start.copy(), np.zeros_like(start), 0.5, 0.1
+    for _ in range(3):
+        _, g = ref.loss_and_grad(dims, row, X, y)
+        step = g + mu * (row - start)
+        if momentum:
+            velocity = momentum * velocity + step
+            step = velocity
+        row = row - lr * step
+    one_batch(stack, X, y, epochs=3, lr=lr, momentum=momentum, proximal_mu=mu)
+    np.testing.assert_allclose(stack.params[0], row, rtol=1e-4, atol=1e-5)
+
+
 def test_minibatches_cover_the_segment_once_per_epoch(rng):
     # Sum of per-row losses is order-independent at lr = 0: the epoch's mean loss must equal
     # the mean loss over the segment, whatever the shuffle and the batch size (incl. a partial one).

@@ -1,12 +1,13 @@
 """segfast: train many small MLPs at once, one per data segment, in a C++ core."""
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import _core, datasets
+from . import _core, datasets, schedule
 from .align import align
 from .cluster import Clustering, cluster, weight_map
 from .ensemble import Ensemble
 from .merge import merge
 from .predict import Evaluation, evaluate, predict, predict_proba
+from .rounds import RoundsResult, rounds
 from .segments import Segments, segment
 from .split import Split, holdout
 from .stack import MLPStack
@@ -23,6 +24,6 @@ has_cuda: bool = False  # the CUDA path is not built yet
 __all__ = [
     "MLPStack", "Segments", "Split", "History", "Evaluation",
     "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets",
-    "merge", "align", "cluster", "weight_map", "Clustering", "Ensemble",
+    "merge", "align", "cluster", "weight_map", "Clustering", "Ensemble", "rounds", "RoundsResult", "schedule",
     "has_openmp", "has_cuda", "__version__",
 ]

@@ -1,5 +1,6 @@
-"""The ``segfast`` command: ``segfast run`` trains segment models and reports, ``segfast info``
-says what this build can do."""
+"""The ``segfast`` command: ``segfast run`` trains segment models (in one or more rounds), merges
+and ensembles them and reports; ``segfast plot RUNDIR`` draws a run; ``segfast info`` says what
+this build can do."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _core, datasets
+from . import _core, datasets, schedule
+from .ensemble import METHODS as ENSEMBLE_METHODS, Ensemble
+from .merge import METHODS as MERGE_METHODS
 from .predict import evaluate
+from .rounds import rounds
 from .segments import SCHEMES, segment
 from .split import holdout
 from .stack import MLPStack
-from .train import train
 
 
 def _widths(text: str) -> list[int]:
@@ -45,7 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--hidden", type=_widths, default=[128], help="hidden widths, comma-separated (128)")
     run.add_argument("--init", default="shared", choices=["shared", "independent"],
                      help="same starting point for every model, or one each (shared)")
-    run.add_argument("--epochs", type=int, default=10, help="epochs of local training (10)")
+    run.add_argument("--config", default=None, help="a TOML file of these options (keys as the flags, with _ "
+                                                    "for -); flags given on the command line win")
+    run.add_argument("--epochs", type=int, default=10, help="epochs of local training per round (10)")
+    run.add_argument("--progressive", action="store_true",
+                     help="local epochs 1, 1, 2, 2, 4, 4, 8, ... (capped at --epochs) instead of --epochs every round")
+    run.add_argument("--rounds", type=int, default=1,
+                     help="rounds: broadcast, train locally, merge, repeat (1 = train once and merge)")
+    run.add_argument("--merge", default="uniform", choices=[m for m in MERGE_METHODS if m != "cluster-merge"],
+                     help="how segment models are merged each round (uniform)")
+    run.add_argument("--align", action="store_true", help="align hidden units before merging")
+    run.add_argument("--fraction", type=float, default=1.0, help="share of segments taking part each round (1)")
+    run.add_argument("--server-momentum", type=float, default=0.0, help="FedAvgM server momentum (0)")
+    run.add_argument("--server-lr", type=float, default=1.0, help="server learning rate (1)")
+    run.add_argument("--proximal-mu", type=float, default=0.0, help="FedProx proximal coefficient (0)")
+    run.add_argument("--ensemble", default="soft", choices=ENSEMBLE_METHODS,
+                     help="how the last round's segment models are ensembled for the report (soft)")
+    run.add_argument("--out", default=None, help="run directory: config, per-round records, weights, plots")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last round")
     run.add_argument("--batch-size", type=int, default=32, help="minibatch size (32)")
     run.add_argument("--lr", type=float, default=0.05, help="learning rate (0.05)")
     run.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (0)")
@@ -58,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", default="segfast-results.json", help="JSON results file (segfast-results.json)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    plot = sub.add_parser("plot", help="draw a run directory's accuracy per round and weight-space map (PNG)")
+    plot.add_argument("rundir", help="a directory written by `segfast run --out`")
     sub.add_parser("info", help="version, threads, kernels and GPU support of this build")
     return parser
 
@@ -68,45 +90,67 @@ def _run(args) -> int:
     split = holdout(data, val=val)
     segs = segment(split.y_train, args.segments, args.scheme, alpha=args.alpha, seed=args.seed)
     dims = [data.n_features, *args.hidden, data.n_classes]
-    stack = MLPStack(dims, n_models=args.segments, init=args.init, seed=args.seed)
+    start = MLPStack(dims, n_models=1, seed=args.seed)
+    local = schedule.progressive(max=args.epochs) if args.progressive else args.epochs
     print(f"segfast {_version()}: {data.name}, {len(split.y_train)} training rows in {args.segments} "
-          f"{args.scheme} segments, {len(split.y_val)} validation rows, MLP {'-'.join(map(str, dims))}")
-    start = time.perf_counter()
-    history = train(stack, split.X_train, split.y_train, segs, epochs=args.epochs, batch_size=args.batch_size,
-                    lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
-                    n_jobs=args.n_jobs, progress=not args.quiet)
-    seconds = time.perf_counter() - start
-    val_eval = evaluate(stack, split.X_val, split.y_val, n_jobs=args.n_jobs)
-    test_eval = evaluate(stack, split.X_test, split.y_test, n_jobs=args.n_jobs) if len(split.y_test) else None
+          f"{args.scheme} segments, {len(split.y_val)} validation rows, MLP {'-'.join(map(str, dims))}, "
+          f"{args.rounds} round(s)")
+    begin = time.perf_counter()
+    result = rounds(start, split.X_train, split.y_train, segs, rounds=args.rounds, local_epochs=local,
+                    merge={"method": args.merge, "align": args.align}, fraction=args.fraction,
+                    server_lr=args.server_lr, server_momentum=args.server_momentum, proximal_mu=args.proximal_mu,
+                    eval=split.val, out=args.out, resume=args.resume, seed=args.seed, n_jobs=args.n_jobs,
+                    progress=not args.quiet, lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
+                    weight_decay=args.weight_decay)
+    seconds = time.perf_counter() - begin
+    models = result.local_models
+    if models is None:  # a resumed run that had already finished
+        models = MLPStack.load(Path(args.out) / "local_models.npz")
+    val_eval = evaluate(models, *split.val, n_jobs=args.n_jobs)
+    merged_val = evaluate(result.global_model, *split.val, n_jobs=args.n_jobs)
+    ens = Ensemble(models, args.ensemble, tiebreak=result.global_model, n_jobs=args.n_jobs)
+    ens.fit(*split.val)
 
-    print(f"\n{'segment':>7} {'rows':>6} {'train loss':>10} {'val loss':>9} {'val acc':>8}")
-    for i in range(stack.n_models):
-        flag = "  diverged" if history.diverged[i] else ""
-        print(f"{i:>7} {segs.sizes[i]:>6} {history.final_loss[i]:>10.4f} {val_eval.loss[i]:>9.4f} "
-              f"{100 * val_eval.accuracy[i]:>7.2f}%{flag}")
+    print(f"\n{'segment':>7} {'rows':>6} {'val loss':>9} {'val acc':>8}   (segment models of the last round)")
+    for i in range(models.n_models):
+        flag = "  diverged" if models.diverged[i] else ""
+        print(f"{i:>7} {segs.sizes[i]:>6} {val_eval.loss[i]:>9.4f} {100 * val_eval.accuracy[i]:>7.2f}%{flag}")
     acc = 100 * val_eval.accuracy
-    print(f"\nvalidation accuracy: mean {acc.mean():.2f}%, min {acc.min():.2f}%, max {acc.max():.2f}% "
-          f"({seconds:.2f} s of training, {args.epochs} epochs)")
+    print(f"\nsegment models: mean {acc.mean():.2f}%, min {acc.min():.2f}%, max {acc.max():.2f}% validation accuracy")
+    print(f"merged ({args.merge}{', aligned' if args.align else ''}): {100 * merged_val.accuracy[0]:.2f}%   "
+          f"ensemble ({args.ensemble}): {100 * ens.score(*split.val):.2f}%   ({seconds:.2f} s)")
+    test = {}
+    if len(split.y_test):
+        test = {"merged": evaluate(result.global_model, *split.test).accuracy[0],
+                "ensemble": ens.score(*split.test), "segments": evaluate(models, *split.test).accuracy.tolist()}
+        print(f"test accuracy: merged {100 * test['merged']:.2f}%, ensemble {100 * test['ensemble']:.2f}%")
 
     results = {
         "segfast_version": _version(),
         "config": {k: v for k, v in vars(args).items() if k != "command"},
         "dims": dims,
         "segment_sizes": segs.sizes.tolist(),
-        "train_loss_per_epoch": np.where(np.isnan(history.loss), None, history.loss).tolist(),
-        "diverged": history.diverged.tolist(),
+        "rounds": result.history,
         "val_loss": val_eval.loss.tolist(),
         "val_accuracy": val_eval.accuracy.tolist(),
-        "test_loss": None if test_eval is None else test_eval.loss.tolist(),
-        "test_accuracy": None if test_eval is None else test_eval.accuracy.tolist(),
-        "train_seconds": seconds,
-        "epoch_seconds": history.seconds,
+        "merged_val_accuracy": float(merged_val.accuracy[0]),
+        "ensemble_val_accuracy": ens.score(*split.val),
+        "test_accuracy": {k: (float(v) if not isinstance(v, list) else v) for k, v in test.items()},
+        "seconds": seconds,
     }
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(out)  # never a half-written results file
-    print(f"results written to {out}")
+    print(f"results written to {out}" + (f"; run directory {args.out}" if args.out else ""))
+    return 0
+
+
+def _plot(args) -> int:
+    from .plot import plot_run
+
+    for path in plot_run(args.rundir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -124,13 +168,34 @@ def _info() -> int:
     return 0
 
 
+def _with_config(parser, argv):
+    """Parse argv; a --config TOML file supplies defaults that explicit flags override."""
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        import tomllib
+
+        with open(args.config, "rb") as f:
+            values = {k.replace("-", "_"): v for k, v in tomllib.load(f).items()}
+        run = parser._subparsers._group_actions[0].choices["run"]
+        known = {a.dest for a in run._actions}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{args.config}: unknown option(s) {', '.join(sorted(unknown))}")
+        run.set_defaults(**values)
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
     try:
+        args = _with_config(parser, argv)
         if args.command == "run":
             return _run(args)
+        if args.command == "plot":
+            return _plot(args)
         return _info()
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         print(f"segfast: error: {error}", file=sys.stderr)
         return 2
 

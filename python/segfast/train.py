@@ -76,7 +76,7 @@ def _flip_width(augment, n_features: int) -> int:
 
 def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: float = 0.05,
           momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None,
-          n_jobs: int = -1, progress: bool = False) -> History:
+          n_jobs: int = -1, progress: bool = False, proximal_mu: float = 0.0, start_epoch: int = 0) -> History:
     """Train every model of ``stack`` in place, model i on rows ``segments[i]`` of (X, y).
 
     Softmax cross-entropy, minibatch SGD (PyTorch's rule: ``v = momentum*v + g + wd*w;
@@ -87,6 +87,11 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
     its last finished epoch, stops training, is marked in ``history.diverged`` and ``stack.diverged``, and a
     RuntimeWarning names it. Ctrl-C is honoured between epochs, leaving every model at the
     end of its last finished epoch.
+
+    ``proximal_mu > 0`` adds FedProx's proximal term ``mu/2 |w - w_start|^2`` to every model's
+    loss, w_start being the model's parameters when this call began (in the fused C++ update).
+    ``start_epoch`` offsets the epoch numbers that key the random streams, so that successive
+    calls (rounds of federated training) draw fresh minibatch orders.
     """
     if not isinstance(stack, MLPStack):
         raise TypeError(f"stack must be a segfast.MLPStack, got {type(stack).__name__}")
@@ -102,9 +107,13 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     flip = _flip_width(augment, stack.n_features)
     threads = resolve_n_jobs(n_jobs)
+    proximal_mu = finite_float(proximal_mu, "proximal_mu", minimum=0.0)
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, numbers.Integral) or start_epoch < 0:
+        raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
 
     n_epochs = int(per_model.max(initial=0))
     velocity = np.zeros_like(stack.params) if momentum > 0 else None
+    anchor = stack.params.copy() if proximal_mu > 0 else None
     history = History(loss=np.full((n_epochs, stack.n_models), np.nan),
                       diverged=np.zeros(stack.n_models, dtype=bool),
                       epochs=np.zeros(stack.n_models, dtype=np.int64))
@@ -114,9 +123,9 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
         active = ((per_model > e) & ~history.diverged & ~stack.diverged).astype(np.uint8)
         start = time.perf_counter()
         loss, diverged = _core.train_epoch(
-            dims, stack.params, velocity, X, y, segments.order, segments.offsets, active,
-            np.full(stack.n_models, e, dtype=np.int64), seed, batch_size, lr, momentum, weight_decay,
-            flip, threads)
+            dims, stack.params, velocity, anchor, proximal_mu, X, y, segments.order, segments.offsets, active,
+            np.full(stack.n_models, start_epoch + e, dtype=np.int64), seed, batch_size, lr, momentum,
+            weight_decay, flip, threads)
         history.seconds.append(time.perf_counter() - start)
         history.loss[e] = loss
         history.epochs += (active.astype(bool) & ~diverged)

@@ -1,0 +1,207 @@
+"""rounds(): grand epochs, i.e. federated averaging simulated on one machine.
+
+Each round: broadcast the global model to the participating segments, train locally (one C++
+call an epoch for all of them), merge with any method of segfast.merge, apply the server update
+(replacement, a server learning rate, or FedAvgM momentum), evaluate, record, checkpoint.
+Every random choice is keyed by (seed, round), so a run resumed from its last checkpoint ends
+exactly where an uninterrupted run ends.
+"""
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import schedule as schedules
+from ._progress import Progress
+from ._threads import resolve_n_jobs
+from ._validate import as_features, as_labels, finite_float
+from .merge import METHODS as MERGE_METHODS, merge as merge_models
+from .predict import evaluate
+from .results import RunDirectory, fingerprint
+from .segments import Segments
+from .split import Split
+from .stack import MLPStack
+from .train import train
+
+
+@dataclass
+class RoundsResult:
+    global_model: MLPStack          # the final global model (one model)
+    history: list                   # one dict per round
+    best_model: MLPStack = None     # the global model of the round with the best eval accuracy
+    local_models: MLPStack = None   # the segment models of the last round, before merging
+    run_dir: object = None
+    extra: dict = field(default_factory=dict)
+
+
+def _merge_spec(merge):
+    if isinstance(merge, str):
+        spec = {"method": merge}
+    elif isinstance(merge, dict):
+        spec = dict(merge)
+        spec.setdefault("method", "uniform")
+    else:
+        raise TypeError(f"merge must be a method name or a dict of segfast.merge arguments, got {merge!r}")
+    if spec["method"] not in MERGE_METHODS or spec["method"] == "cluster-merge":
+        raise ValueError(f"unknown merge method {spec['method']!r} for rounds; choose one of "
+                         f"{', '.join(m for m in MERGE_METHODS if m != 'cluster-merge')}")
+    return spec
+
+
+def _eval_pair(eval, n_features, n_classes):
+    if eval is None:
+        return None
+    if isinstance(eval, Split):
+        eval = eval.val if len(eval.y_val) else eval.test
+    try:
+        X, y = eval
+    except (TypeError, ValueError):
+        raise TypeError("eval must be an (X, y) pair or a Split") from None
+    X = as_features(X, "eval X", n_features)
+    return X, as_labels(y, len(X), n_classes, "eval y")
+
+
+def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs=1, merge="uniform", *,
+           fraction: float = 1.0, server_lr: float = 1.0, server_momentum: float = 0.0,
+           proximal_mu: float = 0.0, lr_decay: float = 1.0, eval=None, out=None, resume: bool = False,
+           seed: int = 0, n_jobs: int = -1, progress: bool = True, **train_kwargs) -> RoundsResult:
+    """Simulate ``rounds`` rounds of federated training of one global model over ``segments``.
+
+    stack_or_architecture: a one-model MLPStack (the shared start) or layer widths like
+    [784, 128, 10] (a fresh model, seeded). local_epochs: an int, a list (one per round, the last
+    repeated) or a schedule such as ``segfast.schedule.progressive()``. merge: a method of
+    segfast.merge or a dict of its arguments (``{"method": "weighted", "align": True}``);
+    "weighted" without weights uses the participants' segment sizes. fraction: the share of
+    segments taking part each round (sampled per round, seeded). server_lr / server_momentum:
+    the server step ``global += server_lr * m`` with ``m = server_momentum * m + (merged - global)``
+    (FedAvgM; 1 and 0 give plain replacement). proximal_mu: FedProx's proximal term in local
+    training. lr_decay: the local learning rate is multiplied by it every round. eval: (X, y)
+    or a Split evaluated every round. out: a run directory (config.json, rounds.jsonl,
+    summary.csv, checkpoint, best and final weights), resumable with ``resume=True``.
+    Other keyword arguments go to segfast.train (lr, batch_size, momentum, weight_decay, augment).
+    """
+    if isinstance(stack_or_architecture, MLPStack):
+        if stack_or_architecture.n_models != 1:
+            raise ValueError(f"rounds starts from one global model; got a stack of {stack_or_architecture.n_models}"
+                             " (pass stack[0] or the layer widths)")
+        start = stack_or_architecture.copy()
+    else:
+        start = MLPStack(stack_or_architecture, n_models=1, seed=seed)
+    dims = start.dims
+    X = as_features(X, "X", start.n_features)
+    y = as_labels(y, len(X), start.n_classes)
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    if isinstance(segments, (list, tuple)):
+        segments = Segments.from_indices(segments)
+    if not isinstance(segments, Segments):
+        raise TypeError(f"segments must be a segfast.Segments or a list of index arrays, got {type(segments).__name__}")
+    segments.validate(len(X), min_size=1)
+    n_segments = len(segments)
+    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    server_lr = finite_float(server_lr, "server_lr", minimum=0.0)
+    server_momentum = finite_float(server_momentum, "server_momentum", minimum=0.0)
+    if server_momentum >= 1:
+        raise ValueError(f"server_momentum must be < 1, got {server_momentum}")
+    proximal_mu = finite_float(proximal_mu, "proximal_mu", minimum=0.0)
+    lr_decay = finite_float(lr_decay, "lr_decay", minimum=0.0)
+    spec = _merge_spec(merge)
+    for r in range(rounds):
+        schedules.resolve(local_epochs, r)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    unknown = set(train_kwargs) - {"lr", "batch_size", "momentum", "weight_decay", "augment"}
+    if unknown:
+        raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
+    threads = resolve_n_jobs(n_jobs)
+    evaluation = _eval_pair(eval, start.n_features, start.n_classes)
+    base_lr = train_kwargs.pop("lr", 0.05)
+
+    config = {
+        "dims": list(dims), "rounds": rounds, "local_epochs": schedules.describe(local_epochs), "merge": {
+            k: (v if not isinstance(v, np.ndarray) else "array") for k, v in spec.items()},
+        "fraction": fraction, "server_lr": server_lr, "server_momentum": server_momentum,
+        "proximal_mu": proximal_mu, "lr": base_lr, "lr_decay": lr_decay, "seed": seed,
+        "train": {k: v for k, v in train_kwargs.items()},
+        "data": {"X": fingerprint(X), "y": fingerprint(y), "segments": fingerprint(segments.order, segments.offsets),
+                 "eval": None if evaluation is None else fingerprint(*evaluation)},
+        "start": fingerprint(start.params),
+    }
+    run_dir = RunDirectory(out, config, resume) if out is not None else None
+
+    global_params = start.params[0].astype(np.float32).copy()
+    # Server state in float64: with server_lr 1 and no momentum the update is then exactly a
+    # replacement by the merged model (float32 would round g + (m - g)).
+    server_buffer = np.zeros(global_params.shape, dtype=np.float64)
+    history, first_round, best = [], 0, (-np.inf, None)
+    if run_dir is not None and run_dir.resumed:
+        state = run_dir.load_checkpoint()
+        global_params, server_buffer = state["global"], state["server_buffer"]
+        history, first_round = run_dir.history(), int(state["round"]) + 1
+        if run_dir.best_exists():
+            best = (max((h.get("global_accuracy", -np.inf) for h in history), default=-np.inf),
+                    MLPStack.load(run_dir.best_path).params[0])
+
+    bar = Progress(rounds, "round", enabled=progress)
+    bar.done = first_round
+    epochs_before = sum(schedules.resolve(local_epochs, r) for r in range(first_round))
+    local = None
+    for r in range(first_round, rounds):
+        record, t0 = {"round": r + 1}, time.perf_counter()
+        rng = np.random.default_rng([seed, r])
+        if fraction < 1:
+            chosen = np.sort(rng.choice(n_segments, max(1, int(round(fraction * n_segments))), replace=False))
+        else:
+            chosen = np.arange(n_segments)
+        part = segments if fraction >= 1 else Segments.from_indices([segments[i] for i in chosen])
+        epochs = schedules.resolve(local_epochs, r)
+        lr = base_lr * lr_decay ** r
+        local = MLPStack.from_params(dims, np.repeat(global_params[None, :], len(chosen), axis=0))
+        hist = train(local, X, y, part, epochs=epochs, lr=lr, seed=seed, start_epoch=epochs_before,
+                     proximal_mu=proximal_mu, n_jobs=threads, **train_kwargs)
+        epochs_before += epochs
+        t1 = time.perf_counter()
+
+        kw = dict(spec)
+        method = kw.pop("method")
+        if method == "weighted" and "weights" not in kw:
+            kw["weights"] = part.sizes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
+            merged = merge_models(local, method, val=evaluation if method in ("loss", "rank", "greedy", "cluster-best")
+                                  else None, seed=seed, n_jobs=threads, **kw).params[0]
+        server_buffer = server_momentum * server_buffer + (merged.astype(np.float64) - global_params)
+        global_params = (global_params + server_lr * server_buffer).astype(np.float32)
+        t2 = time.perf_counter()
+
+        record.update(local_epochs=epochs, lr=lr, participants=len(chosen),
+                      train_loss=float(np.nanmean(hist.final_loss)), diverged=int(hist.diverged.sum()))
+        if evaluation is not None:
+            g = evaluate(MLPStack.from_params(dims, global_params[None]), *evaluation, n_jobs=threads)
+            seg = evaluate(local, *evaluation, n_jobs=threads).accuracy
+            from .ensemble import Ensemble
+            record.update(global_loss=float(g.loss[0]), global_accuracy=float(g.accuracy[0]),
+                          segment_accuracy_mean=float(seg.mean()), segment_accuracy_std=float(seg.std()),
+                          ensemble_accuracy=Ensemble(local, "soft", n_jobs=threads).score(*evaluation))
+            if record["global_accuracy"] > best[0]:
+                best = (record["global_accuracy"], global_params.copy())
+        t3 = time.perf_counter()
+        record.update(seconds_train=t1 - t0, seconds_merge=t2 - t1, seconds_eval=t3 - t2)
+        history.append(record)
+        if run_dir is not None:
+            run_dir.write_round(history, {"round": r, "global": global_params, "server_buffer": server_buffer},
+                                best[1] if best[1] is not None and best[0] == record.get("global_accuracy") else None)
+        note = f"acc {100 * record['global_accuracy']:.2f}%" if "global_accuracy" in record else \
+            f"loss {record['train_loss']:.4f}"
+        bar.advance(note)
+
+    final = MLPStack.from_params(dims, global_params[None])
+    best_model = MLPStack.from_params(dims, best[1][None]) if best[1] is not None else None
+    if run_dir is not None:
+        run_dir.finish(final, local)
+    return RoundsResult(final, history, best_model, local, run_dir)

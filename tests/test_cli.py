@@ -1,0 +1,49 @@
+"""The `segfast` command end to end on the shipped data set."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from segfast.cli import main
+
+
+def test_main_job_runs_on_the_shipped_data(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    assert main(["run", "--epochs", "2", "--quiet", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "segment" in printed and "val acc" in printed and "merged (uniform)" in printed
+    results = json.loads(out.read_text())
+    assert len(results["val_accuracy"]) == 10
+    assert min(results["val_accuracy"]) > 0.3  # 10 classes: chance is 0.1
+    assert results["config"]["segments"] == 10 and len(results["rounds"]) == 1
+
+
+def test_rounds_run_directory_config_file_and_plot(tmp_path, capsys):
+    config = tmp_path / "exp.toml"
+    config.write_text('segments = 4\nrounds = 3\nepochs = 1\nmerge = "weighted"\nhidden = [32]\n')
+    run_dir = tmp_path / "run"
+    code = main(["run", "--config", str(config), "--quiet", "--out", str(run_dir), "-o", str(tmp_path / "r.json")])
+    assert code == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["config"]["merge"] == "weighted" and results["dims"] == [784, 32, 10]
+    assert len((run_dir / "rounds.jsonl").read_text().splitlines()) == 3
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(run_dir)]) == 0
+    assert (run_dir / "accuracy.png").stat().st_size > 1000 and (run_dir / "weight_map.png").exists()
+
+
+def test_errors_exit_with_a_message(tmp_path, capsys):
+    assert main(["run", "--data", "no-such-set", "-o", str(tmp_path / "x.json")]) == 2
+    assert "unknown" in capsys.readouterr().err.lower()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("colour = 3\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "unknown option" in capsys.readouterr().err
+
+
+def test_info_and_help_as_a_console_script():
+    info = subprocess.run([sys.executable, "-m", "segfast.cli", "info"], capture_output=True, text=True)
+    assert info.returncode == 0 and "OpenMP" in info.stdout and "gemm kernel" in info.stdout
+    helptext = subprocess.run([sys.executable, "-m", "segfast.cli", "run", "--help"], capture_output=True, text=True)
+    assert "--segments" in helptext.stdout and "--rounds" in helptext.stdout

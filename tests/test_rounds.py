@@ -1,0 +1,168 @@
+"""rounds(): equivalences, seeding, server updates, run directories, resume after a kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import segfast
+from segfast import MLPStack
+
+from conftest import blobs
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X, y = blobs(rng, n=1200, d=16, classes=4, spread=1.5)
+    return X[:1000], y[:1000], (X[1000:], y[1000:]), segfast.segment(y[:1000], 5, "iid", seed=0)
+
+
+def test_one_round_with_one_segment_is_plain_training(data):
+    X, y, _, _ = data
+    seg = segfast.Segments.from_indices([np.arange(1000)])
+    start = MLPStack([16, 12, 4], seed=3)
+    result = segfast.rounds(start, X, y, seg, rounds=1, local_epochs=2, progress=False, lr=0.1)
+    plain = start.copy()
+    segfast.train(plain, X, y, seg, epochs=2, lr=0.1)
+    np.testing.assert_array_equal(result.global_model.params, plain.params)
+
+
+def test_uniform_rounds_equal_manual_fedavg(data):
+    X, y, _, seg = data
+    start = MLPStack([16, 12, 4], seed=1)
+    result = segfast.rounds(start, X, y, seg, rounds=3, local_epochs=1, progress=False)
+    g = start.params[0]
+    for r in range(3):
+        local = MLPStack.from_params(start.dims, np.repeat(g[None], 5, axis=0))
+        segfast.train(local, X, y, seg, epochs=1, start_epoch=r)
+        g = local.params.mean(axis=0, dtype=np.float64).astype(np.float32)
+    np.testing.assert_allclose(result.global_model.params[0], g, rtol=1e-6, atol=1e-7)
+    assert [h["round"] for h in result.history] == [1, 2, 3]
+
+
+def test_server_momentum_and_learning_rate(data):
+    X, y, _, seg = data
+    start = MLPStack([16, 12, 4], seed=1)
+    plain = segfast.rounds(start, X, y, seg, rounds=2, progress=False)
+    half = segfast.rounds(start, X, y, seg, rounds=1, server_lr=0.5, progress=False)
+    one = segfast.rounds(start, X, y, seg, rounds=1, progress=False)
+    np.testing.assert_allclose(half.global_model.params, (start.params + one.global_model.params) / 2, atol=1e-6)
+    moment = segfast.rounds(start, X, y, seg, rounds=2, server_momentum=0.9, progress=False)
+    assert not np.allclose(moment.global_model.params, plain.global_model.params)
+
+
+def test_fraction_sampling_is_seeded(data):
+    X, y, _, seg = data
+    a = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, fraction=0.4, seed=5, progress=False)
+    b = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, fraction=0.4, seed=5, progress=False)
+    c = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, fraction=0.4, seed=6, progress=False)
+    np.testing.assert_array_equal(a.global_model.params, b.global_model.params)
+    assert not np.array_equal(a.global_model.params, c.global_model.params)
+    assert all(h["participants"] == 2 for h in a.history)
+
+
+def test_progressive_schedule_and_evaluation(data):
+    X, y, val, seg = data
+    sched = segfast.schedule.progressive(start=1, factor=2, every=2, max=4)
+    assert [sched(r) for r in range(7)] == [1, 1, 2, 2, 4, 4, 4]
+    result = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=sched, eval=val, progress=False,
+                            merge={"method": "weighted"})
+    assert [h["local_epochs"] for h in result.history] == [1, 1, 2, 2, 4]
+    last = result.history[-1]
+    assert last["global_accuracy"] > 0.6
+    assert 0 <= last["segment_accuracy_std"] and last["ensemble_accuracy"] > 0.5
+    assert result.best_model is not None
+
+
+def test_fedprox_changes_local_training(data):
+    X, y, _, seg = data
+    a = segfast.rounds([16, 12, 4], X, y, seg, rounds=2, progress=False)
+    b = segfast.rounds([16, 12, 4], X, y, seg, rounds=2, proximal_mu=1.0, progress=False)
+    assert not np.array_equal(a.global_model.params, b.global_model.params)
+
+
+def test_run_directory_is_complete_and_parses(data, tmp_path):
+    X, y, val, seg = data
+    out = tmp_path / "run"
+    result = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, eval=val, out=out, progress=False)
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "rounds.jsonl", "summary.csv", "checkpoint.npz", "best.npz", "final.npz",
+            "local_models.npz"} <= names
+    assert not any(n.endswith(".tmp") for n in names)
+    config = json.loads((out / "config.json").read_text())
+    assert config["segfast_version"] == segfast.__version__ and config["rounds"] == 3
+    lines = [json.loads(l) for l in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [l["round"] for l in lines] == [1, 2, 3]
+    assert (out / "summary.csv").read_text().splitlines()[0].startswith("round,")
+    np.testing.assert_array_equal(MLPStack.load(out / "final.npz").params, result.global_model.params)
+    # the same out again without resume is refused, files untouched
+    before = (out / "rounds.jsonl").read_text()
+    with pytest.raises(ValueError, match="already holds a run"):
+        segfast.rounds([16, 12, 4], X, y, seg, rounds=3, out=out, progress=False)
+    with pytest.raises(ValueError, match="different run's config"):
+        segfast.rounds([16, 12, 4], X, y, seg, rounds=4, out=out, resume=True, progress=False)
+    assert (out / "rounds.jsonl").read_text() == before
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np, segfast
+    sys.path.insert(0, {tests!r})
+    from conftest import blobs
+    rng = np.random.default_rng(0)
+    X, y = blobs(rng, n=1200, d=16, classes=4, spread=1.5)
+    seg = segfast.segment(y[:1000], 5, "iid", seed=0)
+    kill_after = int(sys.argv[1])
+    import segfast.results as results
+    original = results.RunDirectory.write_round
+    def write_then_die(self, history, state, best):
+        original(self, history, state, best)
+        if len(history) == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    results.RunDirectory.write_round = write_then_die
+    segfast.rounds([16, 12, 4], X[:1000], y[:1000], seg, rounds=5, local_epochs=[1, 2], eval=(X[1000:], y[1000:]),
+                   out=sys.argv[2], resume=True, server_momentum=0.5, progress=False)
+""")
+
+
+def test_killed_run_resumes_to_the_same_result(data, tmp_path):
+    X, y, val, seg = data
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_RUN.format(tests=os.path.dirname(__file__)))
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, str(script), "2", str(out)], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert len((out / "rounds.jsonl").read_text().splitlines()) == 2
+    resumed = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], eval=val, out=out,
+                             resume=True, server_momentum=0.5, progress=False)
+    whole = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], eval=val,
+                           server_momentum=0.5, progress=False)
+    np.testing.assert_array_equal(resumed.global_model.params, whole.global_model.params)
+    assert [h["global_accuracy"] for h in resumed.history] == [h["global_accuracy"] for h in whole.history]
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(merge="average"), ValueError, "unknown merge method"),
+    (dict(rounds=0), ValueError, "rounds must be an integer >= 1"),
+    (dict(fraction=0.0), ValueError, r"fraction must be in \(0, 1\]"),
+    (dict(fraction=1.5), ValueError, r"fraction must be in \(0, 1\]"),
+    (dict(server_momentum=1.0), ValueError, "server_momentum must be < 1"),
+    (dict(local_epochs=0), ValueError, "local_epochs must give integers >= 1"),
+    (dict(eval=np.zeros(3)), TypeError, "eval must be an"),
+    (dict(colour="red"), TypeError, "unexpected argument"),
+])
+def test_rounds_bad_input(data, kwargs, error, match):
+    X, y, _, seg = data
+    with pytest.raises(error, match=match):
+        segfast.rounds([16, 12, 4], X, y, seg, progress=False, **kwargs)
+
+
+def test_rounds_needs_one_start_model(data):
+    X, y, _, seg = data
+    with pytest.raises(ValueError, match="one global model"):
+        segfast.rounds(MLPStack([16, 12, 4], 2), X, y, seg, progress=False)
