@@ -43,7 +43,9 @@ template <class T>
 Array<T> expect(const py::handle& obj, const char* name, std::vector<py::ssize_t> shape, bool writable = false) {
     if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
     py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (!a.dtype().is(py::dtype::of<T>()))
+    // Equivalent dtypes, not the identical object: arrays that went through pickle carry
+    // their own (equal) dtype instance.
+    if (!py::isinstance<py::array_t<T>>(a))
         throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
                              ", got " + std::string(py::str(a.dtype())));
     if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");

@@ -202,7 +202,7 @@ def test_predict_before_fit(setup, method):
 
 
 @pytest.mark.parametrize("kwargs,call,error,match", [
-    (dict(method="soft"), "predict_wide", ValueError, "X has 13 features but the models take 12"),
+    (dict(method="soft"), "predict_wide", ValueError, "X has 13 features, but the stack is expecting 12"),
     (dict(method="stacking"), "fit_empty", ValueError, "X_val has no rows"),
     (dict(method="competence", k=0), "fit", ValueError, "k must be an integer >= 1"),
     (dict(method="competence", k=400), "fit", ValueError, "k=400 is larger than the 300 validation rows"),

@@ -108,7 +108,7 @@ def test_from_params_checks_shape():
 
 def test_predict_bad_input(rng):
     stack = MLPStack([5, 4, 3], 2)
-    with pytest.raises(ValueError, match="X has 4 features but the models take 5"):
+    with pytest.raises(ValueError, match="X has 4 features, but the stack is expecting 5 features"):
         segfast.predict_proba(stack, np.zeros((3, 4)))
     with pytest.raises(ValueError, match="X has no rows"):
         segfast.predict_proba(stack, np.zeros((0, 5)))

@@ -3,6 +3,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, datasets, schedule
 from .align import align
+from .classifier import SegmentClassifier
 from .cluster import Clustering, cluster, weight_map
 from .ensemble import Ensemble
 from .merge import merge
@@ -25,5 +26,6 @@ __all__ = [
     "MLPStack", "Segments", "Split", "History", "Evaluation",
     "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets",
     "merge", "align", "cluster", "weight_map", "Clustering", "Ensemble", "rounds", "RoundsResult", "schedule",
+    "SegmentClassifier",
     "has_openmp", "has_cuda", "__version__",
 ]

@@ -8,17 +8,31 @@ import numpy as np
 from . import _core
 
 
-def as_features(X, name: str = "X", n_features: int | None = None) -> np.ndarray:
-    """Return X as a C-contiguous float32 2-D array (a copy only when needed)."""
+def as_features(X, name: str = "X", n_features: int | None = None, who: str = "the stack") -> np.ndarray:
+    """Return X as a C-contiguous float32 2-D array (a copy only when needed).
+
+    The messages follow scikit-learn's wording where it has one, so that estimators built on
+    segfast pass its estimator checks."""
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a sparse matrix: sparse input is not supported; pass {name}.toarray()")
     X = np.asarray(X)
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+    if np.iscomplexobj(X):
+        raise ValueError(f"{name} holds complex numbers: Complex data not supported")
+    if X.dtype == object:
+        X = X.astype(np.float64)  # numbers stored as objects convert; anything else raises TypeError
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer) or X.dtype == bool):
         raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows, features), got shape {X.shape}")
+        raise ValueError(f"{name} must be 2-D (rows, features), got shape {X.shape}. Reshape your data: "
+                         f"{name}.reshape(-1, 1) for one feature, {name}.reshape(1, -1) for one row")
     if X.shape[0] == 0:
-        raise ValueError(f"{name} has no rows")
+        raise ValueError(f"{name} has no rows: Found array with 0 sample(s) (shape={X.shape})")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has no features: Found array with 0 feature(s) (shape={X.shape}) while a "
+                         "minimum of 1 is required.")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features but the models take {n_features}")
+        raise ValueError(f"{name} has {X.shape[1]} features, but {who} is expecting {n_features} "
+                         "features as input")
     X = np.ascontiguousarray(X, dtype=np.float32)
     first = _core.first_non_finite(X)
     if first >= 0:

@@ -1,0 +1,129 @@
+"""SegmentClassifier: the whole pipeline (segment, train in rounds, merge or ensemble) as a
+scikit-learn estimator, so segfast drops into pipelines and grid searches."""
+from __future__ import annotations
+
+import inspect
+import numbers
+import warnings
+
+import numpy as np
+
+from ._validate import as_features
+from .ensemble import Ensemble, NotFittedError
+from .predict import predict_proba
+from .rounds import rounds as run_rounds
+from .segments import segment
+
+try:  # scikit-learn is optional: with it, the estimator gets its mixins (tags, clone, score)
+    from sklearn.base import BaseEstimator as _Base, ClassifierMixin as _Classifier
+    from sklearn.exceptions import DataConversionWarning as _DataConversionWarning
+    _BASES = (_Classifier, _Base)
+except ImportError:  # pragma: no cover - exercised where scikit-learn is absent
+    _DataConversionWarning = UserWarning
+
+    class _Params:
+        def get_params(self, deep=True):
+            names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+            return {n: getattr(self, n) for n in names}
+
+        def set_params(self, **params):
+            valid = self.get_params()
+            for key, value in params.items():
+                if key not in valid:
+                    raise ValueError(f"invalid parameter {key!r}; valid: {sorted(valid)}")
+                setattr(self, key, value)
+            return self
+
+        def score(self, X, y):
+            return float(np.mean(self.predict(X) == np.asarray(y)))
+    _BASES = (_Params,)
+
+
+class SegmentClassifier(*_BASES):
+    """Cut the training rows into ``n_segments`` segments, train one MLP per segment (in
+    ``rounds`` rounds of local training and merging from a shared start), then predict with
+    the merged model (``combine="merge"``) or an ensemble of the segment models
+    (``combine="ensemble"``, method ``ensemble``). Labels may be any values (``classes_``).
+    Methods that learn from validation rows (stacking, competence, weighted) use a seeded
+    ``validation_fraction`` of the training rows, held out from the segments.
+    """
+
+    def __init__(self, n_segments=10, hidden=(128,), combine="merge", rounds=1, local_epochs=5, scheme="iid",
+                 alpha=0.5, merge="uniform", ensemble="soft", lr=0.05, batch_size=32, momentum=0.0,
+                 weight_decay=0.0, validation_fraction=0.1, seed=0, n_jobs=-1):
+        self.n_segments = n_segments
+        self.hidden = hidden
+        self.combine = combine
+        self.rounds = rounds
+        self.local_epochs = local_epochs
+        self.scheme = scheme
+        self.alpha = alpha
+        self.merge = merge
+        self.ensemble = ensemble
+        self.lr = lr
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y):
+        if self.combine not in ("merge", "ensemble"):
+            raise ValueError(f"combine must be 'merge' or 'ensemble', got {self.combine!r}")
+        if y is None:
+            raise ValueError("SegmentClassifier requires y to be passed, but the target y is None")
+        X = as_features(X, "X")
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected; raveling it",
+                          _DataConversionWarning, stacklevel=2)
+            y = y.ravel()
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}")
+        if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y) & (y == np.round(y))):
+            raise ValueError("Unknown label type: continuous. SegmentClassifier is a classifier: y must hold "
+                             "class labels, not continuous values")
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"SegmentClassifier needs at least 2 classes in y, got 1 class ({self.classes_[0]!r})")
+        self.n_features_in_ = X.shape[1]
+        needs_val = self.combine == "ensemble" and self.ensemble in ("weighted", "stacking", "competence")
+        rows = np.random.default_rng(self.seed).permutation(len(X))
+        n_val = int(round(self.validation_fraction * len(X))) if needs_val else 0
+        val_rows, train_rows = rows[:n_val], np.sort(rows[n_val:])
+        if len(train_rows) < self.n_segments:
+            raise ValueError(f"{len(train_rows)} training rows (n_samples = {len(X)}) cannot fill "
+                             f"{self.n_segments} segments")
+        if needs_val and n_val < 1:
+            raise ValueError(f"ensemble={self.ensemble!r} needs validation rows: raise validation_fraction")
+        X_train, y_train = X[train_rows], y_idx[train_rows]
+        segs = segment(y_train, self.n_segments, self.scheme, alpha=self.alpha, seed=self.seed)
+        hidden = [self.hidden] if isinstance(self.hidden, numbers.Integral) else list(self.hidden)
+        dims = [X.shape[1], *hidden, max(2, len(self.classes_))]
+        result = run_rounds(dims, X_train, y_train, segs, rounds=self.rounds, local_epochs=self.local_epochs,
+                            merge=self.merge, seed=self.seed, n_jobs=self.n_jobs, progress=False, lr=self.lr,
+                            batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay)
+        self.model_ = result.global_model
+        self.segment_models_ = result.local_models
+        if self.combine == "ensemble":
+            ens = Ensemble(self.segment_models_, self.ensemble, tiebreak=self.model_, n_jobs=self.n_jobs)
+            self.ensemble_ = ens.fit(X[val_rows], y_idx[val_rows]) if needs_val else ens
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this SegmentClassifier is not fitted yet: call fit(X, y) first")
+
+    def predict_proba(self, X) -> np.ndarray:
+        self._check_fitted()
+        X = as_features(X, "X", self.n_features_in_, who="SegmentClassifier")
+        if self.combine == "ensemble":
+            return self.ensemble_.predict_proba(X)
+        return predict_proba(self.model_, X, self.n_jobs)[0]
+
+    def predict(self, X) -> np.ndarray:
+        self._check_fitted()
+        if self.combine == "ensemble":
+            return self.classes_[self.ensemble_.predict(as_features(X, "X", self.n_features_in_, who="SegmentClassifier"))]
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
