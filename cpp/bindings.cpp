@@ -72,7 +72,8 @@ Arch arch_of(const std::vector<int>& dims) {
 py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py::handle velocity_obj,
                          py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
                          py::handle active_obj, py::handle epoch_obj, std::uint64_t seed, int batch_size,
-                         float lr, float momentum, float weight_decay, int flip_width, int n_jobs) {
+                         float lr, float momentum, float weight_decay, int flip_width, int n_jobs,
+                         py::handle start_obj) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
     const py::ssize_t n_models = params.shape(0);
@@ -115,7 +116,13 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
 
     py::array_t<double> mean_loss(n_models);
     py::array_t<std::uint8_t> diverged(n_models);
-    EpochInputs in{x.data(), y.data(), order.data(), off, active.data(), epoch.data()};
+    Array<float> start;
+    const float* start_row = nullptr;
+    if (!start_obj.is_none()) {
+        start = expect<float>(start_obj, "start", {static_cast<py::ssize_t>(arch.n_params)});
+        start_row = start.data();
+    }
+    EpochInputs in{x.data(), y.data(), order.data(), off, active.data(), epoch.data(), start_row};
     EpochConfig cfg;
     cfg.batch_size = batch_size;
     cfg.sgd.lr = lr;
@@ -413,7 +420,7 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("anchor"), py::arg("prox"), py::arg("X"),
             py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"), py::arg("seed"),
             py::arg("batch_size"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("flip_width"),
-            py::arg("n_jobs"));
+            py::arg("n_jobs"), py::arg("start") = py::none());
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));

@@ -63,15 +63,27 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
         float* w = params + static_cast<std::size_t>(m) * P;
         float* v = velocity ? velocity + static_cast<std::size_t>(m) * P : nullptr;
         const float* a = anchor ? anchor + static_cast<std::size_t>(m) * P : nullptr;
-        // A diverged step may already have written inf into the weights; the snapshot lets the
-        // model end at its last finished epoch instead (about 1% of an epoch's time).
-        ws.snapshot.resize(2 * P);
-        std::memcpy(ws.snapshot.data(), w, sizeof(float) * P);
-        if (v) std::memcpy(ws.snapshot.data() + P, v, sizeof(float) * P);
+        // The broadcast of a round (start_row) is fused in: the row is written here, by the thread
+        // that trains it, and doubles as the divergence snapshot. Otherwise a diverged step may
+        // already have written inf into the weights; the snapshot lets the model end at its last
+        // finished epoch instead (about 1% of an epoch's time).
+        const float* restore = in.start_row;
+        if (restore) {
+            std::memcpy(w, restore, sizeof(float) * P);
+            if (v) std::memset(v, 0, sizeof(float) * P);
+        } else {
+            ws.snapshot.resize(2 * P);
+            std::memcpy(ws.snapshot.data(), w, sizeof(float) * P);
+            if (v) std::memcpy(ws.snapshot.data() + P, v, sizeof(float) * P);
+            restore = ws.snapshot.data();
+        }
         auto diverge = [&] {  // back to the epoch's start; the model trains no further
             out.diverged[m] = 1;
-            std::memcpy(w, ws.snapshot.data(), sizeof(float) * P);
-            if (v) std::memcpy(v, ws.snapshot.data() + P, sizeof(float) * P);
+            std::memcpy(w, restore, sizeof(float) * P);
+            if (v) {
+                if (in.start_row) std::memset(v, 0, sizeof(float) * P);
+                else std::memcpy(v, ws.snapshot.data() + P, sizeof(float) * P);
+            }
         };
         double loss = 0.0;
         for (std::int64_t start = 0; start < count; start += cfg.batch_size) {

@@ -22,6 +22,7 @@ struct EpochInputs {
     const std::int64_t* offsets = nullptr;  // (n_models + 1,)
     const std::uint8_t* active = nullptr;   // (n_models,) 0 = skip this model this epoch
     const std::int64_t* epoch = nullptr;    // (n_models,) the model's epoch number: keys its random stream
+    const float* start_row = nullptr;       // (n_params,) or null: every active model starts from it
 };
 
 struct EpochResult {

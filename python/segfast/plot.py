@@ -29,10 +29,12 @@ def plot_rounds(history: list, path) -> Path:
         raise ValueError("the history has no evaluation: run rounds() with eval=(X, y) to plot accuracy")
     acc = lambda key: 100 * np.array([h[key] for h in history])  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    mean, std = acc("segment_accuracy_mean"), acc("segment_accuracy_std")
-    ax.fill_between(rounds, mean - std, mean + std, alpha=0.2, color="tab:gray", label="segment models (mean +- sd)")
-    ax.plot(rounds, mean, color="tab:gray")
-    ax.plot(rounds, acc("ensemble_accuracy"), marker=".", color="tab:orange", label="soft-vote ensemble")
+    if "segment_accuracy_mean" in history[0]:
+        mean, std = acc("segment_accuracy_mean"), acc("segment_accuracy_std")
+        ax.fill_between(rounds, mean - std, mean + std, alpha=0.2, color="tab:gray",
+                        label="segment models (mean +- sd)")
+        ax.plot(rounds, mean, color="tab:gray")
+        ax.plot(rounds, acc("ensemble_accuracy"), marker=".", color="tab:orange", label="soft-vote ensemble")
     ax.plot(rounds, acc("global_accuracy"), marker="o", color="tab:blue", label="global (merged) model")
     ax.set_xlabel("round")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))

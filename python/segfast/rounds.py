@@ -18,14 +18,15 @@ import numpy as np
 from . import schedule as schedules
 from ._progress import Progress
 from ._threads import resolve_n_jobs
-from ._validate import as_features, as_labels, finite_float
+from . import _core
+from ._validate import as_features, as_labels, finite_float, positive_int
 from .merge import METHODS as MERGE_METHODS, merge as merge_models
 from .predict import evaluate
 from .results import RunDirectory, fingerprint
 from .segments import Segments
 from .split import Split
 from .stack import MLPStack
-from .train import train
+from .train import _flip_width, _train_loop
 
 
 @dataclass
@@ -67,7 +68,8 @@ def _eval_pair(eval, n_features, n_classes):
 
 def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs=1, merge="uniform", *,
            fraction: float = 1.0, server_lr: float = 1.0, server_momentum: float = 0.0,
-           proximal_mu: float = 0.0, lr_decay: float = 1.0, eval=None, out=None, resume: bool = False,
+           proximal_mu: float = 0.0, lr_decay: float = 1.0, eval=None, eval_segments: bool = True,
+           out=None, resume: bool = False,
            seed: int = 0, n_jobs: int = -1, progress: bool = True, **train_kwargs) -> RoundsResult:
     """Simulate ``rounds`` rounds of federated training of one global model over ``segments``.
 
@@ -80,7 +82,8 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     the server step ``global += server_lr * m`` with ``m = server_momentum * m + (merged - global)``
     (FedAvgM; 1 and 0 give plain replacement). proximal_mu: FedProx's proximal term in local
     training. lr_decay: the local learning rate is multiplied by it every round. eval: (X, y)
-    or a Split evaluated every round. out: a run directory (config.json, rounds.jsonl,
+    or a Split evaluated every round: the global model, and with eval_segments=True also every
+    segment model and their soft-vote ensemble (which costs a forward pass of every model). out: a run directory (config.json, rounds.jsonl,
     summary.csv, checkpoint, best and final weights), resumable with ``resume=True``.
     Other keyword arguments go to segfast.train (lr, batch_size, momentum, weight_decay, augment).
     """
@@ -120,7 +123,12 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
     threads = resolve_n_jobs(n_jobs)
     evaluation = _eval_pair(eval, start.n_features, start.n_classes)
-    base_lr = train_kwargs.pop("lr", 0.05)
+    base_lr = finite_float(train_kwargs.get("lr", 0.05), "lr", minimum=0.0)
+    batch = positive_int(train_kwargs.get("batch_size", 32), "batch_size")
+    momentum = finite_float(train_kwargs.get("momentum", 0.0), "momentum", minimum=0.0)
+    weight_decay = finite_float(train_kwargs.get("weight_decay", 0.0), "weight_decay", minimum=0.0)
+    flip = _flip_width(train_kwargs.get("augment"), start.n_features)
+    train_kwargs.pop("lr", None)
 
     config = {
         "dims": list(dims), "rounds": rounds, "local_epochs": schedules.describe(local_epochs), "merge": {
@@ -150,7 +158,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     bar = Progress(rounds, "round", enabled=progress)
     bar.done = first_round
     epochs_before = sum(schedules.resolve(local_epochs, r) for r in range(first_round))
-    local = None
+    local = None  # the segment models, reused from round to round
     for r in range(first_round, rounds):
         record, t0 = {"round": r + 1}, time.perf_counter()
         rng = np.random.default_rng([seed, r])
@@ -161,9 +169,12 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         part = segments if fraction >= 1 else Segments.from_indices([segments[i] for i in chosen])
         epochs = schedules.resolve(local_epochs, r)
         lr = base_lr * lr_decay ** r
-        local = MLPStack.from_params(dims, np.repeat(global_params[None, :], len(chosen), axis=0))
-        hist = train(local, X, y, part, epochs=epochs, lr=lr, seed=seed, start_epoch=epochs_before,
-                     proximal_mu=proximal_mu, n_jobs=threads, **train_kwargs)
+        if local is None or local.n_models != len(chosen):
+            local = MLPStack.from_params(dims, np.zeros((len(chosen), global_params.size), dtype=np.float32))
+        local.diverged[:] = False
+        # The broadcast happens inside the C++ epoch (start_row), by the thread training each model.
+        hist = _train_loop(local, X, y, part, np.full(len(chosen), epochs), batch, lr, momentum, weight_decay,
+                           seed, flip, threads, False, proximal_mu, epochs_before, global_params)
         epochs_before += epochs
         t1 = time.perf_counter()
 
@@ -182,12 +193,13 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         record.update(local_epochs=epochs, lr=lr, participants=len(chosen),
                       train_loss=float(np.nanmean(hist.final_loss)), diverged=int(hist.diverged.sum()))
         if evaluation is not None:
-            g = evaluate(MLPStack.from_params(dims, global_params[None]), *evaluation, n_jobs=threads)
-            seg = evaluate(local, *evaluation, n_jobs=threads).accuracy
-            from .ensemble import Ensemble
-            record.update(global_loss=float(g.loss[0]), global_accuracy=float(g.accuracy[0]),
-                          segment_accuracy_mean=float(seg.mean()), segment_accuracy_std=float(seg.std()),
-                          ensemble_accuracy=Ensemble(local, "soft", n_jobs=threads).score(*evaluation))
+            loss, acc = _core.evaluate(list(dims), global_params[None], *evaluation, threads)
+            record.update(global_loss=float(loss[0]), global_accuracy=float(acc[0]))
+            if eval_segments:
+                from .ensemble import Ensemble
+                seg = evaluate(local, *evaluation, n_jobs=threads).accuracy
+                record.update(segment_accuracy_mean=float(seg.mean()), segment_accuracy_std=float(seg.std()),
+                              ensemble_accuracy=Ensemble(local, "soft", n_jobs=threads).score(*evaluation))
             if record["global_accuracy"] > best[0]:
                 best = (record["global_accuracy"], global_params.copy())
         t3 = time.perf_counter()

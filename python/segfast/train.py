@@ -111,9 +111,21 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
     if isinstance(start_epoch, bool) or not isinstance(start_epoch, numbers.Integral) or start_epoch < 0:
         raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
 
+    return _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weight_decay, seed, flip,
+                       threads, progress, proximal_mu, start_epoch)
+
+
+def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weight_decay, seed, flip, threads,
+                progress, proximal_mu=0.0, start_epoch=0, start_row=None) -> History:
+    """train() after its checks (rounds() calls it directly with inputs it checked once).
+    start_row: a parameter row every model is reset to at the start, written by the C++ epoch
+    itself (the broadcast of a round, fused)."""
     n_epochs = int(per_model.max(initial=0))
     velocity = np.zeros_like(stack.params) if momentum > 0 else None
-    anchor = stack.params.copy() if proximal_mu > 0 else None
+    if proximal_mu > 0:
+        anchor = np.repeat(start_row[None], stack.n_models, axis=0) if start_row is not None else stack.params.copy()
+    else:
+        anchor = None
     history = History(loss=np.full((n_epochs, stack.n_models), np.nan),
                       diverged=np.zeros(stack.n_models, dtype=bool),
                       epochs=np.zeros(stack.n_models, dtype=np.int64))
@@ -125,7 +137,7 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
         loss, diverged = _core.train_epoch(
             dims, stack.params, velocity, anchor, proximal_mu, X, y, segments.order, segments.offsets, active,
             np.full(stack.n_models, start_epoch + e, dtype=np.int64), seed, batch_size, lr, momentum,
-            weight_decay, flip, threads)
+            weight_decay, flip, threads, start_row if e == 0 else None)
         history.seconds.append(time.perf_counter() - start)
         history.loss[e] = loss
         history.epochs += (active.astype(bool) & ~diverged)
