@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (JAX_MISSING, TORCH_MISSING, Table, Timing, cpu_name, fmt,  # noqa: E402
+from _common import (BUSY_RETRY, JAX_MISSING, TORCH_MISSING, Table, Timing, cpu_name, fmt,  # noqa: E402
                      load_fashion_mnist, max_rss_bytes, measure_peak, optional_import, peak_rss_bytes,
                      time_repeats)
 
@@ -69,6 +69,8 @@ WORKLOADS = {
 # The torch eager loop runs ~2,000 optimizer steps per epoch whatever the workload; when one epoch
 # would take longer than this, only a prefix of the models is timed and the time scaled up.
 EAGER_BUDGET_S = 4.0
+# Timings during which other processes took more than this share of the CPU are flagged.
+BUSY_WARNING = BUSY_RETRY
 
 
 @dataclass
@@ -81,6 +83,10 @@ class Result:
     note: str = ""
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.timing.note and self.timing.note not in self.note:
+            self.note = "; ".join(x for x in (self.note, self.timing.note) if x)
+
     def to_json(self, peak: float, segfast_s: float | None) -> dict:
         t = self.timing
         return {"contender": self.contender, "median_s": t.median, "min_s": t.min, "max_s": t.max,
@@ -88,6 +94,7 @@ class Result:
                 "gflops": self.flop / t.median / 1e9, "fraction_of_peak": self.flop / t.median / 1e9 / peak,
                 "speedup_of_segfast": (t.median / segfast_s) if segfast_s else None,
                 "loss_after_epoch": None if math.isnan(self.loss_after) else self.loss_after,
+                "other_processes_cpu_share": t.foreign_load,
                 "note": self.note, **self.extra}
 
 
@@ -285,10 +292,11 @@ def run_torch_eager(torch, su: Setup, repeats: int, ref) -> Result:
     optims = [torch.optim.SGD(m.parameters(), lr=LR) for m in models]
     initial = [[p.detach().clone() for p in m.parameters()] for m in models]
     probe_n = min(wl.n_models, max(1, wl.n_models // 20))
-    for _ in range(2):  # the first pass pays autograd's start-up; the second is the estimate
+    estimate = float("inf")
+    for _ in range(2):  # the first pass pays autograd's start-up; the faster one is the estimate
         start = time.perf_counter()
         train_models(models[:probe_n], optims[:probe_n], idx[:probe_n])
-        estimate = (time.perf_counter() - start) * wl.n_models / probe_n
+        estimate = min(estimate, (time.perf_counter() - start) * wl.n_models / probe_n)
     count = wl.n_models if estimate <= EAGER_BUDGET_S else max(probe_n, int(wl.n_models * EAGER_BUDGET_S / estimate))
 
     def reset():
@@ -319,7 +327,7 @@ def run_torch_func(torch, su: Setup, repeats: int, ref) -> Result:
     wl = su.wl
     Xt, yt = torch.from_numpy(su.X), torch.from_numpy(su.y)
     models = torch_models(torch, su, wl.n_models)
-    params, buffers = stack_module_state(models)
+    params, _ = stack_module_state(models)  # (N, ...) per parameter; no buffers in an MLP
     params = {k: v.detach() for k, v in params.items()}  # plain tensors: the update is ours
     base = copy.deepcopy(models[0]).to("meta")           # the architecture, without storage
     del models
@@ -371,6 +379,64 @@ def run_torch_func(torch, su: Setup, repeats: int, ref) -> Result:
     params_np = torch_params_to_numpy(su, [(params[w], params[b]) for w, b in names], wl.n_models)
     return Result("torch.func vmap", t, 6.0 * wl.n_weights * len(su.X), len(su.X),
                   loss_after=segment_loss(su, params_np))
+
+
+def run_torch_bmm(torch, su: Setup, repeats: int, ref) -> Result:
+    """An extra anchor, not in the targets: the step written by hand with batched matmuls over the
+    model axis (baddbmm forward, explicit backward, in-place SGD), no autograd and no vmap. It is
+    what a user who outgrows torch.func would write, and it is faster than torch.func here, so
+    leaving it out would flatter segfast."""
+    wl = su.wl
+    Xt, yt = torch.from_numpy(su.X), torch.from_numpy(su.y)
+    idx = torch.from_numpy(su.batches)
+    steps = [idx[:, s:s + BATCH] for s in range(0, su.batches.shape[1], BATCH)]
+    initial = [(torch.from_numpy(w.copy()), torch.from_numpy(b.copy())) for w, b in layer_views(wl.dims, su.init)]
+    params = [(w.clone(), b.clone()) for w, b in initial]  # W (N, d_in, d_out), b (N, d_out)
+
+    def step(b, want_loss=False):
+        x, yb = Xt[b], yt[b]                  # (N, n, 784), (N, n)
+        n = x.shape[1]
+        acts, pre = [x], []
+        for l, (w, bias) in enumerate(params):
+            z = torch.baddbmm(bias[:, None, :], acts[-1], w)
+            if l < len(params) - 1:
+                pre.append(z)
+                acts.append(torch.relu(z))
+        loss = (torch.logsumexp(z, 2) - z.gather(2, yb[..., None])[..., 0]).mean(1) if want_loss else None
+        d = torch.softmax(z, 2)               # d(mean cross-entropy)/d(logits) = (p - onehot) / n
+        d.scatter_add_(2, yb[..., None], torch.full(yb[..., None].shape, -1.0))
+        d.div_(n)
+        for l in range(len(params) - 1, -1, -1):
+            w, bias = params[l]
+            d_below = torch.bmm(d, w.transpose(1, 2)).mul_(pre[l - 1] > 0) if l > 0 else None
+            w.baddbmm_(acts[l].transpose(1, 2), d, alpha=-LR)  # W -= lr * a^T d, fused
+            bias.sub_(d.sum(1), alpha=LR)
+            d = d_below
+        return loss
+
+    def reset():
+        for (w, b), (w0, b0) in zip(params, initial):
+            w.copy_(w0)
+            b.copy_(b0)
+
+    def flat():
+        return torch_params_to_numpy(su, [(w.transpose(1, 2), b) for w, b in params], wl.n_models)
+
+    ref_params, ref_loss = ref
+    with torch.no_grad():
+        loss0 = step(steps[0], want_loss=True).numpy()
+    got = flat()
+    check(np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
+          f"torch hand-written bmm step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
+          f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)")
+
+    def epoch():
+        with torch.no_grad():
+            for b in steps:
+                step(b)
+    t = time_repeats(epoch, repeats, reset=reset)
+    return Result("torch bmm, hand-written", t, 6.0 * wl.n_weights * len(su.X), len(su.X),
+                  loss_after=segment_loss(su, flat()), note="extra anchor")
 
 
 # -- JAX -----------------------------------------------------------------------------------------------
@@ -439,33 +505,36 @@ def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
             p, _ = step(p, b)
         state["p"] = jax.block_until_ready(p)
 
+    def to_numpy(p):  # [(W (N, d_in, d_out), b (N, d_out)), ...] -> segfast's (N, P) layout
+        return np.concatenate([np.concatenate([np.asarray(w).reshape(wl.n_models, -1), np.asarray(b)], axis=1)
+                               for w, b in p], axis=1)
+
     ref_params, ref_loss = ref
     reset()
     p1, loss0 = step(state["p"], loop_steps[0])
-    got = np.concatenate([np.concatenate([np.asarray(w).reshape(wl.n_models, -1), np.asarray(b)], axis=1)
-                          for w, b in p1], axis=1)
-    loss0 = np.asarray(loss0)
+    got, loss0 = to_numpy(p1), np.asarray(loss0)
     check(np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
           f"JAX step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
           f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)")
 
-    # Pick the driver: compile both (untimed), time one epoch each, keep the faster.
+    # Pick the driver: compile both (untimed), time one epoch each, keep the faster. Which wins is
+    # measured, not assumed: on the 2-core test machine scan won W2 clearly and tied W1 and W3.
     trial = {}
     for name, fn in (("lax.scan", epoch_scan), ("python loop", epoch_loop)):
         reset()
         fn()  # compile
-        reset()
-        start = time.perf_counter()
-        fn()
-        trial[name] = time.perf_counter() - start
+        trial[name] = float("inf")
+        for _ in range(2):  # best of two: one epoch alone is too noisy to choose on
+            reset()
+            start = time.perf_counter()
+            fn()
+            trial[name] = min(trial[name], time.perf_counter() - start)
     best = min(trial, key=trial.get)
     other = max(trial, key=trial.get)
     t = time_repeats(epoch_scan if best == "lax.scan" else epoch_loop, repeats, reset=reset, warmup=0)
-    params_np = np.concatenate([np.concatenate([np.asarray(w).reshape(wl.n_models, -1), np.asarray(b)], axis=1)
-                                for w, b in state["p"]], axis=1)
     return Result(f"JAX jit+vmap ({best})", t, 6.0 * wl.n_weights * len(su.X), len(su.X),
-                  loss_after=segment_loss(su, params_np),
-                  note=f"{other}: {trial[other]:.3f} s in a trial epoch",
+                  loss_after=segment_loss(su, to_numpy(state["p"])),
+                  note=f"{other}: {trial[other]:.3f} s (best of 2 trial epochs)",
                   extra={"driver": best, "trial_epoch_s": trial})
 
 
@@ -499,7 +568,8 @@ def print_results(wl: Workload, results: list, peak: float) -> None:
     train = wl.kind == "train"
     columns = [("  contender", 30, "<"), ("s/epoch" if train else "s/call", 8, ">"), ("min", 7, ">"),
                ("max", 7, ">"), ("samples/s" if train else "rows*models/s", 13, ">"), ("GFLOP/s", 8, ">"),
-               ("of peak", 7, ">"), ("segfast x", 9, ">")] + ([("loss", 6, ">")] if train else [])
+               ("of peak", 7, ">"), ("segfast x", 9, ">")] + ([("loss", 6, ">")] if train else []) + [
+               ("other", 5, ">")]
     table = Table(columns + [("", 0, "<")])
     table.header()
     seg_s = results[0].timing.median
@@ -508,43 +578,41 @@ def print_results(wl: Workload, results: list, peak: float) -> None:
         gf = r.flop / t.median / 1e9
         cells = ["  " + r.contender, f"{t.median:.3f}", f"{t.min:.3f}", f"{t.max:.3f}",
                  f"{r.items / t.median:,.0f}", f"{gf:.1f}", f"{gf / peak:.0%}", f"{t.median / seg_s:.2f}x"]
-        table.row(*cells, *([fmt(r.loss_after, ".3f")] if train else []), r.note)
+        table.row(*cells, *([fmt(r.loss_after, ".3f")] if train else []), fmt(t.foreign_load, ".0%"), r.note)
 
 
 def targets(res: dict, peak: float, memory: dict | None) -> list:
-    """[(target, measured, pass)] for the workloads that ran."""
+    """[(target, measured, pass)] for the workloads that ran; pass is None when an anchor is missing."""
     rows = []
 
     def by(wl, prefix):
         return next((r for r in res.get(wl, []) if r.contender.startswith(prefix)), None)
 
-    def frac(r):
-        return r.flop / r.timing.median / 1e9 / peak
+    def of_peak(wl, goal):
+        r = by(wl, "segfast")
+        f = r.flop / r.timing.median / 1e9 / peak
+        rows.append((f"{wl} segfast >= {goal:.0%} of peak", f"{f:.0%}", f >= goal))
 
-    def ratio(wl, prefix):
-        seg, other = by(wl, "segfast"), by(wl, prefix)
-        return None if seg is None or other is None else other.timing.median / seg.timing.median
+    def faster(wl, prefixes, goal, label):
+        seg = by(wl, "segfast")
+        ratios = [r.timing.median / seg.timing.median for r in (by(wl, p) for p in prefixes) if r is not None]
+        r = min(ratios) if ratios else None  # against the fastest anchor present
+        rows.append((f"{wl} segfast >= {goal:g}x {label}", "n/a" if r is None else f"{r:.2f}x",
+                     None if r is None else r >= goal))
 
     for wl in ("W1", "W2"):
         if wl in res:
-            f = frac(by(wl, "segfast"))
-            rows.append((f"{wl} segfast >= 60% of peak", f"{f:.0%}", f >= 0.60))
-            r = ratio(wl, "torch.func")
-            rows.append((f"{wl} segfast >= 2.5x torch.func vmap", fmt(r, ".2f") + "x", r is not None and r >= 2.5))
+            of_peak(wl, 0.60)
+            faster(wl, ["torch.func"], 2.5, "torch.func vmap")
     if "W3" in res:
-        anchors = [x for x in (ratio("W3", "torch.func"), ratio("W3", "JAX")) if x is not None]
-        r = min(anchors) if anchors else None
-        rows.append(("W3 segfast >= 3x faster of torch.func/JAX", fmt(r, ".2f") + "x", r is not None and r >= 3.0))
-        f = frac(by("W3", "segfast"))
-        rows.append(("W3 segfast >= 40% of peak", f"{f:.0%}", f >= 0.40))
+        faster("W3", ["torch.func", "JAX"], 3.0, "faster of torch.func/JAX")
+        of_peak("W3", 0.40)
     if memory is not None:
         rows.append(("W3 peak RSS <= data + 3 x params + 100 MB",
                      f"{memory['peak_rss'] / MB:.0f} MB <= {memory['target'] / MB:.0f} MB", memory["pass"]))
     if "W4" in res:
-        f = frac(by("W4", "segfast"))
-        rows.append(("W4 segfast >= 70% of peak", f"{f:.0%}", f >= 0.70))
-        r = ratio("W4", "torch.func")
-        rows.append(("W4 segfast >= 2x torch.func vmap", fmt(r, ".2f") + "x", r is not None and r >= 2.0))
+        of_peak("W4", 0.70)
+        faster("W4", ["torch.func"], 2.0, "torch.func vmap")
     return rows
 
 
@@ -601,6 +669,8 @@ def main(argv=None) -> int:
             if torch is not None:
                 rs.append(run_torch_eager(torch, su, repeats, ref))
                 rs.append(run_torch_func(torch, su, repeats, ref))
+                if wl.kind == "train":
+                    rs.append(run_torch_bmm(torch, su, repeats, ref))
             if jax is not None:
                 rs.append(run_jax(jax, su, repeats, ref))
         except CheckFailed:
@@ -617,10 +687,12 @@ def main(argv=None) -> int:
     print(f"  numpy {' / '.join(f'{p.numpy:.1f}' for p in peaks)} GFLOP/s  [{peak.blas}]")
     if torch is not None:
         print(f"  torch {' / '.join(f'{p.torch:.1f}' for p in peaks)} GFLOP/s")
-    print(f"  peak = {peak.best:.1f} GFLOP/s")
+    print(f"  other processes' CPU share while measuring: {' / '.join(fmt(p.foreign_load, '.0%') for p in peaks)}; "
+          f"peak = {peak.best:.1f} GFLOP/s (the higher)")
     print("training FLOP = 6 x weights x 60,000 samples; prediction FLOP = 2 x weights x rows x models; "
           "'segfast x' = contender time / segfast time;\n'loss' = the models' mean loss on their own segments "
-          "after the epoch (same start, different shuffles: close, not equal)")
+          "after the epoch (same start, different shuffles: close, not equal);\n'other' = share of the "
+          "machine's CPU that other processes (or hypervisor steal) used while the contender was timed")
     for name, rs in results.items():
         print(f"\n{WORKLOADS[name].describe()}")
         if rs:
@@ -632,9 +704,14 @@ def main(argv=None) -> int:
 
     rows = targets({k: v for k, v in results.items() if v}, peak.best, memory)
     print("\ntargets")
-    table = Table([("  target", 44, "<"), ("measured", 22, ">"), ("", 4, "<")])
+    table = Table([("  target", 44, "<"), ("measured", 22, ">"), ("", 12, "<")])
     for what, measured, ok in rows:
-        table.row("  " + what, measured, "PASS" if ok else "FAIL")
+        table.row("  " + what, measured, {True: "PASS", False: "FAIL", None: "not measured"}[ok])
+    busy = [f"{name} {r.contender} {r.timing.foreign_load:.0%}" for name, rs in results.items() for r in rs
+            if r.timing.foreign_load is not None and r.timing.foreign_load > BUSY_WARNING]
+    if busy:
+        print(f"\nWARNING: other processes used > {BUSY_WARNING:.0%} of the CPU during: {', '.join(busy)}; "
+              "those timings are not clean, rerun on a quiet machine")
     elapsed = time.perf_counter() - started
     print(f"\nall checks {'passed' if checks_ok else 'DID NOT pass'}; total {elapsed:.0f} s")
 
@@ -643,7 +720,8 @@ def main(argv=None) -> int:
                            "kernel": segfast._core.gemm_kernel(),
                            "torch": getattr(torch, "__version__", None), "jax": getattr(jax, "__version__", None)},
                "peak_gflops": {"best": peak.best, "blas": peak.blas,
-                               "measurements": [{"numpy": p.numpy, "torch": p.torch} for p in peaks]},
+                               "measurements": [{"numpy": p.numpy, "torch": p.torch,
+                                                 "other_processes_cpu_share": p.foreign_load} for p in peaks]},
                "repeats": repeats, "checks_passed": checks_ok, "w3_memory": memory,
                "workloads": {name: {"description": WORKLOADS[name].describe(),
                                     "results": [r.to_json(peak.best, rs[0].timing.median) for r in rs]}
