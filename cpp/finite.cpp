@@ -24,6 +24,8 @@ bool chunk_finite(const float* x, std::size_t n) {
 
 }  // namespace
 
+bool all_finite(const float* x, std::size_t n) { return chunk_finite(x, n); }
+
 std::ptrdiff_t first_non_finite(const float* x, std::size_t n, int n_threads) {
     constexpr std::size_t kChunk = 1 << 16;
     const long chunks = static_cast<long>((n + kChunk - 1) / kChunk);

@@ -6,6 +6,9 @@
 
 namespace segfast {
 
+// Whether x[0..n) holds only finite floats (one thread, vectorised).
+bool all_finite(const float* x, std::size_t n);
+
 // Index of the first non-finite value of x[0..n), or -1 when all are finite.
 std::ptrdiff_t first_non_finite(const float* x, std::size_t n, int n_threads);
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "finite.h"
 #include "mlp.h"
 #include "rng.h"
 #include "threads.h"
@@ -32,12 +33,6 @@ void gather(const Arch& arch, const EpochInputs& in, const std::int64_t* rows, i
             std::memcpy(dst, src, sizeof(float) * d);
         }
     }
-}
-
-bool all_finite(const float* w, std::size_t n) {
-    bool ok = true;
-    for (std::size_t i = 0; i < n; ++i) ok &= std::isfinite(w[i]);
-    return ok;
 }
 
 }  // namespace
