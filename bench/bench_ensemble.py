@@ -123,6 +123,10 @@ def main():
     except ImportError:
         print("DESlib not installed (pip install deslib): segfast competence alone")
         print(f"  segfast competence {ours[0] * 1e3:8.1f} ms")
+    except AttributeError as error:  # DESlib 0.3.7 calls scikit-learn APIs removed in 1.6+
+        import sklearn
+        print(f"DESlib does not run with scikit-learn {sklearn.__version__} ({error}): segfast competence alone")
+        print(f"  segfast competence (KNORA-E, k=20) {ours[0] * 1e3:8.1f} ms")
 
     print("\ntargets:")
     for name, ratio, target in targets:
