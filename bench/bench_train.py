@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (BUSY_RETRY, JAX_MISSING, TORCH_MISSING, Table, Timing, cpu_name, fmt,  # noqa: E402
                      load_fashion_mnist, max_rss_bytes, measure_peak, optional_import, peak_rss_bytes,
-                     time_repeats)
+                     time_repeats, wait_for_quiet)
 
 import segfast  # noqa: E402
 
@@ -652,6 +652,7 @@ def main(argv=None) -> int:
 
     # The peak is measured before and after the workloads and the higher one used: on a shared or
     # throttled machine a single measurement can come out low and flatter every fraction.
+    wait_for_quiet()
     peaks = [measure_peak(torch)]
     ds = load_fashion_mnist()
     results, checks_ok, memory = {}, True, None
@@ -680,6 +681,7 @@ def main(argv=None) -> int:
             print(f"  timed {r.contender}: median {r.timing.median:.3f} s", flush=True)
         if name == "W3":
             memory = measure_w3_memory()
+    wait_for_quiet()
     peaks.append(measure_peak(torch))
     peak = max(peaks, key=lambda p: p.best)
 

@@ -2,12 +2,12 @@
 scikit-learn estimator, so segfast drops into pipelines and grid searches."""
 from __future__ import annotations
 
-import inspect
 import numbers
 import warnings
 
 import numpy as np
 
+from ._params import ParamsMixin
 from ._validate import as_features
 from .ensemble import Ensemble, NotFittedError
 from .predict import predict_proba
@@ -21,21 +21,10 @@ try:  # scikit-learn is optional: with it, the estimator gets its mixins (tags, 
 except ImportError:  # pragma: no cover - exercised where scikit-learn is absent
     _DataConversionWarning = UserWarning
 
-    class _Params:
-        def get_params(self, deep=True):
-            names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-            return {n: getattr(self, n) for n in names}
-
-        def set_params(self, **params):
-            valid = self.get_params()
-            for key, value in params.items():
-                if key not in valid:
-                    raise ValueError(f"invalid parameter {key!r}; valid: {sorted(valid)}")
-                setattr(self, key, value)
-            return self
-
+    class _Params(ParamsMixin):
         def score(self, X, y):
             return float(np.mean(self.predict(X) == np.asarray(y)))
+
     _BASES = (_Params,)
 
 

@@ -23,13 +23,13 @@ Every forward pass is the core's batched C++ call; nothing loops over models in 
 """
 from __future__ import annotations
 
-import inspect
 import numbers
 
 import numpy as np
 
 from . import _core
 from ._lbfgs import minimize
+from ._params import ParamsMixin
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels
 from .predict import predict_proba as stack_proba
@@ -62,7 +62,7 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-class Ensemble:
+class Ensemble(ParamsMixin):
     def __init__(self, stack: MLPStack, method: str = "soft", *, tiebreak=None, weights=None,
                  combiner: str = "logistic", l2=1e-4, k: int = 20, knora: str = "union",
                  region: str = "val", n_jobs: int = -1):
@@ -76,19 +76,6 @@ class Ensemble:
         self.knora = knora
         self.region = region
         self.n_jobs = n_jobs
-
-    # -- scikit-learn plumbing ------------------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
-    def set_params(self, **params) -> "Ensemble":
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"invalid parameter {key!r} for Ensemble; valid: {sorted(valid)}")
-            setattr(self, key, value)
-        return self
 
     def __repr__(self) -> str:
         return f"Ensemble({self.stack!r}, method={self.method!r})"
