@@ -76,7 +76,7 @@ class Timing:
     """Wall seconds of each timed repeat (warm-up excluded)."""
 
     seconds: list = field(default_factory=list)
-    note: str = ""      # e.g. "scaled from 100 of 1000 models"
+    note: str = ""      # e.g. "retimed: machine busy"
     scale: float = 1.0  # factor already applied to every entry of `seconds`
     foreign_load: float | None = None  # see ForeignLoad, over all timed repeats
 
