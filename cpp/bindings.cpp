@@ -355,9 +355,9 @@ py::tuple preactivation_stats_py(const std::vector<int>& dims, py::handle params
 
 // ---- ensembles ----------------------------------------------------------------------------
 
-py::array_t<float> combine_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj,
-                              const std::string& mode, py::handle model_weights_obj, py::handle row_weights_obj,
-                              int n_jobs) {
+py::object combine_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj,
+                      const std::string& mode, py::handle model_weights_obj, py::handle row_weights_obj,
+                      int n_jobs, bool with_votes) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
@@ -380,13 +380,17 @@ py::array_t<float> combine_py(const std::vector<int>& dims, py::handle params_ob
         row_weights = rw.data();
     }
     py::array_t<float> out({n_rows, static_cast<py::ssize_t>(arch.n_out())});
+    py::array_t<float> votes(with_votes ? std::vector<py::ssize_t>{n_rows, static_cast<py::ssize_t>(arch.n_out())}
+                                        : std::vector<py::ssize_t>{0});
     float* o = out.mutable_data();
+    float* v = with_votes ? votes.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;
         combine(arch, params.data(), static_cast<int>(n_models), x.data(), n_rows, m, model_weights, row_weights, o,
-                resolve_threads(n_jobs));
+                resolve_threads(n_jobs), v);
     }
-    return out;
+    if (with_votes) return py::make_tuple(out, votes);
+    return std::move(out);
 }
 
 py::tuple knn_py(py::handle queries_obj, py::handle refs_obj, int k, int n_jobs) {
@@ -436,7 +440,9 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("preactivation_stats", &preactivation_stats_py, py::arg("dims"), py::arg("params"), py::arg("X"),
             py::arg("n_jobs"));
     mod.def("combine", &combine_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("mode"),
-            py::arg("model_weights") = py::none(), py::arg("row_weights") = py::none(), py::arg("n_jobs") = -1);
+            py::arg("model_weights") = py::none(), py::arg("row_weights") = py::none(), py::arg("n_jobs") = -1,
+            py::arg("with_votes") = false,
+            "with_votes=True returns (combined, votes) from one forward pass of every model");
     mod.def("knn", &knn_py, py::arg("X"), py::arg("refs"), py::arg("k"), py::arg("n_jobs") = -1);
     mod.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
             py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),

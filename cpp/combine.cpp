@@ -15,7 +15,8 @@ constexpr int kBlockRows = 256;
 }
 
 void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
-             Combine mode, const double* model_weights, const float* row_weights, float* out, int n_threads) {
+             Combine mode, const double* model_weights, const float* row_weights, float* out, int n_threads,
+             float* votes) {
     const int C = arch.n_out();
     const long blocks = static_cast<long>((n_rows + kBlockRows - 1) / kBlockRows);
     const int threads = std::max(1, static_cast<int>(std::min<long>(n_threads, blocks)));
@@ -26,6 +27,7 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
         const std::int64_t row0 = block * kBlockRows;
         const int rows = static_cast<int>(std::min<std::int64_t>(kBlockRows, n_rows - row0));
         std::vector<double> acc(static_cast<std::size_t>(rows) * C, 0.0);  // models added in order
+        std::vector<double> vote_acc(votes ? acc.size() : 0, 0.0);
         for (int m = 0; m < n_models; ++m) {
             const float* w = params + static_cast<std::size_t>(m) * arch.n_params;
             float* z = forward(arch, w, x + row0 * arch.n_in(), rows, ws);
@@ -37,6 +39,7 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                 double* a = acc.data() + static_cast<std::size_t>(i) * C;
                 int top = 0;
                 for (int c = 1; c < C; ++c) top = zi[c] > zi[top] ? c : top;
+                if (votes) vote_acc[static_cast<std::size_t>(i) * C + top] += weight;
                 if (mode == Combine::Votes) {
                     a[top] += weight;
                     continue;
@@ -53,6 +56,8 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
         }
         float* dst = out + row0 * C;
         for (std::size_t t = 0; t < acc.size(); ++t) dst[t] = static_cast<float>(acc[t]);
+        if (votes)
+            for (std::size_t t = 0; t < vote_acc.size(); ++t) votes[row0 * C + t] = static_cast<float>(vote_acc[t]);
     });
 }
 

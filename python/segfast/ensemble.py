@@ -262,10 +262,11 @@ class Ensemble(ParamsMixin):
     def _combined(self, X, threads):
         """(probabilities, votes or None), each (n, C)."""
         dims, params = list(self.stack.dims), self.stack.params
-        if self.method in ("hard", "soft"):
-            probs = _core.combine(dims, params, X, "proba", None, None, threads) / self.stack.n_models
-            votes = _core.combine(dims, params, X, "votes", None, None, threads) if self.method == "hard" else None
-            return probs, votes
+        if self.method == "soft":
+            return _core.combine(dims, params, X, "proba", None, None, threads) / self.stack.n_models, None
+        if self.method == "hard":
+            probs, votes = _core.combine(dims, params, X, "proba", None, None, threads, with_votes=True)
+            return probs / self.stack.n_models, votes
         if self.method == "weighted":
             w = self.weights_ if hasattr(self, "weights_") else self._given_weights()
             return _core.combine(dims, params, X, "proba", w, None, threads), None
@@ -276,9 +277,8 @@ class Ensemble(ParamsMixin):
             F = _logistic_features(stack_proba(self.stack, X, threads))
             return _softmax(F @ self.coef_ + self.intercept_), None
         w = self._competence_weights(X, threads)
-        probs = _core.combine(dims, params, X, "proba", None, w, threads) / w.sum(axis=1, keepdims=True)
-        votes = _core.combine(dims, params, X, "votes", None, w, threads)
-        return probs, votes
+        probs, votes = _core.combine(dims, params, X, "proba", None, w, threads, with_votes=True)
+        return probs / w.sum(axis=1, keepdims=True), votes
 
     def predict_proba(self, X) -> np.ndarray:
         """(n, C) combined class probabilities (vote shares for ``hard``)."""
