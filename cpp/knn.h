@@ -1,6 +1,6 @@
 // Exact k-nearest-neighbour search (Euclidean) of query rows among reference rows, blocked:
-// distances are computed 256 query rows at a time through gemm (|q|^2 - 2 q.r + |r|^2), so no
-// (queries x references) matrix of the whole query set is ever held.
+// distances (|q|^2 - 2 q.r + |r|^2) are computed 256 query rows x 256 reference rows at a time
+// through gemm, so no (queries x references) matrix of the whole query set is ever held.
 #pragma once
 #include <cstdint>
 
