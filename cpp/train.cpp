@@ -43,7 +43,7 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
     std::vector<std::unique_ptr<Workspace>> spaces(n_threads);
     const std::size_t P = arch.n_params;
 
-    parallel_for(n_models, n_threads, [&](long m, int thread) {
+    auto train_model = [&](long m, int thread) {
         out.mean_loss[m] = std::numeric_limits<double>::quiet_NaN();
         out.diverged[m] = 0;
         if (!in.active[m]) return;
@@ -97,7 +97,33 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
             diverge();
         }
         out.mean_loss[m] = count > 0 ? loss / static_cast<double>(count) : 0.0;
+    };
+
+    if (!out.merge_weights) {
+        parallel_for(n_models, n_threads, train_model);
+        return;
+    }
+    // Fused merge: models go in fixed blocks (at most 64, their count set by n_models alone),
+    // each block trained in order by one thread that adds its models into the block's partial
+    // sum; the partial sums are then added in block order. The same bits for any thread count.
+    const int per_block = (n_models + 63) / 64;
+    const int blocks = (n_models + per_block - 1) / per_block;
+    std::vector<double> partial(static_cast<std::size_t>(blocks) * P, 0.0);
+    parallel_for(blocks, std::min(n_threads, blocks), [&](long b, int thread) {
+        double* sum = partial.data() + static_cast<std::size_t>(b) * P;
+        for (long m = b * per_block; m < std::min<long>(n_models, (b + 1) * per_block); ++m) {
+            train_model(m, thread);
+            if (!in.active[m] || out.diverged[m] || out.merge_weights[m] == 0.0) continue;
+            const float* w = params + static_cast<std::size_t>(m) * P;
+            const double c = out.merge_weights[m];
+            for (std::size_t j = 0; j < P; ++j) sum[j] += c * w[j];
+        }
     });
+    for (std::size_t j = 0; j < P; ++j) out.merged[j] = 0.0;
+    for (int b = 0; b < blocks; ++b) {
+        const double* sum = partial.data() + static_cast<std::size_t>(b) * P;
+        for (std::size_t j = 0; j < P; ++j) out.merged[j] += sum[j];
+    }
 }
 
 }  // namespace segfast

@@ -28,6 +28,11 @@ struct EpochInputs {
 struct EpochResult {
     double* mean_loss = nullptr;   // (n_models,) mean training loss over the epoch (NaN if skipped)
     std::uint8_t* diverged = nullptr;  // (n_models,) 1 if a loss became NaN or inf
+    // The merge of a round fused into its last epoch: when merge_weights (n_models,) is given,
+    // merged (n_params,) receives sum_m merge_weights[m] * params[m] over the models that trained
+    // and did not diverge, added while each model's row is still in its thread's cache.
+    const double* merge_weights = nullptr;
+    double* merged = nullptr;
 };
 
 // params: (n_models, arch.n_params); velocity: same shape, or nullptr without momentum;

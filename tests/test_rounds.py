@@ -45,6 +45,28 @@ def test_uniform_rounds_equal_manual_fedavg(data):
     assert [h["round"] for h in result.history] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("merge", ["uniform", "weighted", {"method": "weighted", "align": True}])
+def test_rounds_are_bit_identical_for_any_thread_count(data, merge):
+    X, y, _, _ = data
+    seg = segfast.segment(y, 70, "iid", seed=1)  # more models than the fused merge's 64 blocks
+    runs = [segfast.rounds([16, 12, 4], X, y, seg, rounds=2, merge=merge, n_jobs=n, progress=False).global_model.params
+            for n in (1, 2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_fused_weighted_merge_equals_segfast_merge(data):
+    X, y, _, seg = data
+    start = MLPStack([16, 12, 4], seed=2)
+    fused = segfast.rounds(start, X, y, seg, rounds=1, merge="weighted", progress=False)
+    local = MLPStack.from_params(start.dims, np.repeat(start.params, 5, axis=0))
+    segfast.train(local, X, y, seg)
+    want = segfast.merge(local, "weighted", weights=seg)
+    np.testing.assert_allclose(fused.global_model.params, want.params, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        segfast.rounds(start, X, y, seg, rounds=1, merge={"method": "weighted", "weights": [1, -1, 1, 1, 1]},
+                       progress=False)
+
+
 def test_server_momentum_and_learning_rate(data):
     X, y, _, seg = data
     start = MLPStack([16, 12, 4], seed=1)

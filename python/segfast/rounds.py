@@ -20,7 +20,7 @@ from ._progress import Progress
 from ._threads import resolve_n_jobs
 from . import _core
 from ._validate import as_features, as_labels, finite_float, positive_int
-from .merge import METHODS as MERGE_METHODS, merge as merge_models
+from .merge import METHODS as MERGE_METHODS, _explicit_weights, merge as merge_models
 from .predict import evaluate
 from .results import RunDirectory, fingerprint
 from .segments import Segments
@@ -172,20 +172,30 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         if local is None or local.n_models != len(chosen):
             local = MLPStack.from_params(dims, np.zeros((len(chosen), global_params.size), dtype=np.float32))
         local.diverged[:] = False
-        # The broadcast happens inside the C++ epoch (start_row), by the thread training each model.
-        hist = _train_loop(local, X, y, part, np.full(len(chosen), epochs), batch, lr, momentum, weight_decay,
-                           seed, flip, threads, False, proximal_mu, epochs_before, global_params)
-        epochs_before += epochs
-        t1 = time.perf_counter()
-
         kw = dict(spec)
         method = kw.pop("method")
         if method == "weighted" and "weights" not in kw:
             kw["weights"] = part.sizes
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
-            merged = merge_models(local, method, val=evaluation if method in ("loss", "rank", "greedy", "cluster-best")
-                                  else None, seed=seed, n_jobs=threads, **kw).params[0]
+        # Plain averages are fused into the last local epoch (each model added while its row is
+        # in cache), like the broadcast (start_row) is fused into the first.
+        fused = None
+        if method == "uniform" and not kw:
+            fused = np.ones(len(chosen))
+        elif method == "weighted" and set(kw) == {"weights"}:
+            fused = _explicit_weights(kw["weights"], len(chosen))  # checked: finite, >= 0, positive sum
+        hist = _train_loop(local, X, y, part, np.full(len(chosen), epochs), batch, lr, momentum, weight_decay,
+                           seed, flip, threads, False, proximal_mu, epochs_before, global_params, fused)
+        epochs_before += epochs
+        t1 = time.perf_counter()
+
+        kept_weight = fused[~hist.diverged].sum() if fused is not None else 0.0
+        if fused is not None and kept_weight > 0:
+            merged = (hist.merged_sum / kept_weight).astype(np.float32)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
+                merged = merge_models(local, method, val=evaluation if method in ("loss", "rank", "greedy",
+                                      "cluster-best") else None, seed=seed, n_jobs=threads, **kw).params[0]
         server_buffer = server_momentum * server_buffer + (merged.astype(np.float64) - global_params)
         global_params = (global_params + server_lr * server_buffer).astype(np.float32)
         t2 = time.perf_counter()

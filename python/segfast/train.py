@@ -26,6 +26,7 @@ class History:
     diverged: np.ndarray                  # (N,) bool
     epochs: np.ndarray                    # (N,) epochs each model finished
     seconds: list = field(default_factory=list)  # wall time of each epoch
+    merged_sum: np.ndarray = None  # (P,) with _train_loop(merge_weights=...): the fused merge's sum
 
     @property
     def final_loss(self) -> np.ndarray:
@@ -116,10 +117,12 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
 
 
 def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weight_decay, seed, flip, threads,
-                progress, proximal_mu=0.0, start_epoch=0, start_row=None) -> History:
+                progress, proximal_mu=0.0, start_epoch=0, start_row=None, merge_weights=None) -> History:
     """train() after its checks (rounds() calls it directly with inputs it checked once).
     start_row: a parameter row every model is reset to at the start, written by the C++ epoch
-    itself (the broadcast of a round, fused)."""
+    itself (the broadcast of a round, fused). merge_weights: (N,) weights of a merge fused into
+    the last epoch; history.merged_sum gets sum_i w_i * params_i over the models that did not
+    diverge (the caller divides by their total weight)."""
     n_epochs = int(per_model.max(initial=0))
     velocity = np.zeros_like(stack.params) if momentum > 0 else None
     if proximal_mu > 0:
@@ -134,10 +137,13 @@ def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weig
     for e in range(n_epochs):
         active = ((per_model > e) & ~history.diverged & ~stack.diverged).astype(np.uint8)
         start = time.perf_counter()
-        loss, diverged = _core.train_epoch(
+        fuse = merge_weights if e == n_epochs - 1 else None
+        loss, diverged, *merged = _core.train_epoch(
             dims, stack.params, velocity, anchor, proximal_mu, X, y, segments.order, segments.offsets, active,
             np.full(stack.n_models, start_epoch + e, dtype=np.int64), seed, batch_size, lr, momentum,
-            weight_decay, flip, threads, start_row if e == 0 else None)
+            weight_decay, flip, threads, start_row if e == 0 else None, fuse)
+        if merged:
+            history.merged_sum = merged[0]
         history.seconds.append(time.perf_counter() - start)
         history.loss[e] = loss
         history.epochs += (active.astype(bool) & ~diverged)
