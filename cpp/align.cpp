@@ -104,9 +104,8 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 for (int i = 0; i < d; ++i) ws.composed[i] = p[q[i]];
                 std::memcpy(p, ws.composed.data(), sizeof(int) * d);
                 if (layer_prices) {  // the prices follow their columns to the new positions
-                    std::vector<double>& moved_prices = ws.lap.u;
-                    moved_prices.assign(layer_prices, layer_prices + d);
-                    for (int i = 0; i < d; ++i) layer_prices[i] = moved_prices[q[i]];
+                    ws.moved_prices.assign(layer_prices, layer_prices + d);
+                    for (int i = 0; i < d; ++i) layer_prices[i] = ws.moved_prices[q[i]];
                 }
                 changed = true;
             }

@@ -17,6 +17,7 @@ struct AlignWorkspace {
     Buffer<float> score;                            // (d, d)
     Buffer<float> scratch;                          // one parameter row
     std::vector<int> q, composed;
+    std::vector<double> moved_prices;
     AssignWorkspace lap;
 };
 

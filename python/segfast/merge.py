@@ -10,6 +10,7 @@ from . import _core
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels
 from .align import _check_stack, align as align_stack
+from .cluster import cluster
 from .predict import evaluate
 from .repair import repair as repair_merge
 from .segments import Segments
@@ -186,8 +187,6 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
 
 
 def _cluster_policy(stack, method, val, k, margin, seed, threads):
-    from .cluster import cluster  # cluster imports merge's helpers
-
     result = cluster(stack, k=k, align=False, seed=seed, n_jobs=threads)
     groups = [np.flatnonzero(result.labels == c) for c in range(result.k)]
     rows = [stack.params[g].mean(axis=0, dtype=np.float64) for g in groups]

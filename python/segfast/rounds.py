@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,7 +36,6 @@ class RoundsResult:
     best_model: MLPStack = None     # the global model of the round with the best eval accuracy
     local_models: MLPStack = None   # the segment models of the last round, before merging
     run_dir: object = None
-    extra: dict = field(default_factory=dict)
 
 
 def _merge_spec(merge):
