@@ -113,7 +113,7 @@ def wait_for_quiet(max_s: float = 20.0) -> None:
 
 
 def time_repeats(run, repeats: int, reset=None, warmup: int = 1, scale: float = 1.0,
-                 budget_s: float = 30.0) -> Timing:
+                 budget_s: float = 15.0) -> Timing:
     """Time `run()` `repeats` times after `warmup` untimed calls (JIT compiles, page faults,
     thread-pool start-up). `reset()` runs untimed before every call, so each repeat starts
     from the same state. `run` must block until its work is done (sync lazy frameworks).
