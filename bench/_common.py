@@ -247,6 +247,25 @@ def measure_peak(torch=None, n: int = 2048, calls: int = 3, rounds: int = 4) -> 
     return peak
 
 
+def warm_up_cpu(seconds: float = 1.0) -> None:
+    """Keep the cores busy with float32 products for `seconds` before anything is measured: on
+    this VM the first products after an idle spell ran up to 1.5x slower (clock ramp-up), which
+    made whichever row was timed first look worse."""
+    a = np.ones((512, 512), dtype=np.float32)
+    c = np.empty_like(a)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        np.matmul(a, a, out=c)
+
+
+def segfast_build() -> str:
+    """segfast's version and when its compiled core was installed: the package may be rebuilt
+    between runs, and timings only compare within one build."""
+    import segfast
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(segfast._core.__file__)))
+    return f"segfast {segfast.__version__} (core installed {stamp}), kernel {segfast._core.gemm_kernel()}"
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:

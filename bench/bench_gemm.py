@@ -9,11 +9,11 @@ W -= lr * grad after the weight gradient); the fused rows compare that with the 
 written the way numpy and torch users would (separate element-wise ops after the product).
 
 Every call is repeated many times in a tight loop so the Python call costs little next to the
-work, and a 1x1 product measures that cost per library ("call" column), since the small output
-layer's products take about as long as the call itself. Results are checked against numpy in
-float64 before anything is timed.
+work, and a 1x1 product measures that cost per library (the "per-call overhead" line and the
+"net" column), since the small output layer's products take about as long as the call itself.
+Results are checked against numpy in float64 before anything is timed.
 
-    python bench/bench_gemm.py [--calls 2000] [--rounds 3]
+    python bench/bench_gemm.py [--calls 2000] [--rounds 5]
 """
 from __future__ import annotations
 
@@ -28,9 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (TORCH_MISSING, ForeignLoad, Table, best_seconds, blas_description, cpu_name,  # noqa: E402
-                     fmt, optional_import, wait_for_quiet)
+                     fmt, optional_import, segfast_build, wait_for_quiet, warm_up_cpu)
 
-import segfast  # noqa: E402
 from segfast import _core  # noqa: E402
 
 BATCH = 32
@@ -171,7 +170,7 @@ def main(argv=None) -> int:
     if torch is not None:
         torch.set_num_threads(1)
 
-    print(f"segfast {segfast.__version__}, kernel {_core.gemm_kernel()}; {cpu_name()}; one thread each")
+    print(f"{segfast_build()}; {cpu_name()}; one thread each")
     print(f"numpy {np.__version__}: {blas_description()}")
     if tpc is None:
         print("threadpoolctl not installed: numpy's BLAS may use several threads (pip install '.[bench]')")
@@ -186,6 +185,7 @@ def main(argv=None) -> int:
         libs.append(("torch", lambda *x: torch_call(torch, *x)))
 
     wait_for_quiet()
+    warm_up_cpu()
     peaks = [one_core_peak(torch, rng)]
 
     # Python's share of every call: a 1x1 product does no work worth timing.

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (BUSY_RETRY, JAX_MISSING, TORCH_MISSING, Table, Timing, cpu_name, fmt,  # noqa: E402
                      load_fashion_mnist, max_rss_bytes, measure_peak, optional_import, peak_rss_bytes,
-                     time_repeats, wait_for_quiet)
+                     segfast_build, time_repeats, wait_for_quiet, warm_up_cpu)
 
 import segfast  # noqa: E402
 
@@ -639,8 +639,7 @@ def main(argv=None) -> int:
     torch = optional_import("torch")
     jax = optional_import("jax")
     threads = os.cpu_count()
-    print(f"segfast {segfast.__version__}, kernel {segfast._core.gemm_kernel()}, OpenMP {segfast.has_openmp}; "
-          f"{cpu_name()}, {threads} cores")
+    print(f"{segfast_build()}, OpenMP {segfast.has_openmp}; {cpu_name()}, {threads} cores")
     if torch is None:
         print(TORCH_MISSING)
     else:
@@ -655,6 +654,7 @@ def main(argv=None) -> int:
     # The peak is measured before and after the workloads and the higher one used: on a shared or
     # throttled machine a single measurement can come out low and flatter every fraction.
     wait_for_quiet()
+    warm_up_cpu()
     peaks = [measure_peak(torch)]
     ds = load_fashion_mnist()
     results, checks_ok, memory, skipped = {}, True, None, []
@@ -730,7 +730,7 @@ def main(argv=None) -> int:
     print(f"\nall checks {'passed' if checks_ok else 'DID NOT pass'}; total {elapsed:.0f} s")
 
     if args.json:
-        out = {"machine": {"cpu": cpu_name(), "cores": threads, "segfast": segfast.__version__,
+        out = {"machine": {"cpu": cpu_name(), "cores": threads, "segfast": segfast_build(),
                            "kernel": segfast._core.gemm_kernel(),
                            "torch": getattr(torch, "__version__", None), "jax": getattr(jax, "__version__", None)},
                "peak_gflops": {"best": peak.best, "blas": peak.blas,
