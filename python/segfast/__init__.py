@@ -3,7 +3,6 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, datasets, schedule
 from .align import align
-from .classifier import SegmentClassifier
 from .cluster import Clustering, cluster, weight_map
 from .ensemble import Ensemble
 from .merge import merge
@@ -18,6 +17,17 @@ try:
     __version__ = _version("segfast")
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+unknown"
+
+
+
+def __getattr__(name):
+    # SegmentClassifier imports scikit-learn (when installed) for its base classes; loading it
+    # on first use keeps `import segfast` free of scikit-learn, SciPy and their BLAS/OpenMP.
+    if name == "SegmentClassifier":
+        from .classifier import SegmentClassifier
+        return SegmentClassifier
+    raise AttributeError(f"module 'segfast' has no attribute {name!r}")
+
 
 has_openmp: bool = _core.has_openmp()
 has_cuda: bool = False  # the CUDA path is not built yet

@@ -17,9 +17,14 @@ from .segments import segment
 try:  # scikit-learn is optional: with it, the estimator gets its mixins (tags, clone, score)
     from sklearn.base import BaseEstimator as _Base, ClassifierMixin as _Classifier
     from sklearn.exceptions import DataConversionWarning as _DataConversionWarning
+    from sklearn.exceptions import NotFittedError as _SklearnNotFitted
     _BASES = (_Classifier, _Base)
+
+    class _NotFitted(NotFittedError, _SklearnNotFitted):
+        """Caught both as segfast's and as scikit-learn's NotFittedError."""
 except ImportError:  # pragma: no cover - exercised where scikit-learn is absent
     _DataConversionWarning = UserWarning
+    _NotFitted = NotFittedError
 
     class _Params(ParamsMixin):
         def score(self, X, y):
@@ -102,7 +107,7 @@ class SegmentClassifier(*_BASES):
 
     def _check_fitted(self):
         if not hasattr(self, "model_"):
-            raise NotFittedError("this SegmentClassifier is not fitted yet: call fit(X, y) first")
+            raise _NotFitted("this SegmentClassifier is not fitted yet: call fit(X, y) first")
 
     def predict_proba(self, X) -> np.ndarray:
         self._check_fitted()

@@ -45,15 +45,9 @@ def _logistic_features(probs) -> np.ndarray:
     return np.log(np.maximum(probs, 1e-6)).transpose(1, 0, 2).reshape(n, n_models * C).astype(np.float64)
 
 
-try:  # the same exception scikit-learn raises, when it is installed
-    from sklearn.exceptions import NotFittedError as _NotFittedBase
-except ImportError:  # pragma: no cover
-    class _NotFittedBase(ValueError, AttributeError):
-        pass
-
-
-class NotFittedError(_NotFittedBase):
-    """predict() was called before fit() on an estimator that learns from data."""
+class NotFittedError(ValueError, AttributeError):
+    """predict() was called before fit() on an estimator that learns from data (the same bases
+    as scikit-learn's NotFittedError; SegmentClassifier raises a subclass of both)."""
 
 
 def _softmax(z):
