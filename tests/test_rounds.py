@@ -54,7 +54,7 @@ def test_rounds_are_bit_identical_for_any_thread_count(data, merge):
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
-def test_fused_weighted_merge_equals_segfast_merge(data):
+def test_fused_weighted_merge_equals_segfast_merge(data, tmp_path):
     X, y, _, seg = data
     start = MLPStack([16, 12, 4], seed=2)
     fused = segfast.rounds(start, X, y, seg, rounds=1, merge="weighted", progress=False)
@@ -64,7 +64,8 @@ def test_fused_weighted_merge_equals_segfast_merge(data):
     np.testing.assert_allclose(fused.global_model.params, want.params, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="weights must be >= 0"):
         segfast.rounds(start, X, y, seg, rounds=1, merge={"method": "weighted", "weights": [1, -1, 1, 1, 1]},
-                       progress=False)
+                       progress=False, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # refused before the run directory was created
 
 
 def test_server_momentum_and_learning_rate(data):

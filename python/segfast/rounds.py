@@ -113,6 +113,12 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     proximal_mu = finite_float(proximal_mu, "proximal_mu", minimum=0.0)
     lr_decay = finite_float(lr_decay, "lr_decay", minimum=0.0)
     spec = _merge_spec(merge)
+    if "weights" in spec:
+        # Checked before anything is written: a bad value must not leave a half-begun run directory.
+        if fraction < 1:
+            raise ValueError("explicit merge weights need fraction=1 (the participants change every round); "
+                             "use method='weighted' without weights to weight by segment size")
+        spec["weights"] = _explicit_weights(spec["weights"], n_segments)
     for r in range(rounds):
         schedules.resolve(local_epochs, r)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
