@@ -73,7 +73,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
                          py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
                          py::handle active_obj, py::handle epoch_obj, std::uint64_t seed, int batch_size,
                          float lr, float momentum, float weight_decay, int flip_width, int n_jobs,
-                         py::handle start_obj, py::handle merge_weights_obj) {
+                         py::handle start_obj, py::handle merge_weights_obj, std::int64_t first_model) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
     const py::ssize_t n_models = params.shape(0);
@@ -131,6 +131,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     cfg.sgd.prox = prox;
     cfg.seed = seed;
     cfg.flip_width = flip_width;
+    cfg.first_model = first_model;
     cfg.n_threads = resolve_threads(n_jobs);
     EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};
     Array<double> merge_weights;
@@ -435,7 +436,8 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("anchor"), py::arg("prox"), py::arg("X"),
             py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"), py::arg("seed"),
             py::arg("batch_size"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("flip_width"),
-            py::arg("n_jobs"), py::arg("start") = py::none(), py::arg("merge_weights") = py::none());
+            py::arg("n_jobs"), py::arg("start") = py::none(), py::arg("merge_weights") = py::none(),
+            py::arg("first_model") = 0);
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));

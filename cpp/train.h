@@ -12,6 +12,9 @@ struct EpochConfig {
     SgdStep sgd;
     std::uint64_t seed = 0;
     int flip_width = 0;  // > 0: flip each row, seen as an image of this width, left-right at random
+    // Global index of model 0 here: keys the random streams, so a block of a larger stack trained
+    // on its own (one block per worker) draws exactly the minibatches it would draw in the whole.
+    std::int64_t first_model = 0;
     int n_threads = 1;
 };
 

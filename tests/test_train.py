@@ -171,3 +171,21 @@ def test_progress_bar_writes_per_epoch(problem, capsys):
     segfast.train(MLPStack([20, 16, 4], 6), X, y, seg, epochs=2, progress=True)
     err = capsys.readouterr().err
     assert "train 1/2" in err and "train 2/2" in err
+
+
+def test_a_block_trained_alone_matches_the_whole_stack(rng):
+    """first_model keys the random streams by global model index: training models 2..3 as a
+    stack of their own (one worker's block) gives exactly their rows of the whole run."""
+    from segfast.train import _train_loop
+
+    X, y = blobs(rng, n=300, d=10, classes=3)
+    segments = segfast.segment(y, 4, seed=1)
+    whole = segfast.MLPStack([X.shape[1], 7, 3], 4, seed=3)
+    block = whole.select([2, 3])
+    args = dict(per_model=np.full(4, 2), batch_size=8, lr=0.05, momentum=0.9, weight_decay=0.0, seed=5,
+                flip=0, threads=1, progress=False)
+    _train_loop(whole, X, y, segments, **args)
+    block_segments = segfast.Segments.from_indices([segments[2], segments[3]])
+    args["per_model"] = np.full(2, 2)
+    _train_loop(block, X, y, block_segments, first_model=2, **args)
+    np.testing.assert_array_equal(block.params, whole.params[2:])

@@ -117,7 +117,8 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
 
 
 def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weight_decay, seed, flip, threads,
-                progress, proximal_mu=0.0, start_epoch=0, start_row=None, merge_weights=None) -> History:
+                progress, proximal_mu=0.0, start_epoch=0, start_row=None, merge_weights=None,
+                first_model=0) -> History:
     """train() after its checks (rounds() calls it directly with inputs it checked once).
     start_row: a parameter row every model is reset to at the start, written by the C++ epoch
     itself (the broadcast of a round, fused). merge_weights: (N,) weights of a merge fused into
@@ -141,7 +142,7 @@ def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weig
         loss, diverged, *merged = _core.train_epoch(
             dims, stack.params, velocity, anchor, proximal_mu, X, y, segments.order, segments.offsets, active,
             np.full(stack.n_models, start_epoch + e, dtype=np.int64), seed, batch_size, lr, momentum,
-            weight_decay, flip, threads, start_row if e == 0 else None, fuse)
+            weight_decay, flip, threads, start_row if e == 0 else None, fuse, first_model)
         if merged:
             history.merged_sum = merged[0]
         history.seconds.append(time.perf_counter() - start)
