@@ -1,5 +1,6 @@
-// The only file that knows pybind11. Every array is checked here (dtype, contiguity, shape,
-// with the shapes in the message) before a kernel sees a pointer; the GIL is released only
+// The Python bindings of the CPU kernels (the CUDA path's are in cuda/bindings_cuda.cpp).
+// Every array is checked (py_arrays.h: dtype, contiguity, shape, with the shapes in the
+// message) before a kernel sees a pointer; the GIL is released only
 // around the kernels, and numpy results are built after it is taken back.
 // The Python layer (python/segfast) checks values (finite, label ranges, segment sizes);
 // these checks guard the memory safety of the kernels against any caller.
@@ -20,54 +21,16 @@
 #include "kmeans.h"
 #include "knn.h"
 #include "predict.h"
+#include "py_arrays.h"
 #include "reduce.h"
 #include "threads.h"
 #include "train.h"
 
 namespace py = pybind11;
 using namespace segfast;
+using namespace segfast::py_arrays;
 
 namespace {
-
-template <class T>
-using Array = py::array_t<T, py::array::c_style>;  // no forcecast: a wrong dtype is refused
-
-std::string shape_of(const py::array& a) {
-    std::string s = "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-    return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-// Checks dtype, C order, and shape (-1 = any extent) of an argument, naming it on failure.
-template <class T>
-Array<T> expect(const py::handle& obj, const char* name, std::vector<py::ssize_t> shape, bool writable = false) {
-    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
-    py::array a = py::reinterpret_borrow<py::array>(obj);
-    // Equivalent dtypes, not the identical object: arrays that went through pickle carry
-    // their own (equal) dtype instance.
-    if (!py::isinstance<py::array_t<T>>(a))
-        throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
-                             ", got " + std::string(py::str(a.dtype())));
-    if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
-    if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
-    if (!ok) {
-        std::string want = "(";
-        for (std::size_t i = 0; i < shape.size(); ++i)
-            want += (i ? ", " : "") + (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
-        throw py::value_error(std::string(name) + " must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
-                              ", got " + shape_of(a));
-    }
-    return py::reinterpret_borrow<Array<T>>(a);
-}
-
-Arch arch_of(const std::vector<int>& dims) {
-    if (dims.size() < 2) throw py::value_error("dims must list at least an input and an output width");
-    for (int d : dims)
-        if (d < 1) throw py::value_error("every layer width in dims must be >= 1");
-    return Arch(dims);
-}
 
 py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py::handle velocity_obj,
                          py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
@@ -109,10 +72,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
         if (order.data()[i] < 0 || order.data()[i] >= n_rows)
             throw py::value_error("order holds row " + std::to_string(order.data()[i]) + ", outside [0, " +
                                   std::to_string(n_rows) + ")");
-    for (py::ssize_t i = 0; i < n_rows; ++i)
-        if (y.data()[i] < 0 || y.data()[i] >= arch.n_out())
-            throw py::value_error("y holds label " + std::to_string(y.data()[i]) + ", outside [0, " +
-                                  std::to_string(arch.n_out()) + ")");
+    check_labels(y.data(), n_rows, arch.n_out());
 
     py::array_t<double> mean_loss(n_models);
     py::array_t<std::uint8_t> diverged(n_models);
@@ -123,16 +83,8 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
         start_row = start.data();
     }
     EpochInputs in{x.data(), y.data(), order.data(), off, active.data(), epoch.data(), start_row};
-    EpochConfig cfg;
-    cfg.batch_size = batch_size;
-    cfg.sgd.lr = lr;
-    cfg.sgd.momentum = momentum;
-    cfg.sgd.weight_decay = weight_decay;
-    cfg.sgd.prox = prox;
-    cfg.seed = seed;
-    cfg.flip_width = flip_width;
-    cfg.first_model = first_model;
-    cfg.n_threads = resolve_threads(n_jobs);
+    const EpochConfig cfg{batch_size, SgdStep{lr, momentum, weight_decay, prox}, seed, flip_width, first_model,
+                          resolve_threads(n_jobs)};
     EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};
     Array<double> merge_weights;
     py::object merged = py::none();
@@ -173,10 +125,7 @@ py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::h
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
     const py::ssize_t n_models = params.shape(0), n_rows = x.shape(0);
     auto y = expect<std::int64_t>(y_obj, "y", {n_rows});
-    for (py::ssize_t i = 0; i < n_rows; ++i)
-        if (y.data()[i] < 0 || y.data()[i] >= arch.n_out())
-            throw py::value_error("y holds label " + std::to_string(y.data()[i]) + ", outside [0, " +
-                                  std::to_string(arch.n_out()) + ")");
+    check_labels(y.data(), n_rows, arch.n_out());
     py::array_t<double> loss(n_models), accuracy(n_models);
     double* l = loss.mutable_data();
     double* a = accuracy.mutable_data();
@@ -425,9 +374,20 @@ py::tuple knn_py(py::handle queries_obj, py::handle refs_obj, int k, int n_jobs)
 
 }  // namespace
 
+#ifdef SEGFAST_WITH_CUDA
+void bind_cuda(py::module_& mod);  // cuda/bindings_cuda.cpp
+#endif
+
 PYBIND11_MODULE(_core, mod) {
     mod.doc() = "segfast's C++ kernels; use the segfast package, not this module.";
     mod.def("has_openmp", &has_openmp);
+#ifdef SEGFAST_WITH_CUDA
+    mod.attr("has_cuda") = true;
+    bind_cuda(mod);
+#else
+    mod.attr("has_cuda") = false;
+    mod.def("cuda_unavailable_reason", [] { return std::string("this build of segfast has no CUDA"); });
+#endif
     mod.def("available_threads", &available_threads);
     mod.def("resolve_threads", &resolve_threads, py::arg("n_jobs"));
     mod.def("gemm_kernel", [] { return std::string(gemm_kernel_name()); });

@@ -2,6 +2,7 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, datasets, schedule
+from ._device import cuda_available
 from .align import align
 from .cluster import Clustering, cluster, weight_map
 from .ensemble import Ensemble
@@ -19,7 +20,6 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+unknown"
 
 
-
 def __getattr__(name):
     # SegmentClassifier imports scikit-learn (when installed) for its base classes; loading it
     # on first use keeps `import segfast` free of scikit-learn, SciPy and their BLAS/OpenMP.
@@ -30,12 +30,12 @@ def __getattr__(name):
 
 
 has_openmp: bool = _core.has_openmp()
-has_cuda: bool = False  # the CUDA path is not built yet
+has_cuda: bool = _core.has_cuda  # this build has the CUDA path (cuda_available(): and a GPU is here)
 
 __all__ = [
     "MLPStack", "Segments", "Split", "History", "Evaluation",
     "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets",
     "merge", "align", "cluster", "weight_map", "Clustering", "Ensemble", "rounds", "RoundsResult", "schedule",
     "SegmentClassifier",
-    "has_openmp", "has_cuda", "__version__",
+    "has_openmp", "has_cuda", "cuda_available", "__version__",
 ]

@@ -20,6 +20,8 @@ Methods (scikit-learn conventions: ``fit(X_val, y_val)`` returns self; fitted at
                   the nearest rows of its own training segment instead (fit needs X_train,
                   y_train, segments).
 Every forward pass is the core's batched C++ call; nothing loops over models in Python.
+``device="cuda"`` runs the forward passes on the GPU; the weighted sums over models of their
+outputs (and the neighbour search of ``competence``) stay on the host.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from . import _core, _device
 from ._lbfgs import minimize
 from ._params import ParamsMixin
 from ._threads import resolve_n_jobs
@@ -59,7 +61,7 @@ def _softmax(z):
 class Ensemble(ParamsMixin):
     def __init__(self, stack: MLPStack, method: str = "soft", *, tiebreak=None, weights=None,
                  combiner: str = "logistic", l2=1e-4, k: int = 20, knora: str = "union",
-                 region: str = "val", n_jobs: int = -1):
+                 region: str = "val", n_jobs: int = -1, device: str = "cpu"):
         self.stack = stack
         self.method = method
         self.tiebreak = tiebreak
@@ -70,6 +72,7 @@ class Ensemble(ParamsMixin):
         self.knora = knora
         self.region = region
         self.n_jobs = n_jobs
+        self.device = device
 
     def __repr__(self) -> str:
         return f"Ensemble({self.stack!r}, method={self.method!r})"
@@ -96,6 +99,7 @@ class Ensemble(ParamsMixin):
             raise ValueError(f"knora must be 'union' or 'eliminate', got {self.knora!r}")
         if self.region not in ("val", "train"):
             raise ValueError(f"region must be 'val' or 'train', got {self.region!r}")
+        _device.check_device(self.device)
         return resolve_n_jobs(self.n_jobs)
 
     def _needs_fit(self) -> bool:
@@ -122,7 +126,7 @@ class Ensemble(ParamsMixin):
                 acc = self._votes_correct(X_val, y_val, threads).mean(axis=1)
                 self.weights_ = acc / acc.sum() if acc.sum() > 0 else np.full(len(acc), 1.0 / len(acc))
         elif self.method == "stacking":
-            probs = stack_proba(self.stack, X_val, threads).astype(np.float64)
+            probs = stack_proba(self.stack, X_val, threads, self.device).astype(np.float64)
             self._fit_stacking(probs, y_val)
         elif self.method == "competence":
             if self.region == "val":
@@ -142,7 +146,7 @@ class Ensemble(ParamsMixin):
 
     def _votes_correct(self, X, y, threads) -> np.ndarray:
         """(N, n) whether each model predicts each row right."""
-        return stack_proba(self.stack, X, threads).argmax(axis=2) == y[None, :]
+        return stack_proba(self.stack, X, threads, self.device).argmax(axis=2) == y[None, :]
 
     def _fit_stacking(self, probs, y) -> None:
         """Fit the combiner; with l2="auto", pick l2 on a held-out fifth of the rows first."""
@@ -228,7 +232,7 @@ class Ensemble(ParamsMixin):
         self.segment_rows_ = [np.ascontiguousarray(X_train[segments[i]]) for i in range(len(segments))]
         self.segment_correct_ = []
         for i, rows in enumerate(self.segment_rows_):
-            pred = stack_proba(self.stack[i], rows, threads)[0].argmax(axis=1)
+            pred = stack_proba(self.stack[i], rows, threads, self.device)[0].argmax(axis=1)
             self.segment_correct_.append(pred == y_train[segments[i]])
 
     # -- prediction -----------------------------------------------------------------------------
@@ -253,25 +257,28 @@ class Ensemble(ParamsMixin):
         w[empty] = 1.0  # nobody is competent here: every model votes
         return np.ascontiguousarray(w)
 
+    def _combine(self, X, mode, model_weights, row_weights, threads, with_votes=False):
+        return _device.combine(self.stack.dims, self.stack.params, X, mode, model_weights, row_weights,
+                               self.device, threads, with_votes)
+
     def _combined(self, X, threads):
         """(probabilities, votes or None), each (n, C)."""
-        dims, params = list(self.stack.dims), self.stack.params
         if self.method == "soft":
-            return _core.combine(dims, params, X, "proba", None, None, threads) / self.stack.n_models, None
+            return self._combine(X, "proba", None, None, threads) / self.stack.n_models, None
         if self.method == "hard":
-            probs, votes = _core.combine(dims, params, X, "proba", None, None, threads, with_votes=True)
+            probs, votes = self._combine(X, "proba", None, None, threads, with_votes=True)
             return probs / self.stack.n_models, votes
         if self.method == "weighted":
             w = self.weights_ if hasattr(self, "weights_") else self._given_weights()
-            return _core.combine(dims, params, X, "proba", w, None, threads), None
+            return self._combine(X, "proba", w, None, threads), None
         if self.method == "stacking":
             if self.combiner == "weights":
-                z = _core.combine(dims, params, X, "log_proba", self.weights_.astype(np.float64), None, threads)
+                z = self._combine(X, "log_proba", self.weights_.astype(np.float64), None, threads)
                 return _softmax(z.astype(np.float64)), None
-            F = _logistic_features(stack_proba(self.stack, X, threads))
+            F = _logistic_features(stack_proba(self.stack, X, threads, self.device))
             return _softmax(F @ self.coef_ + self.intercept_), None
         w = self._competence_weights(X, threads)
-        probs, votes = _core.combine(dims, params, X, "proba", None, w, threads, with_votes=True)
+        probs, votes = self._combine(X, "proba", None, w, threads, with_votes=True)
         return probs / w.sum(axis=1, keepdims=True), votes
 
     def predict_proba(self, X) -> np.ndarray:
@@ -297,7 +304,7 @@ class Ensemble(ParamsMixin):
         contested = np.flatnonzero(tied.sum(axis=1) > 1)
         if contested.size:
             if self.tiebreak is not None:
-                judge = stack_proba(self.tiebreak, X[contested], threads)[0]
+                judge = stack_proba(self.tiebreak, X[contested], threads, self.device)[0]
             else:
                 judge = probs[contested]
             pred[contested] = np.where(tied[contested], judge, -np.inf).argmax(axis=1)
@@ -314,6 +321,6 @@ class Ensemble(ParamsMixin):
         low values mark contested rows."""
         threads = self._check()
         X = self._X(X)
-        votes = _core.combine(list(self.stack.dims), self.stack.params, X, "votes", None, None, threads)
+        votes = self._combine(X, "votes", None, None, threads)
         pred = self.predict(X)
         return votes[np.arange(len(X)), pred] / self.stack.n_models

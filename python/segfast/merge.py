@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from . import _core
+from ._device import check_device, weighted_sum
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels
 from .align import _check_stack, align as align_stack
@@ -65,17 +66,17 @@ def _one(dims, row) -> MLPStack:
     return MLPStack.from_params(dims, np.asarray(row)[None, :])
 
 
-def _greedy_soup(stack: MLPStack, val, threads: int) -> np.ndarray:
+def _greedy_soup(stack: MLPStack, val, threads: int, device: str = "cpu") -> np.ndarray:
     """Greedy soup: add models best-first, keep each only if the soup's validation accuracy
     does not drop. Returns the uniform weights over the kept models."""
-    acc = evaluate(stack, *val, n_jobs=threads).accuracy
+    acc = evaluate(stack, *val, n_jobs=threads, device=device).accuracy
     order = np.argsort(-acc, kind="stable")
     kept = [order[0]]
     best = acc[order[0]]
     for i in order[1:]:
         trial = kept + [i]
         soup = _one(stack.dims, stack.params[trial].mean(axis=0, dtype=np.float64))
-        trial_acc = evaluate(soup, *val, n_jobs=threads).accuracy[0]
+        trial_acc = evaluate(soup, *val, n_jobs=threads, device=device).accuracy[0]
         if trial_acc >= best:
             kept, best = trial, trial_acc
     weights = np.zeros(stack.n_models)
@@ -94,7 +95,8 @@ def _rescale(merged: MLPStack, sources: MLPStack) -> None:
 
 def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, align: bool = False,
           repair=None, rescale: bool = False, temperature: float = 1.0, trim: float = 0.1,
-          k=None, margin: float = 0.1, seed: int = 0, return_details: bool = False, n_jobs: int = -1):
+          k=None, margin: float = 0.1, seed: int = 0, return_details: bool = False, n_jobs: int = -1,
+          device: str = "cpu"):
     """Merge the models of ``stack`` into one model (a one-model MLPStack).
 
     method:
@@ -113,11 +115,14 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
     renormalises hidden units (REPAIR); rescale=True restores each layer's mean weight norm.
     val is an (X, y) pair. Diverged models (``stack.diverged``) are left out with a warning.
     With return_details=True, returns (merged, details) where details holds the weights used.
+    device="cuda" evaluates the models on val and forms the weighted averages on the GPU
+    (alignment, REPAIR, k-means and the robust reductions run on the CPU).
     """
     _check_stack(stack)
     if method not in METHODS:
         raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
     threads = resolve_n_jobs(n_jobs)
+    device = check_device(device)
     val = _val_pair(val, stack)
     if method in _NEEDS_VAL and val is None:
         raise ValueError(f"method={method!r} needs val=(X_val, y_val) to rank the models")
@@ -148,7 +153,7 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
         stack = stack.select(keep)
 
     details = {"models": keep}
-    val_eval = evaluate(stack, *val, n_jobs=threads) if val is not None else None
+    val_eval = evaluate(stack, *val, n_jobs=threads, device=device) if val is not None else None
     if align:
         reference = int(np.argmin(val_eval.loss)) if val_eval is not None else 0
         stack = align_stack(stack, reference, n_jobs=threads)
@@ -174,8 +179,8 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
         elif method == "rank":
             w = rank_weights(val_eval.loss)
         else:  # greedy
-            w = _greedy_soup(stack, val, threads)
-        merged = _one(stack.dims, _core.weighted_sum(stack.params, w, threads))
+            w = _greedy_soup(stack, val, threads, device)
+        merged = _one(stack.dims, weighted_sum(stack.params, w, device, threads))
     details["weights"] = w
 
     if merged.n_models == 1:

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _core
+from . import _device
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels
 from .stack import MLPStack
@@ -21,22 +21,25 @@ def _check_stack(stack) -> None:
         raise TypeError(f"stack must be a segfast.MLPStack, got {type(stack).__name__}")
 
 
-def predict_proba(stack: MLPStack, X, n_jobs: int = -1) -> np.ndarray:
-    """Class probabilities of every model on every row: (N, n_rows, n_classes) float32."""
+def predict_proba(stack: MLPStack, X, n_jobs: int = -1, device: str = "cpu") -> np.ndarray:
+    """Class probabilities of every model on every row: (N, n_rows, n_classes) float32.
+    device="cuda" runs the forward passes on the GPU (all models batched, rows in chunks)."""
     _check_stack(stack)
+    device = _device.check_device(device)
     X = as_features(X, "X", stack.n_features)
-    return _core.predict_proba(list(stack.dims), stack.params, X, resolve_n_jobs(n_jobs))
+    return _device.predict_proba(stack.dims, stack.params, X, device, resolve_n_jobs(n_jobs))
 
 
-def predict(stack: MLPStack, X, n_jobs: int = -1) -> np.ndarray:
+def predict(stack: MLPStack, X, n_jobs: int = -1, device: str = "cpu") -> np.ndarray:
     """Predicted class of every model on every row: (N, n_rows) int64."""
-    return predict_proba(stack, X, n_jobs).argmax(axis=2)
+    return predict_proba(stack, X, n_jobs, device).argmax(axis=2)
 
 
-def evaluate(stack: MLPStack, X, y, n_jobs: int = -1) -> Evaluation:
+def evaluate(stack: MLPStack, X, y, n_jobs: int = -1, device: str = "cpu") -> Evaluation:
     """Mean cross-entropy and accuracy of every model on (X, y), without storing probabilities."""
     _check_stack(stack)
+    device = _device.check_device(device)
     X = as_features(X, "X", stack.n_features)
     y = as_labels(y, len(X), stack.n_classes)
-    loss, accuracy = _core.evaluate(list(stack.dims), stack.params, X, y, resolve_n_jobs(n_jobs))
+    loss, accuracy = _device.evaluate(stack.dims, stack.params, X, y, device, resolve_n_jobs(n_jobs))
     return Evaluation(loss, accuracy)

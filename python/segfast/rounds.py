@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import schedule as schedules
+from . import _core, _device, schedule as schedules
+from ._device import check_device
 from ._progress import Progress
 from ._threads import resolve_n_jobs
-from . import _core
 from ._validate import as_features, as_labels, finite_float, positive_int
 from .merge import METHODS as MERGE_METHODS, _explicit_weights, merge as merge_models
 from .predict import evaluate
@@ -69,7 +69,8 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
            fraction: float = 1.0, server_lr: float = 1.0, server_momentum: float = 0.0,
            proximal_mu: float = 0.0, lr_decay: float = 1.0, eval=None, eval_segments: bool = True,
            out=None, resume: bool = False,
-           seed: int = 0, n_jobs: int = -1, progress: bool = True, **train_kwargs) -> RoundsResult:
+           seed: int = 0, n_jobs: int = -1, progress: bool = True, device: str = "cpu",
+           **train_kwargs) -> RoundsResult:
     """Simulate ``rounds`` rounds of federated training of one global model over ``segments``.
 
     stack_or_architecture: a one-model MLPStack (the shared start) or layer widths like
@@ -85,6 +86,8 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     segment model and their soft-vote ensemble (which costs a forward pass of every model). out: a run directory (config.json, rounds.jsonl,
     summary.csv, checkpoint, best and final weights), resumable with ``resume=True``.
     Other keyword arguments go to segfast.train (lr, batch_size, momentum, weight_decay, augment).
+    device="cuda": X and y go to the GPU once; the segment models stay there from round to round
+    (with a plain or weighted average only the merged row comes back each round).
     """
     if isinstance(stack_or_architecture, MLPStack):
         if stack_or_architecture.n_models != 1:
@@ -127,6 +130,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
     threads = resolve_n_jobs(n_jobs)
+    device = check_device(device)
     evaluation = _eval_pair(eval, start.n_features, start.n_classes)
     base_lr = finite_float(train_kwargs.get("lr", 0.05), "lr", minimum=0.0)
     batch = positive_int(train_kwargs.get("batch_size", 32), "batch_size")
@@ -164,6 +168,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     bar.done = first_round
     epochs_before = sum(schedules.resolve(local_epochs, r) for r in range(first_round))
     local = None  # the segment models, reused from round to round
+    gpu = _core.CudaTrainer(list(dims), X, y) if device == "cuda" else None
     for r in range(first_round, rounds):
         record, t0 = {"round": r + 1}, time.perf_counter()
         rng = np.random.default_rng([seed, r])
@@ -177,6 +182,8 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         if local is None or local.n_models != len(chosen):
             local = MLPStack.from_params(dims, np.zeros((len(chosen), global_params.size), dtype=np.float32))
         local.diverged[:] = False
+        if gpu is not None:
+            gpu.resize_models(len(chosen))
         kw = dict(spec)
         method = kw.pop("method")
         if method == "weighted" and "weights" not in kw:
@@ -188,8 +195,11 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
             fused = np.ones(len(chosen))
         elif method == "weighted" and set(kw) == {"weights"}:
             fused = _explicit_weights(kw["weights"], len(chosen))  # checked: finite, >= 0, positive sum
+        # On the GPU the segment models come back only when something here reads them.
+        download = fused is None or (evaluation is not None and eval_segments) or r == rounds - 1
         hist = _train_loop(local, X, y, part, np.full(len(chosen), epochs), batch, lr, momentum, weight_decay,
-                           seed, flip, threads, False, proximal_mu, epochs_before, global_params, fused)
+                           seed, flip, threads, False, proximal_mu, epochs_before, global_params, fused,
+                           gpu=gpu, download=download)
         epochs_before += epochs
         t1 = time.perf_counter()
 
@@ -200,7 +210,8 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
                 merged = merge_models(local, method, val=evaluation if method in ("loss", "rank", "greedy",
-                                      "cluster-best") else None, seed=seed, n_jobs=threads, **kw).params[0]
+                                      "cluster-best") else None, seed=seed, n_jobs=threads, device=device,
+                                      **kw).params[0]
         server_buffer = server_momentum * server_buffer + (merged.astype(np.float64) - global_params)
         global_params = (global_params + server_lr * server_buffer).astype(np.float32)
         t2 = time.perf_counter()
@@ -208,13 +219,13 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         record.update(local_epochs=epochs, lr=lr, participants=len(chosen),
                       train_loss=float(np.nanmean(hist.final_loss)), diverged=int(hist.diverged.sum()))
         if evaluation is not None:
-            loss, acc = _core.evaluate(list(dims), global_params[None], *evaluation, threads)
+            loss, acc = _device.evaluate(dims, global_params[None], *evaluation, device, threads)
             record.update(global_loss=float(loss[0]), global_accuracy=float(acc[0]))
             if eval_segments:
                 from .ensemble import Ensemble
-                seg = evaluate(local, *evaluation, n_jobs=threads).accuracy
+                seg = evaluate(local, *evaluation, n_jobs=threads, device=device).accuracy
                 record.update(segment_accuracy_mean=float(seg.mean()), segment_accuracy_std=float(seg.std()),
-                              ensemble_accuracy=Ensemble(local, "soft", n_jobs=threads).score(*evaluation))
+                              ensemble_accuracy=Ensemble(local, "soft", n_jobs=threads, device=device).score(*evaluation))
             if record["global_accuracy"] > best[0]:
                 best = (record["global_accuracy"], global_params.copy())
         t3 = time.perf_counter()

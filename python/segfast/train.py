@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _core
+from . import _core, _device
 from ._progress import Progress
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels, finite_float, positive_int
@@ -77,7 +77,8 @@ def _flip_width(augment, n_features: int) -> int:
 
 def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: float = 0.05,
           momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None,
-          n_jobs: int = -1, progress: bool = False, proximal_mu: float = 0.0, start_epoch: int = 0) -> History:
+          n_jobs: int = -1, progress: bool = False, proximal_mu: float = 0.0, start_epoch: int = 0,
+          device: str = "cpu") -> History:
     """Train every model of ``stack`` in place, model i on rows ``segments[i]`` of (X, y).
 
     Softmax cross-entropy, minibatch SGD (PyTorch's rule: ``v = momentum*v + g + wd*w;
@@ -93,6 +94,11 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
     loss, w_start being the model's parameters when this call began (in the fused C++ update).
     ``start_epoch`` offsets the epoch numbers that key the random streams, so that successive
     calls (rounds of federated training) draw fresh minibatch orders.
+
+    ``device="cuda"`` trains on the GPU: X and y are copied there once, the parameters stay
+    there until the last epoch, and every step serves all models in a few batched launches.
+    The shuffles come from the same random streams as on the CPU, so both devices take the
+    same minibatches; results agree to float32 rounding (sums run in a different order).
     """
     if not isinstance(stack, MLPStack):
         raise TypeError(f"stack must be a segfast.MLPStack, got {type(stack).__name__}")
@@ -111,49 +117,70 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
     proximal_mu = finite_float(proximal_mu, "proximal_mu", minimum=0.0)
     if isinstance(start_epoch, bool) or not isinstance(start_epoch, numbers.Integral) or start_epoch < 0:
         raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
+    gpu = None
+    if _device.check_device(device) == "cuda":
+        gpu = _core.CudaTrainer(list(stack.dims), X, y)
+        gpu.set_models(stack.params)
 
     return _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weight_decay, seed, flip,
-                       threads, progress, proximal_mu, start_epoch)
+                       threads, progress, proximal_mu, start_epoch, gpu=gpu)
 
 
 def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weight_decay, seed, flip, threads,
                 progress, proximal_mu=0.0, start_epoch=0, start_row=None, merge_weights=None,
-                first_model=0) -> History:
+                first_model=0, gpu=None, download=True) -> History:
     """train() after its checks (rounds() calls it directly with inputs it checked once).
     start_row: a parameter row every model is reset to at the start, written by the C++ epoch
     itself (the broadcast of a round, fused). merge_weights: (N,) weights of a merge fused into
     the last epoch; history.merged_sum gets sum_i w_i * params_i over the models that did not
-    diverge (the caller divides by their total weight)."""
+    diverge (the caller divides by their total weight). gpu: a _core.CudaTrainer holding X, y
+    and the models; the parameters come back into stack.params at the end when download is set."""
     n_epochs = int(per_model.max(initial=0))
-    velocity = np.zeros_like(stack.params) if momentum > 0 else None
-    if proximal_mu > 0:
-        anchor = np.repeat(start_row[None], stack.n_models, axis=0) if start_row is not None else stack.params.copy()
+    dims = list(stack.dims)
+    if gpu is None:
+        velocity = np.zeros_like(stack.params) if momentum > 0 else None
+        if proximal_mu > 0:
+            anchor = (np.repeat(start_row[None], stack.n_models, axis=0) if start_row is not None
+                      else stack.params.copy())
+        else:
+            anchor = None
+
+        def run_epoch(active, epoch, start, fuse):
+            return _core.train_epoch(dims, stack.params, velocity, anchor, proximal_mu, X, y, segments.order,
+                                     segments.offsets, active, epoch, seed, batch_size, lr, momentum, weight_decay,
+                                     flip, threads, start, fuse, first_model)
     else:
-        anchor = None
+        if proximal_mu > 0:
+            gpu.set_anchor(start_row)  # None: the models' parameters as this call begins
+
+        def run_epoch(active, epoch, start, fuse):
+            return gpu.epoch(segments.order, segments.offsets, active, epoch, seed, batch_size, lr, momentum,
+                             weight_decay, proximal_mu, flip, first_model, threads, start, fuse)
     history = History(loss=np.full((n_epochs, stack.n_models), np.nan),
                       diverged=np.zeros(stack.n_models, dtype=bool),
                       epochs=np.zeros(stack.n_models, dtype=np.int64))
     bar = Progress(n_epochs, "train", enabled=progress)
-    dims = list(stack.dims)
-    for e in range(n_epochs):
-        active = ((per_model > e) & ~history.diverged & ~stack.diverged).astype(np.uint8)
-        start = time.perf_counter()
-        fuse = merge_weights if e == n_epochs - 1 else None
-        loss, diverged, *merged = _core.train_epoch(
-            dims, stack.params, velocity, anchor, proximal_mu, X, y, segments.order, segments.offsets, active,
-            np.full(stack.n_models, start_epoch + e, dtype=np.int64), seed, batch_size, lr, momentum,
-            weight_decay, flip, threads, start_row if e == 0 else None, fuse, first_model)
-        if merged:
-            history.merged_sum = merged[0]
-        history.seconds.append(time.perf_counter() - start)
-        history.loss[e] = loss
-        history.epochs += (active.astype(bool) & ~diverged)
-        if diverged.any():
-            history.diverged |= diverged
-            stack.diverged |= diverged
-            names = ", ".join(str(i) for i in np.flatnonzero(diverged))
-            warnings.warn(f"model(s) {names} diverged in epoch {e + 1} (loss became NaN or inf); they keep "
-                          f"their parameters from the end of their last finished epoch and are marked in stack.diverged. Try a smaller lr.",
-                          RuntimeWarning, stacklevel=2)
-        bar.advance(f"loss {np.nanmean(loss):.4f}" if np.isfinite(loss).any() else "")
+    try:
+        for e in range(n_epochs):
+            active = ((per_model > e) & ~history.diverged & ~stack.diverged).astype(np.uint8)
+            start = time.perf_counter()
+            fuse = merge_weights if e == n_epochs - 1 else None
+            loss, diverged, *merged = run_epoch(active, np.full(stack.n_models, start_epoch + e, dtype=np.int64),
+                                                start_row if e == 0 else None, fuse)
+            if merged:
+                history.merged_sum = merged[0]
+            history.seconds.append(time.perf_counter() - start)
+            history.loss[e] = loss
+            history.epochs += (active.astype(bool) & ~diverged)
+            if diverged.any():
+                history.diverged |= diverged
+                stack.diverged |= diverged
+                names = ", ".join(str(i) for i in np.flatnonzero(diverged))
+                warnings.warn(f"model(s) {names} diverged in epoch {e + 1} (loss became NaN or inf); they keep "
+                              f"their parameters from the end of their last finished epoch and are marked in stack.diverged. Try a smaller lr.",
+                              RuntimeWarning, stacklevel=2)
+            bar.advance(f"loss {np.nanmean(loss):.4f}" if np.isfinite(loss).any() else "")
+    finally:  # also on Ctrl-C: the models as they were at the end of the last finished epoch
+        if gpu is not None and download:
+            gpu.get_models(stack.params)
     return history

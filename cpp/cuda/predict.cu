@@ -1,0 +1,167 @@
+// Prediction, evaluation and weighted sums on the GPU: every model on the same rows, the rows
+// in chunks so that the activations of all models fit in a bounded amount of device memory.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "device.h"
+#include "forward.cuh"
+
+namespace segfast::cuda {
+
+void launch_weighted_sum(int n_models, long long P, const float* params, const double* weights,
+                         const unsigned char* kept, double* out);
+
+namespace {
+
+// In-place softmax (or log-softmax) of each (model, row) of logits (n_models, rows, C).
+__global__ void softmax_kernel(int n_models, int rows, int C, float* z, long long model_stride, bool log) {
+    const long long t = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+    if (t >= static_cast<long long>(n_models) * rows) return;
+    float* row = z + (t / rows) * model_stride + (t % rows) * C;
+    float top = row[0];
+    for (int c = 1; c < C; ++c) top = row[c] > top ? row[c] : top;
+    float total = 0.f;
+    for (int c = 0; c < C; ++c) total += expf(row[c] - top);
+    if (log) {  // computed from the logits, so that tiny probabilities do not underflow to log(0)
+        const float shift = top + logf(total);
+        for (int c = 0; c < C; ++c) row[c] -= shift;
+        return;
+    }
+    const float inv = 1.f / total;
+    for (int c = 0; c < C; ++c) row[c] = expf(row[c] - top) * inv;
+}
+
+// One block per model: adds the chunk's summed cross-entropy and correct count to the model's
+// totals, reduced in a fixed order so the result does not vary from run to run.
+__global__ void score_kernel(int rows, int C, const float* logits, long long model_stride, const int* y,
+                             double* loss, double* correct) {
+    const int m = blockIdx.x;
+    __shared__ double part_loss[256], part_correct[256];
+    double l = 0.0, k = 0.0;
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+        const float* z = logits + m * model_stride + static_cast<long long>(r) * C;
+        int best = 0;
+        for (int c = 1; c < C; ++c) best = z[c] > z[best] ? c : best;
+        float total = 0.f;
+        for (int c = 0; c < C; ++c) total += expf(z[c] - z[best]);
+        l += static_cast<double>(logf(total) + z[best] - z[y[r]]);
+        k += best == y[r];
+    }
+    part_loss[threadIdx.x] = l;
+    part_correct[threadIdx.x] = k;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) {
+            part_loss[threadIdx.x] += part_loss[threadIdx.x + half];
+            part_correct[threadIdx.x] += part_correct[threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        loss[m] += part_loss[0];
+        correct[m] += part_correct[0];
+    }
+}
+
+// Rows per chunk: the hidden activations of every model for a chunk stay within ~1 GiB.
+int chunk_rows(const Arch& arch, int n_models, std::int64_t n_rows) {
+    std::size_t per_row = 0;
+    for (int l = 1; l <= arch.n_layers(); ++l) per_row += static_cast<std::size_t>(arch.dims[l]);
+    per_row *= static_cast<std::size_t>(n_models) * sizeof(float);
+    const std::size_t budget = std::size_t(1) << 30;
+    const std::int64_t fit = std::max<std::int64_t>(64, static_cast<std::int64_t>(budget / per_row) / 64 * 64);
+    return static_cast<int>(std::min<std::int64_t>({fit, n_rows, 1 << 20}));
+}
+
+// The forward pass of chunk [r0, r0 + rows) with the last layer written to (logits, model stride).
+void forward_chunk(const Arch& arch, const float* params, const float* x, int n_models, std::int64_t r0, int rows,
+                   std::vector<DeviceArray<float>>& hidden, float* logits, long long logits_stride) {
+    const int L = arch.n_layers();
+    std::vector<float*> out(L);
+    std::vector<long long> stride(L);
+    for (int l = 0; l + 1 < L; ++l) {
+        out[l] = hidden[l].get();
+        stride[l] = static_cast<long long>(rows) * arch.dims[l + 1];
+    }
+    out[L - 1] = logits;
+    stride[L - 1] = logits_stride;
+    forward_all(arch, params, static_cast<long long>(arch.n_params), x + r0 * arch.n_in(), 0, n_models, rows,
+                nullptr, out, stride);
+}
+
+std::vector<DeviceArray<float>> hidden_buffers(const Arch& arch, int n_models, int rows) {
+    std::vector<DeviceArray<float>> hidden(arch.n_layers());
+    for (int l = 0; l + 1 < arch.n_layers(); ++l)
+        hidden[l].resize(static_cast<std::size_t>(n_models) * rows * arch.dims[l + 1]);
+    return hidden;
+}
+
+}  // namespace
+
+void predict_proba(const std::vector<int>& dims, const float* params, int n_models, const float* x,
+                   std::int64_t n_rows, float* out, bool log) {
+    const Arch arch(dims);
+    const int C = arch.n_out();
+    if (n_models == 0 || n_rows == 0) return;
+    DeviceArray<float> p, xd, proba(static_cast<std::size_t>(n_models) * n_rows * C);
+    p.upload(params, static_cast<std::size_t>(n_models) * arch.n_params);
+    xd.upload(x, static_cast<std::size_t>(n_rows) * arch.n_in());
+    const int chunk = chunk_rows(arch, n_models, n_rows);
+    auto hidden = hidden_buffers(arch, n_models, chunk);
+    for (std::int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
+        const int rows = static_cast<int>(std::min<std::int64_t>(chunk, n_rows - r0));
+        forward_chunk(arch, p.get(), xd.get(), n_models, r0, rows, hidden, proba.get() + r0 * C, n_rows * C);
+    }
+    const long long threads = static_cast<long long>(n_models) * n_rows;
+    softmax_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256>>>(n_models, static_cast<int>(n_rows), C,
+                                                                          proba.get(), n_rows * C, log);
+    SEGFAST_CUDA_LAUNCHED("softmax_kernel");
+    proba.download(out, proba.size());
+}
+
+void evaluate(const std::vector<int>& dims, const float* params, int n_models, const float* x, std::int64_t n_rows,
+              const std::int64_t* y, double* loss, double* accuracy) {
+    const Arch arch(dims);
+    const int C = arch.n_out();
+    if (n_models == 0) return;
+    DeviceArray<float> p, xd;
+    DeviceArray<int> yd;
+    DeviceArray<double> loss_d(n_models), correct_d(n_models);
+    p.upload(params, static_cast<std::size_t>(n_models) * arch.n_params);
+    xd.upload(x, static_cast<std::size_t>(n_rows) * arch.n_in());
+    std::vector<int> labels(y, y + n_rows);
+    yd.upload(labels.data(), labels.size());
+    SEGFAST_CUDA(cudaMemset(loss_d.get(), 0, n_models * sizeof(double)));
+    SEGFAST_CUDA(cudaMemset(correct_d.get(), 0, n_models * sizeof(double)));
+    const int chunk = chunk_rows(arch, n_models, std::max<std::int64_t>(n_rows, 1));
+    auto hidden = hidden_buffers(arch, n_models, chunk);
+    DeviceArray<float> logits(static_cast<std::size_t>(n_models) * chunk * C);
+    for (std::int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
+        const int rows = static_cast<int>(std::min<std::int64_t>(chunk, n_rows - r0));
+        forward_chunk(arch, p.get(), xd.get(), n_models, r0, rows, hidden, logits.get(),
+                      static_cast<long long>(rows) * C);
+        score_kernel<<<n_models, 256>>>(rows, C, logits.get(), static_cast<long long>(rows) * C, yd.get() + r0,
+                                        loss_d.get(), correct_d.get());
+        SEGFAST_CUDA_LAUNCHED("score_kernel");
+    }
+    loss_d.download(loss, n_models);
+    correct_d.download(accuracy, n_models);
+    for (int m = 0; m < n_models; ++m) {
+        loss[m] /= static_cast<double>(n_rows);
+        accuracy[m] /= static_cast<double>(n_rows);
+    }
+}
+
+void weighted_sum(const float* params, int n_models, std::int64_t n_params, const double* weights, float* out) {
+    DeviceArray<float> p;
+    DeviceArray<double> w, sum(static_cast<std::size_t>(n_params));
+    p.upload(params, static_cast<std::size_t>(n_models) * n_params);
+    w.upload(weights, n_models);
+    launch_weighted_sum(n_models, n_params, p.get(), w.get(), nullptr, sum.get());
+    std::vector<double> host(static_cast<std::size_t>(n_params));
+    sum.download(host.data(), host.size());
+    for (std::int64_t j = 0; j < n_params; ++j) out[j] = static_cast<float>(host[j]);
+}
+
+}  // namespace segfast::cuda

@@ -1,0 +1,65 @@
+// Array checks shared by the pybind11 files: dtype, C order and shape (with the shapes in the
+// message) are checked here before a kernel sees a pointer.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "arch.h"
+
+namespace segfast::py_arrays {
+
+namespace py = pybind11;
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style>;  // no forcecast: a wrong dtype is refused
+
+inline std::string shape_of(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Checks dtype, C order, and shape (-1 = any extent) of an argument, naming it on failure.
+template <class T>
+inline Array<T> expect(const py::handle& obj, const char* name, std::vector<py::ssize_t> shape, bool writable = false) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    // Equivalent dtypes, not the identical object: arrays that went through pickle carry
+    // their own (equal) dtype instance.
+    if (!py::isinstance<py::array_t<T>>(a))
+        throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
+                             ", got " + std::string(py::str(a.dtype())));
+    if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+    if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
+    if (!ok) {
+        std::string want = "(";
+        for (std::size_t i = 0; i < shape.size(); ++i)
+            want += (i ? ", " : "") + (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
+        throw py::value_error(std::string(name) + " must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
+                              ", got " + shape_of(a));
+    }
+    return py::reinterpret_borrow<Array<T>>(a);
+}
+
+inline Arch arch_of(const std::vector<int>& dims) {
+    if (dims.size() < 2) throw py::value_error("dims must list at least an input and an output width");
+    for (int d : dims)
+        if (d < 1) throw py::value_error("every layer width in dims must be >= 1");
+    return Arch(dims);
+}
+
+// Labels must index the output layer: anything else would read past a row of logits.
+inline void check_labels(const std::int64_t* y, py::ssize_t n, int classes) {
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (y[i] < 0 || y[i] >= classes)
+            throw py::value_error("y holds label " + std::to_string(y[i]) + ", outside [0, " + std::to_string(classes) +
+                                  ")");
+}
+
+}  // namespace segfast::py_arrays
