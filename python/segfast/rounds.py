@@ -38,6 +38,56 @@ class RoundsResult:
     run_dir: object = None
 
 
+class _Training:
+    """Where the local training of a round runs: in this process (_Here), or on a Dask cluster
+    (segfast.distributed passes one in place of X, with y and segments None)."""
+
+    sizes: np.ndarray  # (n_segments,) rows per segment
+
+    def fingerprints(self) -> dict:
+        """Hashes of X, y and the segments, for the run directory's config."""
+        raise NotImplementedError
+
+    def round(self, chosen, epochs: int, settings: dict, start_epoch: int, start_row, fused, download: bool):
+        """Train segments ``chosen`` for ``epochs`` from ``start_row``. Returns the History (its
+        merged_sum set when ``fused`` merge weights are given) and a function that returns the
+        trained segment models as an MLPStack (download: they will be read)."""
+        raise NotImplementedError
+
+
+class _Here(_Training):
+    def __init__(self, start: MLPStack, X, y, segments, device: str):
+        self.X = as_features(X, "X", start.n_features)
+        self.y = as_labels(y, len(self.X), start.n_classes)
+        if isinstance(segments, (list, tuple)):
+            segments = Segments.from_indices(segments)
+        if not isinstance(segments, Segments):
+            raise TypeError(f"segments must be a segfast.Segments or a list of index arrays, got {type(segments).__name__}")
+        self.segments = segments.validate(len(self.X), min_size=1)
+        self.sizes = segments.sizes
+        self.dims, self.device = start.dims, device
+        self.local = self.gpu = None  # the segment models (and their GPU copy), reused from round to round
+
+    def fingerprints(self) -> dict:
+        return {"X": fingerprint(self.X), "y": fingerprint(self.y),
+                "segments": fingerprint(self.segments.order, self.segments.offsets)}
+
+    def round(self, chosen, epochs, settings, start_epoch, start_row, fused, download):
+        n = len(chosen)
+        part = self.segments if n == len(self.sizes) else Segments.from_indices([self.segments[i] for i in chosen])
+        if self.local is None or self.local.n_models != n:
+            self.local = MLPStack.from_params(self.dims, np.zeros((n, start_row.size), dtype=np.float32))
+        self.local.diverged[:] = False
+        if self.device == "cuda":
+            if self.gpu is None:
+                self.gpu = _core.CudaTrainer(list(self.dims), self.X, self.y)
+            self.gpu.resize_models(n)
+        hist = _train_loop(self.local, self.X, self.y, part, np.full(n, epochs), progress=False,
+                           start_epoch=start_epoch, start_row=start_row, merge_weights=fused, gpu=self.gpu,
+                           download=download, **settings)
+        return hist, lambda: self.local
+
+
 def _merge_spec(merge):
     if isinstance(merge, str):
         spec = {"method": merge}
@@ -97,16 +147,10 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     else:
         start = MLPStack(stack_or_architecture, n_models=1, seed=seed)
     dims = start.dims
-    X = as_features(X, "X", start.n_features)
-    y = as_labels(y, len(X), start.n_classes)
+    where = X if isinstance(X, _Training) else _Here(start, X, y, segments, device)
     if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
         raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
-    if isinstance(segments, (list, tuple)):
-        segments = Segments.from_indices(segments)
-    if not isinstance(segments, Segments):
-        raise TypeError(f"segments must be a segfast.Segments or a list of index arrays, got {type(segments).__name__}")
-    segments.validate(len(X), min_size=1)
-    n_segments = len(segments)
+    n_segments = len(where.sizes)
     if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     server_lr = finite_float(server_lr, "server_lr", minimum=0.0)
@@ -130,7 +174,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
     threads = resolve_n_jobs(n_jobs)
-    device = check_device(device)
+    device = where.device = check_device(device)
     evaluation = _eval_pair(eval, start.n_features, start.n_classes)
     base_lr = finite_float(train_kwargs.get("lr", 0.05), "lr", minimum=0.0)
     batch = positive_int(train_kwargs.get("batch_size", 32), "batch_size")
@@ -145,8 +189,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         "fraction": fraction, "server_lr": server_lr, "server_momentum": server_momentum,
         "proximal_mu": proximal_mu, "lr": base_lr, "lr_decay": lr_decay, "seed": seed,
         "train": {k: v for k, v in train_kwargs.items()},
-        "data": {"X": fingerprint(X), "y": fingerprint(y), "segments": fingerprint(segments.order, segments.offsets),
-                 "eval": None if evaluation is None else fingerprint(*evaluation)},
+        "data": dict(where.fingerprints(), eval=None if evaluation is None else fingerprint(*evaluation)),
         "start": fingerprint(start.params),
     }
     run_dir = RunDirectory(out, config, resume) if out is not None else None
@@ -167,8 +210,9 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     bar = Progress(rounds, "round", enabled=progress)
     bar.done = first_round
     epochs_before = sum(schedules.resolve(local_epochs, r) for r in range(first_round))
-    local = None  # the segment models, reused from round to round
-    gpu = _core.CudaTrainer(list(dims), X, y) if device == "cuda" else None
+    settings = dict(batch_size=batch, momentum=momentum, weight_decay=weight_decay, seed=seed, flip=flip,
+                    threads=threads, proximal_mu=proximal_mu)
+    local = None  # returns the segment models of the last round
     for r in range(first_round, rounds):
         record, t0 = {"round": r + 1}, time.perf_counter()
         rng = np.random.default_rng([seed, r])
@@ -176,18 +220,12 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
             chosen = np.sort(rng.choice(n_segments, max(1, int(round(fraction * n_segments))), replace=False))
         else:
             chosen = np.arange(n_segments)
-        part = segments if fraction >= 1 else Segments.from_indices([segments[i] for i in chosen])
         epochs = schedules.resolve(local_epochs, r)
         lr = base_lr * lr_decay ** r
-        if local is None or local.n_models != len(chosen):
-            local = MLPStack.from_params(dims, np.zeros((len(chosen), global_params.size), dtype=np.float32))
-        local.diverged[:] = False
-        if gpu is not None:
-            gpu.resize_models(len(chosen))
         kw = dict(spec)
         method = kw.pop("method")
         if method == "weighted" and "weights" not in kw:
-            kw["weights"] = part.sizes
+            kw["weights"] = where.sizes[chosen]
         # Plain averages are fused into the last local epoch (each model added while its row is
         # in cache), like the broadcast (start_row) is fused into the first.
         fused = None
@@ -197,9 +235,8 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
             fused = _explicit_weights(kw["weights"], len(chosen))  # checked: finite, >= 0, positive sum
         # On the GPU the segment models come back only when something here reads them.
         download = fused is None or (evaluation is not None and eval_segments) or r == rounds - 1
-        hist = _train_loop(local, X, y, part, np.full(len(chosen), epochs), batch, lr, momentum, weight_decay,
-                           seed, flip, threads, False, proximal_mu, epochs_before, global_params, fused,
-                           gpu=gpu, download=download)
+        hist, local = where.round(chosen, epochs, dict(settings, lr=lr), epochs_before, global_params, fused,
+                                  download)
         epochs_before += epochs
         t1 = time.perf_counter()
 
@@ -209,7 +246,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
-                merged = merge_models(local, method, val=evaluation if method in ("loss", "rank", "greedy",
+                merged = merge_models(local(), method, val=evaluation if method in ("loss", "rank", "greedy",
                                       "cluster-best") else None, seed=seed, n_jobs=threads, device=device,
                                       **kw).params[0]
         server_buffer = server_momentum * server_buffer + (merged.astype(np.float64) - global_params)
@@ -223,9 +260,9 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
             record.update(global_loss=float(loss[0]), global_accuracy=float(acc[0]))
             if eval_segments:
                 from .ensemble import Ensemble
-                seg = evaluate(local, *evaluation, n_jobs=threads, device=device).accuracy
+                seg = evaluate(local(), *evaluation, n_jobs=threads, device=device).accuracy
                 record.update(segment_accuracy_mean=float(seg.mean()), segment_accuracy_std=float(seg.std()),
-                              ensemble_accuracy=Ensemble(local, "soft", n_jobs=threads, device=device).score(*evaluation))
+                              ensemble_accuracy=Ensemble(local(), "soft", n_jobs=threads, device=device).score(*evaluation))
             if record["global_accuracy"] > best[0]:
                 best = (record["global_accuracy"], global_params.copy())
         t3 = time.perf_counter()
@@ -240,6 +277,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
 
     final = MLPStack.from_params(dims, global_params[None])
     best_model = MLPStack.from_params(dims, best[1][None]) if best[1] is not None else None
+    local = local() if local is not None else None
     if run_dir is not None:
         run_dir.finish(final, local)
     return RoundsResult(final, history, best_model, local, run_dir)
