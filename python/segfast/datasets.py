@@ -1,14 +1,17 @@
 """Image classification data sets in the MNIST (IDX) format, and the small one segfast ships.
 
 What it is for: turning IDX files (plain or gzipped) into a `Dataset` of float32 rows in [0, 1]
-that the rest of segfast trains on. What it is not: a downloader. Files come from the caller, from
-$SEGFAST_DATA_DIR, or from Debian's dataset packages; the embedded subset needs nothing.
+that the rest of segfast trains on, and cutting a data set into shard files, one per block of
+segments, that the workers of a cluster load on their own (segfast.distributed). What it is not: a
+downloader. Files come from the caller, from $SEGFAST_DATA_DIR, or from Debian's dataset packages;
+the embedded subset needs nothing.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -18,7 +21,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["Dataset", "read_idx", "load", "load_default", "KNOWN_DATASETS"]
+__all__ = ["Dataset", "read_idx", "load", "load_default", "KNOWN_DATASETS", "Shards", "save_shards",
+           "load_shards"]
 
 # IDX type code -> big-endian numpy dtype (the format stores multi-byte values big-endian).
 _IDX_DTYPES = {
@@ -241,3 +245,130 @@ def load_default() -> Dataset:
         arrays["X_test"].reshape(-1, 28, 28), arrays["y_test"], n, what + " test set"
     )
     return Dataset("fashion-mnist-small", X_train, y_train, X_test, y_test, _FASHION_CLASSES)
+
+
+# -- shard files ------------------------------------------------------------------------------
+_SHARD_FORMAT = "segfast.shards/1"
+_MANIFEST = "manifest.json"
+
+
+def segment_rows(X, y, segments, first: int, stop: int):
+    """The rows that segments [first, stop) use, and those segments re-indexed into them.
+
+    Returns (X_part, y_part, order, offsets): copies of the rows (each once, in index order) and a
+    segmentation of them that trains exactly as segments[first:stop] does on (X, y)."""
+    lo, hi = segments.offsets[first], segments.offsets[stop]
+    rows, order = np.unique(segments.order[lo:hi], return_inverse=True)
+    return X[rows], y[rows], order.astype(np.int64), segments.offsets[first:stop + 1] - lo
+
+
+@dataclass(frozen=True, eq=False)
+class Shards:
+    """Shard files written by `save_shards`: what the manifest says, nothing loaded yet.
+
+    Shard k holds the rows of segments ``bounds[k]`` to ``bounds[k + 1]``; `load(k)` reads that one
+    file and checks it against the manifest. The fingerprints of the whole X, y and segments are
+    those segfast.rounds records in a run directory, so a run over the shards and one over the
+    arrays are the same run."""
+
+    path: Path
+    bounds: np.ndarray  # (n_shards + 1,) segment index where each shard begins, then n_segments
+    sizes: np.ndarray  # (n_segments,) rows per segment
+    n_features: int
+    n_labels: int  # 1 + the largest label
+    fingerprints: dict  # {"X", "y", "segments"}: of the whole data, as segfast.rounds records them
+    files: tuple  # ((file name, fingerprint of its arrays), ...) one per shard
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.files)
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.sizes)
+
+    def missing(self) -> list:
+        """The shard files that are not in `path` (as this machine sees it)."""
+        return [name for name, _ in self.files if not (self.path / name).is_file()]
+
+    def load(self, k: int):
+        """Shard k as (X, y, order, offsets); raises FileNotFoundError or ValueError naming the file."""
+        from .results import fingerprint
+
+        name, expected = self.files[k]
+        file = self.path / name
+        if not file.is_file():
+            raise FileNotFoundError(f"shard file {file} is missing (the manifest in {self.path} lists "
+                                    f"{self.n_shards} shards); was the directory copied whole to this machine?")
+        with np.load(file, allow_pickle=False) as f:
+            arrays = tuple(f[a] for a in ("X", "y", "order", "offsets"))
+        if fingerprint(*arrays) != expected:
+            raise ValueError(f"shard file {file} does not match the manifest in {self.path} (written by another "
+                             "save_shards call?); write the shards again")
+        return arrays
+
+
+def save_shards(X, y, segments, directory, shard_size=None) -> Shards:
+    """Write (X, y) cut by `segments` into shard files in `directory`, one per block of segments.
+
+    Shard k holds segments [k * shard_size, (k + 1) * shard_size): the rows they use (each once)
+    and their order re-indexed into those rows, as a .npz file (no pickle), plus a manifest.json
+    with sizes and fingerprints. The default shard_size is the block size of the merge that
+    segfast.rounds fuses into training, ceil(n_segments / 64) segments, so that a cluster given
+    whole shards trains full rounds at full speed. Returns what `load_shards` would read back."""
+    from ._validate import as_features, positive_int
+    from .results import fingerprint, write_atomic
+    from .segments import Segments
+
+    X = as_features(X, "X")
+    y = np.asarray(y)
+    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer) or y.shape != (len(X),):
+        raise ValueError(f"y must hold {len(X)} integer labels (one per row of X), got dtype {y.dtype} shape {y.shape}")
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    if y.min() < 0:
+        raise ValueError(f"y must hold labels >= 0, found {y.min()}")
+    if isinstance(segments, (list, tuple)):
+        segments = Segments.from_indices(segments)
+    if not isinstance(segments, Segments):
+        raise TypeError(f"segments must be a segfast.Segments or a list of index arrays, got {type(segments).__name__}")
+    segments.validate(len(X), min_size=1)
+    n = len(segments)
+    size = -(-n // 64) if shard_size is None else positive_int(shard_size, "shard_size")
+    bounds = np.append(np.arange(0, n, size), n)
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    if (path / _MANIFEST).exists():
+        raise ValueError(f"{path} already holds shards (its {_MANIFEST}); choose an empty directory")
+    files = []
+    for k in range(len(bounds) - 1):
+        arrays = segment_rows(X, y, segments, bounds[k], bounds[k + 1])
+        name = f"shard-{k:05d}.npz"
+        buf = io.BytesIO()
+        np.savez(buf, **dict(zip(("X", "y", "order", "offsets"), arrays)))
+        write_atomic(path / name, buf.getvalue())
+        files.append((name, fingerprint(*arrays)))
+    shards = Shards(path, bounds, segments.sizes.copy(), X.shape[1], int(y.max()) + 1,
+                    {"X": fingerprint(X), "y": fingerprint(y), "segments": fingerprint(segments.order, segments.offsets)},
+                    tuple(files))
+    manifest = {"format": _SHARD_FORMAT, "bounds": bounds.tolist(), "sizes": shards.sizes.tolist(),
+                "n_features": shards.n_features, "n_labels": shards.n_labels, "fingerprints": shards.fingerprints,
+                "files": [list(f) for f in files]}
+    write_atomic(path / _MANIFEST, json.dumps(manifest).encode())  # last: a manifest means every shard is whole
+    return shards
+
+
+def load_shards(directory) -> Shards:
+    """Read the manifest of shard files written by `save_shards` (the shards themselves are read
+    by whoever trains on them, with `Shards.load`)."""
+    path = Path(directory)
+    file = path / _MANIFEST
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} holds no shards: {_MANIFEST} is missing (write them with "
+                                "segfast.datasets.save_shards)")
+    m = json.loads(file.read_text())
+    if m.get("format") != _SHARD_FORMAT:
+        raise ValueError(f"{file} is not a segfast shard manifest (format {m.get('format')!r}, expected "
+                         f"{_SHARD_FORMAT!r})")
+    return Shards(path, np.asarray(m["bounds"], dtype=np.int64), np.asarray(m["sizes"], dtype=np.int64),
+                  int(m["n_features"]), int(m["n_labels"]), dict(m["fingerprints"]),
+                  tuple((str(name), str(fp)) for name, fp in m["files"]))

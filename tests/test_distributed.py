@@ -1,0 +1,223 @@
+"""segfast.distributed on a real Dask LocalCluster (worker processes on loopback): bit-identical
+to the single-machine run, shard files, a worker killed mid-round, a client killed and resumed,
+clear errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import segfast
+from segfast import MLPStack
+from segfast import distributed as sd
+
+from conftest import blobs
+
+dd = pytest.importorskip("dask.distributed")
+
+DIMS = [16, 12, 4]
+
+
+def _cluster():
+    return dd.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=":0")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with _cluster() as cluster, dd.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X, y = blobs(rng, n=1200, d=16, classes=4, spread=1.5)
+    # 200 segments: the fused merge adds them in 50 blocks of 4, so blocks cut between them
+    return X[:1000], y[:1000], (X[1000:], y[1000:]), segfast.segment(y[:1000], 200, "iid", seed=1)
+
+
+@pytest.mark.parametrize("blocks", [None, 1, 3, 7])
+def test_train_is_bit_identical_for_any_block_count(client, data, blocks):
+    X, y, _, seg = data
+    start = MLPStack(DIMS, 200, seed=3)
+    epochs = np.arange(200) % 3  # models stop at different epochs, some never train
+    here = start.copy()
+    want = segfast.train(here, X, y, seg, epochs=epochs, momentum=0.9, seed=5, start_epoch=2)
+    there = start.copy()
+    got = sd.train(there, X, y, seg, epochs=epochs, momentum=0.9, seed=5, start_epoch=2, client=client, blocks=blocks)
+    np.testing.assert_array_equal(there.params, here.params)
+    np.testing.assert_array_equal(got.loss, want.loss)
+    np.testing.assert_array_equal(got.epochs, want.epochs)
+
+
+@pytest.mark.parametrize("merge,fraction", [("uniform", 1.0), ("weighted", 1.0), ("uniform", 0.7),
+                                            ({"method": "weighted"}, 0.7), ("median", 1.0)])
+def test_three_rounds_are_bit_identical_for_any_block_count(client, data, merge, fraction):
+    X, y, val, seg = data
+    kw = dict(rounds=3, local_epochs=[1, 2], merge=merge, fraction=fraction, momentum=0.5, eval=val,
+              eval_segments=False, progress=False)
+    here = segfast.rounds(DIMS, X, y, seg, **kw)
+    # fraction 0.7: 140 models a round in blocks of 3, which cut across the placed blocks
+    for blocks in (None, 5):
+        there = sd.rounds(DIMS, X, y, seg, client=client, blocks=blocks, **kw)
+        np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
+        np.testing.assert_array_equal(there.local_models.params, here.local_models.params)
+        assert [h["train_loss"] for h in there.history] == [h["train_loss"] for h in here.history]
+        assert [h["global_accuracy"] for h in there.history] == [h["global_accuracy"] for h in here.history]
+
+
+def test_segment_evaluation_pulls_the_segment_models(client, data):
+    X, y, val, seg = data
+    here = segfast.rounds(DIMS, X, y, seg, rounds=2, eval=val, progress=False)
+    there = sd.rounds(DIMS, X, y, seg, rounds=2, eval=val, progress=False, client=client)
+    assert here.history[-1]["ensemble_accuracy"] == there.history[-1]["ensemble_accuracy"]
+    assert here.history[-1]["segment_accuracy_mean"] == there.history[-1]["segment_accuracy_mean"]
+
+
+def test_shard_files_round_trip(data, tmp_path):
+    X, y, _, seg = data
+    shards = segfast.datasets.save_shards(X, y, seg, tmp_path / "shards", shard_size=30)
+    again = segfast.datasets.load_shards(tmp_path / "shards")
+    assert again.n_shards == shards.n_shards == 7 and again.n_segments == 200
+    np.testing.assert_array_equal(again.bounds, [0, 30, 60, 90, 120, 150, 180, 200])
+    np.testing.assert_array_equal(again.sizes, seg.sizes)
+    assert again.fingerprints == shards.fingerprints and again.files == shards.files
+    for k in range(again.n_shards):
+        Xk, yk, order, offsets = again.load(k)
+        assert len(Xk) == len(np.unique(seg.order[seg.offsets[again.bounds[k]]:seg.offsets[again.bounds[k + 1]]]))
+        for i in range(again.bounds[k], again.bounds[k + 1]):
+            rows = order[offsets[i - again.bounds[k]]:offsets[i - again.bounds[k] + 1]]
+            np.testing.assert_array_equal(Xk[rows], X[seg[i]])  # same rows, same order
+            np.testing.assert_array_equal(yk[rows], y[seg[i]])
+    with pytest.raises(ValueError, match="already holds shards"):
+        segfast.datasets.save_shards(X, y, seg, tmp_path / "shards")
+
+
+def test_rounds_on_shards_equal_rounds_on_arrays(client, data, tmp_path):
+    X, y, val, seg = data
+    shards = segfast.datasets.save_shards(X, y, seg, tmp_path / "shards")  # 50 shards of 4 segments
+    kw = dict(rounds=3, eval=val, eval_segments=False, progress=False)
+    here = segfast.rounds(DIMS, X, y, seg, out=tmp_path / "here", **kw)
+    there = sd.rounds(DIMS, shards, None, seg, client=client, blocks=3, out=tmp_path / "there", **kw)
+    np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
+    configs = [json.loads((tmp_path / d / "config.json").read_text()) for d in ("here", "there")]
+    for c in configs:
+        c.pop("created")
+    assert configs[0] == configs[1]  # the same run: either can resume it
+    again = sd.rounds(DIMS, str(tmp_path / "shards"), client=client, **kw)  # a directory, segments from the manifest
+    np.testing.assert_array_equal(again.global_model.params, here.global_model.params)
+
+
+def test_shard_errors_name_the_problem(client, data, tmp_path):
+    X, y, _, seg = data
+    shards = segfast.datasets.save_shards(X, y, seg, tmp_path / "s", shard_size=50)
+    with pytest.raises(ValueError, match="segments do not match the shard files"):
+        sd.rounds(DIMS, shards, None, segfast.segment(y, 200, "iid", seed=2), rounds=1, client=client, progress=False)
+    with pytest.raises(ValueError, match="y must be None"):
+        sd.rounds(DIMS, shards, y, None, rounds=1, client=client, progress=False)
+    with pytest.raises(ValueError, match="have 16 features, but the models expect 8"):
+        sd.rounds([8, 4, 4], shards, rounds=1, client=client, progress=False)
+    with pytest.raises(FileNotFoundError, match="holds no shards"):
+        segfast.datasets.load_shards(tmp_path)
+    # a shard replaced by another's bytes: the worker that reads it refuses
+    (tmp_path / "s" / "shard-00002.npz").write_bytes((tmp_path / "s" / "shard-00001.npz").read_bytes())
+    with pytest.raises(ValueError, match="shard-00002.npz does not match the manifest"):
+        sd.rounds(DIMS, shards, rounds=1, client=client, progress=False)
+    (tmp_path / "s" / "shard-00003.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="1 of the 4 shard files .* missing .*shard-00003.npz"):
+        sd.rounds(DIMS, tmp_path / "s", rounds=1, client=client, progress=False)
+
+
+class _KillOnce(dd.WorkerPlugin):
+    """SIGKILLs the worker process (its own id) as it starts its first training task."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith("segfast-train-") and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("placed", ["scattered", "shards"])
+def test_a_worker_killed_mid_round_changes_nothing(data, tmp_path, placed):
+    X, y, val, seg = data
+    kw = dict(rounds=3, eval=val, eval_segments=False, progress=False)
+    here = segfast.rounds(DIMS, X, y, seg, **kw)
+    source = (X, y, seg) if placed == "scattered" else (segfast.datasets.save_shards(X, y, seg, tmp_path / "s"),)
+    with _cluster() as cluster, dd.Client(cluster) as c:
+        before = set(c.scheduler_info()["workers"])
+        c.register_plugin(_KillOnce(str(tmp_path / "killed")))
+        there = sd.rounds(DIMS, *source, client=c, **kw)
+        assert os.path.exists(tmp_path / "killed")
+        assert set(c.scheduler_info()["workers"]) != before  # one of the two is gone (or restarted)
+    np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
+
+
+KILLED_CLIENT = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np, segfast, segfast.results as results
+    from dask.distributed import Client
+    sys.path.insert(0, {tests!r})
+    from conftest import blobs
+    rng = np.random.default_rng(0)
+    X, y = blobs(rng, n=1200, d=16, classes=4, spread=1.5)
+    seg = segfast.segment(y[:1000], 200, "iid", seed=1)
+    original = results.RunDirectory.write_round
+    def write_then_die(self, history, state, best):
+        original(self, history, state, best)
+        if len(history) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    results.RunDirectory.write_round = write_then_die
+    segfast.distributed.rounds({dims}, X[:1000], y[:1000], seg, rounds=4, server_momentum=0.5,
+                               eval=(X[1000:], y[1000:]), out=sys.argv[1], resume=True, progress=False,
+                               client=Client(sys.argv[2]))
+""")
+
+
+def test_a_killed_client_resumes_to_the_same_result(client, data, tmp_path):
+    X, y, val, seg = data
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_CLIENT.format(tests=os.path.dirname(__file__), dims=DIMS))
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(script), str(out), client.scheduler.address], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert len((out / "rounds.jsonl").read_text().splitlines()) == 2
+    kw = dict(rounds=4, server_momentum=0.5, eval=val, progress=False)
+    resumed = sd.rounds(DIMS, X, y, seg, out=out, resume=True, client=client, **kw)
+    whole = segfast.rounds(DIMS, X, y, seg, **kw)
+    np.testing.assert_array_equal(resumed.global_model.params, whole.global_model.params)
+    assert [h["global_accuracy"] for h in resumed.history] == [h["global_accuracy"] for h in whole.history]
+    np.testing.assert_array_equal(MLPStack.load(out / "local_models.npz").params, whole.local_models.params)
+
+
+def test_bad_input_gives_clear_errors(client, data):
+    X, y, _, seg = data
+    with pytest.raises(TypeError, match="client must be a dask.distributed.Client"):
+        sd.rounds(DIMS, X, y, seg, client="tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="blocks must be an integer >= 1"):
+        sd.rounds(DIMS, X, y, seg, rounds=1, client=client, blocks=0, progress=False)
+    with pytest.raises(ValueError, match="needs y and segments"):
+        sd.rounds(DIMS, X, client=client)
+    with pytest.raises(TypeError, match="device= is not supported"):
+        sd.rounds(DIMS, X, y, seg, client=client, device="cuda")
+    with pytest.raises(ValueError, match="fraction must be in"):
+        sd.rounds(DIMS, X, y, seg, client=client, fraction=2.0)
+    with pytest.raises(ValueError, match="segments has 200 segments but the stack has 3 models"):
+        sd.train(MLPStack(DIMS, 3), X, y, seg, client=client)
+    with dd.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty, dd.Client(empty) as c:
+        with pytest.raises(ValueError, match="client has no workers"):
+            sd.rounds(DIMS, X, y, seg, client=c)
+
+
+def test_without_dask_the_error_says_how_to_install(data, monkeypatch):
+    X, y, _, seg = data
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # what an environment without Dask sees
+    with pytest.raises(ImportError, match=r'pip install "segfast\[dask\]"'):
+        sd.rounds(DIMS, X, y, seg, client=None)
