@@ -7,8 +7,9 @@ shard files written by segfast.datasets.save_shards) and stay there. In a round 
 travel: the global row to each block, and back the block's share of the merge. Each task trains
 its block with the same C++ core as segfast.train, its random streams keyed by global model
 index, so a run ends bit-identical to the single-machine run whatever the number of workers and
-blocks. What it is not: a scheduler. Placement, retries after a lost worker and transfers are
-Dask's (an optional extra: pip install "segfast[dask]").
+blocks. What it is not: a scheduler. Running tasks and moving results are Dask's (an optional
+extra: pip install "segfast[dask]"); segfast only pins each block's tasks to the worker that
+holds its rows and, when that worker is lost, places the block again and reruns the round.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ._progress import Progress
 from ._validate import finite_float, positive_int
 from .datasets import Shards, load_shards, segment_rows
 from .results import fingerprint
@@ -34,7 +34,8 @@ from .train import History, _epochs_per_model, _flip_width, _train_loop
 __all__ = ["train", "rounds"]
 
 _MERGE_BLOCKS = 64  # the fused merge of segfast.rounds adds its models in at most 64 blocks (cpp/train.cpp)
-_RETRIES = 3  # rounds re-run after a worker took scattered data with it
+_RETRIES = 3  # times a round is rerun after losing a worker that held blocks
+_POLL_S = 1.0  # while a round runs, how often to look whether a worker holding a block is gone
 
 
 def _dask():
@@ -65,6 +66,9 @@ class _Block:
     segments: Segments  # indices into X
     first: int  # global index of the first segment
 
+    def __sizeof__(self) -> int:  # what Dask's scheduler weighs when it decides where tasks run
+        return self.X.nbytes + self.y.nbytes + self.segments.order.nbytes + self.segments.offsets.nbytes
+
 
 def _read_block(shards: Shards, u: int, v: int) -> _Block:
     """Shards u..v-1 joined into one block (runs on the worker, which reads only these files)."""
@@ -80,8 +84,6 @@ def _read_block(shards: Shards, u: int, v: int) -> _Block:
 class _Arrays:
     """Data in this process: each block's rows are scattered to its worker once, and scattered
     again if that worker is lost (scattered data has no recipe Dask could rerun)."""
-
-    rescatter = True
 
     def __init__(self, X, y, segments, start: MLPStack):
         self.here = _Here(start, X, y, segments, "cpu")  # the checks of segfast.rounds
@@ -99,8 +101,6 @@ class _Arrays:
 class _FromShards:
     """Shard files: each worker reads its own blocks' files; Dask reads a lost worker's again
     on another worker."""
-
-    rescatter = False
 
     def __init__(self, shards, segments, start: MLPStack):
         if not isinstance(shards, Shards):
@@ -134,8 +134,7 @@ class _FromShards:
 
     def place(self, client, first: int, stop: int, worker: str):
         u, v = np.searchsorted(self.shards.bounds, [first, stop])
-        return client.submit(_read_block, self.shards, int(u), int(v), workers=[worker], allow_other_workers=True,
-                             pure=False, key=f"segfast-shards-{uuid.uuid4().hex[:12]}-{u}")
+        return client.submit(_read_block, self.shards, int(u), int(v), workers=[worker], pure=False, key=f"segfast-shards-{uuid.uuid4().hex[:12]}-{u}")
 
 
 def _source(X, y, segments, start: MLPStack):
@@ -160,7 +159,13 @@ def _plan(cuts: np.ndarray, n_blocks: int, align: int) -> np.ndarray:
 
 
 class _Placement:
-    """Blocks of segments placed on workers, and the tasks that use them run again after a loss."""
+    """Blocks of segments placed on workers, each task pinned to the worker that holds its block.
+
+    Pinned, because Dask's work stealing would otherwise move a block's rows to an idle worker
+    (a block weighs far more than a round's work). The price: Dask cannot rerun a pinned task
+    elsewhere, so when a worker holding blocks is lost, run() places those blocks again on the
+    workers left (scattered anew, or read there from the shards) and reruns the round, which
+    depends only on its inputs: the result is the same."""
 
     def __init__(self, client, source, blocks, align: int):
         self.client, self.source = client, source
@@ -172,24 +177,34 @@ class _Placement:
         self.data = [source.place(client, int(a), int(b), w)
                      for a, b, w in zip(self.bounds[:-1], self.bounds[1:], self.workers)]
 
-    def run(self, submit, bar=None):
-        """submit(data futures) -> future(s); their results, again after data lost with a worker
-        is scattered anew (shard reads Dask reruns by itself). bar advances as each one finishes."""
+    def run(self, submit):
+        """submit(data futures) -> future(s) of tasks pinned to self.workers; their results."""
+        dd = _dask()
         for attempt in range(_RETRIES + 1):
+            futures = submit(self.data)
             try:
-                futures = submit(self.data)
-                if bar is not None:
-                    for _ in _dask().as_completed(futures):
-                        bar.advance()
-                return self.client.gather(futures)
+                while True:
+                    try:  # one future: its result in one round trip; several: wait, then gather
+                        if isinstance(futures, list):
+                            dd.wait(futures, timeout=_POLL_S)
+                            return self.client.gather(futures)
+                        return futures.result(timeout=_POLL_S)
+                    except TimeoutError:
+                        if not set(self.workers) <= set(self.client.nthreads()):
+                            raise CancelledError("a worker holding blocks is gone") from None
             except CancelledError:
-                lost = [i for i, f in enumerate(self.data) if f.status in ("cancelled", "lost", "error")]
-                if attempt == _RETRIES or not lost or not self.source.rescatter:
+                if attempt == _RETRIES:
                     raise
-                workers = _workers(self.client)
-                for i in lost:
-                    self.data[i] = self.source.place(self.client, int(self.bounds[i]), int(self.bounds[i + 1]),
-                                                     workers[i % len(workers)])
+                self._place_lost()
+
+    def _place_lost(self):
+        alive = _workers(self.client)
+        for t, (worker, data) in enumerate(zip(self.workers, self.data)):
+            if worker not in alive or data.status in ("cancelled", "lost"):
+                load = {w: self.workers.count(w) for w in alive}
+                self.workers[t] = min(alive, key=load.get)
+                self.data[t] = self.source.place(self.client, int(self.bounds[t]), int(self.bounds[t + 1]),
+                                                 self.workers[t])
 
     def close(self):
         self.data = []  # the last references: Dask forgets the blocks' data
@@ -225,22 +240,43 @@ def _subset(segments: Segments, ids: np.ndarray) -> Segments:
     return Segments.from_indices([segments[i] for i in ids])
 
 
-def _calls(first: int, stop: int, block: int, fused: bool) -> list:
-    """The C++ calls of a part that trains round positions [first, stop), as [a, b) ranges.
-
-    Without a fused merge, one call. With one, a call per merge block of the round, so that each
-    call's merged_sum is that block's partial sum, added model by model in order as in the
-    single-machine call (a call of at most 64 models puts each model in a block of its own and
-    adds them in order). A block begun by the previous part goes on one model per call: its
-    models must be added to that part's partial sum, in order."""
-    if not fused:
-        return [(first, stop)]
-    calls, a = [], first
+def _pieces(first: int, stop: int, block: int) -> list:
+    """How a part that trains round positions [first, stop) splits its share of the merge, as
+    [a, b) ranges: one per merge block of the round (a block's sum starts from 0.0), except that
+    the models of a block the previous part began come one by one (their products go on that
+    part's sum, in order)."""
+    pieces, a = [], first
     while a < stop:
         end = min(stop, (a // block + 1) * block)
-        calls += [(m, m + 1) for m in range(a, end)] if a % block else [(a, end)]
+        pieces += [(m, m + 1) for m in range(a, end)] if a % block else [(a, end)]
         a = end
-    return calls
+    return pieces
+
+
+def _merge_sums(rows, weights, skip, first: int, block: int) -> list:
+    """A part's share of the merge that segfast.rounds fuses into its last epoch, bit for bit.
+
+    cpp/train.cpp sums each merge block (at most 64 of them, ceil(n / 64) models each) in a
+    float64 buffer from 0.0, adding ``c * w`` model by model (w promoted to double, the product
+    rounded, then added; that file is built without FMA contraction), and leaves out diverged
+    and zero-weight models. Here the same operations, in the same order, on the trained rows:
+    one C++ call per part then trains at full speed (fused calls of a block each would allocate
+    a float64 row per model, which page-faults in Dask workers: they return freed memory at once)."""
+    tmp = np.empty(rows.shape[1])
+    sums = []
+    for a, b in _pieces(first, first + len(rows), block):
+        acc = np.zeros(rows.shape[1])
+        for m in range(a - first, b - first):
+            c = weights[m]
+            if skip[m] or c == 0.0:
+                continue
+            if c == 1.0:  # uniform: 1.0 * w is w exactly
+                np.add(acc, rows[m], out=acc)
+            else:
+                np.multiply(rows[m], c, out=tmp, dtype=np.float64)
+                np.add(acc, tmp, out=acc)
+        sums.append((a, acc))
+    return sums
 
 
 @dataclass
@@ -254,24 +290,25 @@ class _Part:
     stop: int  # one past the part's last round position
     sums: list = field(default_factory=list)  # [(first position of a call, its merged_sum (P,) float64)]
 
+    def __sizeof__(self) -> int:  # heavy: the fold runs where the part is, never the other way round
+        return self.rows.nbytes + sum(s.nbytes for _, s in self.sums) + self.loss.nbytes
 
-def _train_part(block: _Block, buffer_key, dims, ids, first, calls, epochs, settings, start_epoch, start_row, weights):
+
+def _train_part(block: _Block, buffer_key, dims, ids, first, epochs, settings, start_epoch, start_row, weights,
+                merge_block):
     from dask.distributed import get_worker
 
-    settings = dict(settings, threads=get_worker().state.nthreads)
     n = len(ids)
     part = _Part(_buffer(buffer_key, n, start_row.size), np.full((epochs, n), np.nan), np.zeros(n, dtype=bool),
                  np.zeros(n, dtype=np.int64), first + n)
-    for a, b in calls:
-        i, j = a - first, b - first
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by round position
-            hist = _train_loop(_view(dims, part.rows[i:j]), block.X, block.y, _subset(block.segments, ids[i:j]),
-                               np.full(j - i, epochs), progress=False, start_epoch=start_epoch, start_row=start_row,
-                               merge_weights=None if weights is None else weights[i:j], first_model=a, **settings)
-        part.loss[:, i:j], part.diverged[i:j], part.epochs[i:j] = hist.loss, hist.diverged, hist.epochs
-        if weights is not None:
-            part.sums.append((a, hist.merged_sum))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by round position
+        hist = _train_loop(_view(dims, part.rows), block.X, block.y, _subset(block.segments, ids), np.full(n, epochs),
+                           progress=False, start_epoch=start_epoch, start_row=start_row, first_model=first,
+                           **dict(settings, threads=get_worker().state.nthreads))
+    part.loss[:], part.diverged[:], part.epochs[:] = hist.loss, hist.diverged, hist.epochs
+    if weights is not None:
+        part.sums = _merge_sums(part.rows, weights, hist.diverged, first, merge_block)
     return part
 
 
@@ -338,10 +375,11 @@ class _OnCluster(_Training):
                     continue
                 name = f"{self.token}-{self.calls}-{t}"
                 part = self.client.submit(
-                    _train_part, data[t], (self.token, t), self.dims, chosen[a:b] - bounds[t], int(a),
-                    _calls(int(a), int(b), block, fused is not None), epochs, settings, start_epoch, start_row,
-                    None if fused is None else fused[a:b], key=f"segfast-train-{name}")
-                carry = self.client.submit(_fold, carry, part, block, n, key=f"segfast-fold-{name}")
+                    _train_part, data[t], (self.token, t), self.dims, chosen[a:b] - bounds[t], int(a), epochs,
+                    settings, start_epoch, start_row, None if fused is None else fused[a:b], block,
+                    key=f"segfast-train-{name}", workers=[self.placement.workers[t]])
+                carry = self.client.submit(_fold, carry, part, block, n, key=f"segfast-fold-{name}",
+                                           workers=[self.placement.workers[t]])
                 parts.append(part)
             self.parts = parts
             return carry
@@ -356,7 +394,8 @@ class _OnCluster(_Training):
 
         def local_models():  # pulled from the workers only when something reads them
             if not local:
-                rows = self.client.gather([self.client.submit(_rows, p, pure=False) for p in self.parts])
+                rows = self.client.gather([self.client.submit(_rows, p, pure=False, workers=[w])
+                                           for p, w in zip(self.parts, self.placement.workers)])
                 local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged)
             return local["stack"]
         return hist, local_models
@@ -419,13 +458,14 @@ def _train_rows(block: _Block, rows, dims, per_model, settings, start_epoch):
 
 
 def train(stack: MLPStack, X, y=None, segments=None, epochs=1, batch_size: int = 32, lr: float = 0.05,
-          momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None, progress: bool = False,
+          momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None,
           proximal_mu: float = 0.0, start_epoch: int = 0, *, client, blocks=None) -> History:
     """segfast.train with each block of models trained on a Dask worker; same result, bit for bit.
 
     X, y, segments as in :func:`rounds` (arrays, or shards in place of X). The models' rows go to
     the workers and come back trained into ``stack``; the data stays where it was placed.
-    ``history.seconds`` holds one entry: the wall time of the whole call.
+    ``history.seconds`` holds one entry: the wall time of the whole call (each block trains all
+    its epochs in one task, so there is no progress bar per epoch).
     """
     _dask()
     if not isinstance(stack, MLPStack):
@@ -448,15 +488,16 @@ def train(stack: MLPStack, X, y=None, segments=None, epochs=1, batch_size: int =
     bounds = placement.bounds
 
     def submit(data):
-        bar.done = 0
-        return [client.submit(_train_rows, data[t], client.scatter(stack.params[a:b], workers=[placement.workers[t]],
-                                                                    hash=False),
-                              stack.dims, per_model[a:b], settings, int(start_epoch), pure=False)
-                for t, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        futures = []
+        for t, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            w = [placement.workers[t]]
+            rows = client.scatter(stack.params[a:b], workers=w, hash=False)
+            futures.append(client.submit(_train_rows, data[t], rows, stack.dims, per_model[a:b], settings,
+                                         int(start_epoch), pure=False, workers=w))
+        return futures
 
     try:
-        bar = Progress(len(bounds) - 1, "train block", enabled=progress)
-        results = placement.run(submit, bar)
+        results = placement.run(submit)
     finally:
         placement.close()
     n_epochs = int(per_model.max(initial=0))
