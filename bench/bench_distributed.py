@@ -21,7 +21,6 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
 
 import numpy as np
 
