@@ -131,10 +131,8 @@ struct SgdUpdate {
     const float* w_in;          // parameters before the step; model stride w_in_stride (0: a broadcast row)
     long long w_in_stride;
     const float* v_in;          // velocity before the step, or null for zero (after a broadcast)
-    float* w;                   // parameters after the step, (n_models, P)
-    float* v;                   // velocity after the step, or null without momentum
-    float* snap_w;              // non-null on an epoch's first step: keep the old values for a rollback
-    float* snap_v;
+    float* w;                   // parameters after the step, (n_models, P): w_in itself, or on an
+    float* v;                   // epoch's first step another buffer; velocity likewise (or null)
     const float* anchor;        // the proximal term's anchor, or null
     long long anchor_stride;
     int* non_finite;            // (n_models,) set to 1 when a new weight is NaN or inf
@@ -147,12 +145,9 @@ struct SgdUpdate {
         float step = grad + weight_decay * w0;
         if (anchor) step += prox * (w0 - anchor[m * anchor_stride + at]);
         if (v) {
-            const float v0 = v_in ? v_in[row] : 0.f;
-            if (snap_v) snap_v[row] = v0;
-            step = momentum * v0 + step;
+            step = momentum * (v_in ? v_in[row] : 0.f) + step;
             v[row] = step;
         }
-        if (snap_w) snap_w[row] = w0;
         const float w1 = w0 - lr * step;
         w[row] = w1;
         if (!isfinite(w1)) non_finite[m] = 1;

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <limits>
 
 #include "../rng.h"
@@ -94,11 +96,13 @@ __global__ void softmax_xent_kernel(int n_models, int M, int C, int bs, const fl
 }
 
 // End of an epoch: a model whose loss or weights turned non-finite goes back to where the
-// epoch began (the broadcast row, or the snapshot its first step kept), and stops.
+// epoch began, and stops. Without a broadcast the epoch wrote into a second buffer (w, v) while
+// the first (w_start, v_start) kept the epoch's start: rows that trained and stayed finite are
+// done; the others are copied over from the start. After a broadcast w, v are the only buffer.
 __global__ void finish_kernel(int n_models, long long P, const unsigned char* active, const int* offsets,
                               int* diverged_step, const int* non_finite, double* loss_sum, const float* start_row,
-                              const float* snap_w, const float* snap_v, float* w, float* v, unsigned char* diverged,
-                              unsigned char* kept) {
+                              const float* w_start, const float* v_start, float* w, float* v,
+                              unsigned char* diverged, unsigned char* kept) {
     const int m = blockIdx.x;
     if (m >= n_models) return;
     const bool trained = active[m];
@@ -113,10 +117,10 @@ __global__ void finish_kernel(int n_models, long long P, const unsigned char* ac
         const bool overflowed = bad && diverged_step[m] < 0;  // a finite loss, but weights that are not
         loss_sum[m] = !trained || overflowed ? nan : count > 0 ? loss_sum[m] / count : 0.0;
     }
-    if (!bad || (step == 0 && !start_row)) return;  // nothing was written yet
+    if (start_row ? !bad : trained && !bad) return;
     for (long long j = threadIdx.x; j < P; j += blockDim.x) {
-        w[m * P + j] = start_row ? start_row[j] : snap_w[m * P + j];
-        if (v) v[m * P + j] = start_row ? 0.f : snap_v[m * P + j];
+        w[m * P + j] = start_row ? start_row[j] : w_start[m * P + j];
+        if (v) v[m * P + j] = start_row ? 0.f : v_start[m * P + j];
     }
 }
 
@@ -133,6 +137,11 @@ __global__ void weighted_sum_kernel(int n_models, long long P, const float* para
 
 }  // namespace
 
+bool use_small_rows() {
+    const char* choice = std::getenv("SEGFAST_CUDA_SMALL_ROWS");
+    return !(choice && std::string(choice) == "0");
+}
+
 void launch_weighted_sum(int n_models, long long P, const float* params, const double* weights,
                          const unsigned char* kept, double* out) {
     weighted_sum_kernel<<<static_cast<unsigned>((P + 255) / 256), 256>>>(n_models, P, params, weights, kept, out);
@@ -143,7 +152,10 @@ struct Trainer::Impl {
     Arch arch;
     std::int64_t n_rows;
     int n_models = 0;
-    DeviceArray<float> x, params, velocity, snap_w, snap_v, anchor, start_row;
+    // params/velocity hold the models; an epoch without a broadcast writes its first step into
+    // params_next/velocity_next (the start stays intact for rollbacks, at no extra traffic), and
+    // the pairs swap at its end.
+    DeviceArray<float> x, params, velocity, params_next, velocity_next, anchor, start_row;
     DeviceArray<int> y;
     long long anchor_stride = 0;
     bool has_anchor = false;
@@ -211,8 +223,6 @@ void Trainer::resize_models(int n_models) {
             s.velocity.resize(total);
             SEGFAST_CUDA(cudaMemset(s.velocity.get(), 0, total * sizeof(float)));
         }
-        s.snap_w.resize(0);
-        s.snap_v.resize(0);
         s.bs = 0;
     }
     s.n_models = n_models;
@@ -258,10 +268,15 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
         s.velocity.resize(static_cast<std::size_t>(N) * P);
         SEGFAST_CUDA(cudaMemset(s.velocity.get(), 0, s.velocity.size() * sizeof(float)));
     }
-    if (!a.start_row) {  // rollbacks go to a snapshot the first step writes
-        s.snap_w.resize(static_cast<std::size_t>(N) * P);
-        if (momentum) s.snap_v.resize(static_cast<std::size_t>(N) * P);
+    const bool two_buffers = !a.start_row;
+    if (two_buffers) {
+        s.params_next.resize(static_cast<std::size_t>(N) * P);
+        if (momentum) s.velocity_next.resize(static_cast<std::size_t>(N) * P);
     }
+    float* w_start = s.params.get();
+    float* v_start = momentum ? s.velocity.get() : nullptr;
+    float* w_out = two_buffers ? s.params_next.get() : w_start;
+    float* v_out = momentum ? (two_buffers ? s.velocity_next.get() : v_start) : nullptr;
 
     // Host: each model's shuffle (and flips) from its own stream, exactly as the CPU path draws them.
     const std::int64_t total = a.offsets[N];
@@ -313,7 +328,6 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
         act_ptr[l] = s.act[l].get();
         act_stride[l] = static_cast<long long>(bs) * arch.dims[l + 1];
     }
-    float* v = momentum ? s.velocity.get() : nullptr;
     const float prox = s.has_anchor ? cfg.sgd.prox : 0.f;
     for (std::int64_t step = 0; step < steps; ++step) {
         int M = 0;  // the widest minibatch of this step
@@ -323,9 +337,11 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
                                   s.y.get(), s.shuffled.get(), s.flips.get(), s.offsets.get(), s.active.get(),
                                   s.diverged_step.get(), s.rows.get(), s.xb.get(), s.labels.get());
         SEGFAST_CUDA_LAUNCHED("gather_kernel");
-        // The first step of a round reads the broadcast row itself: the broadcast is fused in.
-        const bool broadcast = step == 0 && a.start_row;
-        const float* w_in = broadcast ? s.start_row.get() : s.params.get();
+        // The first step reads the epoch's start: the broadcast row itself (the broadcast is
+        // fused in), or the first buffer; it writes w_out, where the later steps read and write.
+        const bool first = step == 0, broadcast = first && a.start_row;
+        const float* w_in = broadcast ? s.start_row.get() : first ? w_start : w_out;
+        const float* v_in = broadcast ? nullptr : first ? v_start : v_out;
         const long long w_in_stride = broadcast ? 0 : P;
         forward_all(arch, w_in, w_in_stride, s.xb.get(), x_stride, N, M, s.rows.get(), act_ptr, act_stride);
         softmax_xent_kernel<<<N, 32>>>(N, M, arch.n_out(), bs, act_ptr[L - 1], s.labels.get(), static_cast<int>(step),
@@ -341,27 +357,29 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
             if (l > 0) {  // grad_next (M, d_in) = (grad @ W^T) * relu'(in), before W changes
                 Operand g{grad, dz_stride, d_out, 1};
                 Operand wt{w_in + arch.w_off[l], w_in_stride, 1, d_out};
-                batched_gemm(N, M, d_in, d_out, g, wt, s.rows.get(),
-                             ReluGradient{grad_next, dz_stride, d_in, act_ptr[l - 1], act_stride[l - 1]});
+                product(N, M, d_in, d_out, g, wt, s.rows.get(),
+                        ReluGradient{grad_next, dz_stride, d_in, act_ptr[l - 1], act_stride[l - 1]});
             }
             // The layer's weights and bias (d_in + 1, d_out) -= lr * ([in, 1]^T @ grad + ...).
             Operand in_t{in, in_stride, 1, d_in, d_in, -1};
             Operand g{grad, dz_stride, d_out, 1};
-            SgdUpdate update{w_in, w_in_stride, broadcast ? nullptr : v, s.params.get(), v,
-                             step == 0 && !a.start_row ? s.snap_w.get() : nullptr,
-                             step == 0 && !a.start_row && momentum ? s.snap_v.get() : nullptr,
+            SgdUpdate update{w_in, w_in_stride, v_in, w_out, v_out,
                              prox > 0.f ? s.anchor.get() : nullptr, s.anchor_stride, s.non_finite.get(), P,
                              static_cast<long long>(arch.w_off[l]), d_out, cfg.sgd.lr, cfg.sgd.momentum,
                              cfg.sgd.weight_decay, prox};
-            batched_gemm(N, d_in + 1, d_out, M, in_t, g, s.rows.get(), update);
+            product(N, d_in + 1, d_out, M, in_t, g, s.rows.get(), update);
             std::swap(grad, grad_next);
         }
     }
 
     finish_kernel<<<N, 256>>>(N, P, s.active.get(), s.offsets.get(), s.diverged_step.get(), s.non_finite.get(),
-                              s.loss_sum.get(), a.start_row ? s.start_row.get() : nullptr, s.snap_w.get(),
-                              s.snap_v.get(), s.params.get(), v, s.diverged.get(), s.kept.get());
+                              s.loss_sum.get(), a.start_row ? s.start_row.get() : nullptr, w_start, v_start,
+                              w_out, v_out, s.diverged.get(), s.kept.get());
     SEGFAST_CUDA_LAUNCHED("finish_kernel");
+    if (two_buffers) {
+        std::swap(s.params, s.params_next);
+        if (momentum) std::swap(s.velocity, s.velocity_next);
+    }
     if (a.merge_weights) {
         s.merge_weights.upload(a.merge_weights, N);
         s.merged.resize(P);
