@@ -36,7 +36,8 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
                          py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
                          py::handle active_obj, py::handle epoch_obj, std::uint64_t seed, int batch_size,
                          float lr, float momentum, float weight_decay, int flip_width, int n_jobs,
-                         py::handle start_obj, py::handle merge_weights_obj, std::int64_t first_model) {
+                         py::handle start_obj, py::handle merge_weights_obj, std::int64_t first_model,
+                         std::int64_t merge_block, std::int64_t merge_first, bool with_pieces) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
     const py::ssize_t n_models = params.shape(0);
@@ -87,22 +88,30 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
                           resolve_threads(n_jobs)};
     EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};
     Array<double> merge_weights;
-    py::object merged = py::none();
-    py::array_t<double> merged_array;
+    py::array_t<double> merged, pieces;
     if (!merge_weights_obj.is_none()) {
         merge_weights = expect<double>(merge_weights_obj, "merge_weights", {n_models});
-        merged_array = py::array_t<double>(static_cast<py::ssize_t>(arch.n_params));
+        if (merge_block < 0 || merge_first < 0) throw py::value_error("merge_block and merge_first must be >= 0");
+        merged = py::array_t<double>(static_cast<py::ssize_t>(arch.n_params));
         out.merge_weights = merge_weights.data();
-        out.merged = merged_array.mutable_data();
-        merged = merged_array;
+        out.merge_block = merge_block;
+        out.merge_first = merge_first;
+        out.merged = merged.mutable_data();
+        if (with_pieces) {
+            const auto n_pieces = merge_pieces(static_cast<int>(n_models), merge_block, merge_first).size();
+            pieces = py::array_t<double>({static_cast<py::ssize_t>(n_pieces), static_cast<py::ssize_t>(arch.n_params)});
+            out.pieces = pieces.mutable_data();
+        }
     }
     float* p = params.mutable_data();
     {
         py::gil_scoped_release release;
         train_epoch(arch, p, velocity, anchor, static_cast<int>(n_models), in, cfg, out);
     }
-    if (!merge_weights_obj.is_none()) return py::make_tuple(mean_loss, diverged.attr("astype")("bool"), merged);
-    return py::make_tuple(mean_loss, diverged.attr("astype")("bool"));
+    py::object flags = diverged.attr("astype")("bool");
+    if (merge_weights_obj.is_none()) return py::make_tuple(mean_loss, flags);
+    if (with_pieces) return py::make_tuple(mean_loss, flags, merged, pieces);
+    return py::make_tuple(mean_loss, flags, merged);
 }
 
 py::array_t<float> predict_proba_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, int n_jobs) {
@@ -397,7 +406,11 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"), py::arg("seed"),
             py::arg("batch_size"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("flip_width"),
             py::arg("n_jobs"), py::arg("start") = py::none(), py::arg("merge_weights") = py::none(),
-            py::arg("first_model") = 0);
+            py::arg("first_model") = 0, py::arg("merge_block") = 0, py::arg("merge_first") = 0,
+            py::arg("pieces") = false,
+            "with merge_weights: returns (loss, diverged, merged) and, with pieces=True, the merge's "
+            "pieces (merge_pieces of cpp/train.h) too");
+    mod.def("merge_pieces", &merge_pieces, py::arg("n_models"), py::arg("block"), py::arg("first"));
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));

@@ -103,15 +103,21 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
         parallel_for(n_models, n_threads, train_model);
         return;
     }
-    // Fused merge: models go in fixed blocks (at most 64, their count set by n_models alone),
-    // each block trained in order by one thread that adds its models into the block's partial
-    // sum; the partial sums are then added in block order. The same bits for any thread count.
-    const int per_block = (n_models + 63) / 64;
-    const int blocks = (n_models + per_block - 1) / per_block;
-    std::vector<double> partial(static_cast<std::size_t>(blocks) * P, 0.0);
-    parallel_for(blocks, std::min(n_threads, blocks), [&](long b, int thread) {
-        double* sum = partial.data() + static_cast<std::size_t>(b) * P;
-        for (long m = b * per_block; m < std::min<long>(n_models, (b + 1) * per_block); ++m) {
+    // Fused merge: models go in fixed pieces (their bounds set by n_models and the block alone),
+    // each trained in order by one thread that adds its models into the piece's partial sum; the
+    // partial sums are then added in piece order. The same bits for any thread count.
+    const auto pieces = merge_pieces(n_models, out.merge_block, out.merge_first);
+    const int n_pieces = static_cast<int>(pieces.size());
+    std::vector<double> own;
+    double* partial = out.pieces;
+    if (!partial) {
+        own.assign(static_cast<std::size_t>(n_pieces) * P, 0.0);
+        partial = own.data();
+    }
+    parallel_for(n_pieces, std::min(n_threads, n_pieces), [&](long b, int thread) {
+        double* sum = partial + static_cast<std::size_t>(b) * P;
+        std::fill(sum, sum + P, 0.0);
+        for (long m = pieces[b].first; m < pieces[b].second; ++m) {
             train_model(m, thread);
             if (!in.active[m] || out.diverged[m] || out.merge_weights[m] == 0.0) continue;
             const float* w = params + static_cast<std::size_t>(m) * P;
@@ -119,11 +125,27 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
             for (std::size_t j = 0; j < P; ++j) sum[j] += c * w[j];
         }
     });
+    if (!out.merged) return;
     for (std::size_t j = 0; j < P; ++j) out.merged[j] = 0.0;
-    for (int b = 0; b < blocks; ++b) {
-        const double* sum = partial.data() + static_cast<std::size_t>(b) * P;
+    for (int b = 0; b < n_pieces; ++b) {
+        const double* sum = partial + static_cast<std::size_t>(b) * P;
         for (std::size_t j = 0; j < P; ++j) out.merged[j] += sum[j];
     }
+}
+
+std::vector<std::pair<long, long>> merge_pieces(int n_models, std::int64_t block, std::int64_t first) {
+    if (block <= 0) block = (n_models + 63) / 64;
+    std::vector<std::pair<long, long>> pieces;
+    for (std::int64_t at = first; at < first + n_models;) {
+        const std::int64_t end = std::min<std::int64_t>(first + n_models, (at / block + 1) * block);
+        if (at % block) {
+            for (std::int64_t m = at; m < end; ++m) pieces.emplace_back(m - first, m - first + 1);
+        } else {
+            pieces.emplace_back(at - first, end - first);
+        }
+        at = end;
+    }
+    return pieces;
 }
 
 }  // namespace segfast

@@ -1,6 +1,8 @@
 // One epoch of minibatch SGD for every model of a stack, each on its own segment.
 #pragma once
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "arch.h"
 #include "gemm.h"
@@ -32,11 +34,21 @@ struct EpochResult {
     double* mean_loss = nullptr;   // (n_models,) mean training loss over the epoch (NaN if skipped)
     std::uint8_t* diverged = nullptr;  // (n_models,) 1 if a loss became NaN or inf
     // The merge of a round fused into its last epoch: when merge_weights (n_models,) is given,
-    // merged (n_params,) receives sum_m merge_weights[m] * params[m] over the models that trained
-    // and did not diverge, added while each model's row is still in its thread's cache.
+    // sum_m merge_weights[m] * params[m] over the models that trained and did not diverge, in
+    // float64, each model added while its row is still in its thread's cache. The sum goes in
+    // pieces (merge_pieces), each from 0.0 in model order, and merged = 0.0 + the pieces in order.
     const double* merge_weights = nullptr;
-    double* merged = nullptr;
+    std::int64_t merge_block = 0;  // models per merge block; 0: ceil(n_models / 64)
+    std::int64_t merge_first = 0;  // position of model 0 in a larger call (blocks align on it)
+    double* merged = nullptr;      // (n_params,) or null
+    double* pieces = nullptr;      // (merge_pieces(...).size(), n_params) or null
 };
+
+// How a fused merge splits: [begin, end) model ranges. Blocks of `block` models at positions
+// first + m, so that several calls covering consecutive positions (a stack trained in parts,
+// one per worker) give between them the pieces of one call over all the positions: a block a
+// previous part began comes model by model, so the caller can add them on in order, exactly.
+std::vector<std::pair<long, long>> merge_pieces(int n_models, std::int64_t block, std::int64_t first);
 
 // params: (n_models, arch.n_params); velocity: same shape, or nullptr without momentum;
 // anchor: same shape, the rows the proximal term (cfg.sgd.prox) pulls toward, or nullptr.

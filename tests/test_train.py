@@ -189,3 +189,39 @@ def test_a_block_trained_alone_matches_the_whole_stack(rng):
     args["per_model"] = np.full(2, 2)
     _train_loop(block, X, y, block_segments, first_model=2, **args)
     np.testing.assert_array_equal(block.params, whole.params[2:])
+
+
+def test_merge_pieces_of_parts_add_up_to_the_whole_call_exactly(rng):
+    """A stack trained in parts (one per worker) returns its fused merge in pieces that, added in
+    position order, give the whole call's merged sum bit for bit."""
+    from segfast.train import _train_loop
+
+    X, y = blobs(rng, n=400, d=10, classes=3)
+    segments = segfast.segment(y, 10, seed=1)
+    start = MLPStack([10, 7, 3], 1, seed=3).params[0]
+    weights = rng.random(10)
+    args = dict(batch_size=8, lr=0.05, momentum=0.0, weight_decay=0.0, seed=5, flip=0, threads=2,
+                progress=False, start_row=start, merge_block=3)
+
+    def fold(pieces):  # what segfast.distributed does with them
+        total, open_sum, open_block = 0.0, None, -1
+        for position, row in pieces:
+            if position // 3 == open_block:
+                open_sum = open_sum + row  # one more model of a block that an earlier part began
+            else:
+                total = total if open_sum is None else total + open_sum
+                open_sum, open_block = row, position // 3
+        return total + open_sum
+
+    whole = _train_loop(MLPStack([10, 7, 3], 10), X, y, segments, np.full(10, 2), merge_weights=weights,
+                        merge_pieces=True, **args)
+    assert [p for p, _ in whole.merge_pieces] == [0, 3, 6, 9]
+    np.testing.assert_array_equal(fold(whole.merge_pieces), whole.merged_sum)
+    pieces = []
+    for a, b in [(0, 4), (4, 5), (5, 10)]:
+        part = Segments.from_indices([segments[i] for i in range(a, b)])
+        hist = _train_loop(MLPStack([10, 7, 3], b - a), X, y, part, np.full(b - a, 2), merge_weights=weights[a:b],
+                           merge_first=a, merge_pieces=True, first_model=a, **args)
+        pieces += hist.merge_pieces
+    assert [p for p, _ in pieces] == [0, 3, 4, 5, 6, 9]
+    np.testing.assert_array_equal(fold(pieces), whole.merged_sum)

@@ -240,45 +240,6 @@ def _subset(segments: Segments, ids: np.ndarray) -> Segments:
     return Segments.from_indices([segments[i] for i in ids])
 
 
-def _pieces(first: int, stop: int, block: int) -> list:
-    """How a part that trains round positions [first, stop) splits its share of the merge, as
-    [a, b) ranges: one per merge block of the round (a block's sum starts from 0.0), except that
-    the models of a block the previous part began come one by one (their products go on that
-    part's sum, in order)."""
-    pieces, a = [], first
-    while a < stop:
-        end = min(stop, (a // block + 1) * block)
-        pieces += [(m, m + 1) for m in range(a, end)] if a % block else [(a, end)]
-        a = end
-    return pieces
-
-
-def _merge_sums(rows, weights, skip, first: int, block: int) -> list:
-    """A part's share of the merge that segfast.rounds fuses into its last epoch, bit for bit.
-
-    cpp/train.cpp sums each merge block (at most 64 of them, ceil(n / 64) models each) in a
-    float64 buffer from 0.0, adding ``c * w`` model by model (w promoted to double, the product
-    rounded, then added; that file is built without FMA contraction), and leaves out diverged
-    and zero-weight models. Here the same operations, in the same order, on the trained rows:
-    one C++ call per part then trains at full speed (fused calls of a block each would allocate
-    a float64 row per model, which page-faults in Dask workers: they return freed memory at once)."""
-    tmp = np.empty(rows.shape[1])
-    sums = []
-    for a, b in _pieces(first, first + len(rows), block):
-        acc = np.zeros(rows.shape[1])
-        for m in range(a - first, b - first):
-            c = weights[m]
-            if skip[m] or c == 0.0:
-                continue
-            if c == 1.0:  # uniform: 1.0 * w is w exactly
-                np.add(acc, rows[m], out=acc)
-            else:
-                np.multiply(rows[m], c, out=tmp, dtype=np.float64)
-                np.add(acc, tmp, out=acc)
-        sums.append((a, acc))
-    return sums
-
-
 @dataclass
 class _Part:
     """What a round's task leaves on its worker; only ``sums`` and the small arrays move on."""
@@ -303,12 +264,15 @@ def _train_part(block: _Block, buffer_key, dims, ids, first, epochs, settings, s
                  np.zeros(n, dtype=np.int64), first + n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by round position
+        # The merge fused into the last epoch, in the pieces of the single-machine call over all
+        # positions (cpp/train.h, merge_pieces): _fold adds them on in that call's order.
         hist = _train_loop(_view(dims, part.rows), block.X, block.y, _subset(block.segments, ids), np.full(n, epochs),
                            progress=False, start_epoch=start_epoch, start_row=start_row, first_model=first,
-                           **dict(settings, threads=get_worker().state.nthreads))
+                           merge_weights=weights, merge_block=merge_block, merge_first=first,
+                           merge_pieces=weights is not None, **dict(settings, threads=get_worker().state.nthreads))
     part.loss[:], part.diverged[:], part.epochs[:] = hist.loss, hist.diverged, hist.epochs
     if weights is not None:
-        part.sums = _merge_sums(part.rows, weights, hist.diverged, first, merge_block)
+        part.sums = hist.merge_pieces or []
     return part
 
 

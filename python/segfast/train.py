@@ -27,6 +27,7 @@ class History:
     epochs: np.ndarray                    # (N,) epochs each model finished
     seconds: list = field(default_factory=list)  # wall time of each epoch
     merged_sum: np.ndarray = None  # (P,) with _train_loop(merge_weights=...): the fused merge's sum
+    merge_pieces: list = None  # with _train_loop(merge_pieces=True): [(position, (P,) float64 sum)]
 
     @property
     def final_loss(self) -> np.ndarray:
@@ -128,13 +129,17 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
 
 def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weight_decay, seed, flip, threads,
                 progress, proximal_mu=0.0, start_epoch=0, start_row=None, merge_weights=None,
-                first_model=0, gpu=None, download=True) -> History:
+                first_model=0, gpu=None, download=True, merge_block=0, merge_first=0,
+                merge_pieces=False) -> History:
     """train() after its checks (rounds() calls it directly with inputs it checked once).
     start_row: a parameter row every model is reset to at the start, written by the C++ epoch
     itself (the broadcast of a round, fused). merge_weights: (N,) weights of a merge fused into
     the last epoch; history.merged_sum gets sum_i w_i * params_i over the models that did not
-    diverge (the caller divides by their total weight). gpu: a _core.CudaTrainer holding X, y
-    and the models; the parameters come back into stack.params at the end when download is set."""
+    diverge (the caller divides by their total weight). merge_block, merge_first, merge_pieces:
+    the fused merge's blocks and position (cpp/train.h), and its pieces, which a caller training
+    a stack in parts adds in order to get the whole call's sum exactly (history.merge_pieces,
+    each with the position of its first model). gpu: a _core.CudaTrainer holding X, y and the
+    models; the parameters come back into stack.params at the end when download is set."""
     n_epochs = int(per_model.max(initial=0))
     dims = list(stack.dims)
     if gpu is None:
@@ -148,8 +153,11 @@ def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weig
         def run_epoch(active, epoch, start, fuse):
             return _core.train_epoch(dims, stack.params, velocity, anchor, proximal_mu, X, y, segments.order,
                                      segments.offsets, active, epoch, seed, batch_size, lr, momentum, weight_decay,
-                                     flip, threads, start, fuse, first_model)
+                                     flip, threads, start, fuse, first_model, merge_block, merge_first,
+                                     merge_pieces and fuse is not None)
     else:
+        if merge_pieces or merge_block:
+            raise ValueError("merge pieces are a CPU feature (segfast.distributed); not with a GPU")
         if proximal_mu > 0:
             gpu.set_anchor(start_row)  # None: the models' parameters as this call begins
 
@@ -169,6 +177,9 @@ def _train_loop(stack, X, y, segments, per_model, batch_size, lr, momentum, weig
                                                 start_row if e == 0 else None, fuse)
             if merged:
                 history.merged_sum = merged[0]
+            if len(merged) == 2:
+                bounds = _core.merge_pieces(stack.n_models, merge_block, merge_first)
+                history.merge_pieces = [(merge_first + a, row) for (a, _), row in zip(bounds, merged[1])]
             history.seconds.append(time.perf_counter() - start)
             history.loss[e] = loss
             history.epochs += (active.astype(bool) & ~diverged)
