@@ -76,8 +76,8 @@ if [ "$mode" = "--dry-run" ]; then
   $PY bench/bench_gpu.py --dry-run --repeats 2
 else
   SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3
-  echo "-- the same with the tiled kernel only (SEGFAST_CUDA_SMALL_ROWS=0), for comparison:"
-  SEGFAST_CUDA_SMALL_ROWS=0 SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 --workloads W3,W5
+  echo "-- the same with the tiled kernel only (SEGFAST_CUDA_KERNELS=tiled), for comparison:"
+  SEGFAST_CUDA_KERNELS=tiled SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 --workloads W2,W3,W5
 fi
 
 echo "== 4. where the GPU epochs go, kernel by kernel"

@@ -73,7 +73,7 @@ def test_predict_and_evaluate_match_the_cpu(rng, dims):
     dict(proximal_mu=0.1, momentum=0.5),
     dict(batch_size=16, augment=None, epochs=[3, 1, 0, 2, 3]),
     dict(batch_size=8, momentum=0.9),  # minibatches of <= 8 rows: the small-rows forward kernel
-    dict(batch_size=64, weight_decay=1e-3),  # sums over 64 rows: the tiled kernel throughout
+    dict(batch_size=64, weight_decay=1e-3),  # 64 rows: the tiled kernel for the forward and most updates
 ])
 @pytest.mark.parametrize("dims", [[36, 24, 5], [36, 40, 12, 5]])
 def test_training_matches_the_cpu_on_the_same_minibatches(problem, dims, options):
@@ -90,13 +90,13 @@ def test_training_matches_the_cpu_on_the_same_minibatches(problem, dims, options
 
 @gpu
 @pytest.mark.parametrize("batch_size", [6, 32])
-def test_the_tiled_and_the_small_rows_kernels_agree(problem, monkeypatch, batch_size):
+def test_the_tiled_kernel_and_the_special_ones_agree(problem, monkeypatch, batch_size):
     X, y, seg = problem
     start = MLPStack([36, 40, 12, 5], 5, seed=1)
     cpu = start.copy()
     segfast.train(cpu, X, y, seg, epochs=2, momentum=0.9, weight_decay=1e-3, batch_size=batch_size)
-    for choice in ("0", "1"):
-        monkeypatch.setenv("SEGFAST_CUDA_SMALL_ROWS", choice)
+    for choice in ("tiled", "auto"):
+        monkeypatch.setenv("SEGFAST_CUDA_KERNELS", choice)
         stack = start.copy()
         segfast.train(stack, X, y, seg, epochs=2, momentum=0.9, weight_decay=1e-3, batch_size=batch_size,
                       device="cuda")

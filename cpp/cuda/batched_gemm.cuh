@@ -139,19 +139,30 @@ struct SgdUpdate {
     long long P, offset;        // row length; where this layer's block starts in a row
     int ld;                     // the layer's output width
     float lr, momentum, weight_decay, prox;
-    __device__ void operator()(int m, int i, int j, float grad) const {
-        const long long at = offset + static_cast<long long>(i) * ld + j, row = m * P + at;
-        const float w0 = w_in[m * w_in_stride + at];
-        float step = grad + weight_decay * w0;
-        if (anchor) step += prox * (w0 - anchor[m * anchor_stride + at]);
+    // load() reads what a step needs, store() writes the result: a kernel can issue the loads
+    // of several weights before the first store (which, as far as the compiler knows, may alias
+    // a later load and would otherwise serialise them).
+    struct State {
+        float w, v, anchor;
+    };
+    __device__ State load(int m, int i, int j) const {
+        const long long at = offset + static_cast<long long>(i) * ld + j;
+        return {w_in[m * w_in_stride + at], v && v_in ? v_in[m * P + at] : 0.f,
+                anchor ? anchor[m * anchor_stride + at] : 0.f};
+    }
+    __device__ void store(int m, int i, int j, float grad, const State& s) const {
+        const long long row = m * P + offset + static_cast<long long>(i) * ld + j;
+        float step = grad + weight_decay * s.w;
+        if (anchor) step += prox * (s.w - s.anchor);
         if (v) {
-            step = momentum * (v_in ? v_in[row] : 0.f) + step;
+            step = momentum * s.v + step;
             v[row] = step;
         }
-        const float w1 = w0 - lr * step;
+        const float w1 = s.w - lr * step;
         w[row] = w1;
         if (!isfinite(w1)) non_finite[m] = 1;
     }
+    __device__ void operator()(int m, int i, int j, float grad) const { store(m, i, j, grad, load(m, i, j)); }
 };
 
 }  // namespace segfast::cuda

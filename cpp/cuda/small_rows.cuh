@@ -3,9 +3,10 @@
 // padding and it re-reads each weight tile through shared memory. Here each thread owns one
 // output column, the model's rows sit in shared memory, and every weight is read once, a warp
 // reading a whole contiguous run of a weight row at a time. Measured on an H100 (W5 of
-// bench_gpu.py): an epoch 26.6 ms with the tiled kernel, 19.6 ms with this one. A column-
-// per-thread kernel for the weight update (a sum over <= 32 rows) was measured too, and
-// dropped: 18-20 ms a call against the tiled kernel's few ms.
+// bench_gpu.py): an epoch 26.6 ms with the tiled kernel, 19.6 ms with this one. The same idea
+// for the weight update (a thread per column, a sum over <= 32 rows) was measured too and
+// dropped: 18-20 ms a call for W5's first layer, slower than the tiled kernel (sgd_update.cuh
+// is what replaced both there).
 #pragma once
 #include "batched_gemm.cuh"
 
@@ -42,9 +43,9 @@ __global__ void __launch_bounds__(kColumnThreads)
     }
 }
 
-// False when SEGFAST_CUDA_SMALL_ROWS=0 asks for the tiled kernel everywhere (the tests compare
-// the two; the benchmarks measure what this one brings).
-bool use_small_rows();
+// True when SEGFAST_CUDA_KERNELS=tiled asks for the tiled kernel everywhere, instead of this one
+// and sgd_update.cuh's (the tests compare them; the benchmarks measure what they bring).
+bool tiled_only();
 
 // C_m (M, N) = A_m (M, K) @ B_m (K, N) for every model: the kernel above where the rows are few
 // and B's rows contiguous, the tiled kernel otherwise.
@@ -53,7 +54,7 @@ void product(int n_models, int M, int N, int K, const Operand& A, const Operand&
              const Epilogue& epi) {
     const std::size_t shared = sizeof(float) * static_cast<std::size_t>(M) * K;
     if (n_models > 0 && M > 0 && N > 0 && M <= kSmallRows && shared <= 48 * 1024 && B.col_stride == 1 &&
-        use_small_rows()) {
+        !tiled_only()) {
         const int threads = N >= kColumnThreads ? kColumnThreads : (N + 31) / 32 * 32;
         const dim3 grid((N + threads - 1) / threads, 1, static_cast<unsigned>(std::min(n_models, 65535)));
         small_rows_kernel<<<grid, threads, shared>>>(n_models, M, N, K, A, B, rows, epi);

@@ -15,6 +15,7 @@
 #include "../threads.h"
 #include "device.h"
 #include "forward.cuh"
+#include "sgd_update.cuh"
 
 namespace segfast::cuda {
 
@@ -137,9 +138,9 @@ __global__ void weighted_sum_kernel(int n_models, long long P, const float* para
 
 }  // namespace
 
-bool use_small_rows() {
-    const char* choice = std::getenv("SEGFAST_CUDA_SMALL_ROWS");
-    return !(choice && std::string(choice) == "0");
+bool tiled_only() {
+    const char* choice = std::getenv("SEGFAST_CUDA_KERNELS");
+    return choice && std::string(choice) == "tiled";
 }
 
 void launch_weighted_sum(int n_models, long long P, const float* params, const double* weights,
@@ -361,13 +362,17 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
                         ReluGradient{grad_next, dz_stride, d_in, act_ptr[l - 1], act_stride[l - 1]});
             }
             // The layer's weights and bias (d_in + 1, d_out) -= lr * ([in, 1]^T @ grad + ...).
-            Operand in_t{in, in_stride, 1, d_in, d_in, -1};
-            Operand g{grad, dz_stride, d_out, 1};
             SgdUpdate update{w_in, w_in_stride, v_in, w_out, v_out,
                              prox > 0.f ? s.anchor.get() : nullptr, s.anchor_stride, s.non_finite.get(), P,
                              static_cast<long long>(arch.w_off[l]), d_out, cfg.sgd.lr, cfg.sgd.momentum,
                              cfg.sgd.weight_decay, prox};
-            product(N, d_in + 1, d_out, M, in_t, g, s.rows.get(), update);
+            if (M <= kUpdateMaxRows && !tiled_only()) {
+                sgd_update(N, d_in, d_out, M, in, in_stride, grad, dz_stride, s.rows.get(), update);
+            } else {
+                Operand in_t{in, in_stride, 1, d_in, d_in, -1};
+                Operand g{grad, dz_stride, d_out, 1};
+                batched_gemm(N, d_in + 1, d_out, M, in_t, g, s.rows.get(), update);
+            }
             std::swap(grad, grad_next);
         }
     }
