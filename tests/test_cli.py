@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+import segfast
+
 from segfast.cli import main
 
 
@@ -40,10 +42,14 @@ def test_errors_exit_with_a_message(tmp_path, capsys):
     bad.write_text("colour = 3\n")
     assert main(["run", "--config", str(bad)]) == 2
     assert "unknown option" in capsys.readouterr().err
+    if not segfast.cuda_available():  # asking for a GPU that is not there: a message, no traceback
+        assert main(["run", "--device", "cuda", "--quiet", "-o", str(tmp_path / "y.json")]) == 2
+        assert "device='cuda'" in capsys.readouterr().err
 
 
 def test_info_and_help_as_a_console_script():
     info = subprocess.run([sys.executable, "-m", "segfast.cli", "info"], capture_output=True, text=True)
     assert info.returncode == 0 and "OpenMP" in info.stdout and "gemm kernel" in info.stdout
+    assert "CUDA:" in info.stdout
     helptext = subprocess.run([sys.executable, "-m", "segfast.cli", "run", "--help"], capture_output=True, text=True)
     assert "--segments" in helptext.stdout and "--rounds" in helptext.stdout

@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: 1000 for the shipped data, 5000 otherwise)")
     run.add_argument("--seed", type=int, default=0, help="seed for segments, initialisation and minibatches (0)")
     run.add_argument("--n-jobs", type=int, default=-1, help="threads; -1 = all cores (-1)")
+    run.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                     help="where models train and predict: cpu, or cuda for an NVIDIA GPU (cpu)")
     run.add_argument("--output", "-o", default="segfast-results.json", help="JSON results file (segfast-results.json)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -101,14 +103,14 @@ def _run(args) -> int:
                     server_lr=args.server_lr, server_momentum=args.server_momentum, proximal_mu=args.proximal_mu,
                     eval=split.val, out=args.out, resume=args.resume, seed=args.seed, n_jobs=args.n_jobs,
                     progress=not args.quiet, lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
-                    weight_decay=args.weight_decay)
+                    weight_decay=args.weight_decay, device=args.device)
     seconds = time.perf_counter() - begin
     models = result.local_models
     if models is None:  # a resumed run that had already finished
         models = MLPStack.load(Path(args.out) / "local_models.npz")
-    val_eval = evaluate(models, *split.val, n_jobs=args.n_jobs)
-    merged_val = evaluate(result.global_model, *split.val, n_jobs=args.n_jobs)
-    ens = Ensemble(models, args.ensemble, tiebreak=result.global_model, n_jobs=args.n_jobs)
+    val_eval = evaluate(models, *split.val, n_jobs=args.n_jobs, device=args.device)
+    merged_val = evaluate(result.global_model, *split.val, n_jobs=args.n_jobs, device=args.device)
+    ens = Ensemble(models, args.ensemble, tiebreak=result.global_model, n_jobs=args.n_jobs, device=args.device)
     ens.fit(*split.val)
 
     print(f"\n{'segment':>7} {'rows':>6} {'val loss':>9} {'val acc':>8}   (segment models of the last round)")
@@ -121,8 +123,9 @@ def _run(args) -> int:
           f"ensemble ({args.ensemble}): {100 * ens.score(*split.val):.2f}%   ({seconds:.2f} s)")
     test = {}
     if len(split.y_test):
-        test = {"merged": evaluate(result.global_model, *split.test).accuracy[0],
-                "ensemble": ens.score(*split.test), "segments": evaluate(models, *split.test).accuracy.tolist()}
+        test = {"merged": evaluate(result.global_model, *split.test, device=args.device).accuracy[0],
+                "ensemble": ens.score(*split.test),
+                "segments": evaluate(models, *split.test, device=args.device).accuracy.tolist()}
         print(f"test accuracy: merged {100 * test['merged']:.2f}%, ensemble {100 * test['ensemble']:.2f}%")
 
     results = {
@@ -164,7 +167,12 @@ def _info() -> int:
     print(f"OpenMP:      {'yes' if _core.has_openmp() else 'no (single-threaded build)'}")
     print(f"threads:     {_core.available_threads()} (n_jobs=-1)")
     print(f"gemm kernel: {_core.gemm_kernel()}")
-    print("CUDA:        no (not built)")
+    if not _core.has_cuda:
+        print("CUDA:        no (this build has no CUDA path)")
+    elif _core.cuda_unavailable_reason():
+        print(f"CUDA:        built, but no usable GPU here ({_core.cuda_unavailable_reason()})")
+    else:
+        print(f"CUDA:        yes, {_core.cuda_device_name()} (device='cuda')")
     return 0
 
 
@@ -195,7 +203,7 @@ def main(argv=None) -> int:
         if args.command == "plot":
             return _plot(args)
         return _info()
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError) as error:
         print(f"segfast: error: {error}", file=sys.stderr)
         return 2
 
