@@ -44,6 +44,7 @@ def test_cuda_without_gpu_or_cuda_build_says_which_is_missing(problem):
         lambda: segfast.merge(stack, device="cuda"),
         lambda: segfast.Ensemble(stack, device="cuda").predict(X),
         lambda: segfast.rounds([36, 8, 5], X, y, seg, rounds=1, progress=False, device="cuda"),
+        lambda: segfast.SegmentClassifier(n_segments=2, device="cuda").fit(X, y),
     ]
     for call in calls:
         with pytest.raises(RuntimeError, match=want):

@@ -39,12 +39,13 @@ class SegmentClassifier(*_BASES):
     the merged model (``combine="merge"``) or an ensemble of the segment models
     (``combine="ensemble"``, method ``ensemble``). Labels may be any values (``classes_``).
     Methods that learn from validation rows (stacking, competence, weighted) use a seeded
-    ``validation_fraction`` of the training rows, held out from the segments.
+    ``validation_fraction`` of the training rows, held out from the segments. ``device="cuda"``
+    trains and predicts on an NVIDIA GPU.
     """
 
     def __init__(self, n_segments=10, hidden=(128,), combine="merge", rounds=1, local_epochs=5, scheme="iid",
                  alpha=0.5, merge="uniform", ensemble="soft", lr=0.05, batch_size=32, momentum=0.0,
-                 weight_decay=0.0, validation_fraction=0.1, seed=0, n_jobs=-1):
+                 weight_decay=0.0, validation_fraction=0.1, seed=0, n_jobs=-1, device="cpu"):
         self.n_segments = n_segments
         self.hidden = hidden
         self.combine = combine
@@ -61,6 +62,7 @@ class SegmentClassifier(*_BASES):
         self.validation_fraction = validation_fraction
         self.seed = seed
         self.n_jobs = n_jobs
+        self.device = device
 
     def fit(self, X, y):
         if self.combine not in ("merge", "ensemble"):
@@ -97,11 +99,13 @@ class SegmentClassifier(*_BASES):
         dims = [X.shape[1], *hidden, max(2, len(self.classes_))]
         result = run_rounds(dims, X_train, y_train, segs, rounds=self.rounds, local_epochs=self.local_epochs,
                             merge=self.merge, seed=self.seed, n_jobs=self.n_jobs, progress=False, lr=self.lr,
-                            batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay)
+                            batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
+                            device=self.device)
         self.model_ = result.global_model
         self.segment_models_ = result.local_models
         if self.combine == "ensemble":
-            ens = Ensemble(self.segment_models_, self.ensemble, tiebreak=self.model_, n_jobs=self.n_jobs)
+            ens = Ensemble(self.segment_models_, self.ensemble, tiebreak=self.model_, n_jobs=self.n_jobs,
+                           device=self.device)
             self.ensemble_ = ens.fit(X[val_rows], y_idx[val_rows]) if needs_val else ens
         return self
 
@@ -114,7 +118,7 @@ class SegmentClassifier(*_BASES):
         X = as_features(X, "X", self.n_features_in_, who="SegmentClassifier")
         if self.combine == "ensemble":
             return self.ensemble_.predict_proba(X)
-        return predict_proba(self.model_, X, self.n_jobs)[0]
+        return predict_proba(self.model_, X, self.n_jobs, self.device)[0]
 
     def predict(self, X) -> np.ndarray:
         self._check_fitted()
