@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <utility>
 #include <vector>
@@ -15,6 +16,10 @@ namespace segfast {
 namespace {
 constexpr int kQueryBlock = 256;
 constexpr int kRefBlock = 256;  // B (d x 256 floats, 800 KB for d = 784) stays in L2: 0.51 s against 0.86 s with 2048 (10,000 x 5,000 rows)
+// refs^T is stored as strips of 64 columns (the gemm tile's width), each (d, 64) contiguous: the
+// tile streams one 200 KB run instead of 64 floats every 1 KB, which cut the products from 0.38 s
+// to 0.30 s (10,000 x 5,000 x 784, 2 threads).
+constexpr int kStrip = 64;
 }  // namespace
 
 void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t n_r, int d, int k,
@@ -26,15 +31,15 @@ void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t
         for (int p = 0; p < d; ++p) s += double(r[p]) * r[p];
         ref_norm[j] = static_cast<float>(s);
     }
-    // refs^T in column blocks, laid out once: the gemm's B operand.
-    const std::int64_t ref_blocks = (n_r + kRefBlock - 1) / kRefBlock;
+    // refs^T in strips: the strip of columns [c0, c0 + w) is (d, w) row-major at refs_t + c0 * d.
     Buffer<float> refs_t(static_cast<std::size_t>(d) * n_r);
-    for (std::int64_t b = 0; b < ref_blocks; ++b) {
-        const std::int64_t j0 = b * kRefBlock, cols = std::min<std::int64_t>(kRefBlock, n_r - j0);
-        float* dst = refs_t.data() + j0 * d;
-        for (std::int64_t j = 0; j < cols; ++j)
-            for (int p = 0; p < d; ++p) dst[static_cast<std::size_t>(p) * cols + j] = refs[(j0 + j) * d + p];
+    for (std::int64_t c0 = 0; c0 < n_r; c0 += kStrip) {
+        const std::int64_t w = std::min<std::int64_t>(kStrip, n_r - c0);
+        float* dst = refs_t.data() + c0 * d;
+        for (std::int64_t j = 0; j < w; ++j)
+            for (int p = 0; p < d; ++p) dst[static_cast<std::size_t>(p) * w + j] = refs[(c0 + j) * d + p];
     }
+    const std::int64_t ref_blocks = (n_r + kRefBlock - 1) / kRefBlock;
 
     const long q_blocks = static_cast<long>((n_q + kQueryBlock - 1) / kQueryBlock);
     parallel_for(q_blocks, n_threads, [&](long qb, int) {
@@ -45,6 +50,9 @@ void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t
         std::vector<std::vector<std::pair<float, std::int64_t>>> best(rows);
         for (auto& h : best) h.reserve(k + 1);
         std::vector<float> q_norm(rows);
+        // Per query: the k-th best squared distance so far (infinite until k are held). Most
+        // candidates lose against it, so they are dropped without touching the heap.
+        std::vector<float> bound(rows, std::numeric_limits<float>::infinity());
         for (int i = 0; i < rows; ++i) {
             const float* q = queries + (i0 + i) * d;
             double s = 0.0;
@@ -56,31 +64,40 @@ void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t
             const int cols = static_cast<int>(std::min<std::int64_t>(kRefBlock, n_r - j0));
             GemmArgs g;
             g.m = rows;
-            g.n = cols;
             g.k = d;
             g.a = queries + i0 * d;
             g.a_rs = d;
             g.a_ks = 1;
-            g.b = refs_t.data() + j0 * d;
-            g.ldb = cols;
-            g.c = block.data();
             g.ldc = cols;
-            gemm(Epilogue::Store, g);
+            for (int s0 = 0; s0 < cols; s0 += kStrip) {
+                g.n = std::min(kStrip, cols - s0);
+                g.b = refs_t.data() + (j0 + s0) * d;
+                g.ldb = g.n;
+                g.c = block.data() + s0;
+                gemm(Epilogue::Store, g);
+            }
             for (int i = 0; i < rows; ++i) {
                 auto& heap = best[i];
-                const float* dots = block.data() + static_cast<std::size_t>(i) * cols;
+                float* sq = block.data() + static_cast<std::size_t>(i) * cols;  // dots in, squared distances out
+                const float qn = q_norm[i];
+                const float* rn = ref_norm.data() + j0;
+                for (int j = 0; j < cols; ++j) sq[j] = std::max(qn - 2.f * sq[j] + rn[j], 0.f);
+                float worst = bound[i];
                 for (int j = 0; j < cols; ++j) {
-                    const float sq = std::max(q_norm[i] - 2.f * dots[j] + ref_norm[j0 + j], 0.f);
-                    const std::pair<float, std::int64_t> cand(sq, j0 + j);
+                    if (sq[j] > worst) continue;
+                    const std::pair<float, std::int64_t> cand(sq[j], j0 + j);
                     if (static_cast<int>(heap.size()) < k) {
                         heap.push_back(cand);
                         std::push_heap(heap.begin(), heap.end());
+                        if (static_cast<int>(heap.size()) == k) worst = heap.front().first;
                     } else if (cand < heap.front()) {
                         std::pop_heap(heap.begin(), heap.end());
                         heap.back() = cand;
                         std::push_heap(heap.begin(), heap.end());
+                        worst = heap.front().first;
                     }
                 }
+                bound[i] = worst;
             }
         }
         for (int i = 0; i < rows; ++i) {
