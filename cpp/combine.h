@@ -1,5 +1,6 @@
 // Combining the predictions of every model of a stack on the same rows, without ever holding
-// the (models, rows, classes) tensor: each task takes a block of rows and runs all models on it.
+// the (models, rows, classes) tensor of all rows: rows go in spans of a few thousand; in each,
+// every model runs on the span's rows (one task a model), then each row sums its models in order.
 #pragma once
 #include <cstdint>
 
