@@ -151,6 +151,43 @@ def test_knora_matches_brute_force(setup, rule):
     np.testing.assert_array_equal(ens.predict(test[0]), brute_force_knora(correct, neighbours, probs, rule))
 
 
+@pytest.mark.parametrize("n_refs, k", [(70, 5), (300, 260), (600, 20)])
+def test_knn_exact_with_ties_and_ragged_blocks(n_refs, k):
+    # Small integers: every dot product and norm is exact in float32, so distances tie often
+    # and the order must be (distance, index). 300 queries make one full and one ragged query
+    # block; 70 and 300 references end in a partial 64-column strip, k = 260 spans two 256 blocks.
+    from segfast import _core
+    rng = np.random.default_rng(n_refs)
+    refs = rng.integers(0, 3, (n_refs, 5)).astype(np.float32)
+    queries = rng.integers(0, 3, (300, 5)).astype(np.float32)
+    dist = ((queries[:, None, :].astype(np.float64) - refs[None]) ** 2).sum(-1)
+    want = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    for threads in (1, 2):
+        idx, d = _core.knn(queries, refs, k, threads)
+        np.testing.assert_array_equal(idx, want)
+        np.testing.assert_array_equal(d, np.sqrt(np.take_along_axis(dist, want, 1)).astype(np.float32))
+
+
+def test_combine_over_several_spans_and_strips(rng):
+    # 20 models x 1,100 classes: the logit budget holds 256 rows, so 600 rows run in three
+    # spans; widths 70 and 1,100 end in partial 64-column weight strips.
+    from segfast import _core
+    from segfast._device import combine_scores
+    stack = MLPStack([3, 70, 1100], 20, seed=2)
+    X = rng.standard_normal((600, 3)).astype(np.float32)
+    probs = segfast.predict_proba(stack, X)
+    model_w = rng.random(20)
+    model_w[4] = 0.0
+    row_w = (rng.random((600, 20)) > 0.6).astype(np.float32) * rng.random((600, 20)).astype(np.float32)
+    for mw, rw in [(None, None), (model_w, row_w)]:
+        got, votes = _core.combine(list(stack.dims), stack.params, X, "proba", mw, rw, 2, with_votes=True)
+        want, want_votes = combine_scores(probs, "proba", mw, rw, with_votes=True)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(votes, want_votes, rtol=1e-6)
+        one = _core.combine(list(stack.dims), stack.params, X, "proba", mw, rw, 1)
+        np.testing.assert_array_equal(got, one)  # the sums do not depend on the thread count
+
+
 def test_competence_on_the_training_region(setup):
     stack, segs, train, val, test = setup
     k = 5
