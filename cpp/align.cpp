@@ -66,11 +66,19 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
     ws.scratch.resize(arch.n_params);
     ws.q.resize(widest);
 
+    // A layer's assignment depends on its own units' features: its incoming weights (permuted by
+    // the layer below), its bias and its outgoing weights (permuted by the layer above). Once it
+    // is solved, the identity is optimal for it until a neighbour moves, so only layers whose
+    // neighbour moved since their last solve are solved again, and the sweep that would only
+    // confirm that nothing moves is never run. The moves made are those of full sweeps.
+    ws.dirty.assign(hidden_layers, 1);
     bool moved = false;
     for (int sweep = 0; sweep < max_sweeps; ++sweep) {
         bool changed = false;
         int offset = 0;
-        for (int l = 0; l < hidden_layers; ++l) {
+        for (int l = 0; l < hidden_layers; offset += arch.dims[l + 1], ++l) {
+            if (!ws.dirty[l]) continue;
+            ws.dirty[l] = 0;
             const int d = arch.dims[l + 1];
             const int features = arch.dims[l] + 1 + arch.dims[l + 2];
             unit_features(arch, target, l, ws.target_features.data());
@@ -107,13 +115,13 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                     ws.moved_prices.assign(layer_prices, layer_prices + d);
                     for (int i = 0; i < d; ++i) layer_prices[i] = ws.moved_prices[q[i]];
                 }
+                if (l > 0) ws.dirty[l - 1] = 1;
+                if (l + 1 < hidden_layers) ws.dirty[l + 1] = 1;
                 changed = true;
             }
-            offset += d;
         }
         moved |= changed;
-        // One hidden layer: its assignment does not depend on any other, one step is optimal.
-        if (!changed || hidden_layers == 1) break;
+        if (!changed) break;
     }
     return moved;
 }

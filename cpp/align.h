@@ -18,6 +18,7 @@ struct AlignWorkspace {
     Buffer<float> scratch;                          // one parameter row
     std::vector<int> q, composed;
     std::vector<double> moved_prices;
+    std::vector<char> dirty;  // per hidden layer: a neighbour moved since its last assignment
     AssignWorkspace lap;
 };
 
