@@ -60,19 +60,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     auto offsets = expect<std::int64_t>(offsets_obj, "offsets", {n_models + 1});
     auto active = expect<std::uint8_t>(active_obj, "active", {n_models});
     auto epoch = expect<std::int64_t>(epoch_obj, "epoch", {n_models});
-    if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
-    if (flip_width < 0 || (flip_width > 0 && arch.n_in() % flip_width != 0))
-        throw py::value_error("flip width must divide the number of features");
-
-    // Memory safety of the kernel: offsets bound order, order bounds X, labels bound the output.
-    const std::int64_t* off = offsets.data();
-    if (off[0] != 0 || off[n_models] != order.shape(0)) throw py::value_error("offsets must start at 0 and end at len(order)");
-    for (py::ssize_t i = 0; i < n_models; ++i)
-        if (off[i + 1] < off[i]) throw py::value_error("offsets must be non-decreasing");
-    for (py::ssize_t i = 0; i < order.shape(0); ++i)
-        if (order.data()[i] < 0 || order.data()[i] >= n_rows)
-            throw py::value_error("order holds row " + std::to_string(order.data()[i]) + ", outside [0, " +
-                                  std::to_string(n_rows) + ")");
+    check_epoch(arch, n_models, n_rows, order, offsets, batch_size, flip_width);
     check_labels(y.data(), n_rows, arch.n_out());
 
     py::array_t<double> mean_loss(n_models);
@@ -83,7 +71,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
         start = expect<float>(start_obj, "start", {static_cast<py::ssize_t>(arch.n_params)});
         start_row = start.data();
     }
-    EpochInputs in{x.data(), y.data(), order.data(), off, active.data(), epoch.data(), start_row};
+    EpochInputs in{x.data(), y.data(), order.data(), offsets.data(), active.data(), epoch.data(), start_row};
     const EpochConfig cfg{batch_size, SgdStep{lr, momentum, weight_decay, prox}, seed, flip_width, first_model,
                           resolve_threads(n_jobs)};
     EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};

@@ -62,4 +62,21 @@ inline void check_labels(const std::int64_t* y, py::ssize_t n, int classes) {
                                   ")");
 }
 
+// The arguments of a training epoch that address memory: the minibatch size, the flip width
+// (it must divide a row), offsets bounding order, order bounding X's n_rows rows.
+inline void check_epoch(const Arch& arch, py::ssize_t n_models, py::ssize_t n_rows, const Array<std::int64_t>& order,
+                        const Array<std::int64_t>& offsets, int batch_size, int flip_width) {
+    if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
+    if (flip_width < 0 || (flip_width > 0 && arch.n_in() % flip_width != 0))
+        throw py::value_error("flip width must divide the number of features");
+    const std::int64_t* off = offsets.data();
+    if (off[0] != 0 || off[n_models] != order.shape(0)) throw py::value_error("offsets must start at 0 and end at len(order)");
+    for (py::ssize_t i = 0; i < n_models; ++i)
+        if (off[i + 1] < off[i]) throw py::value_error("offsets must be non-decreasing");
+    for (py::ssize_t i = 0; i < order.shape(0); ++i)
+        if (order.data()[i] < 0 || order.data()[i] >= n_rows)
+            throw py::value_error("order holds row " + std::to_string(order.data()[i]) + ", outside [0, " +
+                                  std::to_string(n_rows) + ")");
+}
+
 }  // namespace segfast::py_arrays

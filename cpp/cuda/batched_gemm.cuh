@@ -79,6 +79,11 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     }
 }
 
+// True when SEGFAST_CUDA_KERNELS=tiled asks for this kernel everywhere, instead of the few-rows
+// forward (small_rows.cuh) and the weight update (sgd_update.cuh): the tests compare them, the
+// benchmarks measure what they bring.
+bool tiled_only();
+
 template <int BM, int BN, int TM, int TN, class Epilogue>
 void launch_batched_gemm(int n_models, int M, int N, int K, const Operand& A, const Operand& B, const int* rows,
                          const Epilogue& epi) {

@@ -25,6 +25,7 @@ class PyTrainer {
         auto x = expect<float>(x_obj, "X", {-1, arch_.n_in()});
         auto y = expect<std::int64_t>(y_obj, "y", {x.shape(0)});
         check_labels(y.data(), x.shape(0), arch_.n_out());
+        n_rows_ = x.shape(0);
         py::gil_scoped_release release;
         trainer_ = std::make_unique<cuda::Trainer>(dims, x.data(), x.shape(0), y.data());
     }
@@ -65,15 +66,10 @@ class PyTrainer {
         auto order = expect<std::int64_t>(order_obj, "order", {-1});
         auto active = expect<std::uint8_t>(active_obj, "active", {n});
         auto epochs = expect<std::int64_t>(epoch_obj, "epoch", {n});
-        if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
-        const std::int64_t* off = offsets.data();
-        if (off[0] != 0 || off[n] > order.shape(0))
-            throw py::value_error("offsets must start at 0 and end within order");
-        for (py::ssize_t i = 0; i < n; ++i)
-            if (off[i + 1] < off[i]) throw py::value_error("offsets must be non-decreasing");
+        check_epoch(arch_, n, n_rows_, order, offsets, batch_size, flip_width);
         cuda::EpochArgs a;
         a.order = order.data();
-        a.offsets = off;
+        a.offsets = offsets.data();
         a.active = active.data();
         a.epoch = epochs.data();
         a.config = EpochConfig{batch_size, SgdStep{lr, momentum, weight_decay, prox}, seed, flip_width, first_model,
@@ -105,6 +101,7 @@ class PyTrainer {
 
    private:
     Arch arch_;
+    py::ssize_t n_rows_ = 0;  // rows of X on the device: order must stay within them
     std::unique_ptr<cuda::Trainer> trainer_;
 };
 
@@ -159,18 +156,4 @@ void bind_cuda(py::module_& mod) {
             return py::make_tuple(loss, accuracy);
         },
         py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"));
-    mod.def(
-        "cuda_weighted_sum",
-        [](py::handle params_obj, py::handle weights_obj) {
-            auto params = expect<float>(params_obj, "params", {-1, -1});
-            auto weights = expect<double>(weights_obj, "weights", {params.shape(0)});
-            py::array_t<float> out(params.shape(1));
-            float* o = out.mutable_data();
-            {
-                py::gil_scoped_release release;
-                cuda::weighted_sum(params.data(), static_cast<int>(params.shape(0)), params.shape(1), weights.data(), o);
-            }
-            return out;
-        },
-        py::arg("params"), py::arg("weights"));
 }

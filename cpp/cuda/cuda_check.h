@@ -39,7 +39,7 @@ class DeviceArray {
     void resize(std::size_t n);
     T* get() const { return ptr_; }
     std::size_t size() const { return size_; }
-    void upload(const T* host, std::size_t n, cudaStream_t stream = nullptr);
+    void upload(const T* host, std::size_t n);
     void download(T* host, std::size_t n) const;
 
    private:
@@ -78,9 +78,9 @@ void DeviceArray<T>::resize(std::size_t n) {
 }
 
 template <class T>
-void DeviceArray<T>::upload(const T* host, std::size_t n, cudaStream_t stream) {
+void DeviceArray<T>::upload(const T* host, std::size_t n) {
     if (n > size_) resize(n);
-    if (n) SEGFAST_CUDA(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+    if (n) SEGFAST_CUDA(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice));
 }
 
 template <class T>

@@ -61,7 +61,5 @@ void predict_proba(const std::vector<int>& dims, const float* params, int n_mode
                    std::int64_t n_rows, float* out, bool log = false);
 void evaluate(const std::vector<int>& dims, const float* params, int n_models, const float* x,
               std::int64_t n_rows, const std::int64_t* y, double* loss, double* accuracy);
-// out (n_params,) = sum_m weights[m] * params[m], summed in float64 in model order.
-void weighted_sum(const float* params, int n_models, std::int64_t n_params, const double* weights, float* out);
 
 }  // namespace segfast::cuda

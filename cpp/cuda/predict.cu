@@ -1,4 +1,4 @@
-// Prediction, evaluation and weighted sums on the GPU: every model on the same rows, the rows
+// Prediction and evaluation on the GPU: every model on the same rows, the rows
 // in chunks so that the activations of all models fit in a bounded amount of device memory.
 #include <cuda_runtime.h>
 
@@ -8,9 +8,6 @@
 #include "forward.cuh"
 
 namespace segfast::cuda {
-
-void launch_weighted_sum(int n_models, long long P, const float* params, const double* weights,
-                         const unsigned char* kept, double* out);
 
 namespace {
 
@@ -151,17 +148,6 @@ void evaluate(const std::vector<int>& dims, const float* params, int n_models, c
         loss[m] /= static_cast<double>(n_rows);
         accuracy[m] /= static_cast<double>(n_rows);
     }
-}
-
-void weighted_sum(const float* params, int n_models, std::int64_t n_params, const double* weights, float* out) {
-    DeviceArray<float> p;
-    DeviceArray<double> w, sum(static_cast<std::size_t>(n_params));
-    p.upload(params, static_cast<std::size_t>(n_models) * n_params);
-    w.upload(weights, n_models);
-    launch_weighted_sum(n_models, n_params, p.get(), w.get(), nullptr, sum.get());
-    std::vector<double> host(static_cast<std::size_t>(n_params));
-    sum.download(host.data(), host.size());
-    for (std::int64_t j = 0; j < n_params; ++j) out[j] = static_cast<float>(host[j]);
 }
 
 }  // namespace segfast::cuda

@@ -54,9 +54,16 @@ __global__ void __launch_bounds__(256)
     }
 }
 
-// in: (K, d_in) rows per model at model stride in_stride; grad: (K, d_out) likewise. K <= 32.
+// in: (K, d_in) rows per model at model stride in_stride; grad: (K, d_out) likewise. The kernel
+// above for minibatches of at most 32 rows, the tiled product with the same epilogue otherwise.
 inline void sgd_update(int n_models, int d_in, int d_out, int K, const float* in, long long in_stride,
                        const float* grad, long long grad_stride, const int* rows, const SgdUpdate& epi) {
+    if (K > kUpdateMaxRows || tiled_only()) {
+        const Operand in_t{in, in_stride, 1, d_in, d_in, -1};  // [in, 1]^T: the bias row reads ones
+        const Operand g{grad, grad_stride, d_out, 1};
+        batched_gemm(n_models, d_in + 1, d_out, K, in_t, g, rows, epi);
+        return;
+    }
     constexpr int ROWS = 8;
     const dim3 block(32, 8), grid((d_out + 31) / 32, (d_in + 1 + 8 * ROWS - 1) / (8 * ROWS),
                                   static_cast<unsigned>(std::min(n_models, 65535)));

@@ -43,10 +43,6 @@ __global__ void __launch_bounds__(kColumnThreads)
     }
 }
 
-// True when SEGFAST_CUDA_KERNELS=tiled asks for the tiled kernel everywhere, instead of this one
-// and sgd_update.cuh's (the tests compare them; the benchmarks measure what they bring).
-bool tiled_only();
-
 // C_m (M, N) = A_m (M, K) @ B_m (K, N) for every model: the kernel above where the rows are few
 // and B's rows contiguous, the tiled kernel otherwise.
 template <class Epilogue>

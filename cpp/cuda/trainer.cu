@@ -132,8 +132,14 @@ __global__ void weighted_sum_kernel(int n_models, long long P, const float* para
     if (j >= P) return;
     double sum = 0.0;
     for (int m = 0; m < n_models; ++m)
-        if ((!kept || kept[m]) && weights[m] != 0.0) sum += weights[m] * params[m * P + j];
+        if (kept[m] && weights[m] != 0.0) sum += weights[m] * params[m * P + j];
     out[j] = sum;
+}
+
+void launch_weighted_sum(int n_models, long long P, const float* params, const double* weights,
+                         const unsigned char* kept, double* out) {
+    weighted_sum_kernel<<<static_cast<unsigned>((P + 255) / 256), 256>>>(n_models, P, params, weights, kept, out);
+    SEGFAST_CUDA_LAUNCHED("weighted_sum_kernel");
 }
 
 }  // namespace
@@ -143,23 +149,15 @@ bool tiled_only() {
     return choice && std::string(choice) == "tiled";
 }
 
-void launch_weighted_sum(int n_models, long long P, const float* params, const double* weights,
-                         const unsigned char* kept, double* out) {
-    weighted_sum_kernel<<<static_cast<unsigned>((P + 255) / 256), 256>>>(n_models, P, params, weights, kept, out);
-    SEGFAST_CUDA_LAUNCHED("weighted_sum_kernel");
-}
-
 struct Trainer::Impl {
     Arch arch;
-    std::int64_t n_rows;
     int n_models = 0;
     // params/velocity hold the models; an epoch without a broadcast writes its first step into
     // params_next/velocity_next (the start stays intact for rollbacks, at no extra traffic), and
     // the pairs swap at its end.
     DeviceArray<float> x, params, velocity, params_next, velocity_next, anchor, start_row;
     DeviceArray<int> y;
-    long long anchor_stride = 0;
-    bool has_anchor = false;
+    long long anchor_stride = 0;  // 0: one row for every model (a broadcast), else n_params
     // Per-epoch and per-step state.
     DeviceArray<int> shuffled, offsets, rows, diverged_step, non_finite, labels;
     DeviceArray<unsigned char> flips, active, diverged, kept;
@@ -168,7 +166,7 @@ struct Trainer::Impl {
     std::vector<DeviceArray<float>> act;  // act[l]: layer l's output, (n_models, bs, dims[l+1])
     int bs = 0;
 
-    Impl(const std::vector<int>& dims, std::int64_t rows) : arch(dims), n_rows(rows) {}
+    explicit Impl(const std::vector<int>& dims) : arch(dims) {}
 
     void buffers(int batch_size) {
         if (batch_size == bs && xb.size() == static_cast<std::size_t>(n_models) * bs * arch.n_in()) return;
@@ -203,7 +201,7 @@ std::string device_name() {
 }
 
 Trainer::Trainer(const std::vector<int>& dims, const float* x, std::int64_t n_rows, const std::int64_t* y)
-    : impl_(std::make_unique<Impl>(dims, n_rows)) {
+    : impl_(std::make_unique<Impl>(dims)) {
     SEGFAST_REQUIRE(n_rows < std::numeric_limits<int>::max(), "too many rows for the CUDA path");
     impl_->x.upload(x, static_cast<std::size_t>(n_rows) * impl_->arch.n_in());
     std::vector<int> labels(y, y + n_rows);
@@ -224,7 +222,6 @@ void Trainer::resize_models(int n_models) {
             s.velocity.resize(total);
             SEGFAST_CUDA(cudaMemset(s.velocity.get(), 0, total * sizeof(float)));
         }
-        s.bs = 0;
     }
     s.n_models = n_models;
 }
@@ -253,7 +250,6 @@ void Trainer::set_anchor(const float* row) {
                                 cudaMemcpyDeviceToDevice));
         s.anchor_stride = static_cast<long long>(P);
     }
-    s.has_anchor = true;
 }
 
 void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
@@ -287,14 +283,13 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
     parallel_for(N, std::max(1, std::min(cfg.n_threads, N)), [&](long m, int) {
         if (!a.active[m]) return;
         const std::int64_t begin = a.offsets[m], count = a.offsets[m + 1] - begin;
-        std::vector<std::int64_t> rows(a.order + begin, a.order + begin + count);
+        int* rows = shuffled.data() + begin;
+        std::copy(a.order + begin, a.order + begin + count, rows);
         Stream stream(cfg.seed, static_cast<std::uint64_t>(cfg.first_model + m),
                       static_cast<std::uint64_t>(a.epoch[m]));
-        stream.shuffle(rows.data(), count);
-        for (std::int64_t i = 0; i < count; ++i) {
-            shuffled[begin + i] = static_cast<int>(rows[i]);
-            if (cfg.flip_width > 0) flips[begin + i] = static_cast<unsigned char>(stream.next() >> 63);
-        }
+        stream.shuffle(rows, count);  // the swaps depend on positions only: the CPU's order, as ints
+        if (cfg.flip_width > 0)
+            for (std::int64_t i = 0; i < count; ++i) flips[begin + i] = static_cast<unsigned char>(stream.next() >> 63);
     });
     s.shuffled.upload(shuffled.data(), shuffled.size());
     s.flips.upload(flips.data(), flips.size());
@@ -329,7 +324,7 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
         act_ptr[l] = s.act[l].get();
         act_stride[l] = static_cast<long long>(bs) * arch.dims[l + 1];
     }
-    const float prox = s.has_anchor ? cfg.sgd.prox : 0.f;
+    const float prox = s.anchor.size() ? cfg.sgd.prox : 0.f;  // no anchor set: no proximal term
     for (std::int64_t step = 0; step < steps; ++step) {
         int M = 0;  // the widest minibatch of this step
         for (std::int64_t c : counts)
@@ -366,13 +361,7 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
                              prox > 0.f ? s.anchor.get() : nullptr, s.anchor_stride, s.non_finite.get(), P,
                              static_cast<long long>(arch.w_off[l]), d_out, cfg.sgd.lr, cfg.sgd.momentum,
                              cfg.sgd.weight_decay, prox};
-            if (M <= kUpdateMaxRows && !tiled_only()) {
-                sgd_update(N, d_in, d_out, M, in, in_stride, grad, dz_stride, s.rows.get(), update);
-            } else {
-                Operand in_t{in, in_stride, 1, d_in, d_in, -1};
-                Operand g{grad, dz_stride, d_out, 1};
-                batched_gemm(N, d_in + 1, d_out, M, in_t, g, s.rows.get(), update);
-            }
+            sgd_update(N, d_in, d_out, M, in, in_stride, grad, dz_stride, s.rows.get(), update);
             std::swap(grad, grad_next);
         }
     }

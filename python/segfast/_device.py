@@ -43,12 +43,6 @@ def predict_proba(dims, params, X, device: str, threads: int):
     return _core.predict_proba(list(dims), params, X, threads)
 
 
-def weighted_sum(params, weights, device: str, threads: int):
-    if device == "cuda":
-        return _core.cuda_weighted_sum(params, weights)
-    return _core.weighted_sum(params, weights, threads)
-
-
 _COMBINE_MODES = ("proba", "votes", "log_proba")
 
 

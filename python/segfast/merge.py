@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._device import check_device, weighted_sum
+from ._device import check_device
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels
 from .align import _check_stack, align as align_stack
@@ -115,8 +115,9 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
     renormalises hidden units (REPAIR); rescale=True restores each layer's mean weight norm.
     val is an (X, y) pair. Diverged models (``stack.diverged``) are left out with a warning.
     With return_details=True, returns (merged, details) where details holds the weights used.
-    device="cuda" evaluates the models on val and forms the weighted averages on the GPU
-    (alignment, REPAIR, k-means and the robust reductions run on the CPU).
+    device="cuda" evaluates the models on val (the forward passes) on the GPU; the averages,
+    alignment, REPAIR and k-means run on the CPU, where the stack is (an average reads each
+    weight once: sending the stack to the GPU for it would cost more than it saves).
     """
     _check_stack(stack)
     if method not in METHODS:
@@ -180,7 +181,7 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
             w = rank_weights(val_eval.loss)
         else:  # greedy
             w = _greedy_soup(stack, val, threads, device)
-        merged = _one(stack.dims, weighted_sum(stack.params, w, device, threads))
+        merged = _one(stack.dims, _core.weighted_sum(stack.params, w, threads))
     details["weights"] = w
 
     if merged.n_models == 1:
