@@ -42,8 +42,9 @@ def as_features(X, name: str = "X", n_features: int | None = None, who: str = "t
     return X
 
 
-def as_labels(y, n_rows: int, n_classes: int, name: str = "y") -> np.ndarray:
-    """Return y as a C-contiguous int64 1-D array of labels in [0, n_classes)."""
+def as_labels(y, n_rows: int, n_classes: int | None, name: str = "y") -> np.ndarray:
+    """Return y as a C-contiguous int64 1-D array of labels in [0, n_classes) (n_classes None:
+    any labels >= 0, where no model fixes the number of classes yet)."""
     y = np.asarray(y)
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
@@ -52,7 +53,10 @@ def as_labels(y, n_rows: int, n_classes: int, name: str = "y") -> np.ndarray:
     if len(y) != n_rows:
         raise ValueError(f"{name} has {len(y)} labels but X has {n_rows} rows")
     y = np.ascontiguousarray(y, dtype=np.int64)
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+    if n_classes is None:
+        if len(y) and y.min() < 0:
+            raise ValueError(f"{name} must hold labels >= 0, found {int(y.min())}")
+    elif len(y) and (y.min() < 0 or y.max() >= n_classes):
         lo, hi = int(y.min()), int(y.max())
         raise ValueError(f"{name} holds labels in [{lo}, {hi}] but the models have {n_classes} classes "
                          f"(labels must be in [0, {n_classes - 1}])")

@@ -316,22 +316,13 @@ def save_shards(X, y, segments, directory, shard_size=None) -> Shards:
     with sizes and fingerprints. The default shard_size is the block size of the merge that
     segfast.rounds fuses into training, ceil(n_segments / 64) segments, so that a cluster given
     whole shards trains full rounds at full speed. Returns what `load_shards` would read back."""
-    from ._validate import as_features, positive_int
+    from ._validate import as_features, as_labels, positive_int
     from .results import fingerprint, write_atomic
-    from .segments import Segments
+    from .segments import as_segments
 
     X = as_features(X, "X")
-    y = np.asarray(y)
-    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer) or y.shape != (len(X),):
-        raise ValueError(f"y must hold {len(X)} integer labels (one per row of X), got dtype {y.dtype} shape {y.shape}")
-    y = np.ascontiguousarray(y, dtype=np.int64)
-    if y.min() < 0:
-        raise ValueError(f"y must hold labels >= 0, found {y.min()}")
-    if isinstance(segments, (list, tuple)):
-        segments = Segments.from_indices(segments)
-    if not isinstance(segments, Segments):
-        raise TypeError(f"segments must be a segfast.Segments or a list of index arrays, got {type(segments).__name__}")
-    segments.validate(len(X), min_size=1)
+    y = as_labels(y, len(X), None)
+    segments = as_segments(segments, len(X))
     n = len(segments)
     size = -(-n // 64) if shard_size is None else positive_int(shard_size, "shard_size")
     bounds = np.append(np.arange(0, n, size), n)

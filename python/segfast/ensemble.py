@@ -35,7 +35,7 @@ from ._params import ParamsMixin
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels
 from .predict import predict_proba as stack_proba
-from .segments import Segments
+from .segments import as_segments
 from .stack import MLPStack
 
 METHODS = ("hard", "soft", "weighted", "stacking", "competence")
@@ -224,11 +224,7 @@ class Ensemble(ParamsMixin):
                              "model was trained on")
         X_train = as_features(X_train, "X_train", self.stack.n_features)
         y_train = as_labels(y_train, len(X_train), self.stack.n_classes, "y_train")
-        if not isinstance(segments, Segments):
-            raise TypeError("segments must be a segfast.Segments")
-        if len(segments) != self.stack.n_models:
-            raise ValueError(f"segments has {len(segments)} segments but the stack has {self.stack.n_models} models")
-        segments.validate(len(X_train), min_size=self.k)
+        segments = as_segments(segments, len(X_train), self.stack.n_models, min_size=self.k)
         self.segment_rows_ = [np.ascontiguousarray(X_train[segments[i]]) for i in range(len(segments))]
         self.segment_correct_ = []
         for i, rows in enumerate(self.segment_rows_):

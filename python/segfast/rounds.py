@@ -23,7 +23,7 @@ from ._validate import as_features, as_labels, finite_float, positive_int
 from .merge import METHODS as MERGE_METHODS, _explicit_weights, merge as merge_models
 from .predict import evaluate
 from .results import RunDirectory, fingerprint
-from .segments import Segments
+from .segments import Segments, as_segments
 from .split import Split
 from .stack import MLPStack
 from .train import _flip_width, _train_loop
@@ -59,12 +59,8 @@ class _Here(_Training):
     def __init__(self, start: MLPStack, X, y, segments, device: str):
         self.X = as_features(X, "X", start.n_features)
         self.y = as_labels(y, len(self.X), start.n_classes)
-        if isinstance(segments, (list, tuple)):
-            segments = Segments.from_indices(segments)
-        if not isinstance(segments, Segments):
-            raise TypeError(f"segments must be a segfast.Segments or a list of index arrays, got {type(segments).__name__}")
-        self.segments = segments.validate(len(self.X), min_size=1)
-        self.sizes = segments.sizes
+        self.segments = as_segments(segments, len(self.X))
+        self.sizes = self.segments.sizes
         self.dims, self.device = start.dims, device
         self.local = self.gpu = None  # the segment models (and their GPU copy), reused from round to round
 
@@ -147,6 +143,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     else:
         start = MLPStack(stack_or_architecture, n_models=1, seed=seed)
     dims = start.dims
+    device = check_device(device)
     where = X if isinstance(X, _Training) else _Here(start, X, y, segments, device)
     if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
         raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
@@ -174,7 +171,6 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
     threads = resolve_n_jobs(n_jobs)
-    device = where.device = check_device(device)
     evaluation = _eval_pair(eval, start.n_features, start.n_classes)
     base_lr = finite_float(train_kwargs.get("lr", 0.05), "lr", minimum=0.0)
     batch = positive_int(train_kwargs.get("batch_size", 32), "batch_size")

@@ -188,6 +188,19 @@ def _by_label(y, k) -> Segments:
     return Segments(order, np.concatenate(offsets))
 
 
+def as_segments(segments, n_rows: int, n_models: int | None = None, min_size: int = 1) -> Segments:
+    """``segments`` (a Segments or a list of index arrays) as a Segments checked against X's
+    ``n_rows`` rows and, when given, the stack's ``n_models`` models."""
+    if isinstance(segments, (list, tuple)):
+        segments = Segments.from_indices(segments)
+    if not isinstance(segments, Segments):
+        raise TypeError("segments must be a segfast.Segments (see segfast.segment) or a list of index arrays, "
+                        f"got {type(segments).__name__}")
+    if n_models is not None and len(segments) != n_models:
+        raise ValueError(f"segments has {len(segments)} segments but the stack has {n_models} models")
+    return segments.validate(n_rows, min_size=min_size)
+
+
 def segment(y, n_segments, scheme="iid", *, alpha=0.5, seed=0, min_size=1) -> Segments:
     """Segment the rows of a data set with labels `y` (1-D, integers >= 0) into `n_segments`.
 

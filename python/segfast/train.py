@@ -13,7 +13,7 @@ from . import _core, _device
 from ._progress import Progress
 from ._threads import resolve_n_jobs
 from ._validate import as_features, as_labels, finite_float, positive_int
-from .segments import Segments
+from .segments import as_segments
 from .stack import MLPStack
 
 
@@ -38,19 +38,6 @@ class History:
             if seen.size:
                 out[i] = seen[-1]
         return out
-
-
-def _as_segments(segments, n_models: int, n_rows: int) -> Segments:
-    if not isinstance(segments, Segments):
-        if isinstance(segments, (list, tuple)):
-            segments = Segments.from_indices(segments)
-        else:
-            raise TypeError("segments must be a segfast.Segments (see segfast.segment) or a list of index "
-                            f"arrays, got {type(segments).__name__}")
-    if len(segments) != n_models:
-        raise ValueError(f"segments has {len(segments)} segments but the stack has {n_models} models")
-    segments.validate(n_rows, min_size=1)
-    return segments
 
 
 def _epochs_per_model(epochs, n_models: int) -> np.ndarray:
@@ -105,7 +92,7 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
         raise TypeError(f"stack must be a segfast.MLPStack, got {type(stack).__name__}")
     X = as_features(X, "X", stack.n_features)
     y = as_labels(y, len(X), stack.n_classes)
-    segments = _as_segments(segments, stack.n_models, len(X))
+    segments = as_segments(segments, len(X), stack.n_models)
     per_model = _epochs_per_model(epochs, stack.n_models)
     batch_size = positive_int(batch_size, "batch_size")
     lr = finite_float(lr, "lr", minimum=0.0)
