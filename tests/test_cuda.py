@@ -27,8 +27,19 @@ def problem(rng):
 
 def test_device_must_be_cpu_or_cuda(problem):
     X, y, seg = problem
-    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
-        segfast.train(MLPStack([36, 8, 5], 5), X, y, seg, device="gpu")
+    stack = MLPStack([36, 8, 5], 5)
+    calls = [
+        lambda: segfast.train(stack, X, y, seg, device="gpu"),
+        lambda: segfast.predict_proba(stack, X, device="gpu"),
+        lambda: segfast.evaluate(stack, X, y, device=None),
+        lambda: segfast.merge(stack, device="CUDA"),
+        lambda: segfast.Ensemble(stack, device="gpu").predict(X),
+        lambda: segfast.rounds([36, 8, 5], X, y, seg, rounds=1, progress=False, device="gpu"),
+        lambda: segfast.SegmentClassifier(n_segments=2, device="gpu").fit(X, y),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+            call()
 
 
 @pytest.mark.skipif(segfast.cuda_available(), reason="a GPU is present")

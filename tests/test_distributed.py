@@ -79,6 +79,25 @@ def test_segment_evaluation_pulls_the_segment_models(client, data):
     assert here.history[-1]["segment_accuracy_mean"] == there.history[-1]["segment_accuracy_mean"]
 
 
+def test_save_shards_refuses_bad_input(data, tmp_path):
+    X, y, _, seg = data
+    with pytest.raises(ValueError, match="y has 999 labels but X has 1000 rows"):
+        segfast.datasets.save_shards(X, y[:-1], seg, tmp_path / "a")
+    with pytest.raises(TypeError, match="integer class labels"):
+        segfast.datasets.save_shards(X, y.astype(np.float64), seg, tmp_path / "b")
+    with pytest.raises(ValueError, match="labels >= 0"):
+        segfast.datasets.save_shards(X, y - 1, seg, tmp_path / "c")
+    nan = X.copy()
+    nan[0, 0] = np.inf
+    with pytest.raises(ValueError, match="inf"):
+        segfast.datasets.save_shards(nan, y, seg, tmp_path / "d")
+    with pytest.raises(ValueError, match="segment 1 is empty"):
+        segfast.datasets.save_shards(X, y, [np.arange(3), np.arange(0)], tmp_path / "e")
+    with pytest.raises(ValueError, match="shard_size must be an integer >= 1"):
+        segfast.datasets.save_shards(X, y, seg, tmp_path / "f", shard_size=0)
+    assert not any((tmp_path / name).exists() and any((tmp_path / name).iterdir()) for name in "abcdef")
+
+
 def test_shard_files_round_trip(data, tmp_path):
     X, y, _, seg = data
     shards = segfast.datasets.save_shards(X, y, seg, tmp_path / "shards", shard_size=30)
@@ -211,6 +230,18 @@ def test_bad_input_gives_clear_errors(client, data):
         sd.rounds(DIMS, X, y, seg, client=client, fraction=2.0)
     with pytest.raises(ValueError, match="segments has 200 segments but the stack has 3 models"):
         sd.train(MLPStack(DIMS, 3), X, y, seg, client=client)
+    nan = X.copy()
+    nan[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        sd.rounds(DIMS, nan, y, seg, rounds=1, client=client, progress=False)
+    with pytest.raises(ValueError, match="X has 15 features"):
+        sd.train(MLPStack(DIMS, 200), X[:, :15], y, seg, client=client)
+    with pytest.raises(TypeError, match="integer class labels"):
+        sd.train(MLPStack(DIMS, 200), X, y.astype(np.float32), seg, client=client)
+    with pytest.raises(ValueError, match="labels in"):
+        sd.rounds(DIMS, X, y + 10, seg, rounds=1, client=client, progress=False)
+    with pytest.raises(ValueError, match="segment 0 is empty"):
+        sd.rounds(DIMS, X, y, [np.arange(0), np.arange(5)], rounds=1, client=client, progress=False)
     with dd.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty, dd.Client(empty) as c:
         with pytest.raises(ValueError, match="client has no workers"):
             sd.rounds(DIMS, X, y, seg, client=c)
