@@ -13,16 +13,12 @@ namespace segfast {
 
 namespace {
 constexpr int kBlockRows = 256;
-// Weights are repacked as strips of 64 output columns (the gemm tile's width), each (d_in, 64)
-// contiguous, so a tile streams one run instead of 64 floats every d_out: 0.82 s -> 0.76 s for
-// the soft vote of 100 models of 784-128-10 over 10,000 rows, 2 threads.
-constexpr int kStrip = 64;
 // Logits held at once, (span rows, models, classes): 16 MB, 4,096 rows for 100 models of 10 classes.
 constexpr std::size_t kLogitBudget = std::size_t(1) << 22;
 
 struct Scratch {
     Workspace ws;
-    Buffer<float> packed;     // (n_params,) the model's weights in strips, biases unused
+    Buffer<float> packed;     // (n_params,) the model's weights in strips (pack_weights), biases unused
     std::vector<int> picked;  // rows of the chunk where the model has a non-zero weight
     std::vector<double> acc, vote_acc;  // (classes,) one row's sums over models
     Scratch(const Arch& arch, int rows) : ws(arch, rows), packed(arch.n_params), acc(arch.n_out()), vote_acc(arch.n_out()) {
@@ -30,49 +26,6 @@ struct Scratch {
     }
 };
 
-// Each W_l (d_in, d_out) of the parameter row w into strips: columns [s0, s0 + width) as a
-// (d_in, width) row-major block at packed + w_off[l] + s0 * d_in.
-void pack_strips(const Arch& arch, const float* w, float* packed) {
-    for (int l = 0; l < arch.n_layers(); ++l) {
-        const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
-        const float* src = w + arch.w_off[l];
-        float* dst = packed + arch.w_off[l];
-        for (int s0 = 0; s0 < d_out; s0 += kStrip) {
-            const int width = std::min(kStrip, d_out - s0);
-            for (int p = 0; p < d_in; ++p) {
-                const float* row = src + static_cast<std::size_t>(p) * d_out + s0;
-                std::copy(row, row + width, dst + static_cast<std::size_t>(s0) * d_in + static_cast<std::size_t>(p) * width);
-            }
-        }
-    }
-}
-
-// forward() of mlp.h with the weights from pack_strips (biases still from the parameter row):
-// the same products per element, so the same logits to the bit.
-float* forward_packed(const Arch& arch, const float* packed, const float* w, const float* x, int rows, Workspace& ws) {
-    const int L = arch.n_layers();
-    const float* in = x;
-    for (int l = 0; l < L; ++l) {
-        const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
-        GemmArgs g;
-        g.m = rows;  // (B, d_in) @ (d_in, width) per strip
-        g.k = d_in;
-        g.a = in;
-        g.a_rs = d_in;
-        g.a_ks = 1;
-        g.ldc = d_out;
-        for (int s0 = 0; s0 < d_out; s0 += kStrip) {
-            g.n = std::min(kStrip, d_out - s0);
-            g.b = packed + arch.w_off[l] + static_cast<std::size_t>(s0) * d_in;
-            g.ldb = g.n;
-            g.c = ws.act[l + 1].data() + s0;
-            g.bias = w + arch.b_off[l] + s0;
-            gemm(l + 1 < L ? Epilogue::BiasRelu : Epilogue::Bias, g);
-        }
-        in = ws.act[l + 1].data();
-    }
-    return ws.act[L].data();
-}
 }  // namespace
 
 void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
@@ -108,7 +61,7 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     if (!row_weights || row_weights[(r0 + c0 + i) * n_models + m] != 0.f) s.picked.push_back(i);
                 const int count = static_cast<int>(s.picked.size());
                 if (count == 0) continue;
-                if (!packed) pack_strips(arch, w, s.packed.data());
+                if (!packed) pack_weights(arch, w, s.packed.data());
                 packed = true;
                 const float* in = x + (r0 + c0) * d;
                 if (count < chunk) {
@@ -118,7 +71,7 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     }
                     in = s.ws.input.data();
                 }
-                const float* z = forward_packed(arch, s.packed.data(), w, in, count, s.ws);
+                const float* z = forward(arch, w, in, count, s.ws, s.packed.data());
                 for (int t = 0; t < count; ++t)
                     std::copy(z + static_cast<std::size_t>(t) * C, z + static_cast<std::size_t>(t + 1) * C,
                               logits.data() + ((c0 + s.picked[t]) * n_models + m) * C);

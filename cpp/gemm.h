@@ -39,6 +39,10 @@ struct GemmArgs {
     SgdStep sgd;
 };
 
+// Columns in the AVX-512 kernel's panel (4 registers of 16 floats): B packed in (k, 64) strips,
+// each contiguous, streams one run per tile (the kNN's references, the ensemble's weights).
+constexpr int kGemmStrip = 64;
+
 void gemm(Epilogue epilogue, const GemmArgs& args);
 void gemm_reference(Epilogue epilogue, const GemmArgs& args);
 bool gemm_avx512_supported();

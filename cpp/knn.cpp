@@ -16,10 +16,10 @@ namespace segfast {
 namespace {
 constexpr int kQueryBlock = 256;
 constexpr int kRefBlock = 256;  // B (d x 256 floats, 800 KB for d = 784) stays in L2: 0.51 s against 0.86 s with 2048 (10,000 x 5,000 rows)
-// refs^T is stored as strips of 64 columns (the gemm tile's width), each (d, 64) contiguous: the
-// tile streams one 200 KB run instead of 64 floats every 1 KB, which cut the products from 0.38 s
-// to 0.30 s (10,000 x 5,000 x 784, 2 threads).
-constexpr int kStrip = 64;
+// refs^T is stored as strips of kGemmStrip columns, each (d, 64) contiguous: the tile streams one
+// 200 KB run instead of 64 floats every 1 KB, which cut the products from 0.38 s to 0.30 s
+// (10,000 x 5,000 x 784, 2 threads).
+constexpr int kStrip = kGemmStrip;
 }  // namespace
 
 void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t n_r, int d, int k,

@@ -1,6 +1,7 @@
 // Forward/backward of one model. Shapes in the comments use B for the rows of the block.
 #include "mlp.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -21,23 +22,42 @@ Workspace::Workspace(const Arch& arch, int rows) : max_rows(rows) {
     labels.resize(rows);
 }
 
-float* forward(const Arch& arch, const float* params, const float* x, int rows, Workspace& ws) {
+void pack_weights(const Arch& arch, const float* params, float* packed) {
+    for (int l = 0; l < arch.n_layers(); ++l) {
+        const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
+        const float* src = params + arch.w_off[l];
+        float* dst = packed + arch.w_off[l];
+        for (int s0 = 0; s0 < d_out; s0 += kGemmStrip) {
+            const int width = std::min(kGemmStrip, d_out - s0);
+            for (int p = 0; p < d_in; ++p) {
+                const float* row = src + static_cast<std::size_t>(p) * d_out + s0;
+                std::copy(row, row + width, dst + static_cast<std::size_t>(s0) * d_in + static_cast<std::size_t>(p) * width);
+            }
+        }
+    }
+}
+
+float* forward(const Arch& arch, const float* params, const float* x, int rows, Workspace& ws, const float* packed) {
     const int L = arch.n_layers();
     const float* in = x;
     for (int l = 0; l < L; ++l) {
+        const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
+        const int strip = packed ? kGemmStrip : d_out;  // unpacked: one product over all columns
         GemmArgs g;
-        g.m = rows;                       // (B, d_l) @ (d_l, d_{l+1})
-        g.n = arch.dims[l + 1];
-        g.k = arch.dims[l];
+        g.m = rows;  // (B, d_in) @ (d_in, width) per strip
+        g.k = d_in;
         g.a = in;
-        g.a_rs = arch.dims[l];
+        g.a_rs = d_in;
         g.a_ks = 1;
-        g.b = params + arch.w_off[l];
-        g.ldb = arch.dims[l + 1];
-        g.c = ws.act[l + 1].data();
-        g.ldc = arch.dims[l + 1];
-        g.bias = params + arch.b_off[l];
-        gemm(l + 1 < L ? Epilogue::BiasRelu : Epilogue::Bias, g);
+        g.ldc = d_out;
+        for (int s0 = 0; s0 < d_out; s0 += strip) {
+            g.n = std::min(strip, d_out - s0);
+            g.b = packed ? packed + arch.w_off[l] + static_cast<std::size_t>(s0) * d_in : params + arch.w_off[l] + s0;
+            g.ldb = packed ? g.n : d_out;
+            g.c = ws.act[l + 1].data() + s0;
+            g.bias = params + arch.b_off[l] + s0;
+            gemm(l + 1 < L ? Epilogue::BiasRelu : Epilogue::Bias, g);
+        }
         in = ws.act[l + 1].data();
     }
     return ws.act[L].data();
