@@ -156,6 +156,7 @@ void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a,
     Epilogue e;
     Array<float> bias, vel, anchor;
     if (epilogue == "store") e = Epilogue::Store;
+    else if (epilogue == "add") e = Epilogue::Add;
     else if (epilogue == "bias" || epilogue == "bias_relu") {
         e = epilogue == "bias" ? Epilogue::Bias : Epilogue::BiasRelu;
         bias = expect<float>(bias_obj, "bias", {n});
@@ -175,7 +176,7 @@ void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a,
             g.sgd.prox = prox;
         }
     } else {
-        throw py::value_error("epilogue must be 'store', 'bias', 'bias_relu' or 'sgd', got '" + epilogue + "'");
+        throw py::value_error("epilogue must be 'store', 'add', 'bias', 'bias_relu' or 'sgd', got '" + epilogue + "'");
     }
     py::gil_scoped_release release;
     if (reference) gemm_reference(e, g);
@@ -418,6 +419,17 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("with_votes") = false,
             "with_votes=True returns (combined, votes) from one forward pass of every model");
     mod.def("knn", &knn_py, py::arg("X"), py::arg("refs"), py::arg("k"), py::arg("n_jobs") = -1);
+    mod.def(
+        "transpose",
+        [](py::handle a_obj, bool reference) {
+            auto a = expect<float>(a_obj, "a", {-1, -1});
+            const int rows = static_cast<int>(a.shape(0)), cols = static_cast<int>(a.shape(1));
+            py::array_t<float> out({a.shape(1), a.shape(0)});
+            auto fn = reference ? &transpose_reference : &transpose;
+            fn(a.data(), cols, rows, cols, out.mutable_data(), rows);
+            return out;
+        },
+        py::arg("a"), py::arg("reference") = false, "Test hook: a.T through the packing kernel.");
     mod.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
             py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),
             py::arg("lr") = 0.f, py::arg("momentum") = 0.f, py::arg("weight_decay") = 0.f,

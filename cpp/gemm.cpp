@@ -26,6 +26,13 @@ void gemm(Epilogue epilogue, const GemmArgs& args) {
         gemm_reference(epilogue, args);
 }
 
+void transpose(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out) {
+    if (use_avx512())
+        transpose_avx512(in, ld_in, rows, cols, out, ld_out);
+    else
+        transpose_reference(in, ld_in, rows, cols, out, ld_out);
+}
+
 const char* gemm_kernel_name() { return use_avx512() ? "avx512" : "reference"; }
 
 }  // namespace segfast

@@ -4,6 +4,7 @@
 // serves A (a_rs = lda, a_ks = 1) and A transposed (a_rs = 1, a_ks = lda) without copies.
 // B is row-major with leading dimension ldb. The epilogue decides what acc becomes:
 //   Store    c = acc
+//   Add      c = c + acc (a low-rank correction of a product already stored)
 //   Bias     c = acc + bias
 //   BiasRelu c = max(acc + bias, 0)
 //   Sgd      c is a weight matrix W and acc its gradient; one SGD step in place:
@@ -16,7 +17,7 @@
 
 namespace segfast {
 
-enum class Epilogue { Store, Bias, BiasRelu, Sgd };
+enum class Epilogue { Store, Add, Bias, BiasRelu, Sgd };
 
 struct SgdStep {
     float lr = 0.f;
@@ -47,6 +48,13 @@ void gemm(Epilogue epilogue, const GemmArgs& args);
 void gemm_reference(Epilogue epilogue, const GemmArgs& args);
 bool gemm_avx512_supported();
 void gemm_avx512(Epilogue epilogue, const GemmArgs& args);
+
+// Packs an operand the other way round: out[i * ld_out + p] = in[p * ld_in + i] for p < rows,
+// i < cols (the products read A a row at a time; weights store a unit as a column).
+void transpose(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out);
+void transpose_reference(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out,
+                         std::ptrdiff_t ld_out);
+void transpose_avx512(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out);
 
 // Name of the kernel gemm() dispatches to on this CPU: "avx512" or "reference".
 const char* gemm_kernel_name();

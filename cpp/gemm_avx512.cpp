@@ -72,6 +72,7 @@ void tile_kernel(const Tile& t) {
         for (int v = 0; v < V; ++v) {
             const __mmask16 m = (v == V - 1) ? t.tail : static_cast<__mmask16>(0xFFFF);
             __m512 x = acc[r][v];
+            if (E == Epilogue::Add) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c + 16 * v));
             if (E == Epilogue::Bias || E == Epilogue::BiasRelu)
                 x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias + 16 * v));
             if (E == Epilogue::BiasRelu) x = _mm512_max_ps(x, zero);
@@ -137,13 +138,57 @@ void run(const GemmArgs& g) {
     }
 }
 
+// One 16 x 16 block: in rows p < rows (masked to cols lanes) become out rows i < cols (masked
+// to rows lanes). Three rounds of interleaving: 32-bit pairs, 64-bit pairs, 128-bit lanes.
+void transpose_block(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out) {
+    const __mmask16 load = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1u);
+    const __mmask16 store = static_cast<__mmask16>(rows >= 16 ? 0xFFFF : (1u << rows) - 1u);
+    __m512 r[16], t[16];
+#pragma GCC unroll 16
+    for (int p = 0; p < 16; ++p) r[p] = p < rows ? _mm512_maskz_loadu_ps(load, in + p * ld_in) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int p = 0; p < 16; p += 2) {  // t[p]: r[p], r[p+1] elements 0, 1 of each 4-lane; t[p+1]: 2, 3
+        t[p] = _mm512_unpacklo_ps(r[p], r[p + 1]);
+        t[p + 1] = _mm512_unpackhi_ps(r[p], r[p + 1]);
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < 16; p += 4) {  // r[p + c]: element c of each 4-lane, from rows p..p+3
+        const __m512d a = _mm512_castps_pd(t[p]), b = _mm512_castps_pd(t[p + 1]);
+        const __m512d c = _mm512_castps_pd(t[p + 2]), d = _mm512_castps_pd(t[p + 3]);
+        r[p] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[p + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[p + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[p + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {  // column 4 * lane + c gathers lane `lane` of r[c], r[4 + c], r[8 + c], r[12 + c]
+        const __m512 even = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), odd = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        const __m512 even2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        const __m512 odd2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+        const __m512 col[4] = {_mm512_shuffle_f32x4(even, even2, 0x88), _mm512_shuffle_f32x4(odd, odd2, 0x88),
+                               _mm512_shuffle_f32x4(even, even2, 0xdd), _mm512_shuffle_f32x4(odd, odd2, 0xdd)};
+#pragma GCC unroll 4
+        for (int lane = 0; lane < 4; ++lane) {
+            const int i = 4 * lane + c;
+            if (i < cols) _mm512_mask_storeu_ps(out + i * ld_out, store, col[lane]);
+        }
+    }
+}
+
 }  // namespace
 
 bool gemm_avx512_supported() { return __builtin_cpu_supports("avx512f"); }
 
+void transpose_avx512(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out) {
+    for (int p0 = 0; p0 < rows; p0 += 16)
+        for (int i0 = 0; i0 < cols; i0 += 16)
+            transpose_block(in + p0 * ld_in + i0, ld_in, rows - p0, cols - i0, out + i0 * ld_out + p0, ld_out);
+}
+
 void gemm_avx512(Epilogue epilogue, const GemmArgs& g) {
     switch (epilogue) {
         case Epilogue::Store: run<Epilogue::Store>(g); break;
+        case Epilogue::Add: run<Epilogue::Add>(g); break;
         case Epilogue::Bias: run<Epilogue::Bias>(g); break;
         case Epilogue::BiasRelu: run<Epilogue::BiasRelu>(g); break;
         case Epilogue::Sgd: run<Epilogue::Sgd>(g); break;
@@ -157,6 +202,9 @@ void gemm_avx512(Epilogue epilogue, const GemmArgs& g) {
 namespace segfast {
 bool gemm_avx512_supported() { return false; }
 void gemm_avx512(Epilogue epilogue, const GemmArgs& g) { gemm_reference(epilogue, g); }
+void transpose_avx512(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out) {
+    transpose_reference(in, ld_in, rows, cols, out, ld_out);
+}
 }  // namespace segfast
 
 #endif

@@ -20,6 +20,9 @@ void gemm_reference(Epilogue epilogue, const GemmArgs& g) {
             case Epilogue::Store:
                 for (int j = 0; j < g.n; ++j) c[j] = acc[j];
                 break;
+            case Epilogue::Add:
+                for (int j = 0; j < g.n; ++j) c[j] += acc[j];
+                break;
             case Epilogue::Bias:
                 for (int j = 0; j < g.n; ++j) c[j] = acc[j] + g.bias[j];
                 break;
@@ -45,6 +48,15 @@ void gemm_reference(Epilogue epilogue, const GemmArgs& g) {
             }
         }
     }
+}
+
+void transpose_reference(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out,
+                         std::ptrdiff_t ld_out) {
+    constexpr int kTile = 16;  // both sides stay within a few cache lines
+    for (int p0 = 0; p0 < rows; p0 += kTile)
+        for (int i0 = 0; i0 < cols; i0 += kTile)
+            for (int i = i0; i < i0 + kTile && i < cols; ++i)
+                for (int p = p0; p < p0 + kTile && p < rows; ++p) out[i * ld_out + p] = in[p * ld_in + i];
 }
 
 }  // namespace segfast

@@ -23,6 +23,24 @@ def test_store_matches_numpy(rng, m, n, k, trans_a, reference):
     np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_add_accumulates_into_c(rng, m, n, k, trans_a, reference):
+    a, b, want = operands(rng, m, n, k, trans_a)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    c = c0.copy()
+    _core.gemm(a, b, c, trans_a=trans_a, epilogue="add", reference=reference)
+    np.testing.assert_allclose(c, c0 + want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1), (16, 16), (17, 33), (784, 512), (5, 70), (64, 10), (31, 16)])
+def test_transpose_matches_numpy(rng, shape, reference):
+    a = rng.standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(_core.transpose(a, reference=reference), a.T)
+
+
 @pytest.mark.parametrize("m,n,k", SHAPES)
 def test_bias_and_relu(rng, m, n, k):
     a, b, want = operands(rng, m, n, k, False)
