@@ -13,10 +13,13 @@
 namespace segfast {
 
 struct AlignWorkspace {
-    Buffer<float> target_features, model_features;  // (d_in + 1 + d_out, d) per hidden layer
-    Buffer<float> score;                            // (d, d)
-    Buffer<float> scratch;                          // one parameter row
-    std::vector<int> q, composed;
+    Buffer<float> target_units;  // (d, d_in + 1 + d_out): the target's units' features, a row each
+    Buffer<float> model_strips;  // the model's features, (d_in + 1 + d_out, 64) per strip of units
+    std::vector<Buffer<float>> scores;  // (d, d) per hidden layer
+    std::vector<char> valid;            // per hidden layer: its score is up to date
+    Buffer<float> gathered, change;     // operands of a score's low-rank correction
+    Buffer<float> scratch;              // one parameter row
+    std::vector<int> q, composed, moved;
     std::vector<double> moved_prices;
     std::vector<char> dirty;  // per hidden layer: a neighbour moved since its last assignment
     AssignWorkspace lap;
@@ -33,8 +36,11 @@ int hidden_units(const Arch& arch);
 // n_threads splits the similarity products (the assignment itself is sequential).
 // prices (hidden_units), optional, keep each layer's assignment prices between calls for the
 // same model; with warm = true they seed the assignment (see max_assignment).
+// sum (n_params), optional: a running sum of rows that includes row, kept equal to it as its
+// units move (the "mean of the others" of align_stack, without a pass over the whole row).
 bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps,
-              AlignWorkspace& ws, int n_threads = 1, double* prices = nullptr, bool warm = false);
+              AlignWorkspace& ws, int n_threads = 1, double* prices = nullptr, bool warm = false,
+              double* sum = nullptr);
 
 // Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
 // (in parallel), then, round by round, each other model in turn to the mean of the rest (the
