@@ -15,85 +15,27 @@ scipy version; k-means at least as fast as scikit-learn.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import segfast
 from segfast import _core
 
-try:
-    from scipy.optimize import linear_sum_assignment
-except ImportError:  # pragma: no cover
-    linear_sum_assignment = None
+# The same merge-many alignment in numpy + scipy: the tests' oracle, its products in float32 here
+# (as a numpy user would write it; the tests compute them in float64).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from reference import align_many  # noqa: E402
+
+HAVE_SCIPY = importlib.util.find_spec("scipy") is not None
 
 
-# ---- the same merge-many alignment in numpy + scipy --------------------------------------------
-
-def _layers(dims, row):
-    out, off = [], 0
-    for a, b in zip(dims[:-1], dims[1:]):
-        W = row[off:off + a * b].reshape(a, b)
-        off += a * b
-        out.append((W, row[off:off + b]))
-        off += b
-    return out
-
-
-def _features(dims, row, l):
-    (W, b), (W_next, _) = _layers(dims, row)[l], _layers(dims, row)[l + 1]
-    return np.concatenate([W, b[None, :], W_next.T])  # (d_in + 1 + d_out, d): unit j is column j
-
-
-def _permute(dims, row, l, q):
-    (W, b), (W_next, _) = _layers(dims, row)[l], _layers(dims, row)[l + 1]
-    W[...] = W[:, q]
-    b[...] = b[q]
-    W_next[...] = W_next[q, :]
-
-
-def numpy_align_to(dims, target, row, perm_offsets, perm):
-    hidden = len(dims) - 2
-    moved = False
-    for _ in range(50):
-        changed = False
-        for l in range(hidden):
-            score = _features(dims, target, l).T @ _features(dims, row, l)
-            r, c = linear_sum_assignment(score, maximize=True)
-            identity = np.trace(score)
-            if score[r, c].sum() > identity + 1e-9 * (1 + abs(identity)):
-                _permute(dims, row, l, c)
-                o = perm_offsets[l]
-                perm[o:o + len(c)] = perm[o:o + len(c)][c]
-                changed = True
-        moved |= changed
-        if not changed or hidden == 1:
-            break
-    return moved
-
-
-def numpy_merge_many(dims, params, reference, max_rounds=10):
-    params = params.copy()
-    n = len(params)
-    offsets = np.concatenate([[0], np.cumsum(dims[1:-1])])
-    perms = np.tile(np.concatenate([np.arange(d) for d in dims[1:-1]]), (n, 1))
-    for m in range(n):
-        if m != reference:
-            numpy_align_to(dims, params[reference], params[m], offsets, perms[m])
-    total = params.sum(axis=0, dtype=np.float64)
-    for _ in range(max_rounds):
-        any_moved = False
-        for m in range(n):
-            if m == reference:
-                continue
-            before = params[m].copy()
-            target = ((total - params[m]) / (n - 1)).astype(np.float32)
-            if numpy_align_to(dims, target, params[m], offsets, perms[m]):
-                total += params[m].astype(np.float64) - before
-                any_moved = True
-        if not any_moved:
-            break
-    return params.mean(axis=0), perms
+def numpy_merge_many(dims, params, reference):
+    aligned, perms = align_many(dims, params, reference, rounds=10, dtype=np.float32)
+    return aligned.mean(axis=0), perms
 
 
 # ---- the benchmark --------------------------------------------------------------------------
@@ -127,7 +69,7 @@ def main():
     print(f"segfast {segfast.__version__}, gemm kernel {_core.gemm_kernel()}, {_core.available_threads()} threads")
     results = {}
 
-    if linear_sum_assignment is None:
+    if not HAVE_SCIPY:
         print("scipy not installed: skipping the aligned-merge comparison")
     else:
         for dims in ([784, 512, 10], [784, 512, 512, 10]):

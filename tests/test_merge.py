@@ -8,6 +8,7 @@ import segfast
 from segfast import MLPStack, _core
 from segfast.merge import rank_weights
 
+import reference
 from conftest import blobs
 
 
@@ -127,6 +128,18 @@ def test_alignment_undoes_a_permutation(rng, dims):
         shuffled.weights(layer + 1)[0] = shuffled.weights(layer + 1)[0][p, :]
     assert not np.array_equal(shuffled.params, model.params)
     np.testing.assert_array_equal(segfast.align(shuffled, model).params, model.params)
+
+
+@pytest.mark.parametrize("dims", [[20, 70, 10], [20, 70, 40, 5], [17, 33, 130, 20, 3]])
+def test_merge_many_alignment_matches_numpy_and_scipy(dims):
+    """Every permutation of align() against the numpy + scipy reference, on widths that span
+    several 64-unit strips with ragged ends, and on 2-3 hidden layers, where a move corrects
+    the neighbouring layers' scores in place instead of recomputing them."""
+    stack = MLPStack(dims, n_models=6, init="independent", seed=3)
+    want_params, want_perms = reference.align_many(dims, stack.params, 1, rounds=10)
+    aligned = segfast.align(stack, 1, rounds=10)
+    np.testing.assert_array_equal(aligned.permutations, want_perms)
+    np.testing.assert_array_equal(aligned.params, want_params)
 
 
 def test_aligned_merge_beats_plain_average_of_independent_models(trained):
