@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "check.h"
+
 namespace segfast {
 
 double max_assignment_reference(const float* score, int n, int* perm, AssignWorkspace& ws) {
@@ -71,12 +73,11 @@ double max_assignment_reference(const float* score, int n, int* perm, AssignWork
     return total;
 }
 
-double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws, double* prices, bool warm) {
+double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws, Start start, double* prices,
+                      double* row_duals) {
     const double inf = std::numeric_limits<double>::infinity();
-    ws.cost.resize(static_cast<std::size_t>(n) * n);
-    double* c = ws.cost.data();  // minimise -score
-    for (std::size_t t = 0; t < ws.cost.size(); ++t) c[t] = -static_cast<double>(score[t]);
-    auto C = [&](int i, int j) { return c[static_cast<std::size_t>(i) * n + j]; };
+    // minimise cost = -score, in double
+    auto C = [&](int i, int j) { return -static_cast<double>(score[static_cast<std::size_t>(i) * n + j]); };
     ws.v.assign(n, 0.0);
     ws.min_to.assign(n, 0.0);
     ws.row_sol.assign(n, -1);
@@ -96,13 +97,22 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
 
     static const bool vectorised = assign_avx512_supported();
     int n_free = 0;
-    if (warm && prices) {
-        // Warm start: keep row i on column i wherever that is still a cheapest column of row i.
+    SEGFAST_REQUIRE(start != Start::Prices || prices, "a start from prices needs prices");
+    SEGFAST_REQUIRE(start != Start::RowDuals || row_duals, "a start from row duals needs row duals");
+    if (start == Start::RowDuals) {
+        // The cheapest price each column can have under those row duals; then as from prices.
+        for (int j = 0; j < n; ++j) v[j] = C(0, j) - row_duals[0];
+        for (int i = 1; i < n; ++i)
+            for (int j = 0; j < n; ++j) v[j] = std::min(v[j], C(i, j) - row_duals[i]);
+    } else if (start == Start::Prices) {
         for (int j = 0; j < n; ++j) v[j] = prices[j];
+    }
+    if (start != Start::Cold) {
+        // Keep row i on column i wherever that is still a cheapest column of row i.
         for (int i = 0; i < n; ++i) {
             double best = inf;
             if (vectorised)
-                best = min_reduced_cost_avx512(c + static_cast<std::size_t>(i) * n, v, n);
+                best = min_reduced_cost_avx512(score + static_cast<std::size_t>(i) * n, v, n);
             else
                 for (int j = 0; j < n; ++j) best = std::min(best, C(i, j) - v[j]);
             if (C(i, i) - v[i] <= best) {
@@ -114,12 +124,17 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
         }
     } else {
         // Column reduction: each column's price is its cheapest row; a row that is the cheapest
-        // of exactly one column takes it.
+        // of exactly one column takes it. The minima are found row by row (a column walk
+        // strides n), each column's first cheapest row.
+        for (int j = 0; j < n; ++j) v[j] = C(0, j);
+        for (int i = 1; i < n; ++i)
+            for (int j = 0; j < n; ++j)
+                if (C(i, j) < v[j]) {
+                    v[j] = C(i, j);
+                    pred[j] = i;
+                }
         for (int j = n - 1; j >= 0; --j) {
-            int i_min = 0;
-            for (int i = 1; i < n; ++i)
-                if (C(i, j) < C(i_min, j)) i_min = i;
-            v[j] = C(i_min, j);
+            const int i_min = pred[j];
             if (++matches[i_min] == 1) {  // a row chosen again keeps its first column
                 row_sol[i_min] = j;
                 col_sol[j] = i_min;
@@ -132,8 +147,15 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
             } else if (matches[i] == 1) {
                 const int j1 = row_sol[i];
                 double m = inf;
-                for (int j = 0; j < n; ++j)
-                    if (j != j1 && C(i, j) - v[j] < m) m = C(i, j) - v[j];
+                if (vectorised) {
+                    double low, second;
+                    int at, at2;
+                    two_smallest_avx512(score + static_cast<std::size_t>(i) * n, v, n, &low, &at, &second, &at2);
+                    m = at == j1 ? second : low;
+                } else {
+                    for (int j = 0; j < n; ++j)
+                        if (j != j1 && C(i, j) - v[j] < m) m = C(i, j) - v[j];
+                }
                 if (m < inf) v[j1] -= m;
             }
         }
@@ -153,17 +175,21 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
                 const int i = free_rows[k++];
                 double u_min = C(i, 0) - v[0], u_sub = inf;
                 int j1 = 0, j2 = -1;
-                for (int j = 1; j < n; ++j) {
-                    const double h = C(i, j) - v[j];
-                    if (h < u_sub) {
-                        if (h >= u_min) {
-                            u_sub = h;
-                            j2 = j;
-                        } else {
-                            u_sub = u_min;
-                            u_min = h;
-                            j2 = j1;
-                            j1 = j;
+                if (vectorised) {
+                    two_smallest_avx512(score + static_cast<std::size_t>(i) * n, v, n, &u_min, &j1, &u_sub, &j2);
+                } else {
+                    for (int j = 1; j < n; ++j) {
+                        const double h = C(i, j) - v[j];
+                        if (h < u_sub) {
+                            if (h >= u_min) {
+                                u_sub = h;
+                                j2 = j;
+                            } else {
+                                u_sub = u_min;
+                                u_min = h;
+                                j2 = j1;
+                                j1 = j;
+                            }
                         }
                     }
                 }
@@ -190,7 +216,7 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
     if (vectorised) {
         ws.closed.assign((n + 7) / 8, 0);
         for (int f = 0; f < n_free; ++f)
-            augment_avx512(c, n, v, row_sol, col_sol, free_rows[f], d, pred, col_list, ws.closed.data());
+            augment_avx512(score, n, v, row_sol, col_sol, free_rows[f], d, pred, col_list, ws.closed.data());
         n_free = 0;  // done: skip the scalar loop below
     }
     for (int f = 0; f < n_free; ++f) {
@@ -261,6 +287,8 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
     }
     if (prices)
         for (int j = 0; j < n; ++j) prices[j] = v[j];
+    if (row_duals)
+        for (int i = 0; i < n; ++i) row_duals[i] = C(i, row_sol[i]) - v[row_sol[i]];
     double total = 0.0;
     for (int i = 0; i < n; ++i) {
         perm[i] = row_sol[i];

@@ -211,18 +211,33 @@ py::tuple align_stack_py(const std::vector<int>& dims, py::handle params_obj, in
     return py::make_tuple(perms, rounds);
 }
 
-py::tuple max_assignment_py(py::handle score_obj, bool reference) {
+// Test hook for the solver and its starts: prices and row_duals (float64, n), when given, are read
+// by the start that names them and overwritten with the solution's.
+py::tuple max_assignment_py(py::handle score_obj, bool reference, const std::string& start_name, py::handle prices_obj,
+                            py::handle row_duals_obj) {
     auto score = expect<float>(score_obj, "score", {-1, -1});
     const py::ssize_t n = score.shape(0);
     if (score.shape(1) != n) throw py::value_error("score must be square, got " + shape_of(score));
+    Start start;
+    if (start_name == "cold") start = Start::Cold;
+    else if (start_name == "prices") start = Start::Prices;
+    else if (start_name == "row_duals") start = Start::RowDuals;
+    else throw py::value_error("start must be 'cold', 'prices' or 'row_duals', got '" + start_name + "'");
+    Array<double> prices, row_duals;
+    if (!prices_obj.is_none()) prices = expect<double>(prices_obj, "prices", {n}, true);
+    if (!row_duals_obj.is_none()) row_duals = expect<double>(row_duals_obj, "row_duals", {n}, true);
+    if (start == Start::Prices && prices_obj.is_none()) throw py::value_error("start 'prices' needs prices");
+    if (start == Start::RowDuals && row_duals_obj.is_none()) throw py::value_error("start 'row_duals' needs row_duals");
     py::array_t<int> perm(n);
     int* out = perm.mutable_data();
+    double* p = prices_obj.is_none() ? nullptr : prices.mutable_data();
+    double* u = row_duals_obj.is_none() ? nullptr : row_duals.mutable_data();
     double total;
     {
         py::gil_scoped_release release;
         AssignWorkspace ws;
         total = reference ? max_assignment_reference(score.data(), static_cast<int>(n), out, ws)
-                          : max_assignment(score.data(), static_cast<int>(n), out, ws);
+                          : max_assignment(score.data(), static_cast<int>(n), out, ws, start, p, u);
     }
     return py::make_tuple(perm, total);
 }
@@ -405,7 +420,8 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));
     mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
             py::arg("max_rounds"), py::arg("n_jobs"));
-    mod.def("max_assignment", &max_assignment_py, py::arg("score"), py::arg("reference") = false);
+    mod.def("max_assignment", &max_assignment_py, py::arg("score"), py::arg("reference") = false,
+            py::arg("start") = "cold", py::arg("prices") = py::none(), py::arg("row_duals") = py::none());
     mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));
     mod.def("robust_reduce", &robust_reduce_py, py::arg("params"), py::arg("trim"), py::arg("n_jobs"),
             "trim < 0: coordinate-wise median; trim >= 0: trimmed mean dropping trim from each end");

@@ -49,6 +49,32 @@ def test_assignment_matches_the_hungarian_reference_on_larger_problems(rng, kind
         assert total == pytest.approx(want, rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "diagonal"])
+def test_assignment_from_a_similar_problem_stays_optimal(rng, kind):
+    """The warm starts (a similar problem's column prices or row duals) change only the path
+    to the answer: each gives the optimum of the new problem, whatever the old duals were."""
+    n = 120
+    base = {"normal": rng.standard_normal((n, n)), "ties": rng.integers(0, 3, (n, n)),
+            "diagonal": 3 * np.eye(n) + rng.standard_normal((n, n))}[kind]
+    old = base.astype(np.float32)
+    prices, row_duals = np.zeros(n), np.zeros(n)
+    perm, _ = _core.max_assignment(old, prices=prices, row_duals=row_duals)
+    # they are the optimum's duals: no reduced cost below zero, zero on the assignment
+    reduced = -old.astype(np.float64) - row_duals[:, None] - prices[None, :]
+    assert reduced.min() > -1e-9
+    np.testing.assert_allclose(reduced[np.arange(n), perm], 0, atol=1e-9)
+    for change in (0.01, 0.3, 3.0):
+        new = (base + change * rng.standard_normal((n, n))).astype(np.float32)
+        _, want = _core.max_assignment(new, reference=True)
+        for start, kwargs in [("prices", {"prices": prices.copy()}), ("row_duals", {"row_duals": row_duals.copy()}),
+                              ("prices", {"prices": rng.standard_normal(n) * 10})]:
+            perm, total = _core.max_assignment(new, start=start, **kwargs)
+            assert sorted(perm) == list(range(n))
+            assert total == pytest.approx(want, rel=1e-6, abs=1e-6)
+    with pytest.raises(ValueError, match="needs prices"):
+        _core.max_assignment(old, start="prices")
+
+
 def test_assignment_rejects_non_square():
     with pytest.raises(ValueError, match="square"):
         _core.max_assignment(np.zeros((3, 4), np.float32))
