@@ -149,34 +149,36 @@ void correct_neighbours(const Arch& arch, const float* target, const float* row,
 }
 
 // Moves unit q[i] of hidden layer l to position i: columns of W_l, entries of b_l, rows of W_{l+1}.
-// moved: the i with q[i] != i. sum, optional: a running sum of rows that includes this row,
-// kept equal to it (only the moved units' entries change).
+// Only the moved units (moved: the i with q[i] != i) are touched; late in a merge that is a few
+// percent of them. sum, optional: a running sum of rows that includes this row, kept equal to it.
 void permute_layer(const Arch& arch, float* row, int l, const int* q, const std::vector<int>& moved, float* scratch,
                    double* sum) {
     const int d_in = arch.dims[l], d = arch.dims[l + 1], d_out = arch.dims[l + 2];
-    // d values take theirs from positions q; total, when given, follows the moved ones
+    const std::size_t k = moved.size();
+    // A run of d values: the moved ones take theirs from positions q, all read before any is written.
     auto permute = [&](float* values, double* total) {
-        for (int i = 0; i < d; ++i) scratch[i] = values[q[i]];
-        if (total)
-            for (int i : moved) total[i] += double(scratch[i]) - double(values[i]);
-        std::memcpy(values, scratch, sizeof(float) * d);
+        for (std::size_t t = 0; t < k; ++t) scratch[t] = values[q[moved[t]]];
+        for (std::size_t t = 0; t < k; ++t) {
+            const int i = moved[t];
+            if (total) total[i] += double(scratch[t]) - double(values[i]);
+            values[i] = scratch[t];
+        }
     };
-    for (int k = 0; k < d_in; ++k) {
-        const std::size_t at = arch.w_off[l] + static_cast<std::size_t>(k) * d;
+    for (int r = 0; r < d_in; ++r) {
+        const std::size_t at = arch.w_off[l] + static_cast<std::size_t>(r) * d;
         permute(row + at, sum ? sum + at : nullptr);
     }
     permute(row + arch.b_off[l], sum ? sum + arch.b_off[l] : nullptr);
     float* next = row + arch.w_off[l + 1];
     double* next_sum = sum ? sum + arch.w_off[l + 1] : nullptr;
-    for (int i = 0; i < d; ++i)
-        std::memcpy(scratch + static_cast<std::size_t>(i) * d_out, next + static_cast<std::size_t>(q[i]) * d_out, sizeof(float) * d_out);
-    if (next_sum)
-        for (int i : moved)
-            for (int o = 0; o < d_out; ++o) {
-                const std::size_t at = static_cast<std::size_t>(i) * d_out + o;
-                next_sum[at] += double(scratch[at]) - double(next[at]);
-            }
-    std::memcpy(next, scratch, sizeof(float) * d * d_out);
+    for (std::size_t t = 0; t < k; ++t)
+        std::memcpy(scratch + t * d_out, next + static_cast<std::size_t>(q[moved[t]]) * d_out, sizeof(float) * d_out);
+    for (std::size_t t = 0; t < k; ++t) {
+        const std::size_t at = static_cast<std::size_t>(moved[t]) * d_out;
+        if (next_sum)
+            for (int o = 0; o < d_out; ++o) next_sum[at + o] += double(scratch[t * d_out + o]) - double(next[at + o]);
+        std::memcpy(next + at, scratch + t * d_out, sizeof(float) * d_out);
+    }
 }
 
 // The same move in a (d, d) score: the model's unit q[j] becomes column j.
@@ -197,9 +199,13 @@ int hidden_units(const Arch& arch) {
 }
 
 bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps, AlignWorkspace& ws,
-              int n_threads, double* prices, bool warm, double* sum) {
+              int n_threads, Start start, double* prices, double* row_duals, double* sum) {
     const int hidden_layers = arch.n_layers() - 1;
     if (hidden_layers == 0) return false;
+    if (!prices) {
+        ws.prices.resize(hidden_units(arch));
+        prices = ws.prices.data();
+    }
     ws.scratch.resize(arch.n_params);
     ws.scores.resize(hidden_layers);
     ws.valid.assign(hidden_layers, 0);
@@ -228,8 +234,10 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 ws.valid[l] = 1;
             }
             int* q = ws.q.data();
-            double* layer_prices = prices ? prices + offset : nullptr;
-            const double best = max_assignment(score, d, q, ws.lap, layer_prices, warm || sweep > 0);
+            double* layer_prices = prices + offset;
+            // a layer solved before in this call starts from its own prices, moved with its units
+            const double best = max_assignment(score, d, q, ws.lap, sweep == 0 ? start : Start::Prices, layer_prices,
+                                               row_duals ? row_duals + offset : nullptr);
             double identity = 0.0;
             for (int i = 0; i < d; ++i) identity += score[static_cast<std::size_t>(i) * d + i];
             // Only a strictly better matching counts: ties must not make units swap forever.
@@ -244,10 +252,8 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 ws.composed.resize(d);
                 for (int i = 0; i < d; ++i) ws.composed[i] = p[q[i]];
                 std::memcpy(p, ws.composed.data(), sizeof(int) * d);
-                if (layer_prices) {  // the prices follow their columns to the new positions
-                    ws.moved_prices.assign(layer_prices, layer_prices + d);
-                    for (int i = 0; i < d; ++i) layer_prices[i] = ws.moved_prices[q[i]];
-                }
+                ws.moved_prices.assign(layer_prices, layer_prices + d);  // prices follow their columns
+                for (int i = 0; i < d; ++i) layer_prices[i] = ws.moved_prices[q[i]];
                 if (l > 0) ws.dirty[l - 1] = 1;
                 if (l + 1 < hidden_layers) ws.dirty[l + 1] = 1;
                 changed = true;
@@ -277,11 +283,11 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
     };
     constexpr int kSweeps = 50;
     const float* ref = params + static_cast<std::size_t>(reference) * P;
-    // Each model's assignment prices carry over from one round to the next (warm starts).
+    // Each model's assignment prices carry over from one round to the next.
     std::vector<double> prices(static_cast<std::size_t>(n_models) * H, 0.0);
     parallel_for(n_models, threads, [&](long m, int t) {
         if (m != reference)
-            align_to(arch, ref, params + m * P, perms + m * H, kSweeps, space(t), 1, prices.data() + m * H, false);
+            align_to(arch, ref, params + m * P, perms + m * H, kSweeps, space(t), 1, Start::Cold, prices.data() + m * H);
     });
 
     std::vector<double> sum(P, 0.0);
@@ -290,18 +296,25 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
         for (std::size_t j = 0; j < P; ++j) sum[j] += row[j];
     }
     std::vector<float> target(P);
+    std::vector<double> duals(H);
     AlignWorkspace& ws = space(0);
     const double inv = 1.0 / (n_models - 1);
     int rounds = 0;
     while (rounds < max_rounds) {
         ++rounds;
         bool any = false;
+        bool first = true;
         for (int m = 0; m < n_models; ++m) {
             if (m == reference) continue;
             float* row = params + static_cast<std::size_t>(m) * P;
             for (std::size_t j = 0; j < P; ++j) target[j] = static_cast<float>((sum[j] - row[j]) * inv);
+            // A model's prices belong to its last target. In the first round that was the
+            // reference, far from the mean of the others; the mean barely changes from one
+            // model to the next, so there a match starts from the previous match's row duals.
+            const Start start = rounds == 1 && !first ? Start::RowDuals : Start::Prices;
             any |= align_to(arch, target.data(), row, perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads,
-                            prices.data() + static_cast<std::size_t>(m) * H, true, sum.data());
+                            start, prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data());
+            first = false;
         }
         if (!any) break;
     }

@@ -20,7 +20,7 @@ struct AlignWorkspace {
     Buffer<float> gathered, change;     // operands of a score's low-rank correction
     Buffer<float> scratch;              // one parameter row
     std::vector<int> q, composed, moved;
-    std::vector<double> moved_prices;
+    std::vector<double> prices, moved_prices;  // prices: a call's own when none are given
     std::vector<char> dirty;  // per hidden layer: a neighbour moved since its last assignment
     AssignWorkspace lap;
 };
@@ -34,13 +34,15 @@ int hidden_units(const Arch& arch);
 // perm[off_l + i] is the original index of the unit now at position i of hidden layer l.
 // Returns true when any unit moved.
 // n_threads splits the similarity products (the assignment itself is sequential).
-// prices (hidden_units), optional, keep each layer's assignment prices between calls for the
-// same model; with warm = true they seed the assignment (see max_assignment).
+// start: how each layer's first assignment starts (see Start); later ones in the same call
+// start from the layer's own prices. prices (hidden_units), optional: each layer's column
+// prices, kept between calls for the same model. row_duals (hidden_units), optional: read by
+// Start::RowDuals, and left holding this call's row duals for the next, similar, match.
 // sum (n_params), optional: a running sum of rows that includes row, kept equal to it as its
 // units move (the "mean of the others" of align_stack, without a pass over the whole row).
 bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps,
-              AlignWorkspace& ws, int n_threads = 1, double* prices = nullptr, bool warm = false,
-              double* sum = nullptr);
+              AlignWorkspace& ws, int n_threads = 1, Start start = Start::Cold, double* prices = nullptr,
+              double* row_duals = nullptr, double* sum = nullptr);
 
 // Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
 // (in parallel), then, round by round, each other model in turn to the mean of the rest (the
