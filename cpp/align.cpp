@@ -246,7 +246,8 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 for (int i = 0; i < d; ++i)
                     if (q[i] != i) ws.moved.push_back(i);
                 correct_neighbours(arch, target, row, l, q, ws, n_threads);
-                permute_columns(score, d, q, ws.scratch.data());
+                if (hidden_layers > 1)  // with no neighbour to move it, the layer is never solved again
+                    permute_columns(score, d, q, ws.scratch.data());
                 permute_layer(arch, row, l, q, ws.moved, ws.scratch.data(), sum);
                 int* p = perm + offset;
                 ws.composed.resize(d);
@@ -307,7 +308,11 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
         for (int m = 0; m < n_models; ++m) {
             if (m == reference) continue;
             float* row = params + static_cast<std::size_t>(m) * P;
-            for (std::size_t j = 0; j < P; ++j) target[j] = static_cast<float>((sum[j] - row[j]) * inv);
+            constexpr std::size_t kSpan = 1 << 16;
+            parallel_for(static_cast<long>((P + kSpan - 1) / kSpan), n_threads, [&](long span, int) {
+                for (std::size_t j = span * kSpan; j < std::min(P, (span + 1) * kSpan); ++j)
+                    target[j] = static_cast<float>((sum[j] - row[j]) * inv);
+            });
             // A model's prices belong to its last target. In the first round that was the
             // reference, far from the mean of the others; the mean barely changes from one
             // model to the next, so there a match starts from the previous match's row duals.
