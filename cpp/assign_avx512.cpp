@@ -29,17 +29,23 @@ inline int reduce_argmin(__m512d best, __m512i best_idx) {
     return static_cast<int>(_mm512_mask_reduce_min_epi64(at, best_idx));
 }
 
+// Lane by lane: (x, ix) comes before (y, iy) by value, then by column.
+inline __mmask8 before(__m512d x, __m512i ix, __m512d y, __m512i iy) {
+    return _mm512_cmp_pd_mask(x, y, _CMP_LT_OQ) |
+           (_mm512_cmp_pd_mask(x, y, _CMP_EQ_OQ) & _mm512_cmplt_epi64_mask(ix, iy));
+}
+
 // Relaxes the open columns through row i (h = its potential minus the path length so far)
-// when i >= 0, and returns the open column with the smallest distance.
+// when i >= 0, and returns the open column with the smallest distance. Two sets of lanes take
+// alternate blocks (two dependency chains instead of one) and meet at the end.
 int relax_and_argmin(const float* si, const double* v, double* d, int* pred, const unsigned char* closed,
                      int n, int i, double h) {
     const __m512d hv = _mm512_set1_pd(h);
     const __m256i row = _mm256_set1_epi32(i);
-    __m512d best = _mm512_set1_pd(__builtin_inf());
-    __m512i best_idx = _mm512_set1_epi64(n);
-    __m512i idx = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    __m512d best0 = _mm512_set1_pd(__builtin_inf()), best1 = best0;
+    __m512i idx0 = _mm512_set1_epi64(n), idx1 = idx0;
     const __m512i step = _mm512_set1_epi64(8);
-    for (int jb = 0; jb < n; jb += 8, idx = _mm512_add_epi64(idx, step)) {
+    auto block = [&](int jb, __m512i idx, __m512d& best, __m512i& best_idx) {
         const __mmask8 open = lanes(jb, n) & static_cast<__mmask8>(~closed[jb >> 3]);
         __m512d dv = _mm512_maskz_loadu_pd(open, d + jb);
         if (i >= 0) {
@@ -52,8 +58,18 @@ int relax_and_argmin(const float* si, const double* v, double* d, int* pred, con
         const __mmask8 closer = _mm512_mask_cmp_pd_mask(open, dv, best, _CMP_LT_OQ);
         best = _mm512_mask_mov_pd(best, closer, dv);
         best_idx = _mm512_mask_mov_epi64(best_idx, closer, idx);
+    };
+    __m512i idx = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    int jb = 0;
+    for (; jb + 16 <= n; jb += 16) {
+        block(jb, idx, best0, idx0);
+        idx = _mm512_add_epi64(idx, step);
+        block(jb + 8, idx, best1, idx1);
+        idx = _mm512_add_epi64(idx, step);
     }
-    return reduce_argmin(best, best_idx);
+    for (; jb < n; jb += 8, idx = _mm512_add_epi64(idx, step)) block(jb, idx, best0, idx0);
+    const __mmask8 second = before(best1, idx1, best0, idx0);
+    return reduce_argmin(_mm512_mask_mov_pd(best0, second, best1), _mm512_mask_mov_epi64(idx0, second, idx1));
 }
 
 }  // namespace
@@ -63,57 +79,79 @@ bool assign_avx512_supported() {
 }
 
 double min_reduced_cost_avx512(const float* si, const double* v, int n) {
-    __m512d best = _mm512_set1_pd(__builtin_inf());
-    for (int jb = 0; jb < n; jb += 8) {
-        const __mmask8 in = lanes(jb, n);
-        const __m512d r = _mm512_sub_pd(cost(si, jb, in), _mm512_maskz_loadu_pd(in, v + jb));
-        best = _mm512_mask_min_pd(best, in, best, r);
+    __m512d best0 = _mm512_set1_pd(__builtin_inf()), best1 = best0;
+    int jb = 0;
+    for (; jb + 16 <= n; jb += 16) {  // two chains of minima
+        best0 = _mm512_min_pd(best0, _mm512_sub_pd(cost(si, jb, 0xFF), _mm512_loadu_pd(v + jb)));
+        best1 = _mm512_min_pd(best1, _mm512_sub_pd(cost(si, jb + 8, 0xFF), _mm512_loadu_pd(v + jb + 8)));
     }
-    return _mm512_reduce_min_pd(best);
+    for (; jb < n; jb += 8) {
+        const __mmask8 in = lanes(jb, n);
+        best0 = _mm512_mask_min_pd(best0, in, best0, _mm512_sub_pd(cost(si, jb, in), _mm512_maskz_loadu_pd(in, v + jb)));
+    }
+    return _mm512_reduce_min_pd(_mm512_min_pd(best0, best1));
 }
 
+namespace {
+
+// The two smallest reduced costs seen by each lane, each with its first column (lanes see their
+// columns in increasing order, so a strict "below" keeps the first of equal values).
+struct TwoSmallest {
+    __m512d m1, m2;
+    __m512i i1, i2;
+};
+
+inline void see(TwoSmallest& t, __m512d h, __m512i idx, __mmask8 in) {
+    const __mmask8 below1 = _mm512_mask_cmp_pd_mask(in, h, t.m1, _CMP_LT_OQ);
+    const __mmask8 below2 = _mm512_mask_cmp_pd_mask(in & static_cast<__mmask8>(~below1), h, t.m2, _CMP_LT_OQ);
+    t.m2 = _mm512_mask_mov_pd(_mm512_mask_mov_pd(t.m2, below1, t.m1), below2, h);
+    t.i2 = _mm512_mask_mov_epi64(_mm512_mask_mov_epi64(t.i2, below1, t.i1), below2, idx);
+    t.m1 = _mm512_mask_mov_pd(t.m1, below1, h);
+    t.i1 = _mm512_mask_mov_epi64(t.i1, below1, idx);
+}
+
+}  // namespace
+
 void two_smallest_avx512(const float* si, const double* v, int n, double* u_min, int* j1, double* u_sub, int* j2) {
-    // Per lane: the smallest and second smallest reduced cost seen, each at its first column.
+    // Two sets of lanes take alternate blocks (two dependency chains instead of one); every
+    // (value, column) pair they keep competes at the end, ordered by value, then column.
     const __m512d inf = _mm512_set1_pd(__builtin_inf());
-    __m512d m1 = inf, m2 = inf;
-    __m512i i1 = _mm512_set1_epi64(-1), i2 = _mm512_set1_epi64(-1);
+    const __m512i none = _mm512_set1_epi64(n);  // a column past the end: loses every tie
+    TwoSmallest a{inf, inf, none, none}, b{inf, inf, none, none};
     __m512i idx = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i step = _mm512_set1_epi64(8);
-    for (int jb = 0; jb < n; jb += 8, idx = _mm512_add_epi64(idx, step)) {
+    int jb = 0;
+    for (; jb + 16 <= n; jb += 16) {
+        see(a, _mm512_sub_pd(cost(si, jb, 0xFF), _mm512_loadu_pd(v + jb)), idx, 0xFF);
+        idx = _mm512_add_epi64(idx, step);
+        see(b, _mm512_sub_pd(cost(si, jb + 8, 0xFF), _mm512_loadu_pd(v + jb + 8)), idx, 0xFF);
+        idx = _mm512_add_epi64(idx, step);
+    }
+    for (; jb < n; jb += 8, idx = _mm512_add_epi64(idx, step)) {
         const __mmask8 in = lanes(jb, n);
-        const __m512d h = _mm512_sub_pd(cost(si, jb, in), _mm512_maskz_loadu_pd(in, v + jb));
-        const __mmask8 below1 = _mm512_mask_cmp_pd_mask(in, h, m1, _CMP_LT_OQ);
-        const __mmask8 below2 = _mm512_mask_cmp_pd_mask(in & static_cast<__mmask8>(~below1), h, m2, _CMP_LT_OQ);
-        m2 = _mm512_mask_mov_pd(_mm512_mask_mov_pd(m2, below1, m1), below2, h);
-        i2 = _mm512_mask_mov_epi64(_mm512_mask_mov_epi64(i2, below1, i1), below2, idx);
-        m1 = _mm512_mask_mov_pd(m1, below1, h);
-        i1 = _mm512_mask_mov_epi64(i1, below1, idx);
+        see(a, _mm512_sub_pd(cost(si, jb, in), _mm512_maskz_loadu_pd(in, v + jb)), idx, in);
     }
-    double a1[8], a2[8];
-    long long b1[8], b2[8];
-    _mm512_storeu_pd(a1, m1);
-    _mm512_storeu_pd(a2, m2);
-    _mm512_storeu_epi64(b1, i1);
-    _mm512_storeu_epi64(b2, i2);
-    // Across lanes: the first column of the smallest value, then the first of the smallest
-    // among every other lane's minimum and that lane's second.
-    int best = -1;
-    for (int l = 0; l < 8; ++l)
-        if (b1[l] >= 0 && (best < 0 || a1[l] < a1[best] || (a1[l] == a1[best] && b1[l] < b1[best]))) best = l;
-    double sub = __builtin_inf();
-    long long at = -1;
-    for (int l = 0; l < 8; ++l) {
-        const double x = l == best ? a2[l] : a1[l];
-        const long long j = l == best ? b2[l] : b1[l];
-        if (j >= 0 && (at < 0 || x < sub || (x == sub && j < at))) {
-            sub = x;
-            at = j;
-        }
-    }
-    *u_min = a1[best];
-    *j1 = static_cast<int>(b1[best]);
-    *u_sub = sub;
-    *j2 = static_cast<int>(at);
+    // Lane by lane, the two sets' best two of four; then across lanes, the best and the best of
+    // the rest (the winning lane offering its second instead).
+    const __mmask8 a_first = before(a.m1, a.i1, b.m1, b.i1);
+    const __m512d f = _mm512_mask_mov_pd(b.m1, a_first, a.m1);
+    const __m512i fi = _mm512_mask_mov_epi64(b.i1, a_first, a.i1);
+    const __m512d p = _mm512_mask_mov_pd(a.m1, a_first, a.m2), r = _mm512_mask_mov_pd(b.m2, a_first, b.m1);
+    const __m512i pi = _mm512_mask_mov_epi64(a.i1, a_first, a.i2), ri = _mm512_mask_mov_epi64(b.i2, a_first, b.i1);
+    const __mmask8 p_first = before(p, pi, r, ri);
+    const __m512d sv = _mm512_mask_mov_pd(r, p_first, p);
+    const __m512i si2 = _mm512_mask_mov_epi64(ri, p_first, pi);
+    *u_min = _mm512_reduce_min_pd(f);
+    const long long best = _mm512_mask_reduce_min_epi64(_mm512_cmp_pd_mask(f, _mm512_set1_pd(*u_min), _CMP_EQ_OQ), fi);
+    *j1 = static_cast<int>(best);
+    const __mmask8 winner = _mm512_cmpeq_epi64_mask(fi, _mm512_set1_epi64(best));
+    const __m512d g = _mm512_mask_mov_pd(f, winner, sv);
+    const __m512i gi = _mm512_mask_mov_epi64(fi, winner, si2);
+    const double sub = _mm512_reduce_min_pd(g);
+    const long long at = _mm512_mask_reduce_min_epi64(_mm512_cmp_pd_mask(g, _mm512_set1_pd(sub), _CMP_EQ_OQ), gi);
+    const bool found = at < n;
+    *u_sub = found ? sub : __builtin_inf();
+    *j2 = found ? static_cast<int>(at) : -1;
 }
 
 void augment_avx512(const float* score, int n, double* v, int* row_sol, int* col_sol, int free_row, double* d,
