@@ -151,24 +151,27 @@ void correct_neighbours(const Arch& arch, const float* target, const float* row,
 // Moves unit q[i] of hidden layer l to position i: columns of W_l, entries of b_l, rows of W_{l+1}.
 // Only the moved units (moved: the i with q[i] != i) are touched; late in a merge that is a few
 // percent of them. sum, optional: a running sum of rows that includes this row, kept equal to it.
+// W_l's rows are split across threads (scratch: k values per row, rows apart).
 void permute_layer(const Arch& arch, float* row, int l, const int* q, const std::vector<int>& moved, float* scratch,
-                   double* sum) {
+                   double* sum, int n_threads) {
     const int d_in = arch.dims[l], d = arch.dims[l + 1], d_out = arch.dims[l + 2];
     const std::size_t k = moved.size();
     // A run of d values: the moved ones take theirs from positions q, all read before any is written.
-    auto permute = [&](float* values, double* total) {
-        for (std::size_t t = 0; t < k; ++t) scratch[t] = values[q[moved[t]]];
+    auto permute = [&](float* values, double* total, float* taken) {
+        for (std::size_t t = 0; t < k; ++t) taken[t] = values[q[moved[t]]];
         for (std::size_t t = 0; t < k; ++t) {
             const int i = moved[t];
-            if (total) total[i] += double(scratch[t]) - double(values[i]);
-            values[i] = scratch[t];
+            if (total) total[i] += double(taken[t]) - double(values[i]);
+            values[i] = taken[t];
         }
     };
-    for (int r = 0; r < d_in; ++r) {
-        const std::size_t at = arch.w_off[l] + static_cast<std::size_t>(r) * d;
-        permute(row + at, sum ? sum + at : nullptr);
-    }
-    permute(row + arch.b_off[l], sum ? sum + arch.b_off[l] : nullptr);
+    parallel_for(blocks(d_in, kRowBlock), k * d_in > (1 << 15) ? n_threads : 1, [&](long block, int) {
+        for (int r = static_cast<int>(block) * kRowBlock; r < std::min(d_in, (static_cast<int>(block) + 1) * kRowBlock); ++r) {
+            const std::size_t at = arch.w_off[l] + static_cast<std::size_t>(r) * d;
+            permute(row + at, sum ? sum + at : nullptr, scratch + static_cast<std::size_t>(r) * k);
+        }
+    });
+    permute(row + arch.b_off[l], sum ? sum + arch.b_off[l] : nullptr, scratch);
     float* next = row + arch.w_off[l + 1];
     double* next_sum = sum ? sum + arch.w_off[l + 1] : nullptr;
     for (std::size_t t = 0; t < k; ++t)
@@ -248,7 +251,7 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 correct_neighbours(arch, target, row, l, q, ws, n_threads);
                 if (hidden_layers > 1)  // with no neighbour to move it, the layer is never solved again
                     permute_columns(score, d, q, ws.scratch.data());
-                permute_layer(arch, row, l, q, ws.moved, ws.scratch.data(), sum);
+                permute_layer(arch, row, l, q, ws.moved, ws.scratch.data(), sum, n_threads);
                 int* p = perm + offset;
                 ws.composed.resize(d);
                 for (int i = 0; i < d; ++i) ws.composed[i] = p[q[i]];
