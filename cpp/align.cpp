@@ -303,11 +303,11 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
     std::vector<double> duals(H);
     AlignWorkspace& ws = space(0);
     const double inv = 1.0 / (n_models - 1);
+    const int first_model = reference == 0 ? 1 : 0;  // the first matched in a round
     int rounds = 0;
     while (rounds < max_rounds) {
         ++rounds;
         bool any = false;
-        bool first = true;
         for (int m = 0; m < n_models; ++m) {
             if (m == reference) continue;
             float* row = params + static_cast<std::size_t>(m) * P;
@@ -319,10 +319,9 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
             // A model's prices belong to its last target. In the first round that was the
             // reference, far from the mean of the others; the mean barely changes from one
             // model to the next, so there a match starts from the previous match's row duals.
-            const Start start = rounds == 1 && !first ? Start::RowDuals : Start::Prices;
+            const Start start = rounds == 1 && m != first_model ? Start::RowDuals : Start::Prices;
             any |= align_to(arch, target.data(), row, perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads,
                             start, prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data());
-            first = false;
         }
         if (!any) break;
     }

@@ -1,11 +1,47 @@
 #include "assign.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "check.h"
+#include "gemm.h"
 
 namespace segfast {
+
+namespace {
+
+// Scalar versions of assign_avx512.cpp's row searches (same results, same ties).
+double min_reduced_cost_scalar(const float* si, const double* v, int n) {
+    double best = std::numeric_limits<double>::infinity();
+    for (int j = 0; j < n; ++j) best = std::min(best, -static_cast<double>(si[j]) - v[j]);
+    return best;
+}
+
+void two_smallest_scalar(const float* si, const double* v, int n, double* u_min, int* j1, double* u_sub, int* j2) {
+    double low = -static_cast<double>(si[0]) - v[0], second = std::numeric_limits<double>::infinity();
+    int at = 0, at2 = -1;
+    for (int j = 1; j < n; ++j) {
+        const double h = -static_cast<double>(si[j]) - v[j];
+        if (h < second) {
+            if (h >= low) {
+                second = h;
+                at2 = j;
+            } else {
+                second = low;
+                low = h;
+                at2 = at;
+                at = j;
+            }
+        }
+    }
+    *u_min = low;
+    *j1 = at;
+    *u_sub = second;
+    *j2 = at2;
+}
+
+}  // namespace
 
 double max_assignment_reference(const float* score, int n, int* perm, AssignWorkspace& ws) {
     // Minimise cost = -score. Index 0 is a virtual column; rows and columns are 1-based inside.
@@ -95,7 +131,11 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
     int* pred = ws.pred.data();
     int* matches = ws.matches.data();
 
-    static const bool vectorised = assign_avx512_supported();
+    // the AVX-512 loops when gemm uses its AVX-512 kernel (SEGFAST_GEMM=reference turns both off)
+    static const bool vectorised = assign_avx512_supported() && std::strcmp(gemm_kernel_name(), "avx512") == 0;
+    static const auto min_reduced_cost = vectorised ? &min_reduced_cost_avx512 : &min_reduced_cost_scalar;
+    static const auto two_smallest = vectorised ? &two_smallest_avx512 : &two_smallest_scalar;
+    auto row = [&](int i) { return score + static_cast<std::size_t>(i) * n; };
     int n_free = 0;
     SEGFAST_REQUIRE(start != Start::Prices || prices, "a start from prices needs prices");
     SEGFAST_REQUIRE(start != Start::RowDuals || row_duals, "a start from row duals needs row duals");
@@ -110,12 +150,7 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
     if (start != Start::Cold) {
         // Keep row i on column i wherever that is still a cheapest column of row i.
         for (int i = 0; i < n; ++i) {
-            double best = inf;
-            if (vectorised)
-                best = min_reduced_cost_avx512(score + static_cast<std::size_t>(i) * n, v, n);
-            else
-                for (int j = 0; j < n; ++j) best = std::min(best, C(i, j) - v[j]);
-            if (C(i, i) - v[i] <= best) {
+            if (C(i, i) - v[i] <= min_reduced_cost(row(i), v, n)) {
                 row_sol[i] = i;
                 col_sol[i] = i;
             } else {
@@ -146,16 +181,10 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
                 free_rows[n_free++] = i;
             } else if (matches[i] == 1) {
                 const int j1 = row_sol[i];
-                double m = inf;
-                if (vectorised) {
-                    double low, second;
-                    int at, at2;
-                    two_smallest_avx512(score + static_cast<std::size_t>(i) * n, v, n, &low, &at, &second, &at2);
-                    m = at == j1 ? second : low;
-                } else {
-                    for (int j = 0; j < n; ++j)
-                        if (j != j1 && C(i, j) - v[j] < m) m = C(i, j) - v[j];
-                }
+                double low, second;
+                int at, at2;
+                two_smallest(row(i), v, n, &low, &at, &second, &at2);
+                const double m = at == j1 ? second : low;  // the row's best over the other columns
                 if (m < inf) v[j1] -= m;
             }
         }
@@ -173,26 +202,9 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
                     break;
                 }
                 const int i = free_rows[k++];
-                double u_min = C(i, 0) - v[0], u_sub = inf;
-                int j1 = 0, j2 = -1;
-                if (vectorised) {
-                    two_smallest_avx512(score + static_cast<std::size_t>(i) * n, v, n, &u_min, &j1, &u_sub, &j2);
-                } else {
-                    for (int j = 1; j < n; ++j) {
-                        const double h = C(i, j) - v[j];
-                        if (h < u_sub) {
-                            if (h >= u_min) {
-                                u_sub = h;
-                                j2 = j;
-                            } else {
-                                u_sub = u_min;
-                                u_min = h;
-                                j2 = j1;
-                                j1 = j;
-                            }
-                        }
-                    }
-                }
+                double u_min, u_sub;
+                int j1, j2;
+                two_smallest(row(i), v, n, &u_min, &j1, &u_sub, &j2);
                 int i0 = col_sol[j1];
                 if (u_min < u_sub) {
                     v[j1] -= u_sub - u_min;

@@ -223,11 +223,10 @@ py::tuple max_assignment_py(py::handle score_obj, bool reference, const std::str
     else if (start_name == "prices") start = Start::Prices;
     else if (start_name == "row_duals") start = Start::RowDuals;
     else throw py::value_error("start must be 'cold', 'prices' or 'row_duals', got '" + start_name + "'");
+    if (!all_finite(score.data(), static_cast<std::size_t>(n * n))) throw py::value_error("score must be finite");
     Array<double> prices, row_duals;
     if (!prices_obj.is_none()) prices = expect<double>(prices_obj, "prices", {n}, true);
     if (!row_duals_obj.is_none()) row_duals = expect<double>(row_duals_obj, "row_duals", {n}, true);
-    if (start == Start::Prices && prices_obj.is_none()) throw py::value_error("start 'prices' needs prices");
-    if (start == Start::RowDuals && row_duals_obj.is_none()) throw py::value_error("start 'row_duals' needs row_duals");
     py::array_t<int> perm(n);
     int* out = perm.mutable_data();
     double* p = prices_obj.is_none() ? nullptr : prices.mutable_data();

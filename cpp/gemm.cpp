@@ -1,5 +1,6 @@
 // Picks the gemm kernel once per process from the CPU's features.
-// SEGFAST_GEMM=reference in the environment forces the plain-loop kernel (for comparisons).
+// SEGFAST_GEMM=reference in the environment forces the plain-loop kernel (for comparisons);
+// the assignment solver follows it to its scalar loops.
 #include <cstdlib>
 #include <cstring>
 

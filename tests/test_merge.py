@@ -80,6 +80,18 @@ def test_assignment_rejects_non_square():
         _core.max_assignment(np.zeros((3, 4), np.float32))
 
 
+def test_assignment_rejects_bad_input():
+    with pytest.raises(ValueError, match="finite"):
+        _core.max_assignment(np.array([[0.0, np.nan], [1.0, 2.0]], np.float32))
+    with pytest.raises(ValueError, match="start"):
+        _core.max_assignment(np.zeros((2, 2), np.float32), start="warm")
+    with pytest.raises(ValueError, match="row duals"):
+        _core.max_assignment(np.zeros((2, 2), np.float32), start="row_duals")
+    with pytest.raises(ValueError, match="prices"):
+        _core.max_assignment(np.zeros((2, 2), np.float32), start="prices", prices=np.zeros(3))
+    np.testing.assert_array_equal(_core.max_assignment(np.zeros((0, 0), np.float32))[0], [])
+
+
 def test_reductions_match_numpy(trained):
     stack, val = trained
     P = stack.params.astype(np.float64)
