@@ -27,9 +27,8 @@ Hidden hidden(const Arch& arch, int h) {
     return {arch.dims[h], arch.dims[h + 1], arch.dims[h + 2], arch.w_off[h], arch.b_off[h], arch.w_off[h + 1]};
 }
 
-// Rows [i0, i1) of the target's features, unit by unit: row i holds unit i's incoming weights,
-// its bias and its outgoing weights, contiguous, so the product reads A a row at a time.
-void target_units(const Hidden& h, const float* row, int i0, int i1, float* out) {
+// Rows [i0, i1) of hidden layer h's units (see TargetUnits) taken from a parameter row.
+void units_from_row(const Hidden& h, const float* row, int i0, int i1, float* out) {
     const std::size_t F = h.features();
     transpose(row + h.w + i0, h.d, h.d_in, i1 - i0, out + i0 * F, static_cast<std::ptrdiff_t>(F));
     for (int i = i0; i < i1; ++i) {
@@ -38,6 +37,132 @@ void target_units(const Hidden& h, const float* row, int i0, int i1, float* out)
         std::memcpy(unit + 1, row + h.w_next + static_cast<std::size_t>(i) * h.d_out, sizeof(float) * h.d_out);
     }
 }
+
+// Entry j of the mean of the other models, (sum - row) / (n - 1), with sum including row.
+inline float mean_of_others(const double* sum, const float* row, double inv, std::size_t j) {
+    return static_cast<float>((sum[j] - row[j]) * inv);
+}
+
+// Part of the mean of the other models' units: for task t < blocks(d_in, kRowBlock), the
+// incoming weights from W_h's rows [64 t, 64 t + 64) (read in order: sum's rows are 4 KB apart
+// for 512 units, so walking a block of units down them restarts the prefetcher every row);
+// for the last task, the biases and outgoing weights.
+// scratch: kRowBlock x d floats (the rows before their transpose).
+void units_from_mean(const Hidden& h, const double* sum, const float* row, double inv, int task, float* out,
+                     float* scratch) {
+    const std::size_t F = h.features();
+    const int p0 = task * kRowBlock;
+    if (p0 < h.d_in) {
+        const int rows = std::min(kRowBlock, h.d_in - p0);
+        const std::size_t at = h.w + static_cast<std::size_t>(p0) * h.d;
+        for (std::size_t j = 0; j < static_cast<std::size_t>(rows) * h.d; ++j) scratch[j] = mean_of_others(sum, row, inv, at + j);
+        transpose(scratch, h.d, rows, h.d, out + p0, static_cast<std::ptrdiff_t>(F));
+        return;
+    }
+    for (int i = 0; i < h.d; ++i) {
+        float* unit = out + i * F + h.d_in;
+        unit[0] = mean_of_others(sum, row, inv, h.b + i);
+        for (int o = 0; o < h.d_out; ++o)
+            unit[1 + o] = mean_of_others(sum, row, inv, h.w_next + static_cast<std::size_t>(i) * h.d_out + o);
+    }
+}
+
+// The target of align_stack's rounds, model by model: the mean of the other models as units.
+// A model's is prepared while the previous model's assignment is solved (prepare, run beside
+// it), from the sum as it then stands; that match's moves are then patched in (refresh).
+class MeanOfOthers {
+   public:
+    MeanOfOthers(const Arch& arch, const double* sum, const float* params, int n_models, int n_threads)
+        : arch_(arch), sum_(sum), params_(params), inv_(1.0 / (n_models - 1)), n_threads_(n_threads),
+          scratch_(n_threads) {
+        for (auto& s : scratch_) s.resize(static_cast<std::size_t>(arch.widest()) * kRowBlock);
+        for (int l = 0; l + 1 < arch.n_layers(); ++l)
+            for (int t = 0; t <= blocks(arch.dims[l], kRowBlock); ++t) tasks_.emplace_back(l, t);
+    }
+
+    // Tasks that compute model m's target into `into` (one (d, features) buffer per hidden layer).
+    Beside prepare(int m, TargetUnits& into) {
+        Beside work;
+        work.count = static_cast<long>(tasks_.size());
+        work.task = [this, m, &into](long t, int thread) { run(m, tasks_[t], into, thread); };
+        return work;
+    }
+
+    // Model m's target, prepared before the sum changed at the positions whose units moved
+    // (touched, per hidden layer), brought up to date: a layer where many units moved is
+    // recomputed in full (in order); elsewhere each moved position's own unit, and its column
+    // among the features of the layers on either side.
+    void refresh(int m, const std::vector<std::vector<int>>& touched, TargetUnits& target) {
+        const int hidden_layers = arch_.n_layers() - 1;
+        std::vector<char> whole(hidden_layers);
+        std::vector<std::pair<int, int>> redo;
+        for (int l = 0; l < hidden_layers; ++l) {
+            whole[l] = touched[l].size() * 4 > static_cast<std::size_t>(arch_.dims[l + 1]);
+            for (const auto& task : tasks_)
+                if (whole[l] && task.first == l) redo.push_back(task);
+        }
+        parallel_for(static_cast<long>(redo.size()), n_threads_, [&](long t, int thread) { run(m, redo[t], target, thread); });
+        const float* row = params_ + static_cast<std::size_t>(m) * arch_.n_params;
+        for (int l = 0; l < hidden_layers; ++l) {
+            const std::vector<int>& moved = touched[l];
+            if (moved.empty()) continue;
+            const Hidden h = hidden(arch_, l);
+            if (!whole[l]) own_units(h, row, moved, target[l].data());
+            if (l > 0 && !whole[l - 1]) {  // the layer below: W_l's entry (r, u) is its unit r's outgoing feature u
+                const Hidden below = hidden(arch_, l - 1);
+                const std::size_t F = below.features();
+                float* T = target[l - 1].data();
+                for (int r = 0; r < below.d; ++r)
+                    for (int u : moved) T[r * F + below.d_in + 1 + u] = mean(row, h.w + static_cast<std::size_t>(r) * h.d + u);
+            }
+            if (l + 1 < hidden_layers && !whole[l + 1]) {  // the layer above: W_{l+1}'s entry (u, j) is its unit j's feature u
+                const Hidden above = hidden(arch_, l + 1);
+                const std::size_t F = above.features();
+                float* T = target[l + 1].data();
+                for (int u : moved)
+                    for (int j = 0; j < above.d; ++j) T[j * F + u] = mean(row, h.w_next + static_cast<std::size_t>(u) * h.d_out + j);
+            }
+        }
+    }
+
+   private:
+    float mean(const float* row, std::size_t j) const { return mean_of_others(sum_, row, inv_, j); }
+
+    void run(int m, std::pair<int, int> task, TargetUnits& into, int thread) {
+        units_from_mean(hidden(arch_, task.first), sum_, params_ + static_cast<std::size_t>(m) * arch_.n_params, inv_,
+                        task.second, into[task.first].data(), scratch_[thread].data());
+    }
+
+    // The moved units' rows of layer h: incoming weights a block of W_h's rows per task, then
+    // the biases and outgoing weights.
+    void own_units(const Hidden& h, const float* row, const std::vector<int>& moved, float* T) {
+        const std::size_t F = h.features();
+        const long row_blocks = blocks(h.d_in, kRowBlock);
+        parallel_for(row_blocks + 1, moved.size() * h.d_in > (1 << 14) ? n_threads_ : 1, [&](long task, int) {
+            if (task == row_blocks) {
+                for (int u : moved) {
+                    float* unit = T + u * F + h.d_in;
+                    unit[0] = mean(row, h.b + u);
+                    for (int o = 0; o < h.d_out; ++o) unit[1 + o] = mean(row, h.w_next + static_cast<std::size_t>(u) * h.d_out + o);
+                }
+                return;
+            }
+            const int p0 = static_cast<int>(task) * kRowBlock;
+            for (int p = p0; p < std::min(h.d_in, p0 + kRowBlock); ++p) {
+                const std::size_t at = h.w + static_cast<std::size_t>(p) * h.d;
+                for (int u : moved) T[u * F + p] = mean(row, at + u);
+            }
+        });
+    }
+
+    const Arch& arch_;
+    const double* sum_;
+    const float* params_;
+    const double inv_;
+    const int n_threads_;
+    std::vector<Buffer<float>> scratch_;     // a thread's rows before their transpose
+    std::vector<std::pair<int, int>> tasks_;  // (hidden layer, task of units_from_mean)
+};
 
 // Strip s of the model's features: columns [64 s, 64 s + 64) of the (features, d) matrix whose
 // column j is unit j, as one contiguous (features, 64) block that the product streams from L2
@@ -54,16 +179,11 @@ void model_strip(const Hidden& h, const float* row, int s, float* out) {
 }
 
 // score (d, d): entry (i, j) is the similarity of the target's unit i and the model's unit j,
-// target features^T @ model features, one strip of columns per task.
-void full_score(const Hidden& h, const float* target, const float* row, AlignWorkspace& ws, float* score,
+// target units @ model features, one strip of columns per task.
+void full_score(const Hidden& h, const float* target_units, const float* row, AlignWorkspace& ws, float* score,
                 int n_threads) {
     const std::size_t F = h.features();
-    ws.target_units.resize(h.d * F);
     ws.model_strips.resize(blocks(h.d, kStrip) * F * kStrip);
-    parallel_for(blocks(h.d, kRowBlock), n_threads, [&](long block, int) {
-        const int i0 = static_cast<int>(block) * kRowBlock;
-        target_units(h, target, i0, std::min(i0 + kRowBlock, h.d), ws.target_units.data());
-    });
     parallel_for(blocks(h.d, kStrip), n_threads, [&](long s, int) {
         float* strip = ws.model_strips.data() + s * F * kStrip;
         model_strip(h, row, static_cast<int>(s), strip);
@@ -71,7 +191,7 @@ void full_score(const Hidden& h, const float* target, const float* row, AlignWor
         g.m = h.d;
         g.n = std::min(kStrip, h.d - static_cast<int>(s) * kStrip);
         g.k = static_cast<int>(F);
-        g.a = ws.target_units.data();
+        g.a = target_units;
         g.a_rs = static_cast<std::ptrdiff_t>(F);
         g.a_ks = 1;
         g.b = strip;
@@ -107,7 +227,7 @@ void add_product(int m, int k, const float* a, std::ptrdiff_t a_rs, std::ptrdiff
 // fresh score.
 //  - layer h + 1: its incoming weights W_{h+1} have their rows (h's units) permuted;
 //  - layer h - 1: its outgoing weights W_h have their columns (h's units) permuted.
-void correct_neighbours(const Arch& arch, const float* target, const float* row, int h, const int* q,
+void correct_neighbours(const Arch& arch, const TargetUnits& target, const float* row, int h, const int* q,
                         AlignWorkspace& ws, int n_threads) {
     const int hidden_layers = arch.n_layers() - 1;
     const int d = arch.dims[h + 1];
@@ -115,7 +235,8 @@ void correct_neighbours(const Arch& arch, const float* target, const float* row,
     const int k = static_cast<int>(moved.size());
     if (h + 1 < hidden_layers && ws.valid[h + 1]) {
         const int n = arch.dims[h + 2];
-        const float* Wt = target + arch.w_off[h + 1];  // (d, n)
+        const float* Tu = target[h + 1].data();  // the layer above's units: feature r is W_{h+1}'s entry (r, unit)
+        const std::size_t F = hidden(arch, h + 1).features();
         const float* W = row + arch.w_off[h + 1];
         ws.gathered.resize(static_cast<std::size_t>(k) * n);
         ws.change.resize(static_cast<std::size_t>(k) * n);
@@ -123,7 +244,8 @@ void correct_neighbours(const Arch& arch, const float* target, const float* row,
             const std::size_t r = moved[t];
             const float* now = W + r * n;
             const float* then = W + static_cast<std::size_t>(q[r]) * n;
-            std::memcpy(ws.gathered.data() + static_cast<std::size_t>(t) * n, Wt + r * n, sizeof(float) * n);
+            float* g = ws.gathered.data() + static_cast<std::size_t>(t) * n;
+            for (int j = 0; j < n; ++j) g[j] = Tu[j * F + r];
             float* c = ws.change.data() + static_cast<std::size_t>(t) * n;
             for (int j = 0; j < n; ++j) c[j] = then[j] - now[j];
         }
@@ -131,12 +253,13 @@ void correct_neighbours(const Arch& arch, const float* target, const float* row,
     }
     if (h > 0 && ws.valid[h - 1]) {
         const int n = arch.dims[h];
-        const float* Wt = target + arch.w_off[h];  // (n, d)
+        const Hidden below = hidden(arch, h - 1);  // its units' outgoing features are W_h's rows
+        const std::size_t F = below.features();
         const float* W = row + arch.w_off[h];
         ws.gathered.resize(static_cast<std::size_t>(n) * k);
         ws.change.resize(static_cast<std::size_t>(k) * n);
         for (int i = 0; i < n; ++i) {
-            const float* wt = Wt + static_cast<std::size_t>(i) * d;
+            const float* wt = target[h - 1].data() + i * F + below.d_in + 1;
             const float* w = W + static_cast<std::size_t>(i) * d;
             for (int t = 0; t < k; ++t) {
                 const int o = moved[t];
@@ -201,9 +324,28 @@ int hidden_units(const Arch& arch) {
     return total;
 }
 
-bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps, AlignWorkspace& ws,
-              int n_threads, Start start, double* prices, double* row_duals, double* sum) {
+void units_of(const Arch& arch, const float* row, TargetUnits& units, int n_threads) {
     const int hidden_layers = arch.n_layers() - 1;
+    units.resize(hidden_layers);
+    for (int l = 0; l < hidden_layers; ++l) {
+        const Hidden h = hidden(arch, l);
+        units[l].resize(static_cast<std::size_t>(h.d) * h.features());
+        parallel_for(blocks(h.d, kRowBlock), n_threads, [&](long block, int) {
+            const int i0 = static_cast<int>(block) * kRowBlock;
+            units_from_row(h, row, i0, std::min(i0 + kRowBlock, h.d), units[l].data());
+        });
+    }
+}
+
+bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm, int max_sweeps, AlignWorkspace& ws,
+              int n_threads, Start start, double* prices, double* row_duals, double* sum, Beside* beside) {
+    const int hidden_layers = arch.n_layers() - 1;
+    ws.touched.resize(hidden_layers);
+    ws.is_touched.resize(hidden_layers);
+    for (int l = 0; l < hidden_layers; ++l) {
+        ws.touched[l].clear();
+        ws.is_touched[l].assign(arch.dims[l + 1], 0);
+    }
     if (hidden_layers == 0) return false;
     if (!prices) {
         ws.prices.resize(hidden_units(arch));
@@ -233,14 +375,28 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
             ws.scores[l].resize(static_cast<std::size_t>(d) * d);
             float* score = ws.scores[l].data();
             if (!ws.valid[l]) {
-                full_score(layer, target, row, ws, score, n_threads);
+                full_score(layer, target[l].data(), row, ws, score, n_threads);
                 ws.valid[l] = 1;
             }
             int* q = ws.q.data();
             double* layer_prices = prices + offset;
-            // a layer solved before in this call starts from its own prices, moved with its units
-            const double best = max_assignment(score, d, q, ws.lap, sweep == 0 ? start : Start::Prices, layer_prices,
-                                               row_duals ? row_duals + offset : nullptr);
+            double best = 0.0;
+            auto solve = [&] {
+                // a layer solved before in this call starts from its own prices, moved with its units
+                best = max_assignment(score, d, q, ws.lap, sweep == 0 ? start : Start::Prices, layer_prices,
+                                      row_duals ? row_duals + offset : nullptr);
+            };
+            if (beside && beside->count > 0) {
+                parallel_for(beside->count + 1, n_threads, [&](long t, int thread) {
+                    if (t == 0)
+                        solve();
+                    else
+                        beside->task(t - 1, thread);
+                });
+                beside->count = 0;
+            } else {
+                solve();
+            }
             double identity = 0.0;
             for (int i = 0; i < d; ++i) identity += score[static_cast<std::size_t>(i) * d + i];
             // Only a strictly better matching counts: ties must not make units swap forever.
@@ -248,6 +404,11 @@ bool align_to(const Arch& arch, const float* target, float* row, int* perm, int 
                 ws.moved.clear();
                 for (int i = 0; i < d; ++i)
                     if (q[i] != i) ws.moved.push_back(i);
+                for (int i : ws.moved)
+                    if (!ws.is_touched[l][i]) {
+                        ws.is_touched[l][i] = 1;
+                        ws.touched[l].push_back(i);
+                    }
                 correct_neighbours(arch, target, row, l, q, ws, n_threads);
                 if (hidden_layers > 1)  // with no neighbour to move it, the layer is never solved again
                     permute_columns(score, d, q, ws.scratch.data());
@@ -279,6 +440,7 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
             for (int i = 0; i < arch.dims[l]; ++i) p[off + i] = i;
     }
     if (H == 0 || n_models < 2) return 0;
+    const int hidden_layers = arch.n_layers() - 1;
     const int threads = n_threads < n_models ? n_threads : n_models;
     std::vector<std::unique_ptr<AlignWorkspace>> spaces(threads);
     auto space = [&](int t) -> AlignWorkspace& {
@@ -286,43 +448,64 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
         return *spaces[t];
     };
     constexpr int kSweeps = 50;
-    const float* ref = params + static_cast<std::size_t>(reference) * P;
     // Each model's assignment prices carry over from one round to the next.
     std::vector<double> prices(static_cast<std::size_t>(n_models) * H, 0.0);
-    parallel_for(n_models, threads, [&](long m, int t) {
-        if (m != reference)
-            align_to(arch, ref, params + m * P, perms + m * H, kSweeps, space(t), 1, Start::Cold, prices.data() + m * H);
-    });
+    const int first_model = reference == 0 ? 1 : 0;  // the first matched in a round
+    {
+        // Every model to the reference, in parallel. These problems share their rows (the
+        // reference's units), so the first model's row duals start the others' solves.
+        TargetUnits ref;
+        units_of(arch, params + static_cast<std::size_t>(reference) * P, ref, n_threads);
+        std::vector<double> first_duals(H);
+        align_to(arch, ref, params + first_model * P, perms + first_model * H, kSweeps, space(0), n_threads, Start::Cold,
+                 prices.data() + first_model * H, first_duals.data());
+        parallel_for(n_models, threads, [&](long m, int t) {
+            if (m == reference || m == first_model) return;
+            std::vector<double> duals(first_duals);
+            align_to(arch, ref, params + m * P, perms + m * H, kSweeps, space(t), 1, Start::RowDuals, prices.data() + m * H,
+                     duals.data());
+        });
+    }
 
     std::vector<double> sum(P, 0.0);
     for (int m = 0; m < n_models; ++m) {
         const float* row = params + static_cast<std::size_t>(m) * P;
         for (std::size_t j = 0; j < P; ++j) sum[j] += row[j];
     }
-    std::vector<float> target(P);
+    TargetUnits now(hidden_layers), next(hidden_layers);
+    for (int l = 0; l < hidden_layers; ++l) {
+        const Hidden h = hidden(arch, l);
+        now[l].resize(static_cast<std::size_t>(h.d) * h.features());
+        next[l].resize(static_cast<std::size_t>(h.d) * h.features());
+    }
+    MeanOfOthers mean(arch, sum.data(), params, n_models, n_threads);
+    auto after = [&](int m) { return (m + 1) % n_models == reference ? (m + 2) % n_models : (m + 1) % n_models; };
+
     std::vector<double> duals(H);
     AlignWorkspace& ws = space(0);
-    const double inv = 1.0 / (n_models - 1);
-    const int first_model = reference == 0 ? 1 : 0;  // the first matched in a round
+    {
+        Beside first = mean.prepare(first_model, now);
+        parallel_for(first.count, n_threads, first.task);
+    }
     int rounds = 0;
     while (rounds < max_rounds) {
         ++rounds;
         bool any = false;
-        for (int m = 0; m < n_models; ++m) {
-            if (m == reference) continue;
-            float* row = params + static_cast<std::size_t>(m) * P;
-            constexpr std::size_t kSpan = 1 << 16;
-            parallel_for(static_cast<long>((P + kSpan - 1) / kSpan), n_threads, [&](long span, int) {
-                for (std::size_t j = span * kSpan; j < std::min(P, (span + 1) * kSpan); ++j)
-                    target[j] = static_cast<float>((sum[j] - row[j]) * inv);
-            });
+        int m = first_model;
+        do {
+            const int m_next = after(m);
+            Beside work = mean.prepare(m_next, next);
             // A model's prices belong to its last target. In the first round that was the
             // reference, far from the mean of the others; the mean barely changes from one
             // model to the next, so there a match starts from the previous match's row duals.
             const Start start = rounds == 1 && m != first_model ? Start::RowDuals : Start::Prices;
-            any |= align_to(arch, target.data(), row, perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads,
-                            start, prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data());
-        }
+            any |= align_to(arch, now, params + static_cast<std::size_t>(m) * P, perms + static_cast<std::size_t>(m) * H,
+                            kSweeps, ws, n_threads, start, prices.data() + static_cast<std::size_t>(m) * H, duals.data(),
+                            sum.data(), &work);
+            mean.refresh(m_next, ws.touched, next);
+            std::swap(now, next);
+            m = m_next;
+        } while (m != first_model);
         if (!any) break;
     }
     return rounds;

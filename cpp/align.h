@@ -4,6 +4,7 @@
 // collapses"). A permutation of hidden units never changes the function a model computes.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "arch.h"
@@ -12,8 +13,19 @@
 
 namespace segfast {
 
+// A target's hidden units, layer by layer: layer l's (d, d_in + 1 + d_out) matrix, whose row i
+// holds unit i's incoming weights, bias and outgoing weights (the operand of the similarity
+// products, read a row at a time).
+using TargetUnits = std::vector<Buffer<float>>;
+
+// Work for the other threads while one thread solves an assignment (which is sequential):
+// task(t, thread) for t in [0, count), run once, beside the first assignment of an align_to call.
+struct Beside {
+    long count = 0;
+    std::function<void(long, int)> task;
+};
+
 struct AlignWorkspace {
-    Buffer<float> target_units;  // (d, d_in + 1 + d_out): the target's units' features, a row each
     Buffer<float> model_strips;  // the model's features, (d_in + 1 + d_out, 64) per strip of units
     std::vector<Buffer<float>> scores;  // (d, d) per hidden layer
     std::vector<char> valid;            // per hidden layer: its score is up to date
@@ -22,13 +34,18 @@ struct AlignWorkspace {
     std::vector<int> q, composed, moved;
     std::vector<double> prices, moved_prices;  // prices: a call's own when none are given
     std::vector<char> dirty;  // per hidden layer: a neighbour moved since its last assignment
+    std::vector<std::vector<int>> touched;  // per hidden layer: the positions whose units moved in the last call
+    std::vector<std::vector<char>> is_touched;
     AssignWorkspace lap;
 };
 
 // Total hidden units (the length of one model's permutation record).
 int hidden_units(const Arch& arch);
 
-// Permutes `row` in place to match `target` (both one model's parameters) by coordinate
+// The hidden units of a parameter row (the target when matching to one model).
+void units_of(const Arch& arch, const float* row, TargetUnits& units, int n_threads);
+
+// Permutes `row` (one model's parameters) in place to match `target` by coordinate
 // descent over the hidden layers, each step a linear assignment on unit similarities
 // (incoming weights, bias, outgoing weights). perm (hidden_units) is updated so that
 // perm[off_l + i] is the original index of the unit now at position i of hidden layer l.
@@ -40,9 +57,11 @@ int hidden_units(const Arch& arch);
 // Start::RowDuals, and left holding this call's row duals for the next, similar, match.
 // sum (n_params), optional: a running sum of rows that includes row, kept equal to it as its
 // units move (the "mean of the others" of align_stack, without a pass over the whole row).
-bool align_to(const Arch& arch, const float* target, float* row, int* perm, int max_sweeps,
+// beside, optional: work run on the other threads during the first assignment.
+// ws.touched is left holding, per hidden layer, the positions whose units moved.
+bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm, int max_sweeps,
               AlignWorkspace& ws, int n_threads = 1, Start start = Start::Cold, double* prices = nullptr,
-              double* row_duals = nullptr, double* sum = nullptr);
+              double* row_duals = nullptr, double* sum = nullptr, Beside* beside = nullptr);
 
 // Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
 // (in parallel), then, round by round, each other model in turn to the mean of the rest (the
