@@ -36,8 +36,10 @@ inline __mmask8 before(__m512d x, __m512i ix, __m512d y, __m512i iy) {
 }
 
 // Relaxes the open columns through row i (h = its potential minus the path length so far)
-// when i >= 0, and returns the open column with the smallest distance. Two sets of lanes take
+// and returns the open column with the smallest distance. First: the search's first pass, from
+// the free row itself, where every distance is set (none is read). Two sets of lanes take
 // alternate blocks (two dependency chains instead of one) and meet at the end.
+template <bool First>
 int relax_and_argmin(const float* si, const double* v, double* d, int* pred, const unsigned char* closed,
                      int n, int i, double h) {
     const __m512d hv = _mm512_set1_pd(h);
@@ -46,10 +48,14 @@ int relax_and_argmin(const float* si, const double* v, double* d, int* pred, con
     __m512i idx0 = _mm512_set1_epi64(n), idx1 = idx0;
     const __m512i step = _mm512_set1_epi64(8);
     auto block = [&](int jb, __m512i idx, __m512d& best, __m512i& best_idx) {
-        const __mmask8 open = lanes(jb, n) & static_cast<__mmask8>(~closed[jb >> 3]);
-        __m512d dv = _mm512_maskz_loadu_pd(open, d + jb);
-        if (i >= 0) {
-            const __m512d reach = _mm512_sub_pd(_mm512_sub_pd(cost(si, jb, open), _mm512_maskz_loadu_pd(open, v + jb)), hv);
+        const __mmask8 open = First ? lanes(jb, n) : lanes(jb, n) & static_cast<__mmask8>(~closed[jb >> 3]);
+        const __m512d reach = _mm512_sub_pd(_mm512_sub_pd(cost(si, jb, open), _mm512_maskz_loadu_pd(open, v + jb)), hv);
+        __m512d dv = reach;
+        if (First) {
+            _mm512_mask_storeu_pd(d + jb, open, reach);
+            _mm256_mask_storeu_epi32(pred + jb, open, row);
+        } else {
+            dv = _mm512_maskz_loadu_pd(open, d + jb);
             const __mmask8 shorter = _mm512_mask_cmp_pd_mask(open, reach, dv, _CMP_LT_OQ);
             dv = _mm512_mask_mov_pd(dv, shorter, reach);
             _mm512_mask_storeu_pd(d + jb, shorter, reach);
@@ -156,15 +162,10 @@ void two_smallest_avx512(const float* si, const double* v, int n, double* u_min,
 
 void augment_avx512(const float* score, int n, double* v, int* row_sol, int* col_sol, int free_row, double* d,
                     int* pred, int* settled, unsigned char* closed) {
-    const float* sf = score + static_cast<long>(free_row) * n;
-    for (int j = 0; j < n; ++j) {
-        d[j] = -static_cast<double>(sf[j]) - v[j];
-        pred[j] = free_row;
-    }
     for (int b = 0; b < (n + 7) / 8; ++b) closed[b] = 0;
     int count = 0, end = -1;
     double m = 0.0;
-    int j1 = relax_and_argmin(nullptr, v, d, pred, closed, n, -1, 0.0);
+    int j1 = relax_and_argmin<true>(score + static_cast<long>(free_row) * n, v, d, pred, closed, n, free_row, 0.0);
     for (;;) {
         m = d[j1];
         closed[j1 >> 3] = static_cast<unsigned char>(closed[j1 >> 3] | (1u << (j1 & 7)));
@@ -175,7 +176,7 @@ void augment_avx512(const float* score, int n, double* v, int* row_sol, int* col
         }
         const int i = col_sol[j1];
         const float* si = score + static_cast<long>(i) * n;
-        j1 = relax_and_argmin(si, v, d, pred, closed, n, i, -static_cast<double>(si[j1]) - v[j1] - m);
+        j1 = relax_and_argmin<false>(si, v, d, pred, closed, n, i, -static_cast<double>(si[j1]) - v[j1] - m);
     }
     for (int t = 0; t < count; ++t) v[settled[t]] += d[settled[t]] - m;
     for (int j = end;;) {  // flip the assignments along the path back to the free row
