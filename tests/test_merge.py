@@ -180,6 +180,30 @@ def test_merge_many_alignment_matches_numpy_and_scipy(dims):
     np.testing.assert_array_equal(aligned.params, want_params)
 
 
+@pytest.mark.parametrize("dims", [[20, 70, 40, 5], [17, 33, 130, 20, 3]])
+def test_merge_many_alignment_with_few_moves_matches_numpy_and_scipy(dims):
+    """Noisy copies of one model, each with a few units swapped: after the first alignment a
+    match moves a few units, so the next model's mean of the others is patched where they
+    moved (their own rows, their columns in the layers on either side), not rebuilt."""
+    rng = np.random.default_rng(7)
+    base = MLPStack(dims, n_models=1, init="independent", seed=5)
+    stack = MLPStack(dims, n_models=8, seed=5)
+    noise = rng.standard_normal(stack.params.shape).astype(np.float32)
+    stack.params[:] = base.params + 1.5 * base.params.std() * noise
+    for m in range(8):
+        for layer in range(len(dims) - 2):
+            p = np.arange(dims[layer + 1])
+            swap = rng.choice(dims[layer + 1], size=6, replace=False)
+            p[swap[:3]], p[swap[3:]] = swap[3:], swap[:3]
+            stack.weights(layer)[m] = stack.weights(layer)[m][:, p]
+            stack.biases(layer)[m] = stack.biases(layer)[m][p]
+            stack.weights(layer + 1)[m] = stack.weights(layer + 1)[m][p, :]
+    want_params, want_perms = reference.align_many(dims, stack.params, 1, rounds=10)
+    aligned = segfast.align(stack, 1, rounds=10)
+    np.testing.assert_array_equal(aligned.permutations, want_perms)
+    np.testing.assert_array_equal(aligned.params, want_params)
+
+
 def test_aligned_merge_beats_plain_average_of_independent_models(trained):
     stack, val = trained
     plain = segfast.evaluate(segfast.merge(stack), *val).accuracy[0]
