@@ -238,18 +238,23 @@ void correct_neighbours(const Arch& arch, const TargetUnits& target, const float
         const float* Tu = target[h + 1].data();  // the layer above's units: feature r is W_{h+1}'s entry (r, unit)
         const std::size_t F = hidden(arch, h + 1).features();
         const float* W = row + arch.w_off[h + 1];
-        ws.gathered.resize(static_cast<std::size_t>(k) * n);
+        ws.gathered.resize(static_cast<std::size_t>(n) * k);
         ws.change.resize(static_cast<std::size_t>(k) * n);
+        parallel_for(blocks(n, kRowBlock), k * n > (1 << 15) ? n_threads : 1, [&](long block, int) {
+            for (int j = static_cast<int>(block) * kRowBlock; j < std::min(n, (static_cast<int>(block) + 1) * kRowBlock); ++j) {
+                const float* unit = Tu + j * F;  // read along the unit's row, written along gathered's
+                float* g = ws.gathered.data() + static_cast<std::size_t>(j) * k;
+                for (int t = 0; t < k; ++t) g[t] = unit[moved[t]];
+            }
+        });
         for (int t = 0; t < k; ++t) {
             const std::size_t r = moved[t];
             const float* now = W + r * n;
             const float* then = W + static_cast<std::size_t>(q[r]) * n;
-            float* g = ws.gathered.data() + static_cast<std::size_t>(t) * n;
-            for (int j = 0; j < n; ++j) g[j] = Tu[j * F + r];
             float* c = ws.change.data() + static_cast<std::size_t>(t) * n;
             for (int j = 0; j < n; ++j) c[j] = then[j] - now[j];
         }
-        add_product(n, k, ws.gathered.data(), 1, n, ws.change.data(), ws.scores[h + 1].data(), n_threads);
+        add_product(n, k, ws.gathered.data(), k, 1, ws.change.data(), ws.scores[h + 1].data(), n_threads);
     }
     if (h > 0 && ws.valid[h - 1]) {
         const int n = arch.dims[h];
@@ -258,15 +263,17 @@ void correct_neighbours(const Arch& arch, const TargetUnits& target, const float
         const float* W = row + arch.w_off[h];
         ws.gathered.resize(static_cast<std::size_t>(n) * k);
         ws.change.resize(static_cast<std::size_t>(k) * n);
-        for (int i = 0; i < n; ++i) {
-            const float* wt = target[h - 1].data() + i * F + below.d_in + 1;
-            const float* w = W + static_cast<std::size_t>(i) * d;
-            for (int t = 0; t < k; ++t) {
-                const int o = moved[t];
-                ws.gathered.data()[static_cast<std::size_t>(i) * k + t] = wt[o];
-                ws.change.data()[static_cast<std::size_t>(t) * n + i] = w[q[o]] - w[o];
+        parallel_for(blocks(n, kRowBlock), k * n > (1 << 15) ? n_threads : 1, [&](long block, int) {
+            for (int i = static_cast<int>(block) * kRowBlock; i < std::min(n, (static_cast<int>(block) + 1) * kRowBlock); ++i) {
+                const float* wt = target[h - 1].data() + i * F + below.d_in + 1;
+                const float* w = W + static_cast<std::size_t>(i) * d;
+                for (int t = 0; t < k; ++t) {
+                    const int o = moved[t];
+                    ws.gathered.data()[static_cast<std::size_t>(i) * k + t] = wt[o];
+                    ws.change.data()[static_cast<std::size_t>(t) * n + i] = w[q[o]] - w[o];
+                }
             }
-        }
+        });
         add_product(n, k, ws.gathered.data(), k, 1, ws.change.data(), ws.scores[h - 1].data(), n_threads);
     }
 }
@@ -307,13 +314,17 @@ void permute_layer(const Arch& arch, float* row, int l, const int* q, const std:
     }
 }
 
-// The same move in a (d, d) score: the model's unit q[j] becomes column j.
-void permute_columns(float* score, int d, const int* q, float* scratch) {
-    for (int i = 0; i < d; ++i) {
-        float* s = score + static_cast<std::size_t>(i) * d;
-        for (int j = 0; j < d; ++j) scratch[j] = s[q[j]];
-        std::memcpy(s, scratch, sizeof(float) * d);
-    }
+// The same move in a (d, d) score: the model's unit q[j] becomes column j, rows split across
+// threads (scratch: d values per thread).
+void permute_columns(float* score, int d, const int* q, float* scratch, int n_threads) {
+    parallel_for(blocks(d, kRowBlock), n_threads, [&](long block, int thread) {
+        float* taken = scratch + static_cast<std::size_t>(thread) * d;
+        for (int i = static_cast<int>(block) * kRowBlock; i < std::min(d, (static_cast<int>(block) + 1) * kRowBlock); ++i) {
+            float* s = score + static_cast<std::size_t>(i) * d;
+            for (int j = 0; j < d; ++j) taken[j] = s[q[j]];
+            std::memcpy(s, taken, sizeof(float) * d);
+        }
+    });
 }
 
 }  // namespace
@@ -351,7 +362,7 @@ bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm
         ws.prices.resize(hidden_units(arch));
         prices = ws.prices.data();
     }
-    ws.scratch.resize(arch.n_params);
+    ws.scratch.resize(std::max<std::size_t>(arch.n_params, static_cast<std::size_t>(n_threads) * arch.widest()));
     ws.scores.resize(hidden_layers);
     ws.valid.assign(hidden_layers, 0);
     ws.q.resize(arch.widest());
@@ -411,7 +422,7 @@ bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm
                     }
                 correct_neighbours(arch, target, row, l, q, ws, n_threads);
                 if (hidden_layers > 1)  // with no neighbour to move it, the layer is never solved again
-                    permute_columns(score, d, q, ws.scratch.data());
+                    permute_columns(score, d, q, ws.scratch.data(), n_threads);
                 permute_layer(arch, row, l, q, ws.moved, ws.scratch.data(), sum, n_threads);
                 int* p = perm + offset;
                 ws.composed.resize(d);
