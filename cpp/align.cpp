@@ -490,6 +490,8 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
         next[l].resize(static_cast<std::size_t>(h.d) * h.features());
     }
     MeanOfOthers mean(arch, sum.data(), params, n_models, n_threads);
+    // the model matched after m: the next index, the reference skipped, the last wrapping to the
+    // first of the next round
     auto after = [&](int m) { return (m + 1) % n_models == reference ? (m + 2) % n_models : (m + 1) % n_models; };
 
     std::vector<double> duals(H);
