@@ -50,21 +50,25 @@ void units_of(const Arch& arch, const float* row, TargetUnits& units, int n_thre
 // (incoming weights, bias, outgoing weights). perm (hidden_units) is updated so that
 // perm[off_l + i] is the original index of the unit now at position i of hidden layer l.
 // Returns true when any unit moved.
-// n_threads splits the similarity products (the assignment itself is sequential).
+// n_threads splits the products, gathers and permutations and runs `beside` (the assignment
+// itself is sequential).
 // start: how each layer's first assignment starts (see Start); later ones in the same call
 // start from the layer's own prices. prices (hidden_units), optional: each layer's column
 // prices, kept between calls for the same model. row_duals (hidden_units), optional: read by
 // Start::RowDuals, and left holding this call's row duals for the next, similar, match.
 // sum (n_params), optional: a running sum of rows that includes row, kept equal to it as its
 // units move (the "mean of the others" of align_stack, without a pass over the whole row).
-// beside, optional: work run on the other threads during the first assignment.
-// ws.touched is left holding, per hidden layer, the positions whose units moved.
+// beside, optional: work run on the other threads during the first assignment (a model with
+// a hidden layer always has one); its count is left 0, the work done.
+// ws.touched is left holding, per hidden layer, every position a move wrote in this call
+// (a unit moved away and back included).
 bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm, int max_sweeps,
               AlignWorkspace& ws, int n_threads = 1, Start start = Start::Cold, double* prices = nullptr,
               double* row_duals = nullptr, double* sum = nullptr, Beside* beside = nullptr);
 
 // Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
-// (in parallel), then, round by round, each other model in turn to the mean of the rest (the
+// (the first, then the rest in parallel from its row duals: where an optimum is not unique,
+// as with all-zero units, the start decides which one), then, round by round, each other model in turn to the mean of the rest (the
 // reference stays put as the anchor), until no assignment changes or max_rounds. Taking the
 // models in turn (Gauss-Seidel) makes every accepted move raise the sum of pairwise
 // similarities, so the rounds converge; matching all models to one snapshot of the mean at

@@ -204,6 +204,24 @@ def test_merge_many_alignment_with_few_moves_matches_numpy_and_scipy(dims):
     np.testing.assert_array_equal(aligned.params, want_params)
 
 
+@pytest.mark.parametrize("reference", [0, 5])
+def test_merge_many_alignment_with_tied_units_is_the_same_on_any_thread_count(reference):
+    """All-zero units make optima that are not unique: the result must still not depend on the
+    number of threads (the matches to the reference run in parallel, the next target is built
+    beside each assignment)."""
+    dims = [17, 33, 130, 20, 3]
+    stack = MLPStack(dims, n_models=6, init="independent", seed=1)
+    for m in range(6):
+        for layer in range(len(dims) - 2):
+            stack.weights(layer)[m][:, :4] = 0
+            stack.biases(layer)[m][:4] = 0
+            stack.weights(layer + 1)[m][:4, :] = 0
+    one = segfast.align(stack, reference, rounds=10, n_jobs=1)
+    two = segfast.align(stack, reference, rounds=10, n_jobs=2)
+    np.testing.assert_array_equal(one.permutations, two.permutations)
+    np.testing.assert_array_equal(one.params, two.params)
+
+
 def test_aligned_merge_beats_plain_average_of_independent_models(trained):
     stack, val = trained
     plain = segfast.evaluate(segfast.merge(stack), *val).accuracy[0]
