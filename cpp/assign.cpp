@@ -18,6 +18,15 @@ double min_reduced_cost_scalar(const float* si, const double* v, int n) {
     return best;
 }
 
+void column_minima_scalar(const float* score, const double* u, int n, double* out) {
+    for (int j = 0; j < n; ++j) out[j] = std::numeric_limits<double>::infinity();
+    for (int k = 0; k < n; ++k) {
+        if (u[k] == -std::numeric_limits<double>::infinity()) continue;
+        for (int j = 0; j < n; ++j)
+            out[j] = std::min(out[j], -static_cast<double>(score[static_cast<std::size_t>(k) * n + j]) - u[k]);
+    }
+}
+
 void two_smallest_scalar(const float* si, const double* v, int n, double* u_min, int* j1, double* u_sub, int* j2) {
     double low = -static_cast<double>(si[0]) - v[0], second = std::numeric_limits<double>::infinity();
     int at = 0, at2 = -1;
@@ -135,6 +144,7 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
     static const bool vectorised = assign_avx512_supported() && std::strcmp(gemm_kernel_name(), "avx512") == 0;
     static const auto min_reduced_cost = vectorised ? &min_reduced_cost_avx512 : &min_reduced_cost_scalar;
     static const auto two_smallest = vectorised ? &two_smallest_avx512 : &two_smallest_scalar;
+    static const auto column_minima = vectorised ? &column_minima_avx512 : &column_minima_scalar;
     auto row = [&](int i) { return score + static_cast<std::size_t>(i) * n; };
     int n_free = 0;
     SEGFAST_REQUIRE(start != Start::Prices || prices, "a start from prices needs prices");
@@ -149,12 +159,28 @@ double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws,
     }
     if (start != Start::Cold) {
         // Keep row i on column i wherever that is still a cheapest column of row i.
+        // u: the kept rows' duals; -inf marks a free row.
+        ws.u.resize(n);
+        double* u = ws.u.data();
         for (int i = 0; i < n; ++i) {
             if (C(i, i) - v[i] <= min_reduced_cost(row(i), v, n)) {
                 row_sol[i] = i;
                 col_sol[i] = i;
+                u[i] = C(i, i) - v[i];
             } else {
                 free_rows[n_free++] = i;
+                u[i] = -inf;
+            }
+        }
+        // A free column's price is bound only by the kept rows (their reduced costs must stay
+        // >= 0): raise it to the highest they allow. The free columns come closer, so the
+        // searches from the free rows end sooner (the warm solves of an aligned merge 15-20%
+        // faster); the answer is the same optimum. With no row kept nothing bounds them.
+        if (n_free > 0 && n_free < n) {
+            column_minima(score, u, n, d);
+            for (int f = 0; f < n_free; ++f) {
+                const int j = free_rows[f];  // row j left column j free
+                if (d[j] > v[j]) v[j] = d[j];
             }
         }
     } else {

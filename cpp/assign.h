@@ -48,6 +48,9 @@ double min_reduced_cost_avx512(const float* score_row, const double* prices, int
 // columns and its first column (j2 = -1, u_sub = inf when n = 1).
 void two_smallest_avx512(const float* score_row, const double* prices, int n, double* u_min, int* j1, double* u_sub,
                          int* j2);
+// out[j] = min over rows k of (cost(k, j) - u[k]), rows with u[k] = -inf left out: the highest
+// price column j can have with every such row's reduced cost still >= 0.
+void column_minima_avx512(const float* score, const double* u, int n, double* out);
 void augment_avx512(const float* score, int n, double* prices, int* row_sol, int* col_sol, int free_row,
                     double* dist, int* pred, int* settled, unsigned char* closed);
 

@@ -98,6 +98,21 @@ double min_reduced_cost_avx512(const float* si, const double* v, int n) {
     return _mm512_reduce_min_pd(_mm512_min_pd(best0, best1));
 }
 
+void column_minima_avx512(const float* score, const double* u, int n, double* out) {
+    const __m512d inf = _mm512_set1_pd(__builtin_inf());
+    for (int jb = 0; jb < n; jb += 8) _mm512_mask_storeu_pd(out + jb, lanes(jb, n), inf);
+    for (int k = 0; k < n; ++k) {
+        if (u[k] == -__builtin_inf()) continue;
+        const float* sk = score + static_cast<long>(k) * n;
+        const __m512d uk = _mm512_set1_pd(u[k]);
+        for (int jb = 0; jb < n; jb += 8) {
+            const __mmask8 in = lanes(jb, n);
+            const __m512d c = _mm512_sub_pd(cost(sk, jb, in), uk);
+            _mm512_mask_storeu_pd(out + jb, in, _mm512_min_pd(_mm512_maskz_loadu_pd(in, out + jb), c));
+        }
+    }
+}
+
 namespace {
 
 // The two smallest reduced costs seen by each lane, each with its first column (lanes see their
@@ -196,6 +211,7 @@ void augment_avx512(const float* score, int n, double* v, int* row_sol, int* col
 namespace segfast {
 bool assign_avx512_supported() { return false; }
 double min_reduced_cost_avx512(const float*, const double*, int) { return 0.0; }
+void column_minima_avx512(const float*, const double*, int, double*) {}
 void two_smallest_avx512(const float*, const double*, int, double*, int*, double*, int*) {}
 void augment_avx512(const float*, int, double*, int*, int*, int, double*, int*, int*, unsigned char*) {}
 }  // namespace segfast

@@ -75,6 +75,20 @@ def test_assignment_from_a_similar_problem_stays_optimal(rng, kind):
         _core.max_assignment(old, start="prices")
 
 
+@pytest.mark.parametrize("kept", [0, 1, 5])
+def test_assignment_from_prices_that_keep_few_rows(rng, kept):
+    """A warm start raises the free columns' prices as far as the kept rows allow; with no row
+    kept nothing bounds them, and they must stay as they were."""
+    n = 40
+    score = rng.standard_normal((n, n)).astype(np.float32)
+    np.fill_diagonal(score, -10)  # no row's own column is its best...
+    score[np.arange(kept), np.arange(kept)] = 10  # ...but for the first `kept`
+    _, want = _core.max_assignment(score, reference=True)
+    perm, total = _core.max_assignment(score, start="prices", prices=np.zeros(n))
+    assert sorted(perm) == list(range(n))
+    assert total == pytest.approx(want, rel=1e-6, abs=1e-6)
+
+
 def test_assignment_rejects_non_square():
     with pytest.raises(ValueError, match="square"):
         _core.max_assignment(np.zeros((3, 4), np.float32))
