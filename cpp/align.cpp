@@ -43,6 +43,14 @@ inline float mean_of_others(const double* sum, const float* row, double inv, std
     return static_cast<float>((sum[j] - row[j]) * inv);
 }
 
+// Unit i's bias and outgoing weights (the tail of its row in TargetUnits, `unit`) in the mean
+// of the other models.
+void mean_unit_tail(const Hidden& h, const double* sum, const float* row, double inv, int i, float* unit) {
+    unit[0] = mean_of_others(sum, row, inv, h.b + i);
+    for (int o = 0; o < h.d_out; ++o)
+        unit[1 + o] = mean_of_others(sum, row, inv, h.w_next + static_cast<std::size_t>(i) * h.d_out + o);
+}
+
 // Part of the mean of the other models' units: for task t < blocks(d_in, kRowBlock), the
 // incoming weights from W_h's rows [64 t, 64 t + 64) (read in order: sum's rows are 4 KB apart
 // for 512 units, so walking a block of units down them restarts the prefetcher every row);
@@ -59,12 +67,7 @@ void units_from_mean(const Hidden& h, const double* sum, const float* row, doubl
         transpose(scratch, h.d, rows, h.d, out + p0, static_cast<std::ptrdiff_t>(F));
         return;
     }
-    for (int i = 0; i < h.d; ++i) {
-        float* unit = out + i * F + h.d_in;
-        unit[0] = mean_of_others(sum, row, inv, h.b + i);
-        for (int o = 0; o < h.d_out; ++o)
-            unit[1 + o] = mean_of_others(sum, row, inv, h.w_next + static_cast<std::size_t>(i) * h.d_out + o);
-    }
+    for (int i = 0; i < h.d; ++i) mean_unit_tail(h, sum, row, inv, i, out + i * F + h.d_in);
 }
 
 // The target of align_stack's rounds, model by model: the mean of the other models as units.
@@ -140,11 +143,7 @@ class MeanOfOthers {
         const long row_blocks = blocks(h.d_in, kRowBlock);
         parallel_for(row_blocks + 1, moved.size() * h.d_in > (1 << 14) ? n_threads_ : 1, [&](long task, int) {
             if (task == row_blocks) {
-                for (int u : moved) {
-                    float* unit = T + u * F + h.d_in;
-                    unit[0] = mean(row, h.b + u);
-                    for (int o = 0; o < h.d_out; ++o) unit[1 + o] = mean(row, h.w_next + static_cast<std::size_t>(u) * h.d_out + o);
-                }
+                for (int u : moved) mean_unit_tail(h, sum_, row, inv_, u, T + u * F + h.d_in);
                 return;
             }
             const int p0 = static_cast<int>(task) * kRowBlock;
@@ -496,7 +495,7 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
 
     std::vector<double> duals(H);
     AlignWorkspace& ws = space(0);
-    {
+    if (max_rounds > 0) {
         Beside first = mean.prepare(first_model, now);
         parallel_for(first.count, n_threads, first.task);
     }
