@@ -16,181 +16,135 @@ constexpr int kRowBlock = 64;       // rows of a score per task when a product i
 
 int blocks(int n, int size) { return (n + size - 1) / size; }
 
-// Hidden layer h of a model: its width, the widths around it, and where its weights sit.
+// Hidden layer h of a model: its width, the widths around it, where its weights sit in a
+// parameter row and where its block sits among the model's units (see units_size).
 struct Hidden {
     int d_in, d, d_out;
-    std::size_t w, b, w_next;  // offsets of W_h (d_in, d), b_h (d) and W_{h+1} (d, d_out)
+    std::size_t w, b, w_next;  // offsets of W_h (d_in, d), b_h (d) and W_{h+1} (d, d_out) in a row
+    std::size_t at;            // offset of the (d, features) block in the units
     int features() const { return d_in + 1 + d_out; }
+    int tail() const { return d_in + 1; }  // where a unit's outgoing weights start in its row
+    std::size_t size() const { return static_cast<std::size_t>(d) * features(); }
 };
 
 Hidden hidden(const Arch& arch, int h) {
-    return {arch.dims[h], arch.dims[h + 1], arch.dims[h + 2], arch.w_off[h], arch.b_off[h], arch.w_off[h + 1]};
+    std::size_t at = 0;
+    for (int l = 0; l < h; ++l) at += static_cast<std::size_t>(arch.dims[l + 1]) * (arch.dims[l] + 1 + arch.dims[l + 2]);
+    return {arch.dims[h], arch.dims[h + 1], arch.dims[h + 2], arch.w_off[h], arch.b_off[h], arch.w_off[h + 1], at};
 }
 
-// Rows [i0, i1) of hidden layer h's units (see TargetUnits) taken from a parameter row.
-void units_from_row(const Hidden& h, const float* row, int i0, int i1, float* out) {
+// Rows [i0, i1) of hidden layer h's block taken from a parameter row.
+void units_from_row(const Hidden& h, const float* row, int i0, int i1, float* units) {
     const std::size_t F = h.features();
-    transpose(row + h.w + i0, h.d, h.d_in, i1 - i0, out + i0 * F, static_cast<std::ptrdiff_t>(F));
+    float* block = units + h.at;
+    transpose(row + h.w + i0, h.d, h.d_in, i1 - i0, block + i0 * F, static_cast<std::ptrdiff_t>(F));
     for (int i = i0; i < i1; ++i) {
-        float* unit = out + i * F + h.d_in;
+        float* unit = block + i * F + h.d_in;
         unit[0] = row[h.b + i];
         std::memcpy(unit + 1, row + h.w_next + static_cast<std::size_t>(i) * h.d_out, sizeof(float) * h.d_out);
     }
 }
 
-// Entry j of the mean of the other models, (sum - row) / (n - 1), with sum including row.
-inline float mean_of_others(const double* sum, const float* row, double inv, std::size_t j) {
-    return static_cast<float>((sum[j] - row[j]) * inv);
+// The mean of the other models, (sum - units) / (n - 1), with sum including units: entries [j0, j1).
+void mean_of_others(const double* sum, const float* units, double inv, std::size_t j0, std::size_t j1, float* out) {
+    for (std::size_t j = j0; j < j1; ++j) out[j] = static_cast<float>((sum[j] - units[j]) * inv);
 }
 
-// Unit i's bias and outgoing weights (the tail of its row in TargetUnits, `unit`) in the mean
-// of the other models.
-void mean_unit_tail(const Hidden& h, const double* sum, const float* row, double inv, int i, float* unit) {
-    unit[0] = mean_of_others(sum, row, inv, h.b + i);
-    for (int o = 0; o < h.d_out; ++o)
-        unit[1 + o] = mean_of_others(sum, row, inv, h.w_next + static_cast<std::size_t>(i) * h.d_out + o);
-}
-
-// Part of the mean of the other models' units: for task t < blocks(d_in, kRowBlock), the
-// incoming weights from W_h's rows [64 t, 64 t + 64) (read in order: sum's rows are 4 KB apart
-// for 512 units, so walking a block of units down them restarts the prefetcher every row);
-// for the last task, the biases and outgoing weights.
-// scratch: kRowBlock x d floats (the rows before their transpose).
-void units_from_mean(const Hidden& h, const double* sum, const float* row, double inv, int task, float* out,
-                     float* scratch) {
-    const std::size_t F = h.features();
-    const int p0 = task * kRowBlock;
-    if (p0 < h.d_in) {
-        const int rows = std::min(kRowBlock, h.d_in - p0);
-        const std::size_t at = h.w + static_cast<std::size_t>(p0) * h.d;
-        for (std::size_t j = 0; j < static_cast<std::size_t>(rows) * h.d; ++j) scratch[j] = mean_of_others(sum, row, inv, at + j);
-        transpose(scratch, h.d, rows, h.d, out + p0, static_cast<std::ptrdiff_t>(F));
-        return;
-    }
-    for (int i = 0; i < h.d; ++i) mean_unit_tail(h, sum, row, inv, i, out + i * F + h.d_in);
-}
-
-// The target of align_stack's rounds, model by model: the mean of the other models as units.
+// The target of align_stack's rounds, model by model: the mean of the other models' units.
 // A model's is prepared while the previous model's assignment is solved (prepare, run beside
 // it), from the sum as it then stands; that match's moves are then patched in (refresh).
 class MeanOfOthers {
    public:
-    MeanOfOthers(const Arch& arch, const double* sum, const float* params, int n_models, int n_threads)
-        : arch_(arch), sum_(sum), params_(params), inv_(1.0 / (n_models - 1)), n_threads_(n_threads),
-          scratch_(n_threads) {
-        for (auto& s : scratch_) s.resize(static_cast<std::size_t>(arch.widest()) * kRowBlock);
-        for (int l = 0; l + 1 < arch.n_layers(); ++l)
-            for (int t = 0; t <= blocks(arch.dims[l], kRowBlock); ++t) tasks_.emplace_back(l, t);
-    }
+    MeanOfOthers(const Arch& arch, const double* sum, const float* units, int n_models, int n_threads)
+        : arch_(arch), sum_(sum), units_(units), size_(units_size(arch)), inv_(1.0 / (n_models - 1)),
+          n_threads_(n_threads) {}
 
-    // Tasks that compute model m's target into `into` (one (d, features) buffer per hidden layer).
-    Beside prepare(int m, TargetUnits& into) {
+    // Tasks that compute model m's target into `into` (units_size floats), a run of entries each.
+    Beside prepare(int m, float* into) {
         Beside work;
-        work.count = static_cast<long>(tasks_.size());
-        work.task = [this, m, &into](long t, int thread) { run(m, tasks_[t], into, thread); };
+        work.count = static_cast<long>((size_ + kMeanRun - 1) / kMeanRun);
+        work.task = [this, m, into](long t, int) {
+            const std::size_t j0 = static_cast<std::size_t>(t) * kMeanRun;
+            mean_of_others(sum_, of(m), inv_, j0, std::min(size_, j0 + kMeanRun), into);
+        };
         return work;
     }
 
-    // Model m's target, prepared before the sum changed at the positions whose units moved
-    // (touched, per hidden layer), brought up to date: a layer where many units moved is
-    // recomputed in full (in order); elsewhere each moved position's own unit, and its column
-    // among the features of the layers on either side.
-    void refresh(int m, const std::vector<std::vector<int>>& touched, TargetUnits& target) {
+    // Model m's target, prepared before the sum changed where units moved (touched, per hidden
+    // layer), brought up to date. A move of layer l's units rewrote their rows of block l, and
+    // their entries in every row of the blocks on either side (as incoming weights of block
+    // l + 1, as outgoing weights of block l - 1). A block where many of those moved is
+    // recomputed whole.
+    void refresh(int m, const std::vector<std::vector<int>>& touched, float* target) {
         const int hidden_layers = arch_.n_layers() - 1;
-        std::vector<char> whole(hidden_layers);
-        std::vector<std::pair<int, int>> redo;
+        const float* units = of(m);
+        auto many = [&](int l) {
+            return l >= 0 && l < hidden_layers && touched[l].size() * 4 > static_cast<std::size_t>(arch_.dims[l + 1]);
+        };
+        std::vector<std::pair<std::size_t, std::size_t>> runs;  // entries recomputed as they lie
+        std::vector<int> patched;                                 // blocks whose rows get a few entries
         for (int l = 0; l < hidden_layers; ++l) {
-            whole[l] = touched[l].size() * 4 > static_cast<std::size_t>(arch_.dims[l + 1]);
-            for (const auto& task : tasks_)
-                if (whole[l] && task.first == l) redo.push_back(task);
-        }
-        parallel_for(static_cast<long>(redo.size()), n_threads_, [&](long t, int thread) { run(m, redo[t], target, thread); });
-        const float* row = params_ + static_cast<std::size_t>(m) * arch_.n_params;
-        for (int l = 0; l < hidden_layers; ++l) {
-            const std::vector<int>& moved = touched[l];
-            if (moved.empty()) continue;
             const Hidden h = hidden(arch_, l);
-            if (!whole[l]) own_units(h, row, moved, target[l].data());
-            if (l > 0 && !whole[l - 1]) {  // the layer below: W_l's entry (r, u) is its unit r's outgoing feature u
-                const Hidden below = hidden(arch_, l - 1);
-                const std::size_t F = below.features();
-                float* T = target[l - 1].data();
-                for (int r = 0; r < below.d; ++r)
-                    for (int u : moved) T[r * F + below.d_in + 1 + u] = mean(row, h.w + static_cast<std::size_t>(r) * h.d + u);
+            if (many(l) || many(l - 1) || many(l + 1)) {
+                for (std::size_t j = h.at; j < h.at + h.size(); j += kMeanRun) runs.emplace_back(j, std::min(h.at + h.size(), j + kMeanRun));
+                continue;
             }
-            if (l + 1 < hidden_layers && !whole[l + 1]) {  // the layer above: W_{l+1}'s entry (u, j) is its unit j's feature u
-                const Hidden above = hidden(arch_, l + 1);
-                const std::size_t F = above.features();
-                float* T = target[l + 1].data();
-                for (int u : moved)
-                    for (int j = 0; j < above.d; ++j) T[j * F + u] = mean(row, h.w_next + static_cast<std::size_t>(u) * h.d_out + j);
-            }
+            for (int u : touched[l]) runs.emplace_back(h.at + static_cast<std::size_t>(u) * h.features(), h.at + static_cast<std::size_t>(u + 1) * h.features());
+            if ((l > 0 && !touched[l - 1].empty()) || (l + 1 < hidden_layers && !touched[l + 1].empty())) patched.push_back(l);
+        }
+        parallel_for(static_cast<long>(runs.size()), runs.size() > 8 ? n_threads_ : 1,
+                     [&](long t, int) { mean_of_others(sum_, units, inv_, runs[t].first, runs[t].second, target); });
+        for (int l : patched) {
+            const Hidden h = hidden(arch_, l);
+            const std::size_t F = h.features();
+            static const std::vector<int> none;
+            const std::vector<int>& in = l > 0 ? touched[l - 1] : none;                    // entries u of the rows
+            const std::vector<int>& out = l + 1 < hidden_layers ? touched[l + 1] : none;  // entries tail + u
+            parallel_for(blocks(h.d, kRowBlock), (in.size() + out.size()) * h.d > (1 << 14) ? n_threads_ : 1, [&](long block, int) {
+                for (int i = static_cast<int>(block) * kRowBlock; i < std::min(h.d, (static_cast<int>(block) + 1) * kRowBlock); ++i) {
+                    const std::size_t row = h.at + i * F;
+                    for (int u : in) mean_of_others(sum_, units, inv_, row + u, row + u + 1, target);
+                    for (int u : out) mean_of_others(sum_, units, inv_, row + h.tail() + u, row + h.tail() + u + 1, target);
+                }
+            });
         }
     }
 
    private:
-    float mean(const float* row, std::size_t j) const { return mean_of_others(sum_, row, inv_, j); }
+    static constexpr std::size_t kMeanRun = 1 << 15;  // entries per task
 
-    void run(int m, std::pair<int, int> task, TargetUnits& into, int thread) {
-        units_from_mean(hidden(arch_, task.first), sum_, params_ + static_cast<std::size_t>(m) * arch_.n_params, inv_,
-                        task.second, into[task.first].data(), scratch_[thread].data());
-    }
-
-    // The moved units' rows of layer h: incoming weights a block of W_h's rows per task, then
-    // the biases and outgoing weights.
-    void own_units(const Hidden& h, const float* row, const std::vector<int>& moved, float* T) {
-        const std::size_t F = h.features();
-        const long row_blocks = blocks(h.d_in, kRowBlock);
-        parallel_for(row_blocks + 1, moved.size() * h.d_in > (1 << 14) ? n_threads_ : 1, [&](long task, int) {
-            if (task == row_blocks) {
-                for (int u : moved) mean_unit_tail(h, sum_, row, inv_, u, T + u * F + h.d_in);
-                return;
-            }
-            const int p0 = static_cast<int>(task) * kRowBlock;
-            for (int p = p0; p < std::min(h.d_in, p0 + kRowBlock); ++p) {
-                const std::size_t at = h.w + static_cast<std::size_t>(p) * h.d;
-                for (int u : moved) T[u * F + p] = mean(row, at + u);
-            }
-        });
-    }
+    const float* of(int m) const { return units_ + static_cast<std::size_t>(m) * size_; }
 
     const Arch& arch_;
     const double* sum_;
-    const float* params_;
+    const float* units_;
+    const std::size_t size_;
     const double inv_;
     const int n_threads_;
-    std::vector<Buffer<float>> scratch_;     // a thread's rows before their transpose
-    std::vector<std::pair<int, int>> tasks_;  // (hidden layer, task of units_from_mean)
 };
 
-// Strip s of the model's features: columns [64 s, 64 s + 64) of the (features, d) matrix whose
-// column j is unit j, as one contiguous (features, 64) block that the product streams from L2
-// (B read in place, 2 KB apart row to row, ran at half the speed).
-void model_strip(const Hidden& h, const float* row, int s, float* out) {
+// Strip s of a layer's block transposed: units [64 s, 64 s + 64) as the columns of one
+// contiguous (features, 64) block that the product streams from L2.
+void model_strip(const Hidden& h, const float* units, int s, float* out) {
     const int j0 = s * kStrip, width = std::min(kStrip, h.d - j0);
-    const float* W = row + h.w + j0;
-    for (int p = 0; p < h.d_in; ++p)
-        std::memcpy(out + static_cast<std::size_t>(p) * kStrip, W + static_cast<std::size_t>(p) * h.d,
-                    sizeof(float) * width);
-    std::memcpy(out + static_cast<std::size_t>(h.d_in) * kStrip, row + h.b + j0, sizeof(float) * width);
-    transpose(row + h.w_next + static_cast<std::size_t>(j0) * h.d_out, h.d_out, width, h.d_out,
-              out + static_cast<std::size_t>(h.d_in + 1) * kStrip, kStrip);
+    const std::size_t F = h.features();
+    transpose(units + h.at + j0 * F, static_cast<std::ptrdiff_t>(F), width, static_cast<int>(F), out, kStrip);
 }
 
 // score (d, d): entry (i, j) is the similarity of the target's unit i and the model's unit j,
-// target units @ model features, one strip of columns per task.
-void full_score(const Hidden& h, const float* target_units, const float* row, AlignWorkspace& ws, float* score,
+// the target's block @ the model's transposed, one strip of columns per task.
+void full_score(const Hidden& h, const float* target, const float* units, AlignWorkspace& ws, float* score,
                 int n_threads) {
     const std::size_t F = h.features();
     ws.model_strips.resize(blocks(h.d, kStrip) * F * kStrip);
     parallel_for(blocks(h.d, kStrip), n_threads, [&](long s, int) {
         float* strip = ws.model_strips.data() + s * F * kStrip;
-        model_strip(h, row, static_cast<int>(s), strip);
+        model_strip(h, units, static_cast<int>(s), strip);
         GemmArgs g;
         g.m = h.d;
         g.n = std::min(kStrip, h.d - static_cast<int>(s) * kStrip);
         g.k = static_cast<int>(F);
-        g.a = target_units;
+        g.a = target + h.at;
         g.a_rs = static_cast<std::ptrdiff_t>(F);
         g.a_ks = 1;
         g.b = strip;
@@ -221,22 +175,20 @@ void add_product(int m, int k, const float* a, std::ptrdiff_t a_rs, std::ptrdiff
 }
 
 // The scores of the layers around hidden layer h, corrected for h's units moving by q (not yet
-// applied to row). A neighbour's score sums over h's units through the weights between them,
-// so only the moved units' terms (ws.moved) change: a product of rank |moved| instead of a
-// fresh score.
-//  - layer h + 1: its incoming weights W_{h+1} have their rows (h's units) permuted;
-//  - layer h - 1: its outgoing weights W_h have their columns (h's units) permuted.
-void correct_neighbours(const Arch& arch, const TargetUnits& target, const float* row, int h, const int* q,
+// applied to the units). A neighbour's score sums over h's units through the weights between
+// them, so only the moved units' terms (ws.moved) change: a product of rank |moved| instead of
+// a fresh score. The weights between h and a neighbour are h's units' outgoing weights (for
+// h + 1) and its units' incoming weights, the outgoing weights of h - 1's units (for h - 1).
+void correct_neighbours(const Arch& arch, const float* target, const float* units, int h, const int* q,
                         AlignWorkspace& ws, int n_threads) {
     const int hidden_layers = arch.n_layers() - 1;
-    const int d = arch.dims[h + 1];
     const std::vector<int>& moved = ws.moved;
     const int k = static_cast<int>(moved.size());
     if (h + 1 < hidden_layers && ws.valid[h + 1]) {
-        const int n = arch.dims[h + 2];
-        const float* Tu = target[h + 1].data();  // the layer above's units: feature r is W_{h+1}'s entry (r, unit)
-        const std::size_t F = hidden(arch, h + 1).features();
-        const float* W = row + arch.w_off[h + 1];
+        const Hidden self = hidden(arch, h), above = hidden(arch, h + 1);
+        const int n = above.d;
+        const std::size_t F = above.features(), Fh = self.features();
+        const float* Tu = target + above.at;  // the layer above's units: incoming feature r is h's unit r
         ws.gathered.resize(static_cast<std::size_t>(n) * k);
         ws.change.resize(static_cast<std::size_t>(k) * n);
         parallel_for(blocks(n, kRowBlock), k * n > (1 << 15) ? n_threads : 1, [&](long block, int) {
@@ -246,26 +198,26 @@ void correct_neighbours(const Arch& arch, const TargetUnits& target, const float
                 for (int t = 0; t < k; ++t) g[t] = unit[moved[t]];
             }
         });
+        const float* out = units + self.at + self.tail();  // unit r's outgoing weights at r * Fh
         for (int t = 0; t < k; ++t) {
             const std::size_t r = moved[t];
-            const float* now = W + r * n;
-            const float* then = W + static_cast<std::size_t>(q[r]) * n;
+            const float* now = out + r * Fh;
+            const float* then = out + static_cast<std::size_t>(q[r]) * Fh;
             float* c = ws.change.data() + static_cast<std::size_t>(t) * n;
             for (int j = 0; j < n; ++j) c[j] = then[j] - now[j];
         }
         add_product(n, k, ws.gathered.data(), k, 1, ws.change.data(), ws.scores[h + 1].data(), n_threads);
     }
     if (h > 0 && ws.valid[h - 1]) {
-        const int n = arch.dims[h];
-        const Hidden below = hidden(arch, h - 1);  // its units' outgoing features are W_h's rows
+        const Hidden below = hidden(arch, h - 1);
+        const int n = below.d;
         const std::size_t F = below.features();
-        const float* W = row + arch.w_off[h];
         ws.gathered.resize(static_cast<std::size_t>(n) * k);
         ws.change.resize(static_cast<std::size_t>(k) * n);
         parallel_for(blocks(n, kRowBlock), k * n > (1 << 15) ? n_threads : 1, [&](long block, int) {
             for (int i = static_cast<int>(block) * kRowBlock; i < std::min(n, (static_cast<int>(block) + 1) * kRowBlock); ++i) {
-                const float* wt = target[h - 1].data() + i * F + below.d_in + 1;
-                const float* w = W + static_cast<std::size_t>(i) * d;
+                const float* wt = target + below.at + i * F + below.tail();
+                const float* w = units + below.at + i * F + below.tail();
                 for (int t = 0; t < k; ++t) {
                     const int o = moved[t];
                     ws.gathered.data()[static_cast<std::size_t>(i) * k + t] = wt[o];
@@ -277,39 +229,44 @@ void correct_neighbours(const Arch& arch, const TargetUnits& target, const float
     }
 }
 
-// Moves unit q[i] of hidden layer l to position i: columns of W_l, entries of b_l, rows of W_{l+1}.
-// Only the moved units (moved: the i with q[i] != i) are touched; late in a merge that is a few
-// percent of them. sum, optional: a running sum of rows that includes this row, kept equal to it.
-// W_l's rows are split across threads (scratch: k values per row, rows apart).
-void permute_layer(const Arch& arch, float* row, int l, const int* q, const std::vector<int>& moved, float* scratch,
+// Moves unit q[i] of hidden layer l to position i: rows of block l, and the entries of every row
+// of the blocks on either side that hold the same weights. Only the moved units (moved: the i
+// with q[i] != i) are touched; late in a merge that is a few percent of them. sum, optional: a
+// running sum of models' units that includes these, kept equal to it.
+// scratch: the moved rows (k rows), then k values per neighbour row, rows apart.
+void permute_units(const Arch& arch, float* units, int l, const int* q, const std::vector<int>& moved, float* scratch,
                    double* sum, int n_threads) {
-    const int d_in = arch.dims[l], d = arch.dims[l + 1], d_out = arch.dims[l + 2];
-    const std::size_t k = moved.size();
-    // A run of d values: the moved ones take theirs from positions q, all read before any is written.
-    auto permute = [&](float* values, double* total, float* taken) {
+    const int hidden_layers = arch.n_layers() - 1;
+    const Hidden self = hidden(arch, l);
+    const std::size_t F = self.features(), k = moved.size();
+    for (std::size_t t = 0; t < k; ++t)
+        std::memcpy(scratch + t * F, units + self.at + static_cast<std::size_t>(q[moved[t]]) * F, sizeof(float) * F);
+    parallel_for(static_cast<long>(k), k * F > (1 << 15) ? n_threads : 1, [&](long t, int) {
+        const std::size_t at = self.at + static_cast<std::size_t>(moved[t]) * F;
+        const float* taken = scratch + t * F;
+        if (sum)
+            for (std::size_t f = 0; f < F; ++f) sum[at + f] += double(taken[f]) - double(units[at + f]);
+        std::memcpy(units + at, taken, sizeof(float) * F);
+    });
+    // A run of layer l's d values in a neighbour's row: the moved ones take theirs from positions
+    // q, all read before any is written.
+    auto permute = [&](std::size_t at, float* taken) {
+        float* values = units + at;
         for (std::size_t t = 0; t < k; ++t) taken[t] = values[q[moved[t]]];
         for (std::size_t t = 0; t < k; ++t) {
             const int i = moved[t];
-            if (total) total[i] += double(taken[t]) - double(values[i]);
+            if (sum) sum[at + i] += double(taken[t]) - double(values[i]);
             values[i] = taken[t];
         }
     };
-    parallel_for(blocks(d_in, kRowBlock), k * d_in > (1 << 15) ? n_threads : 1, [&](long block, int) {
-        for (int r = static_cast<int>(block) * kRowBlock; r < std::min(d_in, (static_cast<int>(block) + 1) * kRowBlock); ++r) {
-            const std::size_t at = arch.w_off[l] + static_cast<std::size_t>(r) * d;
-            permute(row + at, sum ? sum + at : nullptr, scratch + static_cast<std::size_t>(r) * k);
-        }
-    });
-    permute(row + arch.b_off[l], sum ? sum + arch.b_off[l] : nullptr, scratch);
-    float* next = row + arch.w_off[l + 1];
-    double* next_sum = sum ? sum + arch.w_off[l + 1] : nullptr;
-    for (std::size_t t = 0; t < k; ++t)
-        std::memcpy(scratch + t * d_out, next + static_cast<std::size_t>(q[moved[t]]) * d_out, sizeof(float) * d_out);
-    for (std::size_t t = 0; t < k; ++t) {
-        const std::size_t at = static_cast<std::size_t>(moved[t]) * d_out;
-        if (next_sum)
-            for (int o = 0; o < d_out; ++o) next_sum[at + o] += double(scratch[t * d_out + o]) - double(next[at + o]);
-        std::memcpy(next + at, scratch + t * d_out, sizeof(float) * d_out);
+    for (int side : {l - 1, l + 1}) {
+        if (side < 0 || side >= hidden_layers) continue;
+        const Hidden h = hidden(arch, side);
+        const std::size_t run = side < l ? h.tail() : 0;  // the layer below holds l's units as outgoing weights
+        parallel_for(blocks(h.d, kRowBlock), k * h.d > (1 << 15) ? n_threads : 1, [&](long block, int) {
+            for (int r = static_cast<int>(block) * kRowBlock; r < std::min(h.d, (static_cast<int>(block) + 1) * kRowBlock); ++r)
+                permute(h.at + static_cast<std::size_t>(r) * h.features() + run, scratch + static_cast<std::size_t>(r) * k);
+        });
     }
 }
 
@@ -334,20 +291,46 @@ int hidden_units(const Arch& arch) {
     return total;
 }
 
-void units_of(const Arch& arch, const float* row, TargetUnits& units, int n_threads) {
+std::size_t units_size(const Arch& arch) {
     const int hidden_layers = arch.n_layers() - 1;
-    units.resize(hidden_layers);
-    for (int l = 0; l < hidden_layers; ++l) {
+    if (hidden_layers == 0) return 0;
+    const Hidden last = hidden(arch, hidden_layers - 1);
+    return last.at + last.size();
+}
+
+void units_of(const Arch& arch, const float* row, float* units, int n_threads) {
+    for (int l = 0; l + 1 < arch.n_layers(); ++l) {
         const Hidden h = hidden(arch, l);
-        units[l].resize(static_cast<std::size_t>(h.d) * h.features());
         parallel_for(blocks(h.d, kRowBlock), n_threads, [&](long block, int) {
             const int i0 = static_cast<int>(block) * kRowBlock;
-            units_from_row(h, row, i0, std::min(i0 + kRowBlock, h.d), units[l].data());
+            units_from_row(h, row, i0, std::min(i0 + kRowBlock, h.d), units);
         });
     }
 }
 
-bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm, int max_sweeps, AlignWorkspace& ws,
+void row_of(const Arch& arch, const float* units, float* row, int n_threads) {
+    const int hidden_layers = arch.n_layers() - 1;
+    for (int l = 0; l < hidden_layers; ++l) {
+        const Hidden h = hidden(arch, l);
+        const std::size_t F = h.features();
+        parallel_for(blocks(h.d, kRowBlock), n_threads, [&](long block, int) {
+            const int i0 = static_cast<int>(block) * kRowBlock, i1 = std::min(i0 + kRowBlock, h.d);
+            const float* first = units + h.at + static_cast<std::size_t>(i0) * F;
+            transpose(first, static_cast<std::ptrdiff_t>(F), i1 - i0, h.d_in, row + h.w + i0, h.d);
+            for (int i = i0; i < i1; ++i) {
+                const float* unit = units + h.at + static_cast<std::size_t>(i) * F;
+                row[h.b + i] = unit[h.d_in];
+                // W_{l+1}: the layer above's incoming weights hold the same values; the output
+                // layer's are only here
+                if (l + 1 == hidden_layers)
+                    std::memcpy(row + h.w_next + static_cast<std::size_t>(i) * h.d_out, unit + h.tail(),
+                                sizeof(float) * h.d_out);
+            }
+        });
+    }
+}
+
+bool align_to(const Arch& arch, const float* target, float* units, int* perm, int max_sweeps, AlignWorkspace& ws,
               int n_threads, Start start, double* prices, double* row_duals, double* sum, Beside* beside) {
     const int hidden_layers = arch.n_layers() - 1;
     ws.touched.resize(hidden_layers);
@@ -361,7 +344,7 @@ bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm
         ws.prices.resize(hidden_units(arch));
         prices = ws.prices.data();
     }
-    ws.scratch.resize(std::max<std::size_t>(arch.n_params, static_cast<std::size_t>(n_threads) * arch.widest()));
+    ws.scratch.resize(std::max(units_size(arch), static_cast<std::size_t>(n_threads) * arch.widest()));
     ws.scores.resize(hidden_layers);
     ws.valid.assign(hidden_layers, 0);
     ws.q.resize(arch.widest());
@@ -385,7 +368,7 @@ bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm
             ws.scores[l].resize(static_cast<std::size_t>(d) * d);
             float* score = ws.scores[l].data();
             if (!ws.valid[l]) {
-                full_score(layer, target[l].data(), row, ws, score, n_threads);
+                full_score(layer, target, units, ws, score, n_threads);
                 ws.valid[l] = 1;
             }
             int* q = ws.q.data();
@@ -419,10 +402,10 @@ bool align_to(const Arch& arch, const TargetUnits& target, float* row, int* perm
                         ws.is_touched[l][i] = 1;
                         ws.touched[l].push_back(i);
                     }
-                correct_neighbours(arch, target, row, l, q, ws, n_threads);
+                correct_neighbours(arch, target, units, l, q, ws, n_threads);
                 if (hidden_layers > 1)  // with no neighbour to move it, the layer is never solved again
                     permute_columns(score, d, q, ws.scratch.data(), n_threads);
-                permute_layer(arch, row, l, q, ws.moved, ws.scratch.data(), sum, n_threads);
+                permute_units(arch, units, l, q, ws.moved, ws.scratch.data(), sum, n_threads);
                 int* p = perm + offset;
                 ws.composed.resize(d);
                 for (int i = 0; i < d; ++i) ws.composed[i] = p[q[i]];
@@ -450,8 +433,13 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
             for (int i = 0; i < arch.dims[l]; ++i) p[off + i] = i;
     }
     if (H == 0 || n_models < 2) return 0;
-    const int hidden_layers = arch.n_layers() - 1;
     const int threads = n_threads < n_models ? n_threads : n_models;
+    const std::size_t U = units_size(arch);
+    Buffer<float> all_units(static_cast<std::size_t>(n_models) * U);
+    float* const units = all_units.data();
+    auto of = [&](int m) { return units + static_cast<std::size_t>(m) * U; };
+    parallel_for(n_models, threads, [&](long m, int) { units_of(arch, params + m * P, of(static_cast<int>(m)), 1); });
+
     std::vector<std::unique_ptr<AlignWorkspace>> spaces(threads);
     auto space = [&](int t) -> AlignWorkspace& {
         if (!spaces[t]) spaces[t] = std::make_unique<AlignWorkspace>();
@@ -464,62 +452,60 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
     {
         // Every model to the reference, in parallel. These problems share their rows (the
         // reference's units), so the first model's row duals start the others' solves.
-        TargetUnits ref;
-        units_of(arch, params + static_cast<std::size_t>(reference) * P, ref, n_threads);
+        const float* ref = of(reference);
         std::vector<double> first_duals(H);
-        align_to(arch, ref, params + first_model * P, perms + first_model * H, kSweeps, space(0), n_threads, Start::Cold,
+        align_to(arch, ref, of(first_model), perms + first_model * H, kSweeps, space(0), n_threads, Start::Cold,
                  prices.data() + first_model * H, first_duals.data());
         parallel_for(n_models, threads, [&](long m, int t) {
             if (m == reference || m == first_model) return;
             std::vector<double> duals(first_duals);
-            align_to(arch, ref, params + m * P, perms + m * H, kSweeps, space(t), 1, Start::RowDuals, prices.data() + m * H,
-                     duals.data());
+            align_to(arch, ref, of(static_cast<int>(m)), perms + m * H, kSweeps, space(t), 1, Start::RowDuals,
+                     prices.data() + m * H, duals.data());
         });
     }
 
-    std::vector<double> sum(P, 0.0);
-    for (int m = 0; m < n_models; ++m) {
-        const float* row = params + static_cast<std::size_t>(m) * P;
-        for (std::size_t j = 0; j < P; ++j) sum[j] += row[j];
-    }
-    TargetUnits now(hidden_layers), next(hidden_layers);
-    for (int l = 0; l < hidden_layers; ++l) {
-        const Hidden h = hidden(arch, l);
-        now[l].resize(static_cast<std::size_t>(h.d) * h.features());
-        next[l].resize(static_cast<std::size_t>(h.d) * h.features());
-    }
-    MeanOfOthers mean(arch, sum.data(), params, n_models, n_threads);
-    // the model matched after m: the next index, the reference skipped, the last wrapping to the
-    // first of the next round
-    auto after = [&](int m) { return (m + 1) % n_models == reference ? (m + 2) % n_models : (m + 1) % n_models; };
-
-    std::vector<double> duals(H);
-    AlignWorkspace& ws = space(0);
+    int rounds = 0;
     if (max_rounds > 0) {
+        std::vector<double> sum(U, 0.0);
+        for (int m = 0; m < n_models; ++m) {
+            const float* u = of(m);
+            for (std::size_t j = 0; j < U; ++j) sum[j] += u[j];
+        }
+        Buffer<float> now_target(U), next_target(U);
+        float* now = now_target.data();
+        float* next = next_target.data();
+        MeanOfOthers mean(arch, sum.data(), units, n_models, n_threads);
+        // the model matched after m: the next index, the reference skipped, the last wrapping to
+        // the first of the next round
+        auto after = [&](int m) { return (m + 1) % n_models == reference ? (m + 2) % n_models : (m + 1) % n_models; };
+
+        std::vector<double> duals(H);
+        AlignWorkspace& ws = space(0);
         Beside first = mean.prepare(first_model, now);
         parallel_for(first.count, n_threads, first.task);
+        while (rounds < max_rounds) {
+            ++rounds;
+            bool any = false;
+            int m = first_model;
+            do {
+                const int m_next = after(m);
+                Beside work = mean.prepare(m_next, next);
+                // A model's prices belong to its last target. In the first round that was the
+                // reference, far from the mean of the others; the mean barely changes from one
+                // model to the next, so there a match starts from the previous match's row duals.
+                const Start start = rounds == 1 && m != first_model ? Start::RowDuals : Start::Prices;
+                any |= align_to(arch, now, of(m), perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads, start,
+                                prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data(), &work);
+                mean.refresh(m_next, ws.touched, next);
+                std::swap(now, next);
+                m = m_next;
+            } while (m != first_model);
+            if (!any) break;
+        }
     }
-    int rounds = 0;
-    while (rounds < max_rounds) {
-        ++rounds;
-        bool any = false;
-        int m = first_model;
-        do {
-            const int m_next = after(m);
-            Beside work = mean.prepare(m_next, next);
-            // A model's prices belong to its last target. In the first round that was the
-            // reference, far from the mean of the others; the mean barely changes from one
-            // model to the next, so there a match starts from the previous match's row duals.
-            const Start start = rounds == 1 && m != first_model ? Start::RowDuals : Start::Prices;
-            any |= align_to(arch, now, params + static_cast<std::size_t>(m) * P, perms + static_cast<std::size_t>(m) * H,
-                            kSweeps, ws, n_threads, start, prices.data() + static_cast<std::size_t>(m) * H, duals.data(),
-                            sum.data(), &work);
-            mean.refresh(m_next, ws.touched, next);
-            std::swap(now, next);
-            m = m_next;
-        } while (m != first_model);
-        if (!any) break;
-    }
+    parallel_for(n_models, threads, [&](long m, int) {
+        if (m != reference) row_of(arch, of(static_cast<int>(m)), params + m * P, 1);
+    });
     return rounds;
 }
 
