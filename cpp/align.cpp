@@ -131,15 +131,43 @@ void model_strip(const Hidden& h, const float* units, int s, float* out) {
     transpose(units + h.at + j0 * F, static_cast<std::ptrdiff_t>(F), width, static_cast<int>(F), out, kStrip);
 }
 
+// Tasks that build a model's first hidden layer strips into `into` (a strip each), for the
+// model's full_score to find ready.
+Beside first_layer_strips(const Arch& arch, const float* units, Buffer<float>& into) {
+    const Hidden h = hidden(arch, 0);
+    const std::size_t strip_size = static_cast<std::size_t>(h.features()) * kStrip;
+    into.resize(blocks(h.d, kStrip) * strip_size);
+    Beside work;
+    work.count = blocks(h.d, kStrip);
+    work.task = [h, units, strip_size, out = into.data()](long s, int) {
+        model_strip(h, units, static_cast<int>(s), out + s * strip_size);
+    };
+    return work;
+}
+
+// One set of tasks out of two: a's, then b's.
+Beside both(Beside a, Beside b) {
+    Beside work;
+    work.count = a.count + b.count;
+    work.task = [a, b](long t, int thread) {
+        if (t < a.count)
+            a.task(t, thread);
+        else
+            b.task(t - a.count, thread);
+    };
+    return work;
+}
+
 // score (d, d): entry (i, j) is the similarity of the target's unit i and the model's unit j,
-// the target's block @ the model's transposed, one strip of columns per task.
+// the target's block @ the model's transposed, one strip of columns per task. strips_ready: the
+// strips are in ws.model_strips already.
 void full_score(const Hidden& h, const float* target, const float* units, AlignWorkspace& ws, float* score,
-                int n_threads) {
+                int n_threads, bool strips_ready) {
     const std::size_t F = h.features();
     ws.model_strips.resize(blocks(h.d, kStrip) * F * kStrip);
     parallel_for(blocks(h.d, kStrip), n_threads, [&](long s, int) {
         float* strip = ws.model_strips.data() + s * F * kStrip;
-        model_strip(h, units, static_cast<int>(s), strip);
+        if (!strips_ready) model_strip(h, units, static_cast<int>(s), strip);
         GemmArgs g;
         g.m = h.d;
         g.n = std::min(kStrip, h.d - static_cast<int>(s) * kStrip);
@@ -368,7 +396,8 @@ bool align_to(const Arch& arch, const float* target, float* units, int* perm, in
             ws.scores[l].resize(static_cast<std::size_t>(d) * d);
             float* score = ws.scores[l].data();
             if (!ws.valid[l]) {
-                full_score(layer, target, units, ws, score, n_threads);
+                full_score(layer, target, units, ws, score, n_threads, ws.strips_ready && l == 0);
+                ws.strips_ready = false;
                 ws.valid[l] = 1;
             }
             int* q = ws.q.data();
@@ -489,7 +518,9 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
             int m = first_model;
             do {
                 const int m_next = after(m);
-                Beside work = mean.prepare(m_next, next);
+                // beside m's first assignment: m_next's target, and its first product's operand
+                // (m's moves leave m_next's units as they are)
+                Beside work = both(mean.prepare(m_next, next), first_layer_strips(arch, of(m_next), ws.next_strips));
                 // A model's prices belong to its last target. In the first round that was the
                 // reference, far from the mean of the others; the mean barely changes from one
                 // model to the next, so there a match starts from the previous match's row duals.
@@ -497,6 +528,8 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
                 any |= align_to(arch, now, of(m), perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads, start,
                                 prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data(), &work);
                 mean.refresh(m_next, ws.touched, next);
+                std::swap(ws.model_strips, ws.next_strips);
+                ws.strips_ready = true;
                 std::swap(now, next);
                 m = m_next;
             } while (m != first_model);
