@@ -75,10 +75,10 @@ def test_assignment_from_a_similar_problem_stays_optimal(rng, kind):
         _core.max_assignment(old, start="prices")
 
 
-@pytest.mark.parametrize("kept", [0, 1, 5])
-def test_assignment_from_prices_that_keep_few_rows(rng, kept):
-    """A warm start raises the free columns' prices as far as the kept rows allow; with no row
-    kept nothing bounds them, and they must stay as they were."""
+@pytest.mark.parametrize("kept", [0, 1, 5, 20, 35, 39])
+def test_assignment_from_prices_that_keep_some_rows(rng, kept):
+    """Where most rows are kept a warm start raises the free columns' prices as far as the kept
+    rows allow (20 of 40 and up); with few or none kept they stay as they were."""
     n = 40
     score = rng.standard_normal((n, n)).astype(np.float32)
     np.fill_diagonal(score, -10)  # no row's own column is its best...
