@@ -57,16 +57,22 @@ class MeanOfOthers {
    public:
     MeanOfOthers(const Arch& arch, const double* sum, const float* units, int n_models, int n_threads)
         : arch_(arch), sum_(sum), units_(units), size_(units_size(arch)), inv_(1.0 / (n_models - 1)),
-          n_threads_(n_threads) {}
+          n_threads_(n_threads) {
+        for (int l = 0; l + 1 < arch.n_layers(); ++l) {
+            const Hidden h = hidden(arch, l);
+            for (int i = 0; i < h.d; i += kRowBlock) {
+                const std::size_t row = h.at + static_cast<std::size_t>(i) * h.features();
+                runs_.emplace_back(row, row + static_cast<std::size_t>(std::min(kRowBlock, h.d - i)) * h.features());
+            }
+        }
+    }
 
-    // Tasks that compute model m's target into `into` (units_size floats), a run of entries each.
+    // Tasks that compute model m's target into `into` (units_size floats), 64 units each, layer
+    // by layer (task s of the first layer: its units [64 s, 64 s + 64)).
     Beside prepare(int m, float* into) {
         Beside work;
-        work.count = static_cast<long>((size_ + kMeanRun - 1) / kMeanRun);
-        work.task = [this, m, into](long t, int) {
-            const std::size_t j0 = static_cast<std::size_t>(t) * kMeanRun;
-            mean_of_others(sum_, of(m), inv_, j0, std::min(size_, j0 + kMeanRun), into);
-        };
+        work.count = static_cast<long>(runs_.size());
+        work.task = [this, m, into](long t, int) { mean_of_others(sum_, of(m), inv_, runs_[t].first, runs_[t].second, into); };
         return work;
     }
 
@@ -121,6 +127,7 @@ class MeanOfOthers {
     const std::size_t size_;
     const double inv_;
     const int n_threads_;
+    std::vector<std::pair<std::size_t, std::size_t>> runs_;  // each task's entries
 };
 
 // Strip s of a layer's block transposed: units [64 s, 64 s + 64) as the columns of one
@@ -145,15 +152,14 @@ Beside first_layer_strips(const Arch& arch, const float* units, Buffer<float>& i
     return work;
 }
 
-// One set of tasks out of two: a's, then b's.
-Beside both(Beside a, Beside b) {
+// One set of tasks out of two, a's task t followed by b's task t on the same thread (b has no
+// more tasks than a): for two passes over the same rows, the second finding them in cache.
+Beside together(Beside a, Beside b) {
     Beside work;
-    work.count = a.count + b.count;
+    work.count = a.count;
     work.task = [a, b](long t, int thread) {
-        if (t < a.count)
-            a.task(t, thread);
-        else
-            b.task(t - a.count, thread);
+        a.task(t, thread);
+        if (t < b.count) b.task(t, thread);
     };
     return work;
 }
@@ -519,8 +525,8 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
             do {
                 const int m_next = after(m);
                 // beside m's first assignment: m_next's target, and its first product's operand
-                // (m's moves leave m_next's units as they are)
-                Beside work = both(mean.prepare(m_next, next), first_layer_strips(arch, of(m_next), ws.next_strips));
+                // (m's moves leave m_next's units as they are); both read m_next's units, 64 at a time
+                Beside work = together(mean.prepare(m_next, next), first_layer_strips(arch, of(m_next), ws.next_strips));
                 // A model's prices belong to its last target. In the first round that was the
                 // reference, far from the mean of the others; the mean barely changes from one
                 // model to the next, so there a match starts from the previous match's row duals.
