@@ -91,12 +91,16 @@ class MeanOfOthers {
         std::vector<int> patched;                                 // blocks whose rows get a few entries
         for (int l = 0; l < hidden_layers; ++l) {
             const Hidden h = hidden(arch_, l);
-            if (many(l) || many(l - 1) || many(l + 1)) {
-                for (std::size_t j = h.at; j < h.at + h.size(); j += kMeanRun) runs.emplace_back(j, std::min(h.at + h.size(), j + kMeanRun));
+            if (many(l) || many(l - 1) || many(l + 1)) {  // the block's own tasks
+                for (const auto& run : runs_)
+                    if (run.first >= h.at && run.first < h.at + h.size()) runs.push_back(run);
                 continue;
             }
-            for (int u : touched[l]) runs.emplace_back(h.at + static_cast<std::size_t>(u) * h.features(), h.at + static_cast<std::size_t>(u + 1) * h.features());
-            if ((l > 0 && !touched[l - 1].empty()) || (l + 1 < hidden_layers && !touched[l + 1].empty())) patched.push_back(l);
+            const std::size_t F = h.features();
+            for (int u : touched[l]) runs.emplace_back(h.at + u * F, h.at + (u + 1) * F);
+            const bool below_moved = l > 0 && !touched[l - 1].empty();
+            const bool above_moved = l + 1 < hidden_layers && !touched[l + 1].empty();
+            if (below_moved || above_moved) patched.push_back(l);
         }
         parallel_for(static_cast<long>(runs.size()), runs.size() > 8 ? n_threads_ : 1,
                      [&](long t, int) { mean_of_others(sum_, units, inv_, runs[t].first, runs[t].second, target); });
@@ -106,19 +110,19 @@ class MeanOfOthers {
             static const std::vector<int> none;
             const std::vector<int>& in = l > 0 ? touched[l - 1] : none;                    // entries u of the rows
             const std::vector<int>& out = l + 1 < hidden_layers ? touched[l + 1] : none;  // entries tail + u
-            parallel_for(blocks(h.d, kRowBlock), (in.size() + out.size()) * h.d > (1 << 14) ? n_threads_ : 1, [&](long block, int) {
-                for (int i = static_cast<int>(block) * kRowBlock; i < std::min(h.d, (static_cast<int>(block) + 1) * kRowBlock); ++i) {
-                    const std::size_t row = h.at + i * F;
+            const int threads = (in.size() + out.size()) * h.d > (1 << 14) ? n_threads_ : 1;
+            parallel_for(blocks(h.d, kRowBlock), threads, [&](long block, int) {
+                const int i0 = static_cast<int>(block) * kRowBlock, i1 = std::min(h.d, i0 + kRowBlock);
+                for (int i = i0; i < i1; ++i) {
+                    const std::size_t row = h.at + i * F, tail = row + h.tail();
                     for (int u : in) mean_of_others(sum_, units, inv_, row + u, row + u + 1, target);
-                    for (int u : out) mean_of_others(sum_, units, inv_, row + h.tail() + u, row + h.tail() + u + 1, target);
+                    for (int u : out) mean_of_others(sum_, units, inv_, tail + u, tail + u + 1, target);
                 }
             });
         }
     }
 
    private:
-    static constexpr std::size_t kMeanRun = 1 << 15;  // entries per task
-
     const float* of(int m) const { return units_ + static_cast<std::size_t>(m) * size_; }
 
     const Arch& arch_;

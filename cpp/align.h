@@ -76,10 +76,11 @@ bool align_to(const Arch& arch, const float* target, float* units, int* perm, in
 // Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
 // (the first, then the rest in parallel from its row duals: where an optimum is not unique,
 // as with all-zero units, the start decides which one), then, round by round, each other model
-// in turn to the mean of the rest (the reference stays put as the anchor), until no assignment changes or max_rounds. Taking the
-// models in turn (Gauss-Seidel) makes every accepted move raise the sum of pairwise
-// similarities, so the rounds converge; matching all models to one snapshot of the mean at
-// once (Jacobi) was measured to cycle, about half the units moving every round forever.
+// in turn to the mean of the rest (the reference stays put as the anchor), until no assignment
+// changes or max_rounds. Taking the models in turn (Gauss-Seidel) makes every accepted move
+// raise the sum of pairwise similarities, so the rounds converge; matching all models to one
+// snapshot of the mean at once (Jacobi) was measured to cycle, about half the units moving every
+// round forever.
 // The models are aligned as units (see units_size) and written back as parameter rows.
 // perms: (n_models, hidden_units). Returns the number of rounds after the first alignment.
 int align_stack(const Arch& arch, float* params, int n_models, int reference, int max_rounds,
