@@ -16,6 +16,15 @@ constexpr int kRowBlock = 64;       // rows of a score per task when a product i
 
 int blocks(int n, int size) { return (n + size - 1) / size; }
 
+// body(i0, i1, thread) for rows [0, n) in blocks of kRowBlock, split across threads.
+template <class Body>
+void for_row_blocks(int n, int n_threads, Body&& body) {
+    parallel_for(blocks(n, kRowBlock), n_threads, [&](long block, int thread) {
+        const int i0 = static_cast<int>(block) * kRowBlock;
+        body(i0, std::min(n, i0 + kRowBlock), thread);
+    });
+}
+
 // Hidden layer h of a model: its width, the widths around it, where its weights sit in a
 // parameter row and where its block sits among the model's units (see units_size).
 struct Hidden {
@@ -111,8 +120,7 @@ class MeanOfOthers {
             const std::vector<int>& in = l > 0 ? touched[l - 1] : none;                    // entries u of the rows
             const std::vector<int>& out = l + 1 < hidden_layers ? touched[l + 1] : none;  // entries tail + u
             const int threads = (in.size() + out.size()) * h.d > (1 << 14) ? n_threads_ : 1;
-            parallel_for(blocks(h.d, kRowBlock), threads, [&](long block, int) {
-                const int i0 = static_cast<int>(block) * kRowBlock, i1 = std::min(h.d, i0 + kRowBlock);
+            for_row_blocks(h.d, threads, [&](int i0, int i1, int) {
                 for (int i = i0; i < i1; ++i) {
                     const std::size_t row = h.at + i * F, tail = row + h.tail();
                     for (int u : in) mean_of_others(sum_, units, inv_, row + u, row + u + 1, target);
@@ -196,17 +204,17 @@ void full_score(const Hidden& h, const float* target, const float* units, AlignW
 // c (m, m) += A (m, k) @ B (k, m), rows split across threads: a score's low-rank correction.
 void add_product(int m, int k, const float* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_ks, const float* b,
                  float* c, int n_threads) {
-    parallel_for(blocks(m, kRowBlock), n_threads, [&](long block, int) {
+    for_row_blocks(m, n_threads, [&](int i0, int i1, int) {
         GemmArgs g;
-        g.m = std::min(kRowBlock, m - static_cast<int>(block) * kRowBlock);
+        g.m = i1 - i0;
         g.n = m;
         g.k = k;
-        g.a = a + block * kRowBlock * a_rs;
+        g.a = a + i0 * a_rs;
         g.a_rs = a_rs;
         g.a_ks = a_ks;
         g.b = b;
         g.ldb = m;
-        g.c = c + block * kRowBlock * m;
+        g.c = c + static_cast<std::ptrdiff_t>(i0) * m;
         g.ldc = m;
         gemm(Epilogue::Add, g);
     });
@@ -229,8 +237,8 @@ void correct_neighbours(const Arch& arch, const float* target, const float* unit
         const float* Tu = target + above.at;  // the layer above's units: incoming feature r is h's unit r
         ws.gathered.resize(static_cast<std::size_t>(n) * k);
         ws.change.resize(static_cast<std::size_t>(k) * n);
-        parallel_for(blocks(n, kRowBlock), k * n > (1 << 15) ? n_threads : 1, [&](long block, int) {
-            for (int j = static_cast<int>(block) * kRowBlock; j < std::min(n, (static_cast<int>(block) + 1) * kRowBlock); ++j) {
+        for_row_blocks(n, k * n > (1 << 15) ? n_threads : 1, [&](int j0, int j1, int) {
+            for (int j = j0; j < j1; ++j) {
                 const float* unit = Tu + j * F;  // read along the unit's row, written along gathered's
                 float* g = ws.gathered.data() + static_cast<std::size_t>(j) * k;
                 for (int t = 0; t < k; ++t) g[t] = unit[moved[t]];
@@ -252,8 +260,8 @@ void correct_neighbours(const Arch& arch, const float* target, const float* unit
         const std::size_t F = below.features();
         ws.gathered.resize(static_cast<std::size_t>(n) * k);
         ws.change.resize(static_cast<std::size_t>(k) * n);
-        parallel_for(blocks(n, kRowBlock), k * n > (1 << 15) ? n_threads : 1, [&](long block, int) {
-            for (int i = static_cast<int>(block) * kRowBlock; i < std::min(n, (static_cast<int>(block) + 1) * kRowBlock); ++i) {
+        for_row_blocks(n, k * n > (1 << 15) ? n_threads : 1, [&](int i0, int i1, int) {
+            for (int i = i0; i < i1; ++i) {
                 const float* wt = target + below.at + i * F + below.tail();
                 const float* w = units + below.at + i * F + below.tail();
                 for (int t = 0; t < k; ++t) {
@@ -301,8 +309,8 @@ void permute_units(const Arch& arch, float* units, int l, const int* q, const st
         if (side < 0 || side >= hidden_layers) continue;
         const Hidden h = hidden(arch, side);
         const std::size_t run = side < l ? h.tail() : 0;  // the layer below holds l's units as outgoing weights
-        parallel_for(blocks(h.d, kRowBlock), k * h.d > (1 << 15) ? n_threads : 1, [&](long block, int) {
-            for (int r = static_cast<int>(block) * kRowBlock; r < std::min(h.d, (static_cast<int>(block) + 1) * kRowBlock); ++r)
+        for_row_blocks(h.d, k * h.d > (1 << 15) ? n_threads : 1, [&](int r0, int r1, int) {
+            for (int r = r0; r < r1; ++r)
                 permute(h.at + static_cast<std::size_t>(r) * h.features() + run, scratch + static_cast<std::size_t>(r) * k);
         });
     }
@@ -311,9 +319,9 @@ void permute_units(const Arch& arch, float* units, int l, const int* q, const st
 // The same move in a (d, d) score: the model's unit q[j] becomes column j, rows split across
 // threads (scratch: d values per thread).
 void permute_columns(float* score, int d, const int* q, float* scratch, int n_threads) {
-    parallel_for(blocks(d, kRowBlock), n_threads, [&](long block, int thread) {
+    for_row_blocks(d, n_threads, [&](int i0, int i1, int thread) {
         float* taken = scratch + static_cast<std::size_t>(thread) * d;
-        for (int i = static_cast<int>(block) * kRowBlock; i < std::min(d, (static_cast<int>(block) + 1) * kRowBlock); ++i) {
+        for (int i = i0; i < i1; ++i) {
             float* s = score + static_cast<std::size_t>(i) * d;
             for (int j = 0; j < d; ++j) taken[j] = s[q[j]];
             std::memcpy(s, taken, sizeof(float) * d);
@@ -339,10 +347,7 @@ std::size_t units_size(const Arch& arch) {
 void units_of(const Arch& arch, const float* row, float* units, int n_threads) {
     for (int l = 0; l + 1 < arch.n_layers(); ++l) {
         const Hidden h = hidden(arch, l);
-        parallel_for(blocks(h.d, kRowBlock), n_threads, [&](long block, int) {
-            const int i0 = static_cast<int>(block) * kRowBlock;
-            units_from_row(h, row, i0, std::min(i0 + kRowBlock, h.d), units);
-        });
+        for_row_blocks(h.d, n_threads, [&](int i0, int i1, int) { units_from_row(h, row, i0, i1, units); });
     }
 }
 
@@ -351,8 +356,7 @@ void row_of(const Arch& arch, const float* units, float* row, int n_threads) {
     for (int l = 0; l < hidden_layers; ++l) {
         const Hidden h = hidden(arch, l);
         const std::size_t F = h.features();
-        parallel_for(blocks(h.d, kRowBlock), n_threads, [&](long block, int) {
-            const int i0 = static_cast<int>(block) * kRowBlock, i1 = std::min(i0 + kRowBlock, h.d);
+        for_row_blocks(h.d, n_threads, [&](int i0, int i1, int) {
             const float* first = units + h.at + static_cast<std::size_t>(i0) * F;
             transpose(first, static_cast<std::ptrdiff_t>(F), i1 - i0, h.d_in, row + h.w + i0, h.d);
             for (int i = i0; i < i1; ++i) {
@@ -520,6 +524,7 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
 
         std::vector<double> duals(H);
         AlignWorkspace& ws = space(0);
+        Buffer<float> next_strips;  // the next model's first hidden layer strips, built beside
         Beside first = mean.prepare(first_model, now);
         parallel_for(first.count, n_threads, first.task);
         while (rounds < max_rounds) {
@@ -530,7 +535,7 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
                 const int m_next = after(m);
                 // beside m's first assignment: m_next's target, and its first product's operand
                 // (m's moves leave m_next's units as they are); both read m_next's units, 64 at a time
-                Beside work = together(mean.prepare(m_next, next), first_layer_strips(arch, of(m_next), ws.next_strips));
+                Beside work = together(mean.prepare(m_next, next), first_layer_strips(arch, of(m_next), next_strips));
                 // A model's prices belong to its last target. In the first round that was the
                 // reference, far from the mean of the others; the mean barely changes from one
                 // model to the next, so there a match starts from the previous match's row duals.
@@ -538,7 +543,7 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
                 any |= align_to(arch, now, of(m), perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads, start,
                                 prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data(), &work);
                 mean.refresh(m_next, ws.touched, next);
-                std::swap(ws.model_strips, ws.next_strips);
+                std::swap(ws.model_strips, next_strips);
                 ws.strips_ready = true;
                 std::swap(now, next);
                 m = m_next;

@@ -34,7 +34,6 @@ struct Beside {
 
 struct AlignWorkspace {
     Buffer<float> model_strips;  // the model's units transposed, (d_in + 1 + d_out, 64) per strip of units
-    Buffer<float> next_strips;   // the next model's first hidden layer's, built beside (align_stack)
     bool strips_ready = false;   // model_strips already holds this call's model's first hidden layer
     std::vector<Buffer<float>> scores;  // (d, d) per hidden layer
     std::vector<char> valid;            // per hidden layer: its score is up to date
