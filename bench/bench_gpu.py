@@ -1,4 +1,5 @@
-"""segfast's CUDA path against torch.func.vmap on the same GPU, both in float32 (TF32 off).
+"""segfast's CUDA path against torch.func.vmap and JAX on the same GPU, all in float32 (TF32 off,
+JAX at its highest matmul precision).
 
   W1  784-128-10, 10 models        W4  predict_proba of 100 784-128-10 models on the 10,000 test rows
   W2  784-128-10, 100 models       W5  784-256-10, 10,000 models (6 rows each)
@@ -10,11 +11,17 @@ wall times train() records (data and parameters stay on the GPU between epochs; 
 around them, with the uploads and the final download, is shown too). torch.func: the idiom the
 field uses for many small models (stack_module_state + vmap of grad, in-place SGD), data and
 parameters on the GPU, each epoch timed with a synchronize; its minibatch order is fixed once.
-W4: probabilities back in host memory on both sides (segfast's predict_proba returns numpy).
+JAX: the idiom a JAX user writes, one jax.jit of lax.scan over the epoch's full minibatches of
+vmap(grad(loss)) with the SGD step inside (one more jitted step for a short last minibatch),
+parameters donated; data and parameters on the GPU. W4: probabilities back in host memory on
+every side (segfast's predict_proba returns numpy; torch .cpu(), JAX np.asarray).
 GFLOP/s count 6 FLOPs per weight (biases excluded) per training row (2 for prediction) and are
 shown as a share of the GPU's float32 peak, measured here by a large torch.mm without TF32.
 
-    python bench/bench_gpu.py [--workloads W1,W5] [--repeats 5] [--dry-run]
+    python bench/bench_gpu.py [--workloads W1,W5] [--repeats 5] [--scale 10000,100000] [--dry-run]
+
+--scale N1,N2,...: 784-16-10 models of 6 rows each (rows drawn with repetition from the training
+set), one epoch each; prints the cost per model and the device memory held during training.
 
 --dry-run: tiny sizes on the CPU (segfast's CPU path, torch on the CPU), to check the script
 where no GPU is present.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -34,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import segfast  # noqa: E402
 from _common import Table, fmt, load_fashion_mnist, optional_import  # noqa: E402
 
-from bench_train import BATCH, LR, SEED, WORKLOADS as CPU_WORKLOADS, Workload  # noqa: E402
+from bench_train import BATCH, LR, SEED, WORKLOADS as CPU_WORKLOADS, Workload, layer_views  # noqa: E402
 
 WORKLOADS = {**CPU_WORKLOADS, "W5": Workload("W5", "train", (784, 256, 10), 10_000)}
 
@@ -128,12 +136,104 @@ def torch_predict(torch, wl: Workload, X, device: str, repeats: int) -> float:
     return median_time(run, repeats, sync)
 
 
+def jax_setup(jax):
+    jax.config.update("jax_default_matmul_precision", "highest")  # float32 products, no TF32
+
+
+def jax_forward(jax, p, x):  # one model: p = [(W (d_in, d_out), b (d_out,)), ...]
+    for l, (w, b) in enumerate(p):
+        x = x @ w + b
+        if l < len(p) - 1:
+            x = jax.nn.relu(x)
+    return x
+
+
+def jax_params(jax, wl: Workload):
+    stack = segfast.MLPStack(list(wl.dims), wl.n_models, init="independent", seed=SEED)
+    return [(jax.numpy.asarray(w), jax.numpy.asarray(b)) for w, b in layer_views(wl.dims, stack.params)]
+
+
+def jax_train(jax, wl: Workload, X, y, seg, repeats: int) -> float:
+    from functools import partial
+    jnp = jax.numpy
+    Xd, yd = jnp.asarray(X), jnp.asarray(y)
+    size = int(seg.sizes[0])
+    order = np.random.default_rng(SEED).permuted(seg.order.reshape(wl.n_models, size), axis=1)
+    n_full = size // BATCH
+    full = jnp.asarray(order[:, :n_full * BATCH].reshape(wl.n_models, n_full, BATCH).transpose(1, 0, 2))
+    tail = jnp.asarray(order[:, n_full * BATCH:]) if size % BATCH else None
+
+    def loss_fn(p, xb, yb):
+        logits = jax_forward(jax, p, xb)
+        picked = jnp.take_along_axis(logits, yb[:, None], axis=1)[:, 0]
+        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+    grads = jax.vmap(jax.grad(loss_fn))
+
+    def step_body(p, b):  # b: (N, batch) row indices, gathered inside the jit
+        g = grads(p, Xd[b], yd[b])
+        return jax.tree_util.tree_map(lambda v, d: v - LR * d, p, g), None
+
+    step = jax.jit(step_body, donate_argnums=0)
+
+    @partial(jax.jit, donate_argnums=0)
+    def scan_epoch(p, batches):  # batches: (steps, N, batch)
+        return jax.lax.scan(step_body, p, batches)[0]
+
+    state = {"p": jax_params(jax, wl)}
+
+    def epoch():
+        p = scan_epoch(state["p"], full) if n_full else state["p"]
+        if tail is not None:
+            p, _ = step(p, tail)
+        state["p"] = jax.block_until_ready(p)
+    return median_time(epoch, repeats, lambda: None)
+
+
+def jax_predict(jax, wl: Workload, X, repeats: int) -> float:
+    params, Xd = jax_params(jax, wl), jax.numpy.asarray(X)
+    proba = jax.jit(jax.vmap(lambda p, x: jax.nn.softmax(jax_forward(jax, p, x), axis=-1), in_axes=(0, None)))
+    return median_time(lambda: np.asarray(proba(params, Xd)), repeats, lambda: None)
+
+
+def scale_run(n_models: int, X, y, device: str) -> None:
+    """784-16-10, n_models of 6 rows each (drawn with repetition): the per-model cost of an epoch,
+    and the device memory in use while the models are there (the trainer's own, on the GPU)."""
+    rng = np.random.default_rng(SEED)
+    seg = segfast.Segments(rng.integers(0, len(X), 6 * n_models), np.arange(0, 6 * n_models + 1, 6))
+    stack = segfast.MLPStack([784, 16, 10], n_models, init="shared", seed=SEED)
+    if device != "cuda":
+        hist = segfast.train(stack, X, y, seg, epochs=2, batch_size=BATCH, lr=LR)
+        epoch, mem = float(hist.seconds[1]), "-"
+    else:
+        core = segfast._core
+        base = core.cuda_memory_in_use()
+        trainer = core.CudaTrainer([784, 16, 10], X, y)
+        trainer.set_models(stack.params)
+        active = np.ones(n_models, dtype=np.uint8)
+        times = []
+        for e in range(2):
+            start = time.perf_counter()
+            trainer.epoch(seg.order, seg.offsets, active, np.full(n_models, e, dtype=np.int64), SEED, BATCH, LR,
+                          0.0, 0.0, 0.0, 0, 0, -1)
+            times.append(time.perf_counter() - start)
+        held = core.cuda_memory_in_use() - base
+        del trainer
+        epoch, mem = times[1], f"{held / 2**30:.1f} GiB held on the device"
+    print(f"scale {n_models:>9,} x 784-16-10: epoch {epoch:.4f} s = {1e6 * epoch / n_models:.3f} us a model; "
+          f"{stack.params.nbytes / 2**30:.2f} GiB of weights; {mem}", flush=True)
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default="W1,W2,W3,W4,W5")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scale", default="", help="comma-separated model counts for the 784-16-10 scale runs")
+    parser.add_argument("--no-jax", action="store_true", help="skip the JAX anchor")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, to check the script")
     args = parser.parse_args()
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX shares the GPU with torch and segfast
+    jax = None if args.no_jax else optional_import("jax")
+    if jax is not None:
+        jax_setup(jax)
     torch = optional_import("torch")
     if torch is None:
         print("PyTorch is not installed: the torch.func anchor cannot run", file=sys.stderr)
@@ -156,11 +256,14 @@ def main() -> int:
     peak = gpu_peak(torch, device)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU (dry run)"
     print(f"device: {name}; float32 GEMM peak (torch.mm, TF32 off): {peak / 1e12:.1f} TFLOP/s")
-    print(f"segfast {segfast.__version__}, torch {torch.__version__}; medians of {args.repeats} epochs/calls\n")
+    print(f"segfast {segfast.__version__}, torch {torch.__version__}, "
+          f"jax {getattr(jax, '__version__', '(not installed)')}; medians of {args.repeats} epochs/calls\n")
 
     table = Table([("workload", 34, "<"), ("segfast s", 10, ">"), ("(call)", 8, ">"), ("torch.func s", 12, ">"),
-                   ("speed-up", 8, ">"), ("segfast TFLOP/s", 15, ">"), ("of peak", 7, ">")])
+                   ("JAX s", 8, ">"), ("vs torch", 8, ">"), ("vs best", 7, ">"), ("TFLOP/s", 7, ">"),
+                   ("of peak", 7, ">")])
     table.header()
+    plans = []
     for key in args.workloads.split(","):
         wl = WORKLOADS[key.strip()]
         if key in scale:
@@ -170,15 +273,28 @@ def main() -> int:
             ours = segfast_predict(wl, X_test, device, args.repeats)
             call = ours
             theirs = torch_predict(torch, wl, X_test, device, args.repeats)
+            jaxs = jax_predict(jax, wl, X_test, args.repeats) if jax is not None else None
             flops = 2.0 * wl.n_weights * len(X_test) * wl.n_models
         else:
             seg = segfast.segment(y, wl.n_models, "iid", seed=SEED)
+            if device == "cuda":
+                plans.append(f"{wl.name}: {segfast._core.cuda_resident_plan(list(wl.dims), wl.n_models, min(BATCH, int(seg.sizes.max())), False)}")
             ours, call = segfast_train(wl, X, y, seg, device, args.repeats)
             theirs = torch_train(torch, wl, X, y, seg, device, args.repeats)
+            jaxs = jax_train(jax, wl, X, y, seg, args.repeats) if jax is not None else None
             flops = 6.0 * wl.n_weights * len(X)
         rate = flops / ours
-        table.row(label, fmt(ours, ".4f"), fmt(call, ".3f"), fmt(theirs, ".4f"), f"{theirs / ours:.2f}x",
+        best = min(theirs, jaxs) if jaxs is not None else theirs
+        table.row(label, fmt(ours, ".4f"), fmt(call, ".3f"), fmt(theirs, ".4f"),
+                  fmt(jaxs, ".4f") if jaxs is not None else "-", f"{theirs / ours:.2f}x", f"{best / ours:.2f}x",
                   f"{rate / 1e12:.2f}", f"{100 * rate / peak:.1f}%")
+    if plans:
+        print("\nresident epoch plans (cluster: CTAs a model; units: hidden units a CTA; ok False: per-layer path):")
+        print("\n".join("  " + p for p in plans))
+    if args.scale:
+        data = load_fashion_mnist() if not args.dry_run else segfast.datasets.load_default()
+        for n in args.scale.split(","):
+            scale_run(int(n), data.X_train, data.y_train, device)
     return 0
 
 

@@ -3,8 +3,9 @@
 #   1. builds segfast with CUDA (SEGFAST_CUDA=ON) into a temporary folder,
 #   2. runs the GPU tests (tests/test_cuda.py: GPU results == CPU results on the same
 #      minibatches, to float tolerance) and the training tests on that build,
-#   3. runs bench/bench_gpu.py (W1-W5 against torch.func.vmap on the same GPU, with ratios and
-#      the share of the GPU's float32 peak).
+#   3. runs bench/bench_gpu.py (W1-W5 against torch.func.vmap and JAX on the same GPU, with
+#      ratios and the share of the GPU's float32 peak; then the 784-16-10 scale runs),
+#   4. profiles where W4's prediction and W5's epoch go, kernel by kernel.
 #
 # It works OFFLINE, on a GPU machine that reaches no package registry: the build tools come
 # from wheels carried beside the checkout, and the benchmark data too, in $SEGFAST_GPU_DIR
@@ -12,7 +13,8 @@
 #   .gpu/wheels/   scikit-build-core, pybind11 and their pure-Python dependencies
 #   .gpu/data/     Fashion-MNIST's four IDX files
 # Fill it once on a machine with network access:   bench/gpu_check.sh --prepare
-# The GPU machine needs python3 with numpy, pytest and torch, CMake, and nvcc.
+# The GPU machine needs python3 with numpy, pytest and torch (JAX too, for that anchor), CMake,
+# and nvcc.
 #
 #   bench/gpu_check.sh              on the GPU machine, from anywhere in the checkout
 #   bench/gpu_check.sh --dry-run    the same steps where no GPU is: the CUDA sources must build,
@@ -71,18 +73,19 @@ echo "== 2. GPU tests (GPU == CPU on the same minibatches), training tests on th
 tests_rc=0  # a failure is reported at the end; the benchmarks still run
 (cd tests && $PY -m pytest -q -p no:cacheprovider test_cuda.py test_train.py) || tests_rc=$?
 
-echo "== 3. benchmarks against torch.func.vmap on the same device"
+echo "== 3. benchmarks against torch.func.vmap and JAX on the same device"
 if [ "$mode" = "--dry-run" ]; then
-  $PY bench/bench_gpu.py --dry-run --repeats 2
+  $PY bench/bench_gpu.py --dry-run --repeats 2 --scale 1000
 else
-  SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3
-  echo "-- the same with the tiled kernel only (SEGFAST_CUDA_KERNELS=tiled), for comparison:"
-  SEGFAST_CUDA_KERNELS=tiled SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 --workloads W2,W3,W5
+  SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 5 --scale ${SEGFAST_GPU_SCALE:-10000,100000}
+  echo "-- the per-layer path (SEGFAST_CUDA_KERNELS=layered), for comparison:"
+  SEGFAST_CUDA_KERNELS=layered SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 --no-jax \
+    --workloads W1,W2,W5
 fi
 
-echo "== 4. where the GPU epochs go, kernel by kernel"
+echo "== 4. where the GPU time goes, kernel by kernel"
 if [ "$mode" = run ]; then
-  SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/profile_gpu.py --workloads W1,W5 || echo "(profile failed)"
+  SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/profile_gpu.py --workloads W4,W5 || echo "(profile failed)"
 fi
 if [ "$tests_rc" != 0 ]; then
   echo "GPU CHECK FAILED: the tests above failed (pytest exit code $tests_rc)"

@@ -38,8 +38,23 @@ def test_device_must_be_cpu_or_cuda(problem):
         lambda: segfast.SegmentClassifier(n_segments=2, device="gpu").fit(X, y),
     ]
     for call in calls:
-        with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'auto'"):
             call()
+
+
+def test_device_auto_is_the_gpu_where_one_is_usable(problem):
+    X, y, seg = problem
+    want = "cuda" if segfast.cuda_available() else "cpu"
+    from segfast._device import check_device
+    assert check_device("auto") == want
+    start = MLPStack([36, 8, 5], 5, seed=1)
+    auto, there = start.copy(), start.copy()
+    segfast.train(auto, X, y, seg, epochs=1, device="auto")
+    segfast.train(there, X, y, seg, epochs=1, device=want)
+    assert np.array_equal(auto.params, there.params)
+    assert np.array_equal(segfast.predict_proba(auto, X, device="auto"), segfast.predict_proba(auto, X, device=want))
+    ens = segfast.Ensemble(auto, "soft", device="auto")
+    assert np.array_equal(ens.predict_proba(X), segfast.Ensemble(auto, "soft", device=want).predict_proba(X))
 
 
 @pytest.mark.skipif(segfast.cuda_available(), reason="a GPU is present")
@@ -76,6 +91,82 @@ def test_predict_and_evaluate_match_the_cpu(rng, dims):
     gpu_eval, cpu_eval = segfast.evaluate(stack, X, y, device="cuda"), segfast.evaluate(stack, X, y)
     np.testing.assert_allclose(gpu_eval.loss, cpu_eval.loss, rtol=1e-5)
     np.testing.assert_allclose(gpu_eval.accuracy, cpu_eval.accuracy, atol=1.5 / len(X))
+
+
+@gpu
+@pytest.mark.parametrize("dims", [[36, 300, 40], [36, 129, 33, 7]])  # > 32 classes; > 128 units (two tiles)
+@pytest.mark.parametrize("rows", [1, 127, 1000])
+def test_prediction_kernels_on_odd_shapes(rng, dims, rows):
+    X = rng.standard_normal((rows, 36)).astype(np.float32)
+    stack = MLPStack(dims, 3, init="independent", seed=2)
+    for log in (False, True):
+        got = segfast._core.cuda_predict_proba(list(dims), stack.params, X, log=log)
+        want = segfast._core.predict_proba(list(dims), stack.params, X, 1)
+        np.testing.assert_allclose(np.exp(got) if log else got, want, atol=1e-5)
+
+
+@gpu
+@pytest.mark.parametrize("hidden", [1, 10, 33, 257])  # one CTA; one; clusters of 4; of 16 (non-portable)
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(momentum=0.9, weight_decay=1e-3, batch_size=8),
+    dict(proximal_mu=0.1, batch_size=16, epochs=[2, 1, 0, 2, 1]),
+    dict(batch_size=1, momentum=0.5),
+])
+def test_the_resident_epoch_matches_the_layered_path_and_the_cpu(rng, monkeypatch, hidden, options):
+    """resident_epoch.cu (one launch an epoch, weights on chip) against the per-layer path and the
+    CPU: 37 features (not a multiple of 4), 7 classes, a one-row segment and segments shorter
+    than a minibatch."""
+    X, y = blobs(rng, n=500, d=37, classes=7)
+    sizes = [1, 5, 33, 100, 300]
+    order = rng.permutation(len(X))
+    bounds = np.cumsum([0] + sizes)
+    seg = Segments.from_indices([order[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+    options = {"epochs": 2, "lr": 0.05, "seed": 4, **options}
+    start = MLPStack([37, hidden, 7], 5, init="independent", seed=1)
+    cpu = start.copy()
+    cpu_hist = segfast.train(cpu, X, y, seg, **options)
+    for kernels in ("resident", "layered"):
+        monkeypatch.setenv("SEGFAST_CUDA_KERNELS", kernels)
+        stack = start.copy()
+        hist = segfast.train(stack, X, y, seg, device="cuda", **options)
+        np.testing.assert_allclose(stack.params, cpu.params, atol=ATOL, rtol=RTOL, err_msg=kernels)
+        np.testing.assert_allclose(hist.loss, cpu_hist.loss, rtol=1e-3, err_msg=kernels)
+
+
+@gpu
+def test_the_benchmark_shapes_take_the_resident_epoch():
+    plan = segfast._core.cuda_resident_plan
+    for dims, n, rows in [([784, 128, 10], 10, 32), ([784, 128, 10], 100, 32), ([784, 32, 10], 1000, 32),
+                          ([784, 256, 10], 10_000, 6), ([784, 16, 10], 1_000_000, 6)]:
+        for momentum in (False, True):
+            assert plan(dims, n, rows, momentum)["ok"], (dims, n, rows, momentum)
+    assert not plan([784, 128, 10], 100, 33, False)["ok"]  # minibatches over 32 rows
+    assert not plan([36, 40, 12, 5], 5, 32, False)["ok"]  # two hidden layers
+
+
+@gpu
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_the_resident_epoch_at_full_size(rng, monkeypatch, momentum):
+    """784-128-10 with minibatches of 32: the benchmark's shape, the largest shared-memory
+    blocks (momentum needs them for the velocity too); 100 models, so the parameters (40 MB)
+    also cross the staged copies, which must be exact."""
+    X = rng.standard_normal((2000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 2000)
+    seg = segfast.segment(y, 100, seed=0)
+    start = MLPStack([784, 128, 10], 100, init="independent", seed=1)
+    cpu = start.copy()
+    segfast.train(cpu, X, y, seg, epochs=1, lr=0.01, momentum=momentum, seed=3)
+    monkeypatch.setenv("SEGFAST_CUDA_KERNELS", "resident")
+    stack = start.copy()
+    segfast.train(stack, X, y, seg, epochs=1, lr=0.01, momentum=momentum, seed=3, device="cuda")
+    np.testing.assert_allclose(stack.params, cpu.params, atol=ATOL, rtol=RTOL)
+    monkeypatch.setenv("SEGFAST_CUDA_PINNED", "0")
+    plain = start.copy()
+    segfast.train(plain, X, y, seg, epochs=1, lr=0.01, momentum=momentum, seed=3, device="cuda")
+    assert np.array_equal(plain.params, stack.params)
+    assert np.array_equal(segfast.predict_proba(plain, X, device="cuda"),
+                          segfast.predict_proba(stack, X, device="cuda"))
 
 
 @gpu

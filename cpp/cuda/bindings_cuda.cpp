@@ -12,6 +12,7 @@
 #include "../py_arrays.h"
 #include "../threads.h"
 #include "device.h"
+#include "resident_epoch.h"
 
 namespace py = pybind11;
 using namespace segfast;
@@ -110,6 +111,21 @@ class PyTrainer {
 void bind_cuda(py::module_& mod) {
     mod.def("cuda_unavailable_reason", &cuda::unavailable_reason);
     mod.def("cuda_device_name", &cuda::device_name);
+    mod.def("cuda_memory_in_use", &cuda::memory_in_use, "Bytes of device memory in use (every process's).");
+    mod.def(
+        "cuda_resident_plan",
+        [](const std::vector<int>& dims, int n_active, int max_rows, bool momentum) {
+            const cuda::ResidentPlan plan = cuda::plan_resident(arch_of(dims), n_active, max_rows, momentum);
+            py::dict out;
+            out["ok"] = plan.ok;
+            out["cluster"] = plan.cluster;
+            out["units"] = plan.units;
+            out["rows"] = plan.rows;
+            out["shared_bytes"] = plan.smem;
+            return out;
+        },
+        py::arg("dims"), py::arg("n_active"), py::arg("max_rows"), py::arg("momentum"),
+        "How the resident epoch kernel would train these models (ok False: the per-layer path).");
     py::class_<PyTrainer>(mod, "CudaTrainer", "Training data and models resident on the GPU.")
         .def(py::init<const std::vector<int>&, py::handle, py::handle>(), py::arg("dims"), py::arg("X"), py::arg("y"))
         .def("set_models", &PyTrainer::set_models, py::arg("params"))

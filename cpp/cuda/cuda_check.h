@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "transfer.h"
+
 namespace segfast::cuda {
 
 [[noreturn]] inline void fail(cudaError_t error, const char* call, const char* file, int line) {
@@ -80,12 +82,12 @@ void DeviceArray<T>::resize(std::size_t n) {
 template <class T>
 void DeviceArray<T>::upload(const T* host, std::size_t n) {
     if (n > size_) resize(n);
-    if (n) SEGFAST_CUDA(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice));
+    copy_to_device(ptr_, host, n * sizeof(T));
 }
 
 template <class T>
 void DeviceArray<T>::download(T* host, std::size_t n) const {
-    if (n) SEGFAST_CUDA(cudaMemcpy(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost));
+    copy_to_host(host, ptr_, n * sizeof(T));
 }
 
 }  // namespace segfast::cuda

@@ -1,6 +1,7 @@
 // The CUDA path as the rest of the core sees it: plain C++ types only, so that bindings.cpp
 // compiles with the host compiler. Everything here exists only in builds with SEGFAST_WITH_CUDA.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@ namespace segfast::cuda {
 // Empty when a GPU can be used; otherwise why not, in words, for the Python error message.
 std::string unavailable_reason();
 std::string device_name();
+std::size_t memory_in_use();  // total minus free, as cudaMemGetInfo reports them
 
 struct EpochArgs {
     const std::int64_t* order = nullptr;    // segment i is order[offsets[i]:offsets[i+1]] (host)

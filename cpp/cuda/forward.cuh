@@ -1,5 +1,5 @@
-// The forward pass of every model at once, one batched product per layer: shared by training
-// and prediction.
+// The forward pass of every model at once, one batched product per layer: training's per-layer
+// path (prediction has dense_forward.cuh).
 #pragma once
 #include <vector>
 

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 
+#include "dense_forward.cuh"
 #include "device.h"
-#include "forward.cuh"
+#include "../arch.h"
+#include "batched_gemm.cuh"
 
 namespace segfast::cuda {
 
@@ -71,20 +73,36 @@ int chunk_rows(const Arch& arch, int n_models, std::int64_t n_rows) {
     return static_cast<int>(std::min<std::int64_t>({fit, n_rows, 1 << 20}));
 }
 
-// The forward pass of chunk [r0, r0 + rows) with the last layer written to (logits, model stride).
+// The forward pass of chunk [r0, r0 + rows): the hidden layers by the tiled dense kernel, the
+// output layer into (out, model stride out_stride) as logits, probabilities or log-probabilities.
 void forward_chunk(const Arch& arch, const float* params, const float* x, int n_models, std::int64_t r0, int rows,
-                   std::vector<DeviceArray<float>>& hidden, float* logits, long long logits_stride) {
-    const int L = arch.n_layers();
-    std::vector<float*> out(L);
-    std::vector<long long> stride(L);
+                   std::vector<DeviceArray<float>>& hidden, float* out, long long out_stride, OutputMode mode) {
+    const int L = arch.n_layers(), C = arch.n_out();
+    const long long P = static_cast<long long>(arch.n_params);
+    const float* in = x + r0 * arch.n_in();
+    long long in_stride = 0;  // every model reads the same rows
     for (int l = 0; l + 1 < L; ++l) {
-        out[l] = hidden[l].get();
-        stride[l] = static_cast<long long>(rows) * arch.dims[l + 1];
+        const long long stride = static_cast<long long>(rows) * arch.dims[l + 1];
+        dense_relu(n_models, rows, arch.dims[l + 1], arch.dims[l], in, in_stride, params, P,
+                   static_cast<long long>(arch.w_off[l]), hidden[l].get(), stride);
+        in = hidden[l].get();
+        in_stride = stride;
     }
-    out[L - 1] = logits;
-    stride[L - 1] = logits_stride;
-    forward_all(arch, params, static_cast<long long>(arch.n_params), x + r0 * arch.n_in(), 0, n_models, rows,
-                nullptr, out, stride);
+    const int K = arch.dims[L - 1];
+    if (output_fits(K, C)) {
+        output_layer(n_models, rows, C, K, in, in_stride, params, P, static_cast<long long>(arch.w_off[L - 1]), out,
+                     out_stride, mode);
+        return;
+    }
+    // Many classes: the tiled product for the logits, then the softmax in place.
+    Operand a{in, in_stride, K, 1, -1, K};  // (rows, K) with a column of ones for the bias
+    Operand b{params + arch.w_off[L - 1], P, C, 1};
+    batched_gemm(n_models, rows, C, K + 1, a, b, nullptr, StoreActivation{out, out_stride, C, false});
+    if (mode == OutputMode::logits) return;
+    const long long threads = static_cast<long long>(n_models) * rows;
+    softmax_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256>>>(n_models, rows, C, out, out_stride,
+                                                                          mode == OutputMode::log_proba);
+    SEGFAST_CUDA_LAUNCHED("softmax_kernel");
 }
 
 std::vector<DeviceArray<float>> hidden_buffers(const Arch& arch, int n_models, int rows) {
@@ -108,12 +126,9 @@ void predict_proba(const std::vector<int>& dims, const float* params, int n_mode
     auto hidden = hidden_buffers(arch, n_models, chunk);
     for (std::int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
         const int rows = static_cast<int>(std::min<std::int64_t>(chunk, n_rows - r0));
-        forward_chunk(arch, p.get(), xd.get(), n_models, r0, rows, hidden, proba.get() + r0 * C, n_rows * C);
+        forward_chunk(arch, p.get(), xd.get(), n_models, r0, rows, hidden, proba.get() + r0 * C, n_rows * C,
+                      log ? OutputMode::log_proba : OutputMode::proba);
     }
-    const long long threads = static_cast<long long>(n_models) * n_rows;
-    softmax_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256>>>(n_models, static_cast<int>(n_rows), C,
-                                                                          proba.get(), n_rows * C, log);
-    SEGFAST_CUDA_LAUNCHED("softmax_kernel");
     proba.download(out, proba.size());
 }
 
@@ -137,7 +152,7 @@ void evaluate(const std::vector<int>& dims, const float* params, int n_models, c
     for (std::int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
         const int rows = static_cast<int>(std::min<std::int64_t>(chunk, n_rows - r0));
         forward_chunk(arch, p.get(), xd.get(), n_models, r0, rows, hidden, logits.get(),
-                      static_cast<long long>(rows) * C);
+                      static_cast<long long>(rows) * C, OutputMode::logits);
         score_kernel<<<n_models, 256>>>(rows, C, logits.get(), static_cast<long long>(rows) * C, yd.get() + r0,
                                         loss_d.get(), correct_d.get());
         SEGFAST_CUDA_LAUNCHED("score_kernel");

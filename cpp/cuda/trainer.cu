@@ -15,6 +15,7 @@
 #include "../threads.h"
 #include "device.h"
 #include "forward.cuh"
+#include "resident_epoch.h"
 #include "sgd_update.cuh"
 
 namespace segfast::cuda {
@@ -149,6 +150,11 @@ bool tiled_only() {
     return choice && std::string(choice) == "tiled";
 }
 
+bool resident_only() {
+    const char* choice = std::getenv("SEGFAST_CUDA_KERNELS");
+    return choice && std::string(choice) == "resident";
+}
+
 struct Trainer::Impl {
     Arch arch;
     int n_models = 0;
@@ -167,6 +173,10 @@ struct Trainer::Impl {
     int bs = 0;
 
     explicit Impl(const std::vector<int>& dims) : arch(dims) {}
+
+    // The epoch step by step, a few launches per layer and step: any depth and batch size.
+    void layered_steps(const EpochArgs& a, const std::vector<std::int64_t>& counts, std::int64_t longest,
+                       const float* w_start, const float* v_start, float* w_out, float* v_out, float prox);
 
     void buffers(int batch_size) {
         if (batch_size == bs && xb.size() == static_cast<std::size_t>(n_models) * bs * arch.n_in()) return;
@@ -198,6 +208,12 @@ std::string device_name() {
     cudaDeviceProp prop;
     SEGFAST_CUDA(cudaGetDeviceProperties(&prop, device));
     return prop.name;
+}
+
+std::size_t memory_in_use() {
+    std::size_t free = 0, total = 0;
+    SEGFAST_CUDA(cudaMemGetInfo(&free, &total));
+    return total - free;
 }
 
 Trainer::Trainer(const std::vector<int>& dims, const float* x, std::int64_t n_rows, const std::int64_t* y)
@@ -252,14 +268,72 @@ void Trainer::set_anchor(const float* row) {
     }
 }
 
+void Trainer::Impl::layered_steps(const EpochArgs& a, const std::vector<std::int64_t>& counts, std::int64_t longest,
+                                  const float* w_start, const float* v_start, float* w_out, float* v_out,
+                                  float prox) {
+    Impl& s = *this;
+    const EpochConfig& cfg = a.config;
+    const int N = n_models, L = arch.n_layers(), bs = cfg.batch_size;
+    const long long P = static_cast<long long>(arch.n_params);
+    buffers(bs);
+    const std::int64_t steps = (longest + bs - 1) / bs;
+    const long long x_stride = static_cast<long long>(bs) * arch.n_in();
+    const long long dz_stride = static_cast<long long>(bs) * arch.widest();
+    std::vector<float*> act_ptr(L);
+    std::vector<long long> act_stride(L);
+    for (int l = 0; l < L; ++l) {
+        act_ptr[l] = s.act[l].get();
+        act_stride[l] = static_cast<long long>(bs) * arch.dims[l + 1];
+    }
+    for (std::int64_t step = 0; step < steps; ++step) {
+        int M = 0;  // the widest minibatch of this step
+        for (std::int64_t c : counts)
+            if (c > step * bs) M = static_cast<int>(std::max<std::int64_t>(M, std::min<std::int64_t>(bs, c - step * bs)));
+        gather_kernel<<<N, 256>>>(N, static_cast<int>(step), bs, M, arch.n_in(), cfg.flip_width, s.x.get(),
+                                  s.y.get(), s.shuffled.get(), s.flips.get(), s.offsets.get(), s.active.get(),
+                                  s.diverged_step.get(), s.rows.get(), s.xb.get(), s.labels.get());
+        SEGFAST_CUDA_LAUNCHED("gather_kernel");
+        // The first step reads the epoch's start: the broadcast row itself (the broadcast is
+        // fused in), or the first buffer; it writes w_out, where the later steps read and write.
+        const bool first = step == 0, broadcast = first && a.start_row;
+        const float* w_in = broadcast ? s.start_row.get() : first ? w_start : w_out;
+        const float* v_in = broadcast ? nullptr : first ? v_start : v_out;
+        const long long w_in_stride = broadcast ? 0 : P;
+        forward_all(arch, w_in, w_in_stride, s.xb.get(), x_stride, N, M, s.rows.get(), act_ptr, act_stride);
+        softmax_xent_kernel<<<N, 32>>>(N, M, arch.n_out(), bs, act_ptr[L - 1], s.labels.get(), static_cast<int>(step),
+                                       s.rows.get(), s.diverged_step.get(), s.loss_sum.get(), s.dz.get(), dz_stride);
+        SEGFAST_CUDA_LAUNCHED("softmax_xent_kernel");
+
+        float* grad = s.dz.get();
+        float* grad_next = s.dz_next.get();
+        for (int l = L - 1; l >= 0; --l) {
+            const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
+            const float* in = l == 0 ? s.xb.get() : act_ptr[l - 1];
+            const long long in_stride = l == 0 ? x_stride : act_stride[l - 1];
+            if (l > 0) {  // grad_next (M, d_in) = (grad @ W^T) * relu'(in), before W changes
+                Operand g{grad, dz_stride, d_out, 1};
+                Operand wt{w_in + arch.w_off[l], w_in_stride, 1, d_out};
+                product(N, M, d_in, d_out, g, wt, s.rows.get(),
+                        ReluGradient{grad_next, dz_stride, d_in, act_ptr[l - 1], act_stride[l - 1]});
+            }
+            // The layer's weights and bias (d_in + 1, d_out) -= lr * ([in, 1]^T @ grad + ...).
+            SgdUpdate update{w_in, w_in_stride, v_in, w_out, v_out,
+                             prox > 0.f ? s.anchor.get() : nullptr, s.anchor_stride, s.non_finite.get(), P,
+                             static_cast<long long>(arch.w_off[l]), d_out, cfg.sgd.lr, cfg.sgd.momentum,
+                             cfg.sgd.weight_decay, prox};
+            sgd_update(N, d_in, d_out, M, in, in_stride, grad, dz_stride, s.rows.get(), update);
+            std::swap(grad, grad_next);
+        }
+    }
+}
+
 void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
     Impl& s = *impl_;
     const Arch& arch = s.arch;
     const EpochConfig& cfg = a.config;
-    const int N = s.n_models, L = arch.n_layers(), bs = cfg.batch_size;
+    const int N = s.n_models, bs = cfg.batch_size;
     const long long P = static_cast<long long>(arch.n_params);
     if (N == 0) return;
-    s.buffers(bs);
     const bool momentum = cfg.sgd.momentum > 0.f;
     if (momentum && s.velocity.size() != static_cast<std::size_t>(N) * P) {
         s.velocity.resize(static_cast<std::size_t>(N) * P);
@@ -314,56 +388,45 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
             counts.push_back(a.offsets[m + 1] - a.offsets[m]);
             longest = std::max(longest, counts.back());
         }
-    const std::int64_t steps = (longest + bs - 1) / bs;
-
-    const long long x_stride = static_cast<long long>(bs) * arch.n_in();
-    const long long dz_stride = static_cast<long long>(bs) * arch.widest();
-    std::vector<float*> act_ptr(L);
-    std::vector<long long> act_stride(L);
-    for (int l = 0; l < L; ++l) {
-        act_ptr[l] = s.act[l].get();
-        act_stride[l] = static_cast<long long>(bs) * arch.dims[l + 1];
-    }
     const float prox = s.anchor.size() ? cfg.sgd.prox : 0.f;  // no anchor set: no proximal term
-    for (std::int64_t step = 0; step < steps; ++step) {
-        int M = 0;  // the widest minibatch of this step
-        for (std::int64_t c : counts)
-            if (c > step * bs) M = static_cast<int>(std::max<std::int64_t>(M, std::min<std::int64_t>(bs, c - step * bs)));
-        gather_kernel<<<N, 256>>>(N, static_cast<int>(step), bs, M, arch.n_in(), cfg.flip_width, s.x.get(),
-                                  s.y.get(), s.shuffled.get(), s.flips.get(), s.offsets.get(), s.active.get(),
-                                  s.diverged_step.get(), s.rows.get(), s.xb.get(), s.labels.get());
-        SEGFAST_CUDA_LAUNCHED("gather_kernel");
-        // The first step reads the epoch's start: the broadcast row itself (the broadcast is
-        // fused in), or the first buffer; it writes w_out, where the later steps read and write.
-        const bool first = step == 0, broadcast = first && a.start_row;
-        const float* w_in = broadcast ? s.start_row.get() : first ? w_start : w_out;
-        const float* v_in = broadcast ? nullptr : first ? v_start : v_out;
-        const long long w_in_stride = broadcast ? 0 : P;
-        forward_all(arch, w_in, w_in_stride, s.xb.get(), x_stride, N, M, s.rows.get(), act_ptr, act_stride);
-        softmax_xent_kernel<<<N, 32>>>(N, M, arch.n_out(), bs, act_ptr[L - 1], s.labels.get(), static_cast<int>(step),
-                                       s.rows.get(), s.diverged_step.get(), s.loss_sum.get(), s.dz.get(), dz_stride);
-        SEGFAST_CUDA_LAUNCHED("softmax_xent_kernel");
-
-        float* grad = s.dz.get();
-        float* grad_next = s.dz_next.get();
-        for (int l = L - 1; l >= 0; --l) {
-            const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
-            const float* in = l == 0 ? s.xb.get() : act_ptr[l - 1];
-            const long long in_stride = l == 0 ? x_stride : act_stride[l - 1];
-            if (l > 0) {  // grad_next (M, d_in) = (grad @ W^T) * relu'(in), before W changes
-                Operand g{grad, dz_stride, d_out, 1};
-                Operand wt{w_in + arch.w_off[l], w_in_stride, 1, d_out};
-                product(N, M, d_in, d_out, g, wt, s.rows.get(),
-                        ReluGradient{grad_next, dz_stride, d_in, act_ptr[l - 1], act_stride[l - 1]});
-            }
-            // The layer's weights and bias (d_in + 1, d_out) -= lr * ([in, 1]^T @ grad + ...).
-            SgdUpdate update{w_in, w_in_stride, v_in, w_out, v_out,
-                             prox > 0.f ? s.anchor.get() : nullptr, s.anchor_stride, s.non_finite.get(), P,
-                             static_cast<long long>(arch.w_off[l]), d_out, cfg.sgd.lr, cfg.sgd.momentum,
-                             cfg.sgd.weight_decay, prox};
-            sgd_update(N, d_in, d_out, M, in, in_stride, grad, dz_stride, s.rows.get(), update);
-            std::swap(grad, grad_next);
-        }
+    const ResidentPlan plan = plan_resident(arch, static_cast<int>(counts.size()),
+                                            static_cast<int>(std::min<std::int64_t>(bs, longest)), momentum);
+    SEGFAST_REQUIRE(plan.ok || counts.empty() || !resident_only(),
+                    "SEGFAST_CUDA_KERNELS=resident, but the resident kernel cannot serve this epoch");
+    if (plan.ok) {
+        ResidentEpoch e;
+        e.n_models = N;
+        e.d0 = arch.n_in();
+        e.hidden = arch.dims[1];
+        e.classes = arch.n_out();
+        e.batch_size = bs;
+        e.flip_width = cfg.flip_width;
+        e.P = P;
+        e.w_off0 = static_cast<long long>(arch.w_off[0]);
+        e.w_off1 = static_cast<long long>(arch.w_off[1]);
+        e.x = s.x.get();
+        e.y = s.y.get();
+        e.shuffled = s.shuffled.get();
+        e.flips = s.flips.get();
+        e.offsets = s.offsets.get();
+        e.active = s.active.get();
+        e.w_in = a.start_row ? s.start_row.get() : w_start;
+        e.w_in_stride = a.start_row ? 0 : P;
+        e.v_in = a.start_row ? nullptr : v_start;
+        e.w_out = w_out;
+        e.v_out = v_out;
+        e.anchor = prox > 0.f ? s.anchor.get() : nullptr;
+        e.anchor_stride = s.anchor_stride;
+        e.lr = cfg.sgd.lr;
+        e.momentum = cfg.sgd.momentum;
+        e.weight_decay = cfg.sgd.weight_decay;
+        e.prox = prox;
+        e.diverged_step = s.diverged_step.get();
+        e.non_finite = s.non_finite.get();
+        e.loss_sum = s.loss_sum.get();
+        launch_resident(plan, e);
+    } else {
+        s.layered_steps(a, counts, longest, w_start, v_start, w_out, v_out, prox);
     }
 
     finish_kernel<<<N, 256>>>(N, P, s.active.get(), s.offsets.get(), s.diverged_step.get(), s.non_finite.get(),

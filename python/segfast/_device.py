@@ -1,17 +1,21 @@
-"""device="cpu" or "cuda": which engine runs the kernels, with a clear error when CUDA can't."""
+"""device="cpu", "cuda" or "auto": which engine runs the kernels, with a clear error when CUDA
+can't. "auto" is the GPU where one is usable (a CUDA build and a visible GPU), else the CPU."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import _core
 
-DEVICES = ("cpu", "cuda")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def check_device(device) -> str:
-    """The device name, after checking that this build and this machine can use it."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    """The device that will run: "cpu" or "cuda" ("auto" resolved), after checking that this
+    build and this machine can use it."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
     if device == "cuda":
         if not _core.has_cuda:
             raise RuntimeError(
@@ -32,12 +36,14 @@ def cuda_available() -> bool:
 
 def evaluate(dims, params, X, y, device: str, threads: int):
     """(loss, accuracy) of every row of params on (X, y), on the given (checked) device."""
+    device = check_device(device)
     if device == "cuda":
         return _core.cuda_evaluate(list(dims), params, X, y)
     return _core.evaluate(list(dims), params, X, y, threads)
 
 
 def predict_proba(dims, params, X, device: str, threads: int):
+    device = check_device(device)
     if device == "cuda":
         return _core.cuda_predict_proba(list(dims), params, X)
     return _core.predict_proba(list(dims), params, X, threads)
@@ -50,6 +56,7 @@ def combine(dims, params, X, mode: str, model_weights, row_weights, device: str,
             with_votes: bool = False):
     """_core.combine on either device. On the GPU the forward passes (nearly all the work) run
     there, and the weighted sum over models of the (N, n, C) result is formed here."""
+    device = check_device(device)
     if device == "cpu":
         return _core.combine(list(dims), params, X, mode, model_weights, row_weights, threads,
                              with_votes=with_votes)

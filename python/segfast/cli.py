@@ -75,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: 1000 for the shipped data, 5000 otherwise)")
     run.add_argument("--seed", type=int, default=0, help="seed for segments, initialisation and minibatches (0)")
     run.add_argument("--n-jobs", type=int, default=-1, help="threads; -1 = all cores (-1)")
-    run.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                     help="where models train and predict: cpu, or cuda for an NVIDIA GPU (cpu)")
+    run.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                     help="where models train and predict: cpu, cuda for an NVIDIA GPU, or auto (the GPU "
+                          "where one is usable) (cpu)")
     run.add_argument("--output", "-o", default="segfast-results.json", help="JSON results file (segfast-results.json)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
