@@ -195,6 +195,23 @@ def jax_predict(jax, wl: Workload, X, repeats: int) -> float:
     return median_time(lambda: np.asarray(proba(params, Xd)), repeats, lambda: None)
 
 
+def small_models_call(X, y, device: str) -> None:
+    """10 models of 784-128-10, 3 epochs, the whole train() call (uploads included): the GPU
+    against the CPU path on all of this machine's cores."""
+    seg = segfast.segment(y, 10, "iid", seed=SEED)
+    times = {}
+    for where in ("cpu", device):
+        runs = []
+        for _ in range(3):
+            stack = segfast.MLPStack([784, 128, 10], 10, init="independent", seed=SEED)
+            start = time.perf_counter()
+            segfast.train(stack, X, y, seg, epochs=3, batch_size=BATCH, lr=LR, device=where)
+            runs.append(time.perf_counter() - start)
+        times[where] = statistics.median(runs)
+    print(f"\n10 x 784-128-10, 3 epochs, whole call: {device} {times[device]:.3f} s, CPU ({os.cpu_count()} cores) "
+          f"{times['cpu']:.3f} s: {times['cpu'] / times[device]:.2f}x", flush=True)
+
+
 def scale_run(n_models: int, X, y, device: str) -> None:
     """784-16-10, n_models of 6 rows each (drawn with repetition): the per-model cost of an epoch,
     and the device memory in use while the models are there (the trainer's own, on the GPU)."""
@@ -291,6 +308,8 @@ def main() -> int:
     if plans:
         print("\nresident epoch plans (cluster: CTAs a model; units: hidden units a CTA; ok False: per-layer path):")
         print("\n".join("  " + p for p in plans))
+    if "W1" in args.workloads:
+        small_models_call(X, y, device)
     if args.scale:
         data = load_fashion_mnist() if not args.dry_run else segfast.datasets.load_default()
         for n in args.scale.split(","):

@@ -17,6 +17,7 @@
 # and nvcc.
 #
 #   bench/gpu_check.sh              on the GPU machine, from anywhere in the checkout
+#                                   (SEGFAST_GPU_COMPARE=1: also the per-layer training path)
 #   bench/gpu_check.sh --dry-run    the same steps where no GPU is: the CUDA sources must build,
 #                                   the GPU tests skip, and the benchmark runs tiny on the CPU
 set -euo pipefail
@@ -78,9 +79,11 @@ if [ "$mode" = "--dry-run" ]; then
   $PY bench/bench_gpu.py --dry-run --repeats 2 --scale 1000
 else
   SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 5 --scale ${SEGFAST_GPU_SCALE:-10000,100000}
-  echo "-- the per-layer path (SEGFAST_CUDA_KERNELS=layered), for comparison:"
-  SEGFAST_CUDA_KERNELS=layered SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 --no-jax \
-    --workloads W1,W2,W5
+  if [ -n "${SEGFAST_GPU_COMPARE:-}" ]; then  # about 30 s more
+    echo "-- the per-layer path (SEGFAST_CUDA_KERNELS=layered), for comparison:"
+    SEGFAST_CUDA_KERNELS=layered SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 --no-jax \
+      --workloads W1,W2,W5
+  fi
 fi
 
 echo "== 4. where the GPU time goes, kernel by kernel"

@@ -111,7 +111,8 @@ def test_prediction_kernels_on_odd_shapes(rng, dims, rows):
     dict(),
     dict(momentum=0.9, weight_decay=1e-3, batch_size=8),
     dict(proximal_mu=0.1, batch_size=16, epochs=[2, 1, 0, 2, 1]),
-    dict(batch_size=1, momentum=0.5),
+    # one-row steps: 300 of them for the last model, where float32 rounding grows fastest
+    dict(batch_size=1, momentum=0.5, epochs=1, lr=0.01),
 ])
 def test_the_resident_epoch_matches_the_layered_path_and_the_cpu(rng, monkeypatch, hidden, options):
     """resident_epoch.cu (one launch an epoch, weights on chip) against the per-layer path and the
@@ -132,6 +133,19 @@ def test_the_resident_epoch_matches_the_layered_path_and_the_cpu(rng, monkeypatc
         hist = segfast.train(stack, X, y, seg, device="cuda", **options)
         np.testing.assert_allclose(stack.params, cpu.params, atol=ATOL, rtol=RTOL, err_msg=kernels)
         np.testing.assert_allclose(hist.loss, cpu_hist.loss, rtol=1e-3, err_msg=kernels)
+
+
+@gpu
+def test_a_gpu_out_of_memory_is_a_memory_error_that_says_so(problem):
+    X, y, _ = problem
+    trainer = segfast._core.CudaTrainer([36, 24, 5], X, y)
+    with pytest.raises(MemoryError, match="out of memory: .* MiB more were needed"):
+        trainer.resize_models(10**9)  # 1.4 TB
+    stack = MLPStack([36, 24, 5], 5, seed=1)
+    trainer.set_models(stack.params)  # still usable
+    out = np.empty_like(stack.params)
+    trainer.get_models(out)
+    assert np.array_equal(out, stack.params)
 
 
 @gpu

@@ -11,6 +11,7 @@
 
 #include "../py_arrays.h"
 #include "../threads.h"
+#include "cuda_check.h"
 #include "device.h"
 #include "resident_epoch.h"
 
@@ -109,6 +110,7 @@ class PyTrainer {
 }  // namespace
 
 void bind_cuda(py::module_& mod) {
+    py::register_exception<cuda::DeviceMemoryError>(mod, "CudaMemoryError", PyExc_MemoryError);
     mod.def("cuda_unavailable_reason", &cuda::unavailable_reason);
     mod.def("cuda_device_name", &cuda::device_name);
     mod.def("cuda_memory_in_use", &cuda::memory_in_use, "Bytes of device memory in use (every process's).");
@@ -122,6 +124,8 @@ void bind_cuda(py::module_& mod) {
             out["units"] = plan.units;
             out["rows"] = plan.rows;
             out["shared_bytes"] = plan.smem;
+            out["clusters_at_once"] = plan.active_clusters;
+            out["considered"] = plan.considered;
             return out;
         },
         py::arg("dims"), py::arg("n_active"), py::arg("max_rows"), py::arg("momentum"),

@@ -12,6 +12,11 @@
 
 namespace segfast::cuda {
 
+// The device has no room for an allocation: Python sees a MemoryError with this message.
+struct DeviceMemoryError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 [[noreturn]] inline void fail(cudaError_t error, const char* call, const char* file, int line) {
     throw std::runtime_error(std::string("CUDA error in ") + call + " at " + file + ":" + std::to_string(line) +
                              ": " + cudaGetErrorName(error) + " (" + cudaGetErrorString(error) + ")");
@@ -39,6 +44,9 @@ class DeviceArray {
     }
 
     void resize(std::size_t n);
+    void reserve(std::size_t n) {  // at least n elements; never shrinks
+        if (n > size_) resize(n);
+    }
     T* get() const { return ptr_; }
     std::size_t size() const { return size_; }
     void upload(const T* host, std::size_t n);
@@ -75,7 +83,18 @@ void DeviceArray<T>::resize(std::size_t n) {
     if (ptr_) SEGFAST_CUDA(cudaFree(ptr_));
     ptr_ = nullptr;
     size_ = 0;
-    if (n) SEGFAST_CUDA(cudaMalloc(reinterpret_cast<void**>(&ptr_), n * sizeof(T)));
+    if (!n) return;
+    const cudaError_t error = cudaMalloc(reinterpret_cast<void**>(&ptr_), n * sizeof(T));
+    if (error == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        ptr_ = nullptr;
+        std::size_t free = 0, total = 0;
+        cudaMemGetInfo(&free, &total);
+        throw DeviceMemoryError("the GPU is out of memory: " + std::to_string(n * sizeof(T) >> 20) +
+                                " MiB more were needed, " + std::to_string(free >> 20) + " MiB of " +
+                                std::to_string(total >> 20) + " MiB are free (fewer models a call, or the CPU)");
+    }
+    if (error != cudaSuccess) fail(error, "cudaMalloc", __FILE__, __LINE__);
     size_ = n;
 }
 

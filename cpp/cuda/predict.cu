@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "dense_forward.cuh"
 #include "device.h"
@@ -105,11 +106,24 @@ void forward_chunk(const Arch& arch, const float* params, const float* x, int n_
     SEGFAST_CUDA_LAUNCHED("softmax_kernel");
 }
 
-std::vector<DeviceArray<float>> hidden_buffers(const Arch& arch, int n_models, int rows) {
-    std::vector<DeviceArray<float>> hidden(arch.n_layers());
+// Device buffers kept from call to call, growing only: allocating and freeing W4's 600 MB on
+// every call cost about as much as its products (bench/README.md). One call at a time uses them.
+struct Buffers {
+    DeviceArray<float> params, x, out;
+    std::vector<DeviceArray<float>> hidden;
+    DeviceArray<int> y;
+    DeviceArray<double> loss, correct;
+};
+std::mutex buffers_lock;
+Buffers& buffers() {
+    static Buffers* b = new Buffers();  // never freed: device memory freed after the driver shut down would fail
+    return *b;
+}
+
+void reserve_hidden(Buffers& b, const Arch& arch, int n_models, int rows) {
+    b.hidden.resize(std::max<std::size_t>(b.hidden.size(), arch.n_layers()));
     for (int l = 0; l + 1 < arch.n_layers(); ++l)
-        hidden[l].resize(static_cast<std::size_t>(n_models) * rows * arch.dims[l + 1]);
-    return hidden;
+        b.hidden[l].reserve(static_cast<std::size_t>(n_models) * rows * arch.dims[l + 1]);
 }
 
 }  // namespace
@@ -119,17 +133,19 @@ void predict_proba(const std::vector<int>& dims, const float* params, int n_mode
     const Arch arch(dims);
     const int C = arch.n_out();
     if (n_models == 0 || n_rows == 0) return;
-    DeviceArray<float> p, xd, proba(static_cast<std::size_t>(n_models) * n_rows * C);
-    p.upload(params, static_cast<std::size_t>(n_models) * arch.n_params);
-    xd.upload(x, static_cast<std::size_t>(n_rows) * arch.n_in());
+    std::lock_guard<std::mutex> guard(buffers_lock);
+    Buffers& b = buffers();
+    b.params.upload(params, static_cast<std::size_t>(n_models) * arch.n_params);
+    b.x.upload(x, static_cast<std::size_t>(n_rows) * arch.n_in());
+    b.out.reserve(static_cast<std::size_t>(n_models) * n_rows * C);
     const int chunk = chunk_rows(arch, n_models, n_rows);
-    auto hidden = hidden_buffers(arch, n_models, chunk);
+    reserve_hidden(b, arch, n_models, chunk);
     for (std::int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
         const int rows = static_cast<int>(std::min<std::int64_t>(chunk, n_rows - r0));
-        forward_chunk(arch, p.get(), xd.get(), n_models, r0, rows, hidden, proba.get() + r0 * C, n_rows * C,
+        forward_chunk(arch, b.params.get(), b.x.get(), n_models, r0, rows, b.hidden, b.out.get() + r0 * C, n_rows * C,
                       log ? OutputMode::log_proba : OutputMode::proba);
     }
-    proba.download(out, proba.size());
+    b.out.download(out, static_cast<std::size_t>(n_models) * n_rows * C);
 }
 
 void evaluate(const std::vector<int>& dims, const float* params, int n_models, const float* x, std::int64_t n_rows,
@@ -137,23 +153,26 @@ void evaluate(const std::vector<int>& dims, const float* params, int n_models, c
     const Arch arch(dims);
     const int C = arch.n_out();
     if (n_models == 0) return;
-    DeviceArray<float> p, xd;
-    DeviceArray<int> yd;
-    DeviceArray<double> loss_d(n_models), correct_d(n_models);
-    p.upload(params, static_cast<std::size_t>(n_models) * arch.n_params);
-    xd.upload(x, static_cast<std::size_t>(n_rows) * arch.n_in());
+    std::lock_guard<std::mutex> guard(buffers_lock);
+    Buffers& b = buffers();
+    b.params.upload(params, static_cast<std::size_t>(n_models) * arch.n_params);
+    b.x.upload(x, static_cast<std::size_t>(n_rows) * arch.n_in());
     std::vector<int> labels(y, y + n_rows);
-    yd.upload(labels.data(), labels.size());
+    b.y.upload(labels.data(), labels.size());
+    b.loss.reserve(n_models);
+    b.correct.reserve(n_models);
+    DeviceArray<double>& loss_d = b.loss;
+    DeviceArray<double>& correct_d = b.correct;
     SEGFAST_CUDA(cudaMemset(loss_d.get(), 0, n_models * sizeof(double)));
     SEGFAST_CUDA(cudaMemset(correct_d.get(), 0, n_models * sizeof(double)));
     const int chunk = chunk_rows(arch, n_models, std::max<std::int64_t>(n_rows, 1));
-    auto hidden = hidden_buffers(arch, n_models, chunk);
-    DeviceArray<float> logits(static_cast<std::size_t>(n_models) * chunk * C);
+    reserve_hidden(b, arch, n_models, chunk);
+    b.out.reserve(static_cast<std::size_t>(n_models) * chunk * C);
     for (std::int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
         const int rows = static_cast<int>(std::min<std::int64_t>(chunk, n_rows - r0));
-        forward_chunk(arch, p.get(), xd.get(), n_models, r0, rows, hidden, logits.get(),
+        forward_chunk(arch, b.params.get(), b.x.get(), n_models, r0, rows, b.hidden, b.out.get(),
                       static_cast<long long>(rows) * C, OutputMode::logits);
-        score_kernel<<<n_models, 256>>>(rows, C, logits.get(), static_cast<long long>(rows) * C, yd.get() + r0,
+        score_kernel<<<n_models, 256>>>(rows, C, b.out.get(), static_cast<long long>(rows) * C, b.y.get() + r0,
                                         loss_d.get(), correct_d.get());
         SEGFAST_CUDA_LAUNCHED("score_kernel");
     }

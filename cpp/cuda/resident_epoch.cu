@@ -4,6 +4,7 @@
 // logits, one cluster barrier, the full logits summed in rank order, softmax cross-entropy,
 // the hidden gradient, and the SGD update of the CTA's weights in place.
 #include <cooperative_groups.h>
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,7 +30,7 @@ struct Layout {
                   // one k fall in 8 different groups of 4 banks
     int up = 0, c4 = 0;
     int w1 = 0, v1 = 0, x = 0, red = 0, h = 0, dh = 0, w2 = 0, v2 = 0, b2 = 0, vb2 = 0, part = 0, dz = 0,
-        row_loss = 0, labels = 0, flags = 0, total = 0;
+        row_loss = 0, labels = 0, rows = 0, flips = 0, flags = 0, total = 0;
 };
 
 __host__ __device__ inline Layout layout_of(int d0, int classes, int rows, int up, bool momentum) {
@@ -58,6 +59,8 @@ __host__ __device__ inline Layout layout_of(int d0, int classes, int rows, int u
     s.dz = take(rows * s.c4);               // (rows, c4): logits, then their gradient
     s.row_loss = take(rows);
     s.labels = take(rows);
+    s.rows = take(rows);                    // the minibatch's row indices in X
+    s.flips = take(rows);                   // and whether each is flipped
     s.flags = take(4);
     s.total = at;
     return s;
@@ -108,20 +111,29 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
     float* const dz = base + s.dz;
     float* const row_loss = base + s.row_loss;
     int* const labels = reinterpret_cast<int*>(base + s.labels);
+    int* const rows_s = reinterpret_cast<int*>(base + s.rows);
+    int* const flip_s = reinterpret_cast<int*>(base + s.flips);
     int* const flags = reinterpret_cast<int*>(base + s.flags);
     const int K4 = s.k4, XS = s.xs, C4 = s.c4;
     const int u0 = rank * units, nu = max(0, min(units, H - u0));  // this CTA's hidden units
     const long long in_row = static_cast<long long>(m) * e.w_in_stride, row = static_cast<long long>(m) * e.P;
     const float* anchor = e.anchor ? e.anchor + static_cast<long long>(m) * e.anchor_stride : nullptr;
 
-    // The CTA's weights (and velocity) in; padding is zero and stays zero.
+    // The CTA's weights (and velocity) in, as asynchronous copies: all of them in flight at
+    // once (one load at a time per thread left this loop waiting on memory latency: measured,
+    // bench/README.md). Padding is zero and stays zero. The first step waits for them.
     for (int i = tid; i < K4 * UP; i += T) {
         const int k = i / UP, u = i % UP;
         const bool real = k <= d0 && u < nu;
         const long long at = e.w_off0 + static_cast<long long>(k) * H + u0 + u;
-        W1[i] = real ? e.w_in[in_row + at] : 0.f;
-        if (momentum) V1[i] = real && e.v_in ? e.v_in[row + at] : 0.f;
+        if (real) __pipeline_memcpy_async(W1 + i, e.w_in + in_row + at, sizeof(float));
+        else W1[i] = 0.f;
+        if (momentum) {
+            if (real && e.v_in) __pipeline_memcpy_async(V1 + i, e.v_in + row + at, sizeof(float));
+            else V1[i] = 0.f;
+        }
     }
+    __pipeline_commit();
     for (int i = tid; i < UP * C4; i += T) {
         const int u = i / C4, c = i % C4;
         const bool real = u < nu && c < C;
@@ -147,45 +159,44 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
 
     for (int step = 0; step < steps; ++step) {
         const int start = begin + step * bs, n = min(bs, count - step * bs);  // n <= ROWS (the plan)
-        __syncthreads();  // the previous step's readers of xs are done (and the weights are in)
-        // The minibatch, a 1 in column d0 (the bias input), zeros after it and in rows >= n.
+        __syncthreads();  // the previous step's readers of xs are done
+        if (tid < n) {
+            rows_s[tid] = e.shuffled[start + tid];
+            flip_s[tid] = e.flip_width > 0 ? e.flips[start + tid] : 0;
+        }
+        __syncthreads();
+        if (tid < n) labels[tid] = e.y[rows_s[tid]];
+        // The minibatch, a 1 in column d0 (the bias input), zeros after it and in rows >= n:
+        // asynchronous copies for the features, all in flight at once.
         if (vec) {
             const int KQ = K4 / 4;
             for (int i = tid; i < ROWS * KQ; i += T) {
                 const int r = i / KQ, k = (i % KQ) * 4;
-                float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-                if (r < n) {
-                    const float* src = e.x + static_cast<long long>(e.shuffled[start + r]) * d0;
-                    if (k + 3 < d0) {
-                        v = __ldg(reinterpret_cast<const float4*>(src + k));
-                    } else if (k == d0) {
-                        v.x = 1.f;
-                    }
+                float* dst = xs + r * XS + k;
+                if (r < n && k + 3 < d0) {
+                    __pipeline_memcpy_async(dst, e.x + static_cast<long long>(rows_s[r]) * d0 + k, 4 * sizeof(float));
+                } else {
+                    *reinterpret_cast<float4*>(dst) = make_float4(r < n && k == d0 ? 1.f : 0.f, 0.f, 0.f, 0.f);
                 }
-                *reinterpret_cast<float4*>(xs + r * XS + k) = v;
             }
         } else {
             for (int i = tid; i < ROWS * K4; i += T) {
                 const int r = i / K4, k = i % K4;
-                float v = 0.f;
-                if (r < n) {
-                    if (k < d0) {
-                        const int at = start + r;
-                        const float* src = e.x + static_cast<long long>(e.shuffled[at]) * d0;
-                        int kk = k;
-                        if (e.flip_width > 0 && e.flips[at]) {
-                            const int w = e.flip_width, b = k - k % w;
-                            kk = b + w - 1 - k % w;
-                        }
-                        v = __ldg(src + kk);
-                    } else if (k == d0) {
-                        v = 1.f;
+                if (r < n && k < d0) {
+                    int kk = k;
+                    if (flip_s[r]) {
+                        const int w = e.flip_width, b = k - k % w;
+                        kk = b + w - 1 - k % w;
                     }
+                    __pipeline_memcpy_async(xs + r * XS + k, e.x + static_cast<long long>(rows_s[r]) * d0 + kk,
+                                            sizeof(float));
+                } else {
+                    xs[r * XS + k] = r < n && k == d0 ? 1.f : 0.f;
                 }
-                xs[r * XS + k] = v;
             }
         }
-        if (tid < n) labels[tid] = e.y[e.shuffled[start + tid]];
+        __pipeline_commit();
+        __pipeline_wait_prior(0);  // this minibatch (and, at the first step, the weights)
         __syncthreads();
 
         // Hidden layer: each warp a k range, each lane MT rows x 4 units per block of 16.
@@ -337,6 +348,8 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
         }
         // The next step's first barrier orders these updates before their readers.
     }
+    __pipeline_wait_prior(0);  // the weights, where no step ran
+    __syncthreads();
     cluster.sync();  // no CTA leaves while another may still read its partial logits
     if (rank == 0 && tid == 0) {
         e.loss_sum[m] = diverged_at >= 0 ? diverged_loss : total_loss;
@@ -421,7 +434,11 @@ ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool mo
         plan.rows = rows;
         plan.unit_blocks = unit_blocks;
         plan.smem = sizeof(float) * layout_of(arch.n_in(), arch.n_out(), rows, 16 * unit_blocks, momentum).total;
-        if (plan.smem > static_cast<std::size_t>(optin)) continue;
+        const std::string tried = std::to_string(cluster) + ":";
+        if (plan.smem > static_cast<std::size_t>(optin)) {
+            best.considered += tried + "too big ";
+            continue;
+        }
         const KernelFn kernel = kernel_for(rows, unit_blocks);
         SEGFAST_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(plan.smem)));
@@ -431,13 +448,17 @@ ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool mo
         int active_clusters = 0;
         if (cudaOccupancyMaxActiveClusters(&active_clusters, kernel, &config) != cudaSuccess || active_clusters < 1) {
             cudaGetLastError();  // this size does not fit on the device: try the next
+            best.considered += tried + "none ";
             continue;
         }
+        best.considered += tried + std::to_string(active_clusters) + " ";
         // Waves of clusters, each as long as a CTA's share of units (plus the per-step work
         // that does not shrink with it: the gather, the logits, the softmax).
         const double waves = std::ceil(static_cast<double>(n_active) / active_clusters);
         const double cost = waves * (16.0 * unit_blocks + 8.0);
         if (!best.ok || cost < best_cost) {
+            plan.considered = best.considered;
+            plan.active_clusters = active_clusters;
             best = plan;
             best.ok = true;
             best_cost = cost;

@@ -16,6 +16,7 @@
 // Hopper (clusters).
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "../arch.h"
 
@@ -52,6 +53,8 @@ struct ResidentPlan {
     int rows = 0;      // minibatch rows the kernel is compiled for: 8, 16 or 32
     int unit_blocks = 0;  // units padded to 16 * unit_blocks
     std::size_t smem = 0;
+    int active_clusters = 0;  // clusters the device runs at once
+    std::string considered;   // each cluster size tried: "c:clusters at once" or why not, for reports
 };
 
 // The cheapest cluster size that fits, or ok = false where the kernel cannot serve this epoch
