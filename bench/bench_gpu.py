@@ -245,10 +245,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", default="", help="comma-separated model counts for the 784-16-10 scale runs")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX anchor")
+    parser.add_argument("--segfast-only", action="store_true", help="skip both anchors (a comparison of segfast's paths)")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, to check the script")
     args = parser.parse_args()
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX shares the GPU with torch and segfast
-    jax = None if args.no_jax else optional_import("jax")
+    jax = None if args.no_jax or args.segfast_only else optional_import("jax")
     if jax is not None:
         jax_setup(jax)
     torch = optional_import("torch")
@@ -289,7 +290,7 @@ def main() -> int:
         if wl.kind == "predict":
             ours = segfast_predict(wl, X_test, device, args.repeats)
             call = ours
-            theirs = torch_predict(torch, wl, X_test, device, args.repeats)
+            theirs = torch_predict(torch, wl, X_test, device, args.repeats) if not args.segfast_only else float("nan")
             jaxs = jax_predict(jax, wl, X_test, args.repeats) if jax is not None else None
             flops = 2.0 * wl.n_weights * len(X_test) * wl.n_models
         else:
@@ -297,18 +298,19 @@ def main() -> int:
             if device == "cuda":
                 plans.append(f"{wl.name}: {segfast._core.cuda_resident_plan(list(wl.dims), wl.n_models, min(BATCH, int(seg.sizes.max())), False)}")
             ours, call = segfast_train(wl, X, y, seg, device, args.repeats)
-            theirs = torch_train(torch, wl, X, y, seg, device, args.repeats)
+            theirs = torch_train(torch, wl, X, y, seg, device, args.repeats) if not args.segfast_only else float("nan")
             jaxs = jax_train(jax, wl, X, y, seg, args.repeats) if jax is not None else None
             flops = 6.0 * wl.n_weights * len(X)
         rate = flops / ours
         best = min(theirs, jaxs) if jaxs is not None else theirs
-        table.row(label, fmt(ours, ".4f"), fmt(call, ".3f"), fmt(theirs, ".4f"),
-                  fmt(jaxs, ".4f") if jaxs is not None else "-", f"{theirs / ours:.2f}x", f"{best / ours:.2f}x",
+        ratio = (lambda t: "-" if t != t else f"{t / ours:.2f}x")  # t != t: NaN, no anchor ran
+        table.row(label, fmt(ours, ".4f"), fmt(call, ".3f"), fmt(theirs, ".4f") if theirs == theirs else "-",
+                  fmt(jaxs, ".4f") if jaxs is not None else "-", ratio(theirs), ratio(best),
                   f"{rate / 1e12:.2f}", f"{100 * rate / peak:.1f}%")
     if plans:
         print("\nresident epoch plans (cluster: CTAs a model; units: hidden units a CTA; ok False: per-layer path):")
         print("\n".join("  " + p for p in plans))
-    if "W1" in args.workloads:
+    if "W1" in args.workloads and not args.segfast_only:
         small_models_call(X, y, device)
     if args.scale:
         data = load_fashion_mnist() if not args.dry_run else segfast.datasets.load_default()

@@ -79,16 +79,27 @@ if [ "$mode" = "--dry-run" ]; then
   $PY bench/bench_gpu.py --dry-run --repeats 2 --scale 1000
 else
   SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 5 --scale ${SEGFAST_GPU_SCALE:-10000,100000}
-  if [ -n "${SEGFAST_GPU_COMPARE:-}" ]; then  # about 30 s more
+  if [ -n "${SEGFAST_GPU_COMPARE:-}" ]; then  # about 15 s more
     echo "-- the per-layer path (SEGFAST_CUDA_KERNELS=layered), for comparison:"
-    SEGFAST_CUDA_KERNELS=layered SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 --no-jax \
-      --workloads W1,W2,W5
+    SEGFAST_CUDA_KERNELS=layered SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 3 \
+      --segfast-only --workloads ${SEGFAST_GPU_COMPARE_WORKLOADS:-W1,W2,W3,W5} --scale 10000
+    echo "-- prediction with plain (unstaged) host copies (SEGFAST_CUDA_PINNED=0), for comparison:"
+    SEGFAST_CUDA_PINNED=0 SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/bench_gpu.py --repeats 5 --segfast-only \
+      --workloads W4
   fi
 fi
 
 echo "== 4. where the GPU time goes, kernel by kernel"
 if [ "$mode" = run ]; then
   SEGFAST_DATA_DIR="$GPU_DIR/data" $PY bench/profile_gpu.py --workloads W4,W5 || echo "(profile failed)"
+fi
+if [ "$mode" = run ] && [ -n "${SEGFAST_GPU_NCU:-}" ] && command -v ncu >/dev/null; then
+  echo "== 5. Nsight Compute on the resident epoch kernel ($SEGFAST_GPU_NCU), the second epoch"
+  for w in ${SEGFAST_GPU_NCU//,/ }; do
+    SEGFAST_DATA_DIR="$GPU_DIR/data" ncu --clock-control none --section SpeedOfLight --section WarpStateStats \
+      --section Occupancy --section MemoryWorkloadAnalysis -k regex:resident_epoch --launch-skip 1 --launch-count 1 \
+      $PY bench/profile_gpu.py --plain --workloads "$w" 2>&1 | grep -v "^==PROF==" | tail -60 || echo "(ncu failed)"
+  done
 fi
 if [ "$tests_rc" != 0 ]; then
   echo "GPU CHECK FAILED: the tests above failed (pytest exit code $tests_rc)"

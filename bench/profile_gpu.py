@@ -21,7 +21,17 @@ from bench_gpu import BATCH, LR, SEED, WORKLOADS  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default="W3,W5")
+    parser.add_argument("--plain", action="store_true",
+                        help="no torch profiler: two epochs of each, for an outside profiler (ncu)")
     args = parser.parse_args()
+    if args.plain:
+        data = load_fashion_mnist()
+        for key in args.workloads.split(","):
+            wl = WORKLOADS[key]
+            seg = segfast.segment(data.y_train, wl.n_models, "iid", seed=SEED)
+            stack = segfast.MLPStack(list(wl.dims), wl.n_models, init="independent", seed=SEED)
+            segfast.train(stack, data.X_train, data.y_train, seg, epochs=2, batch_size=BATCH, lr=LR, device="cuda")
+        return 0
     import torch
     from torch.profiler import ProfilerActivity, profile
     torch.cuda.init()

@@ -20,7 +20,7 @@ namespace cg = cooperative_groups;
 
 namespace {
 
-constexpr int kWarps = kResidentThreads / 32;
+constexpr int kWarps = kResidentThreads / 32, kMaxCluster = 16;
 
 // Where each array sits in a CTA's shared memory (offsets in floats, all multiples of 4 so
 // that every array is 16-byte aligned). The same function sizes the launch on the host.
@@ -156,16 +156,26 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
     double total_loss = 0.0;  // thread 0's
     int diverged_at = -1;
     double diverged_loss = 0.0;
+    // Thread r < n fetches row r's index (and flip) of the next step a step ahead, so that the
+    // fetch's latency hides behind the current step's work.
+    int next_row = 0, next_flip = 0;
+    auto fetch = [&](int at_step) {
+        const int n_at = min(bs, count - at_step * bs), at = begin + at_step * bs + tid;
+        if (at_step < steps && tid < n_at) {
+            next_row = e.shuffled[at];
+            next_flip = e.flip_width > 0 ? e.flips[at] : 0;
+        }
+    };
+    fetch(0);
 
     for (int step = 0; step < steps; ++step) {
-        const int start = begin + step * bs, n = min(bs, count - step * bs);  // n <= ROWS (the plan)
-        __syncthreads();  // the previous step's readers of xs are done
+        const int n = min(bs, count - step * bs);  // n <= ROWS (the plan)
+        __syncthreads();  // the previous step's readers of xs and rows_s are done
         if (tid < n) {
-            rows_s[tid] = e.shuffled[start + tid];
-            flip_s[tid] = e.flip_width > 0 ? e.flips[start + tid] : 0;
+            rows_s[tid] = next_row;
+            flip_s[tid] = next_flip;
         }
         __syncthreads();
-        if (tid < n) labels[tid] = e.y[rows_s[tid]];
         // The minibatch, a 1 in column d0 (the bias input), zeros after it and in rows >= n:
         // asynchronous copies for the features, all in flight at once.
         if (vec) {
@@ -196,6 +206,8 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
             }
         }
         __pipeline_commit();
+        if (tid < n) labels[tid] = e.y[rows_s[tid]];  // in flight with the copies
+        fetch(step + 1);
         __pipeline_wait_prior(0);  // this minibatch (and, at the first step, the weights)
         __syncthreads();
 
@@ -252,8 +264,14 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
         cluster.sync();
         for (int o = tid; o < n * C; o += T) {
             const int r = o / C, c = o % C;
+            float from[kMaxCluster];  // every rank's share loaded first: the loads overlap
+#pragma unroll
+            for (int q = 0; q < kMaxCluster; ++q)
+                if (q < cluster_size) from[q] = cluster.map_shared_rank(part, q)[r * C4 + c];
             float z = b2[c];
-            for (int q = 0; q < cluster_size; ++q) z += cluster.map_shared_rank(part, q)[r * C4 + c];
+#pragma unroll
+            for (int q = 0; q < kMaxCluster; ++q)
+                if (q < cluster_size) z += from[q];
             dz[r * C4 + c] = z;
         }
         __syncthreads();
@@ -276,12 +294,15 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
             z[label] -= inv_rows;
         }
         __syncthreads();
-        if (tid == 0) {
-            double loss = 0.0;
-            for (int r = 0; r < n; ++r) loss += static_cast<double>(row_loss[r]);
-            flags[0] = isfinite(loss) ? 0 : 1;
-            if (isfinite(loss)) total_loss += loss;
-            else diverged_loss = loss;
+        if (warp == 0) {  // the step's loss: a fixed-order tree over the rows (n <= 32)
+            double loss = lane < n ? static_cast<double>(row_loss[lane]) : 0.0;
+#pragma unroll
+            for (int offset = 16; offset > 0; offset /= 2) loss += __shfl_down_sync(0xffffffffu, loss, offset);
+            if (lane == 0) {
+                flags[0] = isfinite(loss) ? 0 : 1;
+                if (isfinite(loss)) total_loss += loss;
+                else diverged_loss = loss;
+            }
         }
         __syncthreads();
         if (flags[0]) {  // the same in every CTA of the cluster: the logits are bit-identical
@@ -307,7 +328,7 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
             const long long at = e.w_off1 + static_cast<long long>(u0 + u) * C + c;
             sgd_step(e, W2[u * C4 + c], momentum ? V2 + u * C4 + c : nullptr, grad, anchor ? anchor + at : nullptr);
         }
-        for (int c = tid; c < C; c += T) {
+        for (int c = T - 1 - tid; c < C; c += T) {  // the last threads: the first ones did W1's rows
             float grad = 0.f;
             for (int r = 0; r < n; ++r) grad += dz[r * C4 + c];
             const long long at = e.w_off1 + static_cast<long long>(H) * C + c;
@@ -316,7 +337,8 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
 
         // The first layer's step: each thread 4 inputs x 4 units, summed over the rows.
         constexpr int UQ = UP / 4;
-        for (int it = tid; it < (K4 / 4) * UQ; it += T) {
+        // Items start past the threads that took the second layer's weights, to even the load.
+        for (int it = (tid + T - (nu * C) % T) % T; it < (K4 / 4) * UQ; it += T) {
             const int k = (it / UQ) * 4, u = (it % UQ) * 4;
             if (k > d0 || u >= nu) continue;  // padding only
             float g[4][4];
