@@ -296,7 +296,10 @@ def main() -> int:
         else:
             seg = segfast.segment(y, wl.n_models, "iid", seed=SEED)
             if device == "cuda":
-                plans.append(f"{wl.name}: {segfast._core.cuda_resident_plan(list(wl.dims), wl.n_models, min(BATCH, int(seg.sizes.max())), False)}")
+                longest = int(seg.sizes.max())
+                plan = segfast._core.cuda_resident_plan(list(wl.dims), wl.n_models, min(BATCH, longest), False,
+                                                        longest <= BATCH)
+                plans.append(f"{wl.name}: {plan}")
             ours, call = segfast_train(wl, X, y, seg, device, args.repeats)
             theirs = torch_train(torch, wl, X, y, seg, device, args.repeats) if not args.segfast_only else float("nan")
             jaxs = jax_train(jax, wl, X, y, seg, args.repeats) if jax is not None else None

@@ -151,12 +151,15 @@ def test_a_gpu_out_of_memory_is_a_memory_error_that_says_so(problem):
 @gpu
 def test_the_benchmark_shapes_take_the_resident_epoch():
     plan = segfast._core.cuda_resident_plan
-    for dims, n, rows in [([784, 128, 10], 10, 32), ([784, 128, 10], 100, 32), ([784, 32, 10], 1000, 32),
-                          ([784, 256, 10], 10_000, 6), ([784, 16, 10], 1_000_000, 6)]:
+    for dims, n, rows, one_step in [([784, 128, 10], 10, 32, False), ([784, 128, 10], 100, 32, False),
+                                    ([784, 32, 10], 1000, 32, False), ([784, 16, 10], 1_000_000, 6, True)]:
         for momentum in (False, True):
-            assert plan(dims, n, rows, momentum)["ok"], (dims, n, rows, momentum)
+            assert plan(dims, n, rows, momentum, one_step)["ok"], (dims, n, rows, momentum)
     assert not plan([784, 128, 10], 100, 33, False)["ok"]  # minibatches over 32 rows
     assert not plan([36, 40, 12, 5], 5, 32, False)["ok"]  # two hidden layers
+    # One step an epoch and a model too big for one CTA: the per-layer path, measured faster.
+    assert not plan([784, 256, 10], 10_000, 6, False, True)["ok"]
+    assert plan([784, 256, 10], 10_000, 6, False, False)["ok"]
 
 
 @gpu

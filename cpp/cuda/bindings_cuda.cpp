@@ -116,8 +116,8 @@ void bind_cuda(py::module_& mod) {
     mod.def("cuda_memory_in_use", &cuda::memory_in_use, "Bytes of device memory in use (every process's).");
     mod.def(
         "cuda_resident_plan",
-        [](const std::vector<int>& dims, int n_active, int max_rows, bool momentum) {
-            const cuda::ResidentPlan plan = cuda::plan_resident(arch_of(dims), n_active, max_rows, momentum);
+        [](const std::vector<int>& dims, int n_active, int max_rows, bool momentum, bool one_step) {
+            const cuda::ResidentPlan plan = cuda::plan_resident(arch_of(dims), n_active, max_rows, momentum, one_step);
             py::dict out;
             out["ok"] = plan.ok;
             out["cluster"] = plan.cluster;
@@ -128,7 +128,7 @@ void bind_cuda(py::module_& mod) {
             out["considered"] = plan.considered;
             return out;
         },
-        py::arg("dims"), py::arg("n_active"), py::arg("max_rows"), py::arg("momentum"),
+        py::arg("dims"), py::arg("n_active"), py::arg("max_rows"), py::arg("momentum"), py::arg("one_step") = false,
         "How the resident epoch kernel would train these models (ok False: the per-layer path).");
     py::class_<PyTrainer>(mod, "CudaTrainer", "Training data and models resident on the GPU.")
         .def(py::init<const std::vector<int>&, py::handle, py::handle>(), py::arg("dims"), py::arg("X"), py::arg("y"))

@@ -433,9 +433,14 @@ bool resident_allowed() {
     return !choice || std::string(choice) == "auto" || std::string(choice) == "resident";
 }
 
+bool resident_forced() {
+    const char* choice = std::getenv("SEGFAST_CUDA_KERNELS");
+    return choice && std::string(choice) == "resident";
+}
+
 }  // namespace
 
-ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool momentum) {
+ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool momentum, bool one_step) {
     ResidentPlan best;
     if (!resident_allowed() || arch.n_layers() != 2 || max_rows < 1 || max_rows > 32 || n_active < 1) return best;
     int device = 0, major = 0, optin = 0;
@@ -445,7 +450,13 @@ ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool mo
     if (major < 9) return best;  // thread-block clusters
     const int H = arch.dims[1], rows = max_rows <= 8 ? 8 : max_rows <= 16 ? 16 : 32;
     double best_cost = 0.0;
+    // An epoch of one step saves the resident kernel only one pass over the weights, and a
+    // cluster of CTAs per model then lost to the per-layer path on an H200 (784-256-10,
+    // 10,000 models of 6 rows: 25.0 ms against 18.2), while a model in one CTA won
+    // (784-16-10: 0.23 against 0.40 us a model): clusters only where an epoch has several steps.
+    const int largest = one_step && !resident_forced() ? 1 : 16;
     for (int cluster : {1, 2, 4, 8, 16}) {
+        if (cluster > largest) break;
         const int units = (H + cluster - 1) / cluster;
         if ((cluster - 1) * units >= H) continue;  // a CTA would hold no unit
         const int unit_blocks = (units + 15) / 16;

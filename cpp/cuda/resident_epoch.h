@@ -58,8 +58,10 @@ struct ResidentPlan {
 };
 
 // The cheapest cluster size that fits, or ok = false where the kernel cannot serve this epoch
-// (then the per-layer path must). max_rows: the widest minibatch of the epoch.
-ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool momentum);
+// or is measured to lose to the per-layer path (then that path runs). max_rows: the widest
+// minibatch of the epoch; one_step: no model takes a second step this epoch.
+// SEGFAST_CUDA_KERNELS=resident takes the kernel wherever it can run (tests).
+ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool momentum, bool one_step);
 void launch_resident(const ResidentPlan& plan, const ResidentEpoch& epoch);
 
 }  // namespace segfast::cuda

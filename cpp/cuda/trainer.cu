@@ -390,7 +390,8 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
         }
     const float prox = s.anchor.size() ? cfg.sgd.prox : 0.f;  // no anchor set: no proximal term
     const ResidentPlan plan = plan_resident(arch, static_cast<int>(counts.size()),
-                                            static_cast<int>(std::min<std::int64_t>(bs, longest)), momentum);
+                                            static_cast<int>(std::min<std::int64_t>(bs, longest)), momentum,
+                                            longest <= bs);
     SEGFAST_REQUIRE(plan.ok || counts.empty() || !resident_only(),
                     "SEGFAST_CUDA_KERNELS=resident, but the resident kernel cannot serve this epoch");
     if (plan.ok) {
