@@ -15,10 +15,18 @@ struct Arch {
     std::vector<std::size_t> b_off;    // (L,) offset of b_l in a parameter row
     std::size_t n_params = 0;
 
+    // More parameters than any machine holds (2^48 floats: 1 PiB) is a forged or mistyped
+    // architecture; the bound also keeps every offset and count far from overflowing.
+    static constexpr std::size_t kMaxParams = std::size_t(1) << 48;
+
     explicit Arch(const std::vector<int>& d) : dims(d) {
         SEGFAST_REQUIRE(dims.size() >= 2, "an MLP needs at least an input and an output width");
         for (int w : dims) SEGFAST_REQUIRE(w >= 1, "layer widths must be >= 1");
         for (std::size_t l = 0; l + 1 < dims.size(); ++l) {
+            // Each term is below 2^62 (two ints), and the running total stays below 2^48: no wrap.
+            const std::size_t layer = static_cast<std::size_t>(dims[l]) * dims[l + 1] + dims[l + 1];
+            SEGFAST_REQUIRE(layer <= kMaxParams - n_params,
+                            "these layer widths give more than 2^48 parameters per model");
             w_off.push_back(n_params);
             n_params += static_cast<std::size_t>(dims[l]) * dims[l + 1];
             b_off.push_back(n_params);

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "check.h"
+#include "finite.h"
 #include "gemm.h"
 
 namespace segfast {
@@ -52,7 +53,15 @@ void two_smallest_scalar(const float* si, const double* v, int n, double* u_min,
 
 }  // namespace
 
+// Every solver here needs finite scores: a NaN compares false everywhere and an infinity has no
+// finite reduced cost, and either would leave a search without a column (an index out of range).
+static void require_finite_scores(const float* score, int n) {
+    SEGFAST_REQUIRE(all_finite(score, static_cast<std::size_t>(n) * n),
+                    "assignment scores must be finite (NaN or inf found: are the parameters finite?)");
+}
+
 double max_assignment_reference(const float* score, int n, int* perm, AssignWorkspace& ws) {
+    require_finite_scores(score, n);
     // Minimise cost = -score. Index 0 is a virtual column; rows and columns are 1-based inside.
     const double inf = std::numeric_limits<double>::infinity();
     ws.u.assign(n + 1, 0.0);
@@ -120,6 +129,7 @@ double max_assignment_reference(const float* score, int n, int* perm, AssignWork
 
 double max_assignment(const float* score, int n, int* perm, AssignWorkspace& ws, Start start, double* prices,
                       double* row_duals) {
+    require_finite_scores(score, n);
     const double inf = std::numeric_limits<double>::infinity();
     // minimise cost = -score, in double
     auto C = [&](int i, int j) { return -static_cast<double>(score[static_cast<std::size_t>(i) * n + j]); };

@@ -197,6 +197,8 @@ py::tuple align_stack_py(const std::vector<int>& dims, py::handle params_obj, in
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
     const py::ssize_t n = params.shape(0);
+    if (!all_finite(params.data(), static_cast<std::size_t>(params.size())))
+        throw py::value_error("params must be finite (NaN or inf found)");
     if (reference < 0 || reference >= n)
         throw py::value_error("reference must be a model index in [0, " + std::to_string(n) + ")");
     if (max_rounds < 0) throw py::value_error("max_rounds must be >= 0");
@@ -271,6 +273,7 @@ py::array_t<float> robust_reduce_py(py::handle params_obj, int trim, int n_jobs)
 
 py::tuple kmeans_py(py::handle x_obj, int k, std::uint64_t seed, int max_iter, int n_jobs) {
     auto x = expect<float>(x_obj, "X", {-1, -1});
+    if (!all_finite(x.data(), static_cast<std::size_t>(x.size()))) throw py::value_error("X must be finite (NaN or inf found)");
     const int n = static_cast<int>(x.shape(0)), d = static_cast<int>(x.shape(1));
     if (k < 1 || k > n) throw py::value_error("k must be in [1, " + std::to_string(n) + "], got " + std::to_string(k));
     if (max_iter < 1) throw py::value_error("max_iter must be >= 1");
@@ -288,6 +291,7 @@ py::tuple kmeans_py(py::handle x_obj, int k, std::uint64_t seed, int max_iter, i
 
 py::array_t<float> pairwise_distances_py(py::handle x_obj, int n_jobs) {
     auto x = expect<float>(x_obj, "X", {-1, -1});
+    if (!all_finite(x.data(), static_cast<std::size_t>(x.size()))) throw py::value_error("X must be finite (NaN or inf found)");
     const py::ssize_t n = x.shape(0);
     py::array_t<float> dist({n, n});
     float* out = dist.mutable_data();

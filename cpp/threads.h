@@ -26,10 +26,12 @@ inline int available_threads() {
 #endif
 }
 
-// n_jobs: -1 = all cores, k >= 1 = k threads (capped at the work count by the caller).
+// n_jobs: -1 = all cores, k >= 1 = k threads, at most the machine's cores (per-thread scratch
+// is sized by it: n_jobs = 2 * 10^8 once took 1.56 GB and 8 s for 48 rows).
 inline int resolve_threads(int n_jobs) {
-    if (n_jobs < 0) return available_threads();
-    return n_jobs < 1 ? 1 : n_jobs;
+    const int cores = available_threads() > 0 ? available_threads() : 1;
+    if (n_jobs < 0) return cores;
+    return n_jobs < 1 ? 1 : (n_jobs < cores ? n_jobs : cores);
 }
 
 // Runs body(task, thread) for task in [0, n_tasks) on n_threads threads, dynamic schedule.

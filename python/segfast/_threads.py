@@ -13,4 +13,5 @@ def resolve_n_jobs(n_jobs) -> int:
     n_jobs = int(n_jobs)
     if n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be -1 (all cores) or >= 1, got {n_jobs}")
-    return _core.resolve_threads(n_jobs)
+    # at most the machine's cores (the C++ side caps too; this keeps huge ints out of its int)
+    return _core.resolve_threads(min(n_jobs, _core.available_threads()))

@@ -1,6 +1,7 @@
 """Clustering models in weight space, and a 2-D map of weight space for plots."""
 from __future__ import annotations
 
+import math
 import numbers
 from typing import NamedTuple
 
@@ -38,11 +39,17 @@ def cluster(stack: MLPStack, k=None, align: bool = True, seed: int = 0, k_max: i
             raise ValueError(f"k={k} is larger than the number of models ({n})")
     elif n < 3:
         raise ValueError(f"choosing k by silhouette needs at least 3 models, got {n}; pass k=")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    if isinstance(k_max, bool) or not isinstance(k_max, numbers.Integral) or k_max < 2:
+        raise ValueError(f"k_max must be an integer >= 2, got {k_max!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or not 1 <= max_iter < 2**31:
+        raise ValueError(f"max_iter must be an integer in [1, 2**31), got {max_iter!r}")
+    if not np.isfinite(stack.params).all():
+        raise ValueError("the stack's parameters must be finite (NaN or inf found)")
     if align and n > 1:
         stack = align_stack(stack, 0, n_jobs=threads)
-    X = stack.params
+    X, scale = _scaled(stack.params)
 
     scores = {}
     if k is None:
@@ -58,7 +65,20 @@ def cluster(stack: MLPStack, k=None, align: bool = True, seed: int = 0, k_max: i
     else:
         labels, centroids, _, _ = _core.kmeans(X, int(k), seed, max_iter, threads)
         score = _core.silhouette(_core.pairwise_distances(X, threads), labels, int(k)) if 1 < k < n else 0.0
+    if scale != 1.0:
+        centroids = centroids / np.float32(scale)
     return Clustering(labels.astype(np.int64), MLPStack.from_params(stack.dims, centroids), float(score), int(k), scores)
+
+
+def _scaled(params: np.ndarray):
+    """params, scaled by a power of two where squared distances between models (float32 sums)
+    could overflow: k-means and the silhouette see every distance scaled alike, so nothing
+    they choose changes. Returns (points, scale)."""
+    top = float(np.abs(params).max(initial=0.0))
+    if top <= 2.0 ** 40:
+        return params, 1.0
+    scale = 2.0 ** (40 - math.ceil(math.log2(top)))
+    return params * np.float32(scale), scale
 
 
 def weight_map(*stacks: MLPStack, method: str = "pca"):

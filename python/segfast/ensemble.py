@@ -140,8 +140,9 @@ class Ensemble(ParamsMixin):
 
     def _given_weights(self) -> np.ndarray:
         w = np.asarray(self.weights, dtype=np.float64)
-        if w.shape != (self.stack.n_models,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        if w.shape != (self.stack.n_models,) or not np.isfinite(w).all() or (w < 0).any() or w.max() <= 0:
             raise ValueError(f"weights must be {self.stack.n_models} finite numbers >= 0 with a positive sum")
+        w = w / w.max()  # first to at most 1: the sum of weights near 1e308 would overflow
         return w / w.sum()
 
     def _votes_correct(self, X, y, threads) -> np.ndarray:

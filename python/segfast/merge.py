@@ -46,8 +46,9 @@ def _explicit_weights(weights, n_models: int) -> np.ndarray:
         raise ValueError("weights must be finite (found NaN or inf)")
     if (w < 0).any():
         raise ValueError(f"weights must be >= 0, got {w.min()}")
-    if w.sum() <= 0:
+    if w.max() <= 0:
         raise ValueError("weights must sum to a positive number")
+    w = w / w.max()  # first to at most 1: the sum of weights near 1e308 would overflow
     return w / w.sum()
 
 
@@ -60,6 +61,16 @@ def _val_pair(val, stack: MLPStack):
         raise TypeError("val must be an (X, y) pair") from None
     X = as_features(X, "val X", stack.n_features)
     return X, as_labels(y, len(X), stack.n_classes, "val y")
+
+
+def _real(value):
+    """value as a float when it is a real number (not a bool, not too large for a float), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _one(dims, row) -> MLPStack:
@@ -131,10 +142,12 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
         repair = as_features(repair, "repair", stack.n_features)
         if len(repair) < 2:
             raise ValueError("repair needs at least 2 calibration rows")
-    if not (isinstance(temperature, numbers.Real) and np.isfinite(temperature) and temperature > 0):
+    if not (_real(temperature) is not None and np.isfinite(_real(temperature)) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if not (isinstance(trim, numbers.Real) and 0 <= trim < 0.5):
+    if not (_real(trim) is not None and 0 <= trim < 0.5):
         raise ValueError(f"trim must be in [0, 0.5), got {trim!r}")
+    if not (_real(margin) is not None and 0 <= margin < 1):
+        raise ValueError(f"margin must be a number in [0, 1), got {margin!r}")
     if method == "weighted":
         explicit = _explicit_weights(weights, stack.n_models)
     elif weights is not None:

@@ -8,6 +8,7 @@ in the caller's X, y.
 
 from __future__ import annotations
 
+import numbers
 import operator
 
 import numpy as np
@@ -106,6 +107,10 @@ class Segments:
 
         Returns self, so that ``segs = Segments(...).validate(len(X))`` reads naturally.
         """
+        n_rows = _as_int(n_rows, "n_rows")
+        min_size = _as_int(min_size, "min_size")
+        if n_rows < 0:
+            raise ValueError(f"n_rows must be >= 0, got {n_rows}")
         sizes = self.sizes
         small = np.flatnonzero(sizes < min_size)
         if len(small):
@@ -240,6 +245,9 @@ def segment(y, n_segments, scheme="iid", *, alpha=0.5, seed=0, min_size=1) -> Se
     n = len(y)
     if scheme != "replicate" and k > n:
         raise ValueError(f"n_segments = {k} exceeds the {n} rows of y (scheme {scheme!r})")
+    seed = _as_int(seed, "seed")
+    if seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed}")
     rng = np.random.default_rng(seed)
 
     if scheme == "iid":
@@ -247,6 +255,8 @@ def segment(y, n_segments, scheme="iid", *, alpha=0.5, seed=0, min_size=1) -> Se
     elif scheme == "contiguous":
         segs = Segments(np.arange(n), _equal_offsets(n, k))
     elif scheme == "dirichlet":
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
         alpha = float(alpha)
         if not (np.isfinite(alpha) and alpha > 0):
             raise ValueError(f"alpha must be finite and > 0, got {alpha}")

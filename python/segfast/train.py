@@ -95,16 +95,19 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
     segments = as_segments(segments, len(X), stack.n_models)
     per_model = _epochs_per_model(epochs, stack.n_models)
     batch_size = positive_int(batch_size, "batch_size")
+    if batch_size >= 2**31:
+        raise ValueError(f"batch_size must be < 2**31, got {batch_size}")
     lr = finite_float(lr, "lr", minimum=0.0)
     momentum = finite_float(momentum, "momentum", minimum=0.0)
     weight_decay = finite_float(weight_decay, "weight_decay", minimum=0.0)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     flip = _flip_width(augment, stack.n_features)
     threads = resolve_n_jobs(n_jobs)
     proximal_mu = finite_float(proximal_mu, "proximal_mu", minimum=0.0)
-    if isinstance(start_epoch, bool) or not isinstance(start_epoch, numbers.Integral) or start_epoch < 0:
-        raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
+    # epoch numbers are int64 in the random streams' keys: room for any number of epochs after it
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, numbers.Integral) or not 0 <= start_epoch < 2**62:
+        raise ValueError(f"start_epoch must be an integer in [0, 2**62), got {start_epoch!r}")
     gpu = None
     if _device.check_device(device) == "cuda":
         gpu = _core.CudaTrainer(list(stack.dims), X, y)
