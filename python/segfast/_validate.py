@@ -75,3 +75,104 @@ def finite_float(value, name: str, minimum: float | None = None) -> float:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return float(value)
+
+
+# -- files from disk: a damaged or forged file is a ValueError naming it, found before any size
+# -- read from it is allocated ----------------------------------------------------------------------
+def inflated_size_bound(n_compressed: int) -> int:
+    """The most bytes a deflate stream (gzip file, zip member) of ``n_compressed`` bytes inflates
+    to: deflate codes at most 258 bytes in one 2-bit symbol, 1032:1 at best (the slack covers
+    headers); a size declared above it is forged or truncated."""
+    return 1032 * int(n_compressed) + 1024
+
+
+def npz_open(file, name=None):
+    """An .npz archive (a path or a binary file) opened as np.load would, never unpickling;
+    ValueError naming the file where it is not a readable one (FileNotFoundError where it is
+    missing). Use it in a ``with``.
+
+    The first bytes are checked first: np.load would read a plain .npy whole, at any size its
+    header declares. The file is opened here, not by np.load, which leaves it open when the
+    archive is damaged."""
+    import zipfile
+
+    name = str(file) if name is None else name
+    try:
+        fid = file if hasattr(file, "read") else open(file, "rb")
+    except IsADirectoryError:
+        raise ValueError(f"{name} is a directory, not an .npz file") from None
+    try:
+        head = fid.read(4)
+        fid.seek(0)
+        if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{name} is not an .npz file (a zip archive of .npy arrays): it begins with "
+                             f"{head.hex(' ') or 'nothing, it is empty'}")
+        try:
+            return np.lib.npyio.NpzFile(fid, own_fid=fid is not file, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError) as e:
+            raise ValueError(f"{name} is a damaged .npz file: {e}") from None
+    except BaseException:
+        if fid is not file:
+            fid.close()
+        raise
+
+
+def _npz_errors():
+    import struct
+    import zipfile
+    import zlib
+
+    # what zipfile, zlib and numpy's .npy reader raise on damaged bytes; RuntimeError: encrypted
+    return (zipfile.BadZipFile, zlib.error, struct.error, EOFError, KeyError, ValueError, OSError,
+            NotImplementedError, RuntimeError)
+
+
+def npz_header(npz, key: str, name) -> tuple:
+    """(shape, dtype) of array ``key`` of an open .npz, from its .npy header alone, checked against
+    the bytes the archive stores for it: callers compare them with what they expect before any
+    data is read. ValueError naming the file and the array for anything wrong."""
+    import math
+    import zipfile
+
+    if key not in npz.files:
+        raise ValueError(f"{name} has no array {key!r} (it holds {sorted(npz.files)})")
+    member = key if key in npz.zip.namelist() else key + ".npy"  # as NpzFile.__getitem__ picks it
+    try:
+        info = npz.zip.getinfo(member)
+        with npz.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version} is not supported")
+            start = f.tell()
+    except _npz_errors() as e:
+        raise ValueError(f"{name}: array {key!r} is damaged: {e}") from None
+    if dtype.hasobject:
+        raise ValueError(f"{name}: array {key!r} holds Python objects, which only pickle could load; "
+                         "segfast never unpickles")
+    need = start + math.prod(shape) * dtype.itemsize  # Python ints: a forged shape cannot wrap
+    if info.file_size != need:
+        raise ValueError(f"{name}: array {key!r} declares shape {shape} of {dtype} ({need} bytes with "
+                         f"its header) but the archive stores {info.file_size} bytes for it")
+    # the sizes in a zip's directory are forgeable too: hold them to the bytes really there
+    archive = npz.zip.fp.seek(0, 2)  # safe: zipfile seeks to its own position before each read
+    if (info.header_offset + info.compress_size > archive
+            or (info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size)
+            or (info.compress_type == zipfile.ZIP_DEFLATED
+                and info.file_size > inflated_size_bound(info.compress_size))):
+        raise ValueError(f"{name}: array {key!r} declares {info.file_size} bytes, more than the "
+                         f"{info.compress_size} bytes stored for it (in an archive of {archive}) can hold")
+    return shape, dtype
+
+
+def npz_array(npz, key: str, name) -> np.ndarray:
+    """Array ``key`` of an open .npz, read after :func:`npz_header` has checked its size; damage
+    is a ValueError naming the file and the array."""
+    npz_header(npz, key, name)
+    try:
+        return npz[key]
+    except _npz_errors() as e:
+        raise ValueError(f"{name}: array {key!r} is damaged: {e}") from None

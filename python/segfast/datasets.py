@@ -12,7 +12,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
 import os
+import struct
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -35,6 +37,11 @@ _IDX_DTYPES = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_IDX_MAX_BYTES = 2**40  # larger than any data set; a header declaring more is forged
+# Deflate inflates at most 1032:1; _validate.inflated_size_bound says the same, repeated here
+# because tools/make_default_data.py loads this file alone, before the package is built.
+_GZIP_MAX_RATIO = 1032
+_CHUNK = 2**20  # read step: GzipFile.readinto goes through a temporary bytes of the step's size
 
 
 def read_idx(path) -> np.ndarray:
@@ -43,38 +50,81 @@ def read_idx(path) -> np.ndarray:
     Gzip is detected from the first two bytes, not the file name. Multi-byte values are converted
     to native byte order. Raises FileNotFoundError for a missing file and ValueError for a bad
     header, a truncated file or trailing bytes, always naming the file.
+
+    The header's shape is checked against the file's size before the data is read, and a gzip
+    stream is inflated only as far as that shape needs (plus one byte, to find trailing data), so
+    a forged header or a gzip bomb costs no more memory than the array it declares.
     """
     path = Path(path)
-    raw = path.read_bytes()  # FileNotFoundError carries the path already
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:  # truncated or corrupt stream
-            raise ValueError(f"{path}: cannot decompress gzip data ({e})") from None
+    with open(path, "rb") as file:  # FileNotFoundError carries the path already
+        size = os.fstat(file.fileno()).st_size
+        gz = file.read(2) == _GZIP_MAGIC
+        file.seek(0)
+        stream = gzip.GzipFile(fileobj=file, mode="rb") if gz else file
+        head = bytearray(4)
+        got = _read_into(stream, head, path, gz)
+        if got < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES or head[3] == 0:
+            raise ValueError(
+                f"{path}: not an IDX file: magic bytes {bytes(head[:got]).hex(' ') or '(empty)'}, expected "
+                f"00 00 <type code 08/09/0b/0c/0d/0e> <ndim >= 1>"
+            )
+        dtype = _IDX_DTYPES[head[2]]
+        ndim = head[3]
+        header = 4 + 4 * ndim
+        dims = bytearray(4 * ndim)
+        got = _read_into(stream, dims, path, gz)
+        if got < len(dims):
+            raise ValueError(
+                f"{path}: truncated header: expected {header} bytes for {ndim} dims, found {4 + got}"
+            )
+        shape = struct.unpack(f">{ndim}I", dims)
+        n_bytes = dtype.itemsize * math.prod(shape)  # Python ints: a forged header cannot wrap
+        expected = header + n_bytes
+        if not gz and size != expected:
+            what = "truncated" if size < expected else "trailing bytes after the data"
+            raise ValueError(
+                f"{path}: {what}: shape {shape} of {dtype.name} needs {expected} bytes, found {size}"
+            )
+        if gz and expected > _GZIP_MAX_RATIO * size + 1024:
+            raise ValueError(
+                f"{path}: truncated: shape {shape} of {dtype.name} needs {expected} bytes, more than a "
+                f"gzip file of {size} bytes can hold"
+            )
+        if n_bytes > _IDX_MAX_BYTES:
+            raise ValueError(f"{path}: shape {shape} of {dtype.name} is {n_bytes} bytes, more than 2**40")
+        data = np.empty(n_bytes, dtype=np.uint8)
+        got = _read_into(stream, data, path, gz)
+        if got < n_bytes:
+            raise ValueError(
+                f"{path}: truncated: shape {shape} of {dtype.name} needs {expected} bytes, found "
+                f"{header + got}"
+            )
+        if _read_into(stream, bytearray(1), path, gz):
+            raise ValueError(
+                f"{path}: trailing bytes after the data: shape {shape} of {dtype.name} needs {expected} "
+                f"bytes, found more"
+            )
+    data = data.view(dtype).reshape(shape)
+    if not dtype.isnative:  # swapped in place: no second copy of a large file
+        data = data.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    return data
 
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise ValueError(
-            f"{path}: not an IDX file: magic bytes {raw[:4].hex(' ') or '(empty)'}, expected "
-            f"00 00 <type code 08/09/0b/0c/0d/0e> <ndim >= 1>"
-        )
-    dtype = _IDX_DTYPES[raw[2]]
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(
-            f"{path}: truncated header: expected {header} bytes for {ndim} dims, found {len(raw)}"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "trailing bytes after the data"
-        raise ValueError(
-            f"{path}: {what}: shape {shape} of {dtype.name} needs {expected} bytes, "
-            f"found {len(raw)}"
-        )
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    # astype gives a writable, native-order copy (frombuffer on bytes is read-only).
-    return data.astype(dtype.newbyteorder("="))
+
+def _read_into(stream, buf, path: Path, gz: bool) -> int:
+    """Fill ``buf`` from ``stream`` in 1 MiB steps; the number of bytes read (fewer at its end)."""
+    view = memoryview(buf).cast("B")
+    got = 0
+    try:
+        while got < len(view):
+            n = stream.readinto(view[got:got + _CHUNK])
+            if not n:
+                break
+            got += n
+    except (EOFError, OSError, zlib.error) as e:  # a truncated or corrupt gzip stream
+        if not gz:
+            raise
+        raise ValueError(f"{path}: cannot decompress gzip data ({e})") from None
+    return got
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == has no single truth value
@@ -230,12 +280,15 @@ def load_default() -> Dataset:
     10,000 training images (1,000 per class) and 2,000 test images (200 per class), drawn with a
     fixed seed from the official splits and shuffled; built by tools/make_default_data.py.
     """
+    from ._validate import npz_array, npz_open
+
     ref = resources.files(__package__)
     for part in _DEFAULT_RESOURCE:
         ref = ref / part
+    name = "segfast/" + "/".join(_DEFAULT_RESOURCE)
     # Read it whole: the resource may live in a zip, and np.load reads npz members lazily.
-    with np.load(io.BytesIO(ref.read_bytes()), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in ("X_train", "y_train", "X_test", "y_test")}
+    with npz_open(io.BytesIO(ref.read_bytes()), name) as z:
+        arrays = {k: npz_array(z, k, name) for k in ("X_train", "y_train", "X_test", "y_test")}
     n = len(_FASHION_CLASSES)
     what = "embedded fashion-mnist-small"
     X_train, y_train = _to_rows(
@@ -287,25 +340,63 @@ class Shards:
     def n_segments(self) -> int:
         return len(self.sizes)
 
+    @property
+    def manifest(self) -> Path:
+        return self.path / _MANIFEST
+
     def missing(self) -> list:
         """The shard files that are not in `path` (as this machine sees it)."""
         return [name for name, _ in self.files if not (self.path / name).is_file()]
 
     def load(self, k: int):
         """Shard k as (X, y, order, offsets); raises FileNotFoundError or ValueError naming the file."""
+        from ._validate import npz_array, npz_open
         from .results import fingerprint
 
         name, expected = self.files[k]
-        file = self.path / name
+        file = _shard_file(self.path, name, self.manifest)  # again here: a symlink may have changed
         if not file.is_file():
             raise FileNotFoundError(f"shard file {file} is missing (the manifest in {self.path} lists "
                                     f"{self.n_shards} shards); was the directory copied whole to this machine?")
-        with np.load(file, allow_pickle=False) as f:
-            arrays = tuple(f[a] for a in ("X", "y", "order", "offsets"))
+        with npz_open(file) as f:
+            arrays = tuple(npz_array(f, a, file) for a in ("X", "y", "order", "offsets"))
         if fingerprint(*arrays) != expected:
             raise ValueError(f"shard file {file} does not match the manifest in {self.path} (written by another "
                              "save_shards call?); write the shards again")
+        self._check(k, file, *arrays)
         return arrays
+
+    def _check(self, k: int, file: Path, X, y, order, offsets) -> None:
+        """Shard k's arrays against the manifest: a manifest and shards forged together match
+        their fingerprints, and the training kernels trust these indices."""
+        first, stop = int(self.bounds[k]), int(self.bounds[k + 1])
+        if X.dtype != np.float32 or X.ndim != 2 or X.shape[1] != self.n_features:
+            problem = f"X is {X.dtype} of shape {X.shape}, expected float32 (rows, {self.n_features})"
+        elif y.dtype != np.int64 or y.shape != (len(X),):
+            problem = f"y is {y.dtype} of shape {y.shape}, expected int64 ({len(X)},)"
+        elif len(y) and (y.min() < 0 or y.max() >= self.n_labels):
+            problem = f"y holds labels in [{y.min()}, {y.max()}], outside [0, {self.n_labels - 1}]"
+        elif (offsets.dtype != np.int64 or offsets.shape != (stop - first + 1,) or offsets[0] != 0
+              or not np.array_equal(np.diff(offsets), self.sizes[first:stop])):
+            problem = (f"offsets must be int64 rising from 0 by the sizes of segments {first} to {stop - 1} "
+                       f"in the manifest, got {offsets.dtype} of shape {offsets.shape}")
+        elif order.dtype != np.int64 or order.shape != (offsets[-1],):
+            problem = f"order is {order.dtype} of shape {order.shape}, expected int64 ({offsets[-1]},)"
+        elif len(order) and (order.min() < 0 or order.max() >= len(X)):
+            problem = f"order holds rows in [{order.min()}, {order.max()}], outside the shard's {len(X)} rows"
+        else:
+            return
+        raise ValueError(f"shard file {file}: {problem}")
+
+
+def _shard_file(directory: Path, name: str, manifest: Path) -> Path:
+    """Shard file ``name`` of the manifest in ``directory``, refused unless it resolves inside that
+    directory, symlinks followed: a manifest must not make a worker read any file on its disk."""
+    root = directory.resolve()
+    file = (directory / name).resolve()
+    if file == root or not file.is_relative_to(root):
+        raise ValueError(f"{manifest}: files: shard file {name!r} resolves to {file}, outside {root}")
+    return directory / name
 
 
 def save_shards(X, y, segments, directory, shard_size=None) -> Shards:
@@ -356,10 +447,61 @@ def load_shards(directory) -> Shards:
     if not file.is_file():
         raise FileNotFoundError(f"{path} holds no shards: {_MANIFEST} is missing (write them with "
                                 "segfast.datasets.save_shards)")
-    m = json.loads(file.read_text())
-    if m.get("format") != _SHARD_FORMAT:
-        raise ValueError(f"{file} is not a segfast shard manifest (format {m.get('format')!r}, expected "
+    try:
+        m = json.loads(file.read_bytes())
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{file} is not a readable shard manifest: {e}") from None
+    if not isinstance(m, dict) or m.get("format") != _SHARD_FORMAT:
+        found = m.get("format") if isinstance(m, dict) else type(m).__name__
+        raise ValueError(f"{file} is not a segfast shard manifest (format {found!r}, expected "
                          f"{_SHARD_FORMAT!r})")
-    return Shards(path, np.asarray(m["bounds"], dtype=np.int64), np.asarray(m["sizes"], dtype=np.int64),
-                  int(m["n_features"]), int(m["n_labels"]), dict(m["fingerprints"]),
-                  tuple((str(name), str(fp)) for name, fp in m["files"]))
+    sizes = _manifest_ints(m, "sizes", file, 1)  # segments are never empty
+    bounds = _manifest_ints(m, "bounds", file, 0)
+    if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != len(sizes):
+        raise ValueError(f"{file}: bounds must run from 0 to {len(sizes)} (the number of segments in "
+                         f"sizes), got {len(bounds)} values from {bounds[:1].tolist()} to {bounds[-1:].tolist()}")
+    down = np.flatnonzero(np.diff(bounds) <= 0)
+    if len(down):
+        i = int(down[0]) + 1
+        raise ValueError(f"{file}: bounds must rise strictly, but bounds[{i}] = {bounds[i]} follows {bounds[i - 1]}")
+    n_features, n_labels = _manifest_int(m, "n_features", file, 1), _manifest_int(m, "n_labels", file, 1)
+    fingerprints = _manifest_field(m, "fingerprints", file)
+    if not isinstance(fingerprints, dict) or not all(isinstance(fingerprints.get(k), str) for k in ("X", "y", "segments")):
+        raise ValueError(f"{file}: fingerprints must map 'X', 'y' and 'segments' to strings, got {fingerprints!r}")
+    files = _manifest_field(m, "files", file)
+    if (not isinstance(files, list) or len(files) != len(bounds) - 1
+            or not all(isinstance(f, list) and len(f) == 2 and all(isinstance(v, str) for v in f) for f in files)):
+        raise ValueError(f"{file}: files must be {len(bounds) - 1} [name, fingerprint] pairs of strings, one per "
+                         "shard in bounds")
+    for name, _ in files:
+        _shard_file(path, name, file)
+    return Shards(path, bounds, sizes, n_features, n_labels, dict(fingerprints),
+                  tuple((name, fp) for name, fp in files))
+
+
+def _manifest_field(m: dict, key: str, file: Path):
+    if key not in m:
+        raise ValueError(f"{file}: field {key!r} is missing")
+    return m[key]
+
+
+def _manifest_ints(m: dict, key: str, file: Path, minimum: int) -> np.ndarray:
+    """Field ``key``: a list of integers >= minimum, as int64."""
+    value = _manifest_field(m, key, file)
+    if not isinstance(value, list):
+        raise ValueError(f"{file}: {key} must be a list of integers >= {minimum}, got {type(value).__name__}")
+    for i, v in enumerate(value):
+        if not _is_int(v, minimum):
+            raise ValueError(f"{file}: {key} must hold integers >= {minimum}, but {key}[{i}] = {v!r}")
+    return np.asarray(value, dtype=np.int64)
+
+
+def _manifest_int(m: dict, key: str, file: Path, minimum: int) -> int:
+    value = _manifest_field(m, key, file)
+    if not _is_int(value, minimum):
+        raise ValueError(f"{file}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _is_int(v, minimum: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and minimum <= v < 2**63

@@ -7,13 +7,21 @@ copied: averaging models is a reduction over rows, clustering sees a model as a 
 from __future__ import annotations
 
 import numbers
+import os
+import secrets
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from . import _core
+from ._validate import npz_array, npz_header, npz_open
 
 _FORMAT = "segfast.MLPStack/1"
+# More parameters per model than this (4 TiB of float32) is a forged or mistyped architecture;
+# the C++ side keeps widths in ints and counts in size_t, both far from this.
+_MAX_PARAMS = 2**40
+_MAX_WIDTH = 2**31 - 1
 
 
 def _check_dims(dims) -> tuple[int, ...]:
@@ -26,9 +34,61 @@ def _check_dims(dims) -> tuple[int, ...]:
     for d in dims:
         if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
             raise ValueError(f"every width in dims must be an integer >= 1, got {list(dims)}")
+        if d > _MAX_WIDTH:
+            raise ValueError(f"every width in dims must be <= {_MAX_WIDTH}, got {list(dims)}")
     if dims[-1] < 2:
         raise ValueError(f"the output width (classes) must be >= 2, got {dims[-1]}")
-    return tuple(int(d) for d in dims)
+    dims = tuple(int(d) for d in dims)
+    count = _param_count(dims)
+    if count > _MAX_PARAMS:
+        raise ValueError(f"dims {list(dims)} give {count} parameters per model, more than 2**40: "
+                         "a mistyped or forged architecture")
+    return dims
+
+
+def _param_count(dims: tuple[int, ...]) -> int:
+    """Parameters per model, in Python ints: widths from a file cannot wrap the count."""
+    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def _check_save_path(path: Path) -> None:
+    """Where save may write: an absent name or a regular file, in an existing folder. Anything
+    else (a directory, a device, a pipe) would be written beside or through, not replaced."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ValueError(f"path {path} exists and is not a regular file; save needs a file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"path {path}: its folder {path.parent} does not exist (or is not a folder)")
+
+
+def _check_params(params, n_params: int, dims) -> np.ndarray:
+    """params as a fresh C-contiguous float32 (n_models, n_params) array. Only real numbers
+    convert: complex would lose its imaginary part, strings and bools are not parameters."""
+    params = np.asarray(params)
+    if params.dtype.kind not in "fiu":  # not b (bool), c, O, U, S, V
+        raise TypeError(f"params must be a real floating or integer array, got dtype {params.dtype}")
+    if params.ndim == 1:
+        params = params[None, :]
+    if params.ndim != 2 or params.shape[1] != n_params or params.shape[0] < 1:
+        raise ValueError(f"params must have shape (n_models, {n_params}) for dims {list(dims)}, "
+                         f"got {params.shape}")
+    return np.array(params, dtype=np.float32, order="C", copy=True)  # checked first: no copy of a wrong one
+
+
+def _check_diverged(diverged, n_models: int) -> np.ndarray:
+    """diverged as a fresh (n_models,) bool array: merge reads one flag per model, so a short or
+    numeric one would silently mark the wrong models."""
+    if diverged is None:
+        return np.zeros(n_models, dtype=bool)
+    diverged = np.asarray(diverged)
+    if diverged.dtype != bool:
+        raise TypeError(f"diverged must be a bool array, got dtype {diverged.dtype}")
+    if diverged.shape != (n_models,):
+        raise ValueError(f"diverged must have shape ({n_models},), one flag per model, got {diverged.shape}")
+    return diverged.copy()
 
 
 class MLPStack:
@@ -70,18 +130,11 @@ class MLPStack:
     def from_params(cls, dims, params, diverged=None) -> "MLPStack":
         """A stack around existing parameters (copied into a fresh C-contiguous float32 array)."""
         dims = _check_dims(dims)
-        params = np.array(params, dtype=np.float32, order="C", copy=True)
-        n_params = _core.n_params(list(dims))
-        if params.ndim == 1:
-            params = params[None, :]
-        if params.ndim != 2 or params.shape[1] != n_params or params.shape[0] < 1:
-            raise ValueError(f"params must have shape (n_models, {n_params}) for dims {list(dims)}, "
-                             f"got {params.shape}")
+        params = _check_params(params, _param_count(dims), dims)
         stack = cls.__new__(cls)
         stack.dims = dims
         stack.params = params
-        stack.diverged = (np.zeros(len(params), dtype=bool) if diverged is None
-                          else np.array(diverged, dtype=bool).reshape(len(params)))
+        stack.diverged = _check_diverged(diverged, len(params))
         return stack
 
     # -- shape -------------------------------------------------------------------------------
@@ -152,33 +205,81 @@ class MLPStack:
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write the stack to an .npz file (plain arrays, no pickle: loading runs no code).
+        """Write the stack to an .npz file (plain arrays, no pickle: loading runs no code); a
+        name without the .npz suffix gets it, as numpy.savez does. Returns the path written.
 
-        The file is written beside the target and renamed into place, so an existing file is
-        never left half-written.
+        The file is written beside the target under a unique name and renamed into place, so a
+        crash leaves either the old file or the new one, never a half-written one. A path that
+        is not a regular file (a directory, a device such as /dev/null, a pipe) or whose folder
+        does not exist is a ValueError, raised before anything is written.
         """
         path = Path(path)
+        _check_save_path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, format=np.array(_FORMAT), dims=np.array(self.dims, dtype=np.int64),
-                     params=self.params, diverged=self.diverged)
-        tmp.replace(path)
+            _check_save_path(path)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        # O_EXCL: never reuse another writer's temporary file; 0o666 under the umask, like open()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, format=np.array(_FORMAT), dims=np.array(self.dims, dtype=np.int64),
+                         params=self.params, diverged=self.diverged)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
     def load(cls, path) -> "MLPStack":
-        """Read a stack written by :meth:`save` (refuses pickled content)."""
-        with np.load(path, allow_pickle=False) as f:
-            if "format" not in f.files or str(f["format"]) != _FORMAT:
+        """Read a stack written by :meth:`save` (refuses pickled content).
+
+        Every size in the file is checked against the others and against the bytes stored before
+        anything is allocated from it, so a damaged or forged file is a ValueError naming it,
+        never a huge allocation."""
+        with npz_open(path) as f:
+            if "format" not in f.files:
                 raise ValueError(f"{path} is not a segfast MLPStack file (format {_FORMAT})")
-            return cls.from_params(f["dims"].tolist(), f["params"], f["diverged"])
+            shape, dtype = npz_header(f, "format", path)
+            if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * len(_FORMAT) \
+                    or str(npz_array(f, "format", path)) != _FORMAT:
+                raise ValueError(f"{path} is not a segfast MLPStack file (format {_FORMAT})")
+            p_shape, p_dtype = npz_header(f, "params", path)
+            d_shape, d_dtype = npz_header(f, "dims", path)
+            v_shape, v_dtype = npz_header(f, "diverged", path)
+            if len(p_shape) != 2 or p_shape[0] < 1 or p_dtype.kind not in "fiu":
+                raise ValueError(f"{path}: params must be a real (n_models, n_params) array, got shape "
+                                 f"{p_shape} of {p_dtype}")
+            # every layer holds at least 2 parameters, so more widths than that are forged
+            if len(d_shape) != 1 or d_dtype.kind not in "iu" or not 2 <= d_shape[0] <= p_shape[1] // 2 + 1:
+                raise ValueError(f"{path}: dims must be 2 to {p_shape[1] // 2 + 1} integer widths for "
+                                 f"{p_shape[1]} parameters per model, got shape {d_shape} of {d_dtype}")
+            try:
+                dims = _check_dims(npz_array(f, "dims", path).tolist())
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from None
+            n_params = _param_count(dims)
+            if p_shape[1] != n_params:
+                raise ValueError(f"{path}: params has shape {p_shape} but dims {list(dims)} need "
+                                 f"(n_models, {n_params})")
+            if p_shape[0] * n_params > _MAX_PARAMS:
+                raise ValueError(f"{path}: {p_shape[0]} models of {n_params} parameters are more than 2**40 "
+                                 "in all: a forged file")
+            if v_shape != (p_shape[0],) or v_dtype != bool:
+                raise ValueError(f"{path}: diverged must be ({p_shape[0]},) bool, one flag per model, got "
+                                 f"shape {v_shape} of {v_dtype}")
+            return cls.from_params(dims, npz_array(f, "params", path), npz_array(f, "diverged", path))
 
     # -- PyTorch-style state dicts --------------------------------------------------------------
     def state_dict(self, model: int = 0) -> dict[str, np.ndarray]:
         """Model ``model`` as the state dict of ``nn.Sequential(Linear, ReLU, Linear, ...)``:
         keys ``0.weight`` (d1, d0), ``0.bias``, ``2.weight``, ... as numpy arrays (copies)."""
+        # a bool would index numpy as a mask, giving arrays with an extra axis
+        if isinstance(model, bool) or not isinstance(model, numbers.Integral):
+            raise TypeError(f"model must be an int, got {model!r}")
         if not -self.n_models <= model < self.n_models:
             raise IndexError(f"model {model} out of range for a stack of {self.n_models}")
         out = {}
