@@ -124,3 +124,20 @@ def test_segments_validate_needs_a_row_count():
             seg.validate(n_rows)
     with pytest.raises(ValueError, match="outside"):
         seg.validate(6)
+
+
+def test_numbers_beyond_their_fields_name_the_argument(trained):
+    stack, X, y = trained
+    seg = segfast.segment(y, 4, seed=0)
+    for kw, name in [({"proximal_mu": 2**200}, "proximal_mu"), ({"weight_decay": 2**200}, "weight_decay"),
+                     ({"lr": -(2**1100)}, "lr"), ({"batch_size": 2**200}, "batch_size")]:
+        with pytest.raises(ValueError, match=name):
+            segfast.train(stack, X, y, seg, **kw)
+    for n_models in (2**63, 2**40):
+        with pytest.raises(ValueError, match="n_models"):
+            MLPStack([12, 9, 3], n_models)
+    with pytest.raises(ValueError, match="seed"):
+        MLPStack([12, 9, 3], 2, seed=2**64)
+    for seed in (-0.0, 0.5, 2**70 * 1.0, "1"):
+        with pytest.raises(ValueError, match="seed"):
+            segfast.segment(y, 3, seed=seed)

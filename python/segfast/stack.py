@@ -104,10 +104,13 @@ class MLPStack:
         self.dims = _check_dims(dims)
         if isinstance(n_models, bool) or not isinstance(n_models, numbers.Integral) or n_models < 1:
             raise ValueError(f"n_models must be an integer >= 1, got {n_models!r}")
+        if int(n_models) * self.n_params > 2**40:  # 4 TiB of float32: no machine holds it
+            raise ValueError(f"n_models={n_models} models of {self.n_params} parameters is more than 2**40 "
+                             "parameters")
         if init not in ("independent", "shared"):
             raise ValueError(f"init must be 'independent' or 'shared', got {init!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
         self.params = np.empty((int(n_models), self.n_params), dtype=np.float32)
         self.diverged = np.zeros(int(n_models), dtype=bool)
         for i in range(int(n_models)):
