@@ -129,7 +129,7 @@ def test_segments_validate_needs_a_row_count():
 def test_numbers_beyond_their_fields_name_the_argument(trained):
     stack, X, y = trained
     seg = segfast.segment(y, 4, seed=0)
-    for kw, name in [({"proximal_mu": 2**200}, "proximal_mu"), ({"weight_decay": 2**200}, "weight_decay"),
+    for kw, name in [({"proximal_mu": 2**1100}, "proximal_mu"), ({"weight_decay": 2**1100}, "weight_decay"),
                      ({"lr": -(2**1100)}, "lr"), ({"batch_size": 2**200}, "batch_size")]:
         with pytest.raises(ValueError, match=name):
             segfast.train(stack, X, y, seg, **kw)
