@@ -8,7 +8,10 @@
     final.npz        the final global model        local_models.npz  the last round's segment models
 
 Files are written beside their target and renamed into place, and the checkpoint is written
-last, so a run killed at any moment leaves every file whole and resumes from the checkpoint.
+last (in the last round after final.npz and local_models.npz too), so a run killed at any moment
+leaves every file whole and resumes from the checkpoint, and a checkpoint of the last round has
+every other file beside it. What a resume reads back is checked against the config and the other
+files: a damaged or forged file is a ValueError naming it and the field, never a different model.
 """
 from __future__ import annotations
 
@@ -22,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validate import npz_array, npz_header, npz_open
 from .stack import MLPStack
 
 _VOLATILE = ("segfast_version", "created")  # not part of what makes two runs the same
+_FILES = ("config.json", "rounds.jsonl", "summary.csv", "checkpoint.npz", "best.npz", "final.npz",
+          "local_models.npz")
 
 
 def fingerprint(*arrays) -> str:
@@ -45,6 +51,33 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename in it survives a power cut too (a kill needs no fsync)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its renames are not made durable this way
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _plain(value):
+    """json.dumps' default: numpy scalars (np.int64(2), np.float32(0.1)) as the Python numbers
+    they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _json(value, **kwargs) -> str:
+    return json.dumps(value, default=_plain, **kwargs)
 
 
 def _npz_bytes(**arrays) -> bytes:
@@ -58,45 +91,131 @@ class RunDirectory:
         from . import __version__
 
         self.path = Path(path)
-        self.config = json.loads(json.dumps(config))  # plain JSON types, as a reload would see them
+        self.config = json.loads(_json(config))  # plain JSON types, as a reload would see them
         config_path = self.path / "config.json"
         if config_path.exists():
-            stored = json.loads(config_path.read_text())
             if not resume:
                 raise ValueError(f"{self.path} already holds a run; pass resume=True to continue it, or choose "
                                  "another out directory (nothing was changed)")
+            try:
+                stored = json.loads(config_path.read_bytes())
+            except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
+                raise ValueError(f"{config_path} is not a readable JSON file: {e}") from None
+            if not isinstance(stored, dict):
+                raise ValueError(f"{config_path} must hold a JSON object (a run's config), got "
+                                 f"{type(stored).__name__}")
             ours = {k: v for k, v in self.config.items() if k not in _VOLATILE}
             theirs = {k: v for k, v in stored.items() if k not in _VOLATILE}
             if ours != theirs:
                 differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
                 raise ValueError(f"{self.path} holds a different run's config (it differs in {', '.join(differ)}); "
                                  "nothing was changed. Use another out directory.")
+            self._remove_temporaries()
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             full = dict(self.config, segfast_version=__version__,
                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            write_atomic(config_path, json.dumps(full, indent=2).encode())
+            write_atomic(config_path, _json(full, indent=2).encode())
         self.resumed = resume and (self.path / "checkpoint.npz").exists()
+
+    def _remove_temporaries(self) -> None:
+        """A kill mid-write leaves the writer's temporary file beside its target (``name.tmp``
+        here, ``.name.<random>.tmp`` from MLPStack.save); nothing else would ever remove it."""
+        for p in self.path.iterdir():
+            n = p.name
+            if n.endswith(".tmp") and any(n == f + ".tmp" or n.startswith(f".{f}.") for f in _FILES) \
+                    and p.is_file():
+                p.unlink(missing_ok=True)
 
     @property
     def best_path(self) -> Path:
         return self.path / "best.npz"
 
-    def best_exists(self) -> bool:
-        return self.best_path.exists()
+    def load_checkpoint(self, n_params: int) -> dict:
+        """checkpoint.npz, each field checked against the config: round (the last finished one, in
+        [0, rounds)), global (n_params,) float32 and server_buffer (n_params,) float64, finite."""
+        path, rounds = self.path / "checkpoint.npz", self.config["rounds"]
+        with npz_open(path) as f:
+            shape, dtype = npz_header(f, "round", path)
+            if shape != () or dtype.kind not in "iu":
+                raise ValueError(f"{path}: round must be an integer scalar, got shape {shape} of {dtype}")
+            state = {"round": int(npz_array(f, "round", path))}
+            if not 0 <= state["round"] < rounds:
+                raise ValueError(f"{path}: round is {state['round']}, outside this run of {rounds} round(s) "
+                                 f"(the last finished round, 0 to {rounds - 1})")
+            for key, want in (("global", np.dtype(np.float32)), ("server_buffer", np.dtype(np.float64))):
+                shape, dtype = npz_header(f, key, path)
+                if shape != (n_params,) or dtype != want:
+                    raise ValueError(f"{path}: {key} must be ({n_params},) {want} for dims {self.config['dims']}, "
+                                     f"got shape {shape} of {dtype}")
+                state[key] = npz_array(f, key, path)
+                if not np.isfinite(state[key]).all():
+                    raise ValueError(f"{path}: {key} holds NaN or infinite values")
+        return state
 
-    def load_checkpoint(self) -> dict:
-        with np.load(self.path / "checkpoint.npz", allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+    def history(self, done: int, evaluated: bool) -> list:
+        """The ``done`` rounds of rounds.jsonl up to the checkpoint (a round recorded after it is
+        redone), each a JSON object with its round number, and global_accuracy in [0, 1] where
+        the run evaluates."""
+        path = self.path / "rounds.jsonl"
+        try:
+            lines = path.read_bytes().decode().splitlines()
+        except FileNotFoundError:
+            raise ValueError(f"{path} is missing, but checkpoint.npz records {done} finished round(s)") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text: {e}") from None
+        if not done <= len(lines) <= done + 1:
+            raise ValueError(f"{path} holds {len(lines)} round(s), but checkpoint.npz records {done} finished "
+                             f"({done + 1} at most: one recorded before a kill)")
+        history = []
+        for i, line in enumerate(lines[:done]):
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f"{path}, line {i + 1} is not JSON: {e}") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {i + 1} must be a JSON object, got {type(record).__name__}")
+            if type(record.get("round")) is not int or record["round"] != i + 1:  # type: a bool is no round
+                raise ValueError(f"{path}, line {i + 1}: round must be {i + 1}, got {record.get('round')!r}")
+            acc = record.get("global_accuracy")
+            if (evaluated or acc is not None) and not (type(acc) in (int, float) and 0 <= acc <= 1):
+                raise ValueError(f"{path}, line {i + 1}: global_accuracy must be a number in [0, 1], got {acc!r}")
+            history.append(record)
+        return history
 
-    def history(self) -> list:
-        """The recorded rounds up to the checkpoint (a round recorded after it is redone)."""
-        done = int(self.load_checkpoint()["round"]) + 1
-        lines = (self.path / "rounds.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines[:done]]
+    def load_best(self, evaluated: bool):
+        """best.npz's model as a (n_params,) row, or None; it exists exactly when the run evaluates
+        (the first round's checkpoint is written after it)."""
+        if not evaluated:
+            if self.best_path.exists():
+                raise ValueError(f"{self.best_path} exists, but this run has no eval to choose a best model by")
+            return None
+        if not self.best_path.exists():
+            raise ValueError(f"{self.best_path} is missing, but this run evaluates every round and "
+                             "checkpoint.npz records finished rounds")
+        params = self._load_stack(self.best_path, 1).params[0]
+        if not np.isfinite(params).all():
+            raise ValueError(f"{self.best_path}: params holds NaN or infinite values")
+        return params
+
+    def load_local(self, n_models: int) -> MLPStack:
+        """local_models.npz of a finished run (written before its last checkpoint)."""
+        path = self.path / "local_models.npz"
+        if not path.exists():
+            raise ValueError(f"{path} is missing, but checkpoint.npz says all {self.config['rounds']} round(s) "
+                             "finished; the last round's segment models cannot be rebuilt (a run killed after its "
+                             "last checkpoint by an older segfast): run it again into a new out directory")
+        return self._load_stack(path, n_models)
+
+    def _load_stack(self, path: Path, n_models: int) -> MLPStack:
+        stack = MLPStack.load(path)  # ValueError naming the file when damaged
+        if list(stack.dims) != self.config["dims"] or stack.n_models != n_models:
+            raise ValueError(f"{path} holds {stack.n_models} model(s) of dims {list(stack.dims)}; this run needs "
+                             f"{n_models} of dims {self.config['dims']}")
+        return stack
 
     def write_round(self, history: list, state: dict, best_params) -> None:
-        write_atomic(self.path / "rounds.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
+        write_atomic(self.path / "rounds.jsonl", "".join(_json(h) + "\n" for h in history).encode())
         columns = list(dict.fromkeys(k for h in history for k in h))
         table = io.StringIO()
         writer = csv.DictWriter(table, fieldnames=columns)
@@ -110,6 +229,7 @@ class RunDirectory:
                                                               **{k: v for k, v in state.items() if k != "round"}))
 
     def finish(self, final: MLPStack, local) -> None:
+        """The end-of-run files; rounds() writes them before the last round's checkpoint."""
         final.save(self.path / "final.npz")
         if local is not None:
             local.save(self.path / "local_models.npz")

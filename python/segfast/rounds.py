@@ -28,6 +28,11 @@ from .split import Split
 from .stack import MLPStack
 from .train import _flip_width, _train_loop
 
+# More rounds than this is a mistyped or hostile count (each round trains every participant at
+# least one epoch); an unbounded one would spin in rounds()' check of the schedule, round by
+# round, before any training.
+_MAX_ROUNDS = 10**6
+
 
 @dataclass
 class RoundsResult:
@@ -145,11 +150,15 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     dims = start.dims
     device = check_device(device)
     where = X if isinstance(X, _Training) else _Here(start, X, y, segments, device)
-    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
-        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or not 1 <= rounds <= _MAX_ROUNDS:
+        raise ValueError(f"rounds must be an integer >= 1 and <= {_MAX_ROUNDS}, got {rounds!r}")
+    rounds = int(rounds)  # numpy integers too: config.json holds plain JSON numbers
     n_segments = len(where.sizes)
-    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+    # a bool is a Real, but fraction=True is a mistake, as it is for every other number here
+    if isinstance(fraction, bool) or not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    fraction = float(fraction)
+    n_chosen = max(1, int(round(fraction * n_segments))) if fraction < 1 else n_segments  # participants a round
     server_lr = finite_float(server_lr, "server_lr", minimum=0.0)
     server_momentum = finite_float(server_momentum, "server_momentum", minimum=0.0)
     if server_momentum >= 1:
@@ -167,6 +176,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         schedules.resolve(local_epochs, r)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = int(seed)
     unknown = set(train_kwargs) - {"lr", "batch_size", "momentum", "weight_decay", "augment"}
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
@@ -196,12 +206,13 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     server_buffer = np.zeros(global_params.shape, dtype=np.float64)
     history, first_round, best = [], 0, (-np.inf, None)
     if run_dir is not None and run_dir.resumed:
-        state = run_dir.load_checkpoint()
-        global_params, server_buffer = state["global"], state["server_buffer"]
-        history, first_round = run_dir.history(), int(state["round"]) + 1
-        if run_dir.best_exists():
-            best = (max((h.get("global_accuracy", -np.inf) for h in history), default=-np.inf),
-                    MLPStack.load(run_dir.best_path).params[0])
+        # every field read back is checked against the config and the other files (ValueError naming them)
+        state = run_dir.load_checkpoint(start.n_params)
+        global_params, server_buffer, first_round = state["global"], state["server_buffer"], state["round"] + 1
+        history = run_dir.history(first_round, evaluation is not None)
+        best_params = run_dir.load_best(evaluation is not None)
+        if best_params is not None:
+            best = (max(h["global_accuracy"] for h in history), best_params)
 
     bar = Progress(rounds, "round", enabled=progress)
     bar.done = first_round
@@ -213,7 +224,7 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         record, t0 = {"round": r + 1}, time.perf_counter()
         rng = np.random.default_rng([seed, r])
         if fraction < 1:
-            chosen = np.sort(rng.choice(n_segments, max(1, int(round(fraction * n_segments))), replace=False))
+            chosen = np.sort(rng.choice(n_segments, n_chosen, replace=False))
         else:
             chosen = np.arange(n_segments)
         epochs = schedules.resolve(local_epochs, r)
@@ -265,6 +276,13 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
         record.update(seconds_train=t1 - t0, seconds_merge=t2 - t1, seconds_eval=t3 - t2)
         history.append(record)
         if run_dir is not None:
+            if r == rounds - 1:
+                # The end-of-run files go before the checkpoint that marks the run finished, so that
+                # checkpoint always has them beside it; a kill before it redoes the last round from
+                # the checkpoint before, which (keyed by (seed, round)) writes them again bit for bit.
+                # Keeping the segment models in the checkpoint instead would make it n_segments
+                # times larger every round.
+                run_dir.finish(MLPStack.from_params(dims, global_params[None]), local())
             run_dir.write_round(history, {"round": r, "global": global_params, "server_buffer": server_buffer},
                                 best[1] if best[1] is not None and best[0] == record.get("global_accuracy") else None)
         note = f"acc {100 * record['global_accuracy']:.2f}%" if "global_accuracy" in record else \
@@ -273,7 +291,9 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
 
     final = MLPStack.from_params(dims, global_params[None])
     best_model = MLPStack.from_params(dims, best[1][None]) if best[1] is not None else None
-    local = local() if local is not None else None
-    if run_dir is not None:
-        run_dir.finish(final, local)
+    if local is not None:
+        local = local()
+    elif run_dir is not None:  # resumed after its last checkpoint: every round had finished
+        local = run_dir.load_local(n_chosen)
+        run_dir.finish(final, None)  # from the checkpoint, the authority on the final model
     return RoundsResult(final, history, best_model, local, run_dir)
