@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="segfast",
         description="Train many small MLPs at once, one per data segment.",
         epilog="Start with `segfast run`: it needs no downloads (it uses the data set shipped inside segfast).")
+    parser.add_argument("--version", action="version", version=f"segfast {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="cut a data set into segments, train one MLP per segment, report",
@@ -87,7 +89,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_paths(args) -> None:
+    """Every path the run reads or writes, checked before any work: a bad one found after
+    training would lose the results."""
+    output = Path(args.output)
+    if output.is_dir():
+        raise ValueError(f"--output {output}: is a directory; give a file name such as {output / 'results.json'}")
+    if output.exists() and not output.is_file():
+        raise ValueError(f"--output {output}: exists and is not a regular file")
+    if not output.parent.is_dir():
+        raise ValueError(f"--output {output}: the folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK):
+        raise ValueError(f"--output {output}: the folder {output.parent} is not writable")
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out DIR, the run directory to continue")
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: is a file, not a run directory")
+        if args.resume and not (out / "config.json").is_file():
+            raise ValueError(f"--out {out}: holds no run to resume (no {out / 'config.json'}); "
+                             "leave out --resume to start one there")
+        if not args.resume and not out.exists() and not out.parent.is_dir():
+            raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise ValueError(f"--data-dir {args.data_dir}: no such directory")
+
+
+def _interrupted(args) -> int:
+    """Ctrl-C: say where the run stands and how to go on, without a traceback (exit 130)."""
+    if args is None or getattr(args, "command", None) != "run":
+        print("segfast: interrupted", file=sys.stderr)
+        return 130
+    if args.out is None:
+        print("segfast: interrupted; nothing was kept (with --out DIR a run can be continued)", file=sys.stderr)
+        return 130
+    log = Path(args.out) / "rounds.jsonl"
+    done = sum(1 for line in log.read_text().splitlines() if line.strip()) if log.is_file() else 0
+    print(f"segfast: interrupted after round {done} of {args.rounds}; continue with the same command and "
+          f"--resume (run directory {args.out})", file=sys.stderr)
+    return 130
+
+
 def _run(args) -> int:
+    _check_paths(args)
     data = datasets.load(args.data, data_dir=args.data_dir)
     val = args.val if args.val is not None else (1000 if args.data == "default" else 5000)
     split = holdout(data, val=val)
@@ -197,6 +242,7 @@ def _with_config(parser, argv):
 
 def main(argv=None) -> int:
     parser = _parser()
+    args = None
     try:
         args = _with_config(parser, argv)
         if args.command == "run":
@@ -204,6 +250,8 @@ def main(argv=None) -> int:
         if args.command == "plot":
             return _plot(args)
         return _info()
+    except KeyboardInterrupt:
+        return _interrupted(args)
     except (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError) as error:
         print(f"segfast: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,67 @@
+"""The CLI checks every path before it trains, says where an interrupted run stands, and tells
+its version: a newcomer's first hour (issue: bad paths found after training lost the results)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from segfast.cli import main
+
+
+def _run(tmp_path, *flags):
+    return main(["run", "--epochs", "1", "--quiet", *flags])
+
+
+@pytest.mark.parametrize("make, flags, says", [
+    (lambda d: (d / "adir").mkdir(), lambda d: ["-o", str(d / "adir")], "--output .*is a directory"),
+    (lambda d: None, lambda d: ["-o", str(d / "nope" / "x.json")], "--output .*does not exist"),
+    (lambda d: (d / "afile").write_text("x"), lambda d: ["-o", str(d / "r.json"), "--out", str(d / "afile")],
+     "--out .*is a file"),
+    (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume"], "--resume needs --out"),
+    (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume", "--out", str(d / "none")], "no run to resume"),
+    (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--data-dir", str(d / "missing")], "--data-dir .*no such"),
+])
+def test_bad_paths_are_one_line_errors_before_any_training(tmp_path, capsys, make, flags, says):
+    make(tmp_path)
+    start = time.perf_counter()
+    assert _run(tmp_path, *flags(tmp_path)) == 2
+    out, err = capsys.readouterr()
+    assert "segment models" not in out and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    import re
+    assert re.search(says, err), err
+    assert time.perf_counter() - start < 5  # refused at once, not after training
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_version(capsys):
+    from segfast import __version__
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"segfast {__version__}"
+
+
+def test_ctrl_c_says_where_the_run_stands_and_exits_130(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-c", "import sys; from segfast.cli import main; sys.exit(main(sys.argv[1:]))",
+           "run", "--rounds", "200", "--epochs", "1", "--segments", "4", "--quiet", "--out", str(run_dir),
+           "-o", str(tmp_path / "r.json")]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run_dir / "rounds.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and log.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err
+    done = len(log.read_text().splitlines())
+    assert f"interrupted after round {done} of 200" in err and "--resume" in err
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config  # the run directory stays resumable
