@@ -65,3 +65,19 @@ def test_ctrl_c_says_where_the_run_stands_and_exits_130(tmp_path):
     assert f"interrupted after round {done} of 200" in err and "--resume" in err
     config = json.loads((run_dir / "config.json").read_text())
     assert config  # the run directory stays resumable
+
+
+def test_results_have_short_reprs(rng):
+    import numpy as np
+
+    import segfast
+    from conftest import blobs
+    X, y = blobs(rng, n=200, d=6, classes=3)
+    seg = segfast.segment(y, 50, seed=0)
+    hist = segfast.train(segfast.MLPStack([6, 4, 3], 50), X, y, seg, epochs=3)
+    text = repr(hist)
+    assert text.startswith("History(epochs=3, models=50") and len(text) < 200
+    result = segfast.rounds([6, 4, 3], X, y, seg, rounds=2, eval=(X, y), progress=False)
+    text = repr(result)
+    assert "2 rounds" in text and "global accuracy" in text and len(text) < 300
+    assert np.isfinite(hist.loss).all()

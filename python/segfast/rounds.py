@@ -42,6 +42,13 @@ class RoundsResult:
     local_models: MLPStack = None   # the segment models of the last round, before merging
     run_dir: object = None
 
+    def __repr__(self) -> str:  # a summary: the history has one dict per round
+        last = self.history[-1] if self.history else {}
+        acc = f", global accuracy {100 * last['global_accuracy']:.2f}%" if "global_accuracy" in last else ""
+        local = f", {self.local_models.n_models} local models" if self.local_models is not None else ""
+        return (f"RoundsResult({len(self.history)} rounds, dims {list(self.global_model.dims)}{acc}{local}"
+                f"{f', run directory {self.run_dir.path}' if getattr(self.run_dir, 'path', None) else ''})")
+
 
 class _Training:
     """Where the local training of a round runs: in this process (_Here), or on a Dask cluster

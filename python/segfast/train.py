@@ -29,6 +29,12 @@ class History:
     merged_sum: np.ndarray = None  # (P,) with _train_loop(merge_weights=...): the fused merge's sum
     merge_pieces: list = None  # with _train_loop(merge_pieces=True): [(position, (P,) float64 sum)]
 
+    def __repr__(self) -> str:  # the arrays are (epochs, models): a summary, not a dump
+        last = self.loss[-1] if len(self.loss) else np.array([np.nan])
+        mean = f"{np.nanmean(last):.4f}" if np.isfinite(last).any() else "nan"
+        return (f"History(epochs={self.loss.shape[0]}, models={self.loss.shape[1]}, mean loss in the last "
+                f"epoch {mean}, diverged={int(self.diverged.sum())}, seconds={sum(self.seconds):.3f})")
+
     @property
     def final_loss(self) -> np.ndarray:
         """Each model's mean loss in the last epoch it trained, (N,)."""
