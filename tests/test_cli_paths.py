@@ -81,3 +81,13 @@ def test_results_have_short_reprs(rng):
     text = repr(result)
     assert "2 rounds" in text and "global accuracy" in text and len(text) < 300
     assert np.isfinite(hist.loss).all()
+
+
+def test_config_errors_name_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {bad}: not valid TOML" in err and len(err.strip().splitlines()) == 1
+    assert main(["run", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml: cannot be read" in capsys.readouterr().err

@@ -226,10 +226,18 @@ def _with_config(parser, argv):
     """Parse argv; a --config TOML file supplies defaults that explicit flags override."""
     args = parser.parse_args(argv)
     if getattr(args, "config", None):
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11: the same parser, as a dependency
+            import tomli as tomllib
 
-        with open(args.config, "rb") as f:
-            values = {k.replace("-", "_"): v for k, v in tomllib.load(f).items()}
+        try:
+            with open(args.config, "rb") as f:
+                values = {k.replace("-", "_"): v for k, v in tomllib.load(f).items()}
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"--config {args.config}: not valid TOML: {e}") from None
+        except OSError as e:
+            raise ValueError(f"--config {args.config}: cannot be read: {e.strerror}") from None
         run = parser._subparsers._group_actions[0].choices["run"]
         known = {a.dest for a in run._actions}
         unknown = set(values) - known
