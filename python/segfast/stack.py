@@ -291,6 +291,22 @@ class MLPStack:
             out[f"{2 * layer}.bias"] = self.biases(layer)[model].copy()
         return out
 
+    def to_torch(self, model: int):
+        """Model ``model`` as a PyTorch ``nn.Sequential(Linear, ReLU, ..., Linear)`` (needs torch)."""
+        from .interop import to_torch
+        return to_torch(self, model)
+
+    def save_safetensors(self, path) -> Path:
+        """The whole stack as a safetensors file (needs safetensors; layout in segfast.interop)."""
+        from .interop import save_safetensors
+        return save_safetensors(self, path)
+
+    @classmethod
+    def load_safetensors(cls, path) -> "MLPStack":
+        """A stack from a file :meth:`save_safetensors` wrote, checked (needs safetensors)."""
+        from .interop import load_safetensors
+        return load_safetensors(path)
+
     @classmethod
     def from_state_dict(cls, state: dict) -> "MLPStack":
         """A one-model stack from a state dict of ``nn.Sequential(Linear, ReLU, ...)``
