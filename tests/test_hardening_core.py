@@ -141,3 +141,17 @@ def test_numbers_beyond_their_fields_name_the_argument(trained):
     for seed in (-0.0, 0.5, 2**70 * 1.0, "1"):
         with pytest.raises(ValueError, match="seed"):
             segfast.segment(y, 3, seed=seed)
+
+
+def test_counts_past_their_integers_are_refused_naming_them(trained):
+    stack, X, y = trained
+    seg = segfast.segment(y, 4, seed=0)
+    before = stack.params.copy()
+    for kw, name in [({"epochs": 2**63}, "epochs"), ({"epochs": [2**62] * 4}, "epochs"),
+                     ({"batch_size": 2**31}, "batch_size")]:
+        with pytest.raises(ValueError, match=name):
+            segfast.train(stack, X, y, seg, **kw)
+    assert np.array_equal(stack.params, before)  # epochs=2**63 once wrapped to no training at all
+    for kw, name in [({"batch_size": 2**200}, "batch_size"), ({"local_epochs": 2**63}, "local_epochs")]:
+        with pytest.raises(ValueError, match=name):
+            segfast.rounds([12, 9, 3], X, y, seg, rounds=1, progress=False, **kw)

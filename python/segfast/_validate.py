@@ -63,9 +63,10 @@ def as_labels(y, n_rows: int, n_classes: int | None, name: str = "y") -> np.ndar
     return y
 
 
-def positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def positive_int(value, name: str, maximum: int = 2**31 - 1) -> int:
+    """An integer in [1, maximum]; the default maximum is the C++ int the value becomes."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer >= 1 and <= {maximum}, got {value!r}")
     return int(value)
 
 

@@ -40,8 +40,8 @@ def resolve(schedule, round_index: int, name: str = "local_epochs") -> int:
         value = schedule[min(round_index, len(schedule) - 1)]
     else:
         value = schedule
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must give integers >= 1, got {value!r} for round {round_index}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= 10**6:
+        raise ValueError(f"{name} must give integers >= 1 and <= 10**6, got {value!r} for round {round_index}")
     return int(value)
 
 

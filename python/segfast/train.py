@@ -46,15 +46,21 @@ class History:
         return out
 
 
+MAX_EPOCHS = 10**6  # a call's epochs (and a round's): more is a mistyped count, or one that wraps int64
+
+
 def _epochs_per_model(epochs, n_models: int) -> np.ndarray:
     if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool):
+        if not 0 <= epochs <= MAX_EPOCHS:
+            raise ValueError(f"epochs must be >= 0 and <= {MAX_EPOCHS}, got {epochs!r}")
         epochs = np.full(n_models, int(epochs))
     else:
         epochs = np.asarray(epochs)
         if epochs.dtype == bool or not np.issubdtype(epochs.dtype, np.integer) or epochs.shape != (n_models,):
             raise ValueError(f"epochs must be an int or {n_models} ints (one per model), got {epochs!r}")
-    if (epochs < 0).any():
-        raise ValueError(f"epochs must be >= 0, got {epochs.min()}")
+    if (epochs < 0).any() or (epochs > MAX_EPOCHS).any():
+        raise ValueError(f"epochs must be >= 0 and <= {MAX_EPOCHS}, got values from {epochs.min()} to "
+                         f"{epochs.max()}")
     return epochs.astype(np.int64)
 
 
@@ -101,8 +107,6 @@ def train(stack: MLPStack, X, y, segments, epochs=1, batch_size: int = 32, lr: f
     segments = as_segments(segments, len(X), stack.n_models)
     per_model = _epochs_per_model(epochs, stack.n_models)
     batch_size = positive_int(batch_size, "batch_size")
-    if batch_size >= 2**31:
-        raise ValueError(f"batch_size must be < 2**31, got {batch_size}")
     lr = finite_float(lr, "lr", minimum=0.0)
     momentum = finite_float(momentum, "momentum", minimum=0.0)
     weight_decay = finite_float(weight_decay, "weight_decay", minimum=0.0)
