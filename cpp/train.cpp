@@ -42,12 +42,18 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
     const int n_threads = std::max(1, std::min(cfg.n_threads, n_models));
     std::vector<std::unique_ptr<Workspace>> spaces(n_threads);
     const std::size_t P = arch.n_params;
+    // Workspaces hold the widest minibatch there can be: a batch_size above every segment's
+    // size asks for no more (batch_size = 2^31 - 1 once allocated for all of it and failed).
+    std::int64_t longest = 0;
+    for (int m = 0; m < n_models; ++m)
+        if (in.active[m]) longest = std::max(longest, in.offsets[m + 1] - in.offsets[m]);
+    const int widest = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(cfg.batch_size, longest)));
 
     auto train_model = [&](long m, int thread) {
         out.mean_loss[m] = std::numeric_limits<double>::quiet_NaN();
         out.diverged[m] = 0;
         if (!in.active[m]) return;
-        if (!spaces[thread]) spaces[thread] = std::make_unique<Workspace>(arch, cfg.batch_size);
+        if (!spaces[thread]) spaces[thread] = std::make_unique<Workspace>(arch, widest);
         Workspace& ws = *spaces[thread];
 
         const std::int64_t begin = in.offsets[m], count = in.offsets[m + 1] - begin;

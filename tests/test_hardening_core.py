@@ -155,3 +155,12 @@ def test_counts_past_their_integers_are_refused_naming_them(trained):
     for kw, name in [({"batch_size": 2**200}, "batch_size"), ({"local_epochs": 2**63}, "local_epochs")]:
         with pytest.raises(ValueError, match=name):
             segfast.rounds([12, 9, 3], X, y, seg, rounds=1, progress=False, **kw)
+
+
+def test_a_batch_size_above_every_segment_allocates_no_more_than_the_segments(trained):
+    stack, X, y = trained
+    seg = segfast.segment(y, 4, seed=0)
+    a, b = stack.copy(), stack.copy()
+    segfast.train(a, X, y, seg, batch_size=2**31 - 1)  # std::bad_alloc before: workspaces of that many rows
+    segfast.train(b, X, y, seg, batch_size=int(seg.sizes.max()))
+    assert np.array_equal(a.params, b.params)
