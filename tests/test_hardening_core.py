@@ -164,3 +164,18 @@ def test_a_batch_size_above_every_segment_allocates_no_more_than_the_segments(tr
     segfast.train(a, X, y, seg, batch_size=2**31 - 1)  # std::bad_alloc before: workspaces of that many rows
     segfast.train(b, X, y, seg, batch_size=int(seg.sizes.max()))
     assert np.array_equal(a.params, b.params)
+
+
+def test_final_loss_is_each_models_last_trained_epoch():
+    from segfast.train import History
+    loss = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, np.nan, np.nan, 5.0], [np.nan, np.nan, np.nan, 6.0]])
+    hist = History(loss=loss, diverged=np.zeros(4, bool), epochs=np.zeros(4, np.int64))
+    np.testing.assert_array_equal(hist.final_loss, [2.0, np.nan, 3.0, 6.0])
+    empty = History(loss=np.empty((0, 3)), diverged=np.zeros(3, bool), epochs=np.zeros(3, np.int64))
+    assert np.isnan(empty.final_loss).all() and empty.final_loss.shape == (3,)
+
+
+def test_rounds_resume_needs_a_run_directory(trained):
+    _, X, y = trained
+    with pytest.raises(ValueError, match="resume=True needs out="):
+        segfast.rounds([12, 9, 3], X, y, segfast.segment(y, 4, seed=0), rounds=1, resume=True, progress=False)

@@ -196,16 +196,20 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     flip = _flip_width(train_kwargs.get("augment"), start.n_features)
     train_kwargs.pop("lr", None)
 
-    config = {
-        "dims": list(dims), "rounds": rounds, "local_epochs": schedules.describe(local_epochs), "merge": {
-            k: (v if not isinstance(v, np.ndarray) else "array") for k, v in spec.items()},
-        "fraction": fraction, "server_lr": server_lr, "server_momentum": server_momentum,
-        "proximal_mu": proximal_mu, "lr": base_lr, "lr_decay": lr_decay, "seed": seed,
-        "train": {k: v for k, v in train_kwargs.items()},
-        "data": dict(where.fingerprints(), eval=None if evaluation is None else fingerprint(*evaluation)),
-        "start": fingerprint(start.params),
-    }
-    run_dir = RunDirectory(out, config, resume) if out is not None else None
+    if resume and out is None:
+        raise ValueError("resume=True needs out=, the run directory to continue")
+    run_dir = None
+    if out is not None:  # the config, with the data's fingerprints, only for a run directory (hashing costs)
+        config = {
+            "dims": list(dims), "rounds": rounds, "local_epochs": schedules.describe(local_epochs), "merge": {
+                k: (v if not isinstance(v, np.ndarray) else "array") for k, v in spec.items()},
+            "fraction": fraction, "server_lr": server_lr, "server_momentum": server_momentum,
+            "proximal_mu": proximal_mu, "lr": base_lr, "lr_decay": lr_decay, "seed": seed,
+            "train": {k: v for k, v in train_kwargs.items()},
+            "data": dict(where.fingerprints(), eval=None if evaluation is None else fingerprint(*evaluation)),
+            "start": fingerprint(start.params),
+        }
+        run_dir = RunDirectory(out, config, resume)
 
     global_params = start.params[0].astype(np.float32).copy()
     # Server state in float64: with server_lr 1 and no momentum the update is then exactly a

@@ -38,12 +38,12 @@ class History:
     @property
     def final_loss(self) -> np.ndarray:
         """Each model's mean loss in the last epoch it trained, (N,)."""
-        out = np.full(self.loss.shape[1], np.nan)
-        for i in range(self.loss.shape[1]):
-            seen = self.loss[~np.isnan(self.loss[:, i]), i]
-            if seen.size:
-                out[i] = seen[-1]
-        return out
+        seen = ~np.isnan(self.loss)  # (epochs, N); vectorised: a Python loop over 1,000 models cost 9 ms a round
+        if not seen.size:
+            return np.full(self.loss.shape[1], np.nan)
+        last = self.loss.shape[0] - 1 - np.argmax(seen[::-1], axis=0)  # each model's last trained epoch
+        out = self.loss[last, np.arange(self.loss.shape[1])]
+        return np.where(seen.any(axis=0), out, np.nan)
 
 
 MAX_EPOCHS = 10**6  # a call's epochs (and a round's): more is a mistyped count, or one that wraps int64
