@@ -91,3 +91,25 @@ def test_config_errors_name_the_file(tmp_path, capsys):
     assert f"--config {bad}: not valid TOML" in err and len(err.strip().splitlines()) == 1
     assert main(["run", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml: cannot be read" in capsys.readouterr().err
+
+
+def test_a_run_directory_holds_everything_and_reruns_bit_for_bit(tmp_path, capsys):
+    import numpy as np
+
+    from segfast import MLPStack
+    first, second = tmp_path / "first", tmp_path / "second"
+    flags = ["--epochs", "1", "--rounds", "2", "--segments", "3", "--hidden", "16", "--seed", "5", "--quiet"]
+    assert main(["run", *flags, "--out", str(first)]) == 0
+    for name in ("command.json", "config.json", "results.json", "final.npz", "local_models.npz", "rounds.jsonl"):
+        assert (first / name).is_file(), name
+    recorded = json.loads((first / "command.json").read_text())
+    assert recorded["segments"] == 3 and recorded["hidden"] == [16] and recorded["data"] == "default"
+    assert main(["rerun", str(first), "--out", str(second), "--quiet"]) == 0
+    assert np.array_equal(MLPStack.load(first / "final.npz").params, MLPStack.load(second / "final.npz").params)
+    a, b = (json.loads((d / "results.json").read_text()) for d in (first, second))
+    assert a["val_accuracy"] == b["val_accuracy"] and a["ensemble_val_accuracy"] == b["ensemble_val_accuracy"]
+    # the same directory again without --resume would overwrite a run: refused, nothing touched
+    before = (first / "command.json").read_text()
+    assert main(["run", *flags, "--segments", "4", "--out", str(first)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (first / "command.json").read_text() == before

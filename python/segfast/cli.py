@@ -50,8 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--hidden", type=_widths, default=[128], help="hidden widths, comma-separated (128)")
     run.add_argument("--init", default="shared", choices=["shared", "independent"],
                      help="same starting point for every model, or one each (shared)")
-    run.add_argument("--config", default=None, help="a TOML file of these options (keys as the flags, with _ "
-                                                    "for -); flags given on the command line win")
+    run.add_argument("--config", default=None, help="a TOML (or JSON) file of these options (keys as the flags, "
+                                                    "with _ for -); flags given on the command line win. A run "
+                                                    "directory's command.json redoes its run")
     run.add_argument("--epochs", type=int, default=10, help="epochs of local training per round (10)")
     run.add_argument("--progressive", action="store_true",
                      help="local epochs 1, 1, 2, 2, 4, 4, 8, ... (capped at --epochs) instead of --epochs every round")
@@ -80,8 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                      help="where models train and predict: cpu, cuda for an NVIDIA GPU, or auto (the GPU "
                           "where one is usable) (cpu)")
-    run.add_argument("--output", "-o", default="segfast-results.json", help="JSON results file (segfast-results.json)")
+    run.add_argument("--output", "-o", default=None,
+                     help="JSON results file (DIR/results.json with --out DIR, else segfast-results.json)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rerun = sub.add_parser("rerun", help="redo the run of a run directory, bit for bit, into a new one",
+                           description="Redo `segfast run` with the options a run directory recorded (its "
+                                       "command.json): the same data, segments, models and results.")
+    rerun.add_argument("rundir", help="a directory written by `segfast run --out`")
+    rerun.add_argument("--out", required=True, help="the new run directory (must not hold a run)")
+    rerun.add_argument("--quiet", action="store_true", help="no progress bar")
 
     plot = sub.add_parser("plot", help="draw a run directory's accuracy per round and weight-space map (PNG)")
     plot.add_argument("rundir", help="a directory written by `segfast run --out`")
@@ -89,17 +98,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The options that make the run (not where it goes or how it reports): command.json records them.
+_NOT_THE_RUN = {"command", "config", "out", "resume", "output", "quiet", "n_jobs", "device"}
+
+
 def _check_paths(args) -> None:
     """Every path the run reads or writes, checked before any work: a bad one found after
     training would lose the results."""
+    if args.output is None:
+        args.output = str(Path(args.out) / "results.json") if args.out is not None else "segfast-results.json"
     output = Path(args.output)
     if output.is_dir():
         raise ValueError(f"--output {output}: is a directory; give a file name such as {output / 'results.json'}")
     if output.exists() and not output.is_file():
         raise ValueError(f"--output {output}: exists and is not a regular file")
-    if not output.parent.is_dir():
+    into_run_dir = args.out is not None and output.parent.resolve() == Path(args.out).resolve()
+    if not into_run_dir and not output.parent.is_dir():
         raise ValueError(f"--output {output}: the folder {output.parent} does not exist")
-    if not os.access(output.parent, os.W_OK):
+    if not into_run_dir and not os.access(output.parent, os.W_OK):
         raise ValueError(f"--output {output}: the folder {output.parent} is not writable")
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR, the run directory to continue")
@@ -107,6 +123,9 @@ def _check_paths(args) -> None:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out}: is a file, not a run directory")
+        if not args.resume and (out / "config.json").is_file():
+            raise ValueError(f"--out {out}: already holds a run; add --resume to continue it, or choose another "
+                             "directory")
         if args.resume and not (out / "config.json").is_file():
             raise ValueError(f"--out {out}: holds no run to resume (no {out / 'config.json'}); "
                              "leave out --resume to start one there")
@@ -134,6 +153,8 @@ def _interrupted(args) -> int:
 def _run(args) -> int:
     _check_paths(args)
     data = datasets.load(args.data, data_dir=args.data_dir)
+    if args.out is not None:
+        _record_command(args)
     val = args.val if args.val is not None else (1000 if args.data == "default" else 5000)
     split = holdout(data, val=val)
     segs = segment(split.y_train, args.segments, args.scheme, alpha=args.alpha, seed=args.seed)
@@ -192,7 +213,49 @@ def _run(args) -> int:
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(out)  # never a half-written results file
     print(f"results written to {out}" + (f"; run directory {args.out}" if args.out else ""))
+    if args.out:
+        _plots(args.out)
     return 0
+
+
+def _record_command(args) -> None:
+    """DIR/command.json: the options that make the run, so that `segfast run --config
+    DIR/command.json` (or `segfast rerun DIR`) redoes it. Written before training; a resume
+    must ask for the same run."""
+    path = Path(args.out) / "command.json"
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_THE_RUN}
+    if args.resume and path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        differ = sorted(k for k in set(recorded) | set(options)
+                        if k != "rounds" and recorded.get(k) != options.get(k))
+        if differ:
+            raise ValueError(f"--resume: {path} records another run (it differs in {', '.join(differ)})")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(options, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _plots(run_dir) -> None:
+    """The run directory's plots, where matplotlib is installed (`pip install matplotlib`)."""
+    try:
+        from .plot import plot_run
+        written = plot_run(run_dir)
+    except ImportError:
+        print("plots skipped: they need matplotlib (pip install matplotlib), then `segfast plot DIR`")
+        return
+    print("plots: " + ", ".join(str(p) for p in written))
+
+
+def _rerun(args) -> int:
+    recorded = Path(args.rundir) / "command.json"
+    if not recorded.is_file():
+        raise ValueError(f"{args.rundir}: no command.json (a run directory of `segfast run --out` holds one)")
+    argv = ["run", "--config", str(recorded), "--out", args.out] + (["--quiet"] if args.quiet else [])
+    return main(argv)
 
 
 def _plot(args) -> int:
@@ -233,11 +296,14 @@ def _with_config(parser, argv):
 
         try:
             with open(args.config, "rb") as f:
-                values = {k.replace("-", "_"): v for k, v in tomllib.load(f).items()}
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"--config {args.config}: not valid TOML: {e}") from None
+                loaded = json.load(f) if str(args.config).endswith(".json") else tomllib.load(f)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"--config {args.config}: not valid {'JSON' if str(args.config).endswith('.json') else 'TOML'}: {e}") from None
         except OSError as e:
             raise ValueError(f"--config {args.config}: cannot be read: {e.strerror}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {args.config}: must hold a table of options, got {type(loaded).__name__}")
+        values = {k.replace("-", "_"): v for k, v in loaded.items()}
         run = parser._subparsers._group_actions[0].choices["run"]
         known = {a.dest for a in run._actions}
         unknown = set(values) - known
@@ -257,6 +323,8 @@ def main(argv=None) -> int:
             return _run(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "rerun":
+            return _rerun(args)
         return _info()
     except KeyboardInterrupt:
         return _interrupted(args)
