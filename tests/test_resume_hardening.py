@@ -254,3 +254,21 @@ def test_absurd_round_counts_are_refused_at_once(data, value):
     X, y, _, seg = data  # the schedule was checked round by round first: these spun for ever
     with pytest.raises(ValueError, match="rounds must be an integer >= 1 and <= 1000000"):
         segfast.rounds(DIMS, X, y, seg, rounds=value, progress=False)
+
+
+def test_more_rounds_extend_a_finished_run_as_if_asked_from_the_start(tmp_path):
+    import segfast
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((240, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+    seg = segfast.segment(y, 5, seed=0)
+    kw = dict(eval=(X, y), progress=False, seed=3, local_epochs=[1, 2], server_momentum=0.5)
+    direct = segfast.rounds([6, 8, 3], X, y, seg, rounds=5, out=tmp_path / "direct", **kw)
+    segfast.rounds([6, 8, 3], X, y, seg, rounds=3, out=tmp_path / "grown", **kw)
+    grown = segfast.rounds([6, 8, 3], X, y, seg, rounds=5, out=tmp_path / "grown", resume=True, **kw)
+    assert np.array_equal(grown.global_model.params, direct.global_model.params)
+    assert np.array_equal(grown.local_models.params, direct.local_models.params)
+    strip = lambda h: [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in h]  # noqa: E731
+    assert strip(grown.history) == strip(direct.history)
+    with pytest.raises(ValueError, match="rounds can grow, not shrink"):
+        segfast.rounds([6, 8, 3], X, y, seg, rounds=4, out=tmp_path / "grown", resume=True, **kw)

@@ -106,11 +106,18 @@ class RunDirectory:
                                  f"{type(stored).__name__}")
             ours = {k: v for k, v in self.config.items() if k not in _VOLATILE}
             theirs = {k: v for k, v in stored.items() if k not in _VOLATILE}
-            if ours != theirs:
-                differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-                raise ValueError(f"{self.path} holds a different run's config (it differs in {', '.join(differ)}); "
-                                 "nothing was changed. Use another out directory.")
+            differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            # More rounds extend the run: every choice is keyed by (seed, round), so rounds past the
+            # old end are those a run asked for the new count from the start would have made.
+            extend = differ == ["rounds"] and isinstance(theirs.get("rounds"), int) and \
+                isinstance(ours.get("rounds"), int) and ours["rounds"] > theirs["rounds"]
+            if differ and not extend:
+                hint = " (rounds can grow, not shrink)" if differ == ["rounds"] else ""
+                raise ValueError(f"{self.path} holds a different run's config (it differs in {', '.join(differ)})"
+                                 f"{hint}; nothing was changed. Use another out directory.")
             self._remove_temporaries()
+            if extend:
+                write_atomic(config_path, _json(dict(stored, rounds=ours["rounds"]), indent=2).encode())
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             full = dict(self.config, segfast_version=__version__,
