@@ -243,7 +243,7 @@ def test_predict_before_fit(setup, method):
     (dict(method="stacking"), "fit_empty", ValueError, "X_val has no rows"),
     (dict(method="competence", k=0), "fit", ValueError, "k must be an integer >= 1"),
     (dict(method="competence", k=400), "fit", ValueError, "k=400 is larger than the 300 validation rows"),
-    (dict(method="vote"), "fit", ValueError, "unknown ensemble method"),
+    (dict(method="vote"), "init", ValueError, "unknown ensemble method"),  # in the constructor
     (dict(method="stacking", combiner="tree"), "fit", ValueError, "combiner must be"),
     (dict(method="weighted", weights=[1, 1]), "predict", ValueError, "weights must be 6 finite"),
     (dict(method="hard", tiebreak="merged"), "predict", TypeError, "tiebreak must be a one-model"),
@@ -251,8 +251,10 @@ def test_predict_before_fit(setup, method):
 ])
 def test_ensemble_bad_input(setup, kwargs, call, error, match):
     stack, _, _, val, test = setup
-    ens = Ensemble(stack, **kwargs)
     with pytest.raises(error, match=match):
+        ens = Ensemble(stack, **kwargs)
+        if call == "init":
+            return
         if call == "predict_wide":
             ens.predict(np.zeros((3, 13)))
         elif call == "fit_empty":
@@ -263,3 +265,19 @@ def test_ensemble_bad_input(setup, kwargs, call, error, match):
             ens.fit(*val)
         else:
             ens.predict(test[0])
+
+
+def test_ensemble_is_a_scikit_learn_classifier_and_refuses_a_misspelt_method(rng):
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone, is_classifier
+    from sklearn.model_selection import cross_val_score
+    X, y = blobs(rng, n=300, d=10, classes=3)
+    stack = MLPStack([10, 8, 3], 4, init="independent", seed=0)
+    segfast.train(stack, X, y, segfast.segment(y, 4, seed=0), epochs=2)
+    with pytest.raises(ValueError, match="unknown ensemble method 'sof'"):
+        segfast.Ensemble(stack, "sof")
+    ens = segfast.Ensemble(stack, "stacking", combiner="weights")
+    assert is_classifier(ens) and clone(ens).get_params()["method"] == "stacking"
+    scores = cross_val_score(ens, X, y, cv=3)
+    assert scores.shape == (3,) and (scores > 0.5).all()
+    assert sklearn.__version__

@@ -73,9 +73,22 @@ class Ensemble(ParamsMixin):
         self.region = region
         self.n_jobs = n_jobs
         self.device = device
+        if method not in METHODS:  # a misspelt method fails here, not at the first predict
+            raise ValueError(f"unknown ensemble method {method!r}; choose one of {', '.join(METHODS)}")
 
     def __repr__(self) -> str:
         return f"Ensemble({self.stack!r}, method={self.method!r})"
+
+    # scikit-learn sees a classifier (is_classifier, cross_val_score, clone) without `import
+    # segfast` importing scikit-learn: the tags are built on first use, from its own mixins.
+    _estimator_type = "classifier"  # scikit-learn before 1.6
+
+    def __sklearn_tags__(self):
+        from sklearn.base import BaseEstimator, ClassifierMixin
+
+        class _Classifier(ClassifierMixin, BaseEstimator):
+            pass
+        return _Classifier().__sklearn_tags__()
 
     # -- checks ---------------------------------------------------------------------------------
     def _check(self) -> int:
