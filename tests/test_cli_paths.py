@@ -64,7 +64,7 @@ def test_ctrl_c_says_where_the_run_stands_and_exits_130(tmp_path):
     done = len(log.read_text().splitlines())
     assert f"interrupted after round {done} of 200" in err and "--resume" in err
     config = json.loads((run_dir / "config.json").read_text())
-    assert config  # the run directory stays resumable
+    assert config["rounds"] == 200 and (run_dir / "checkpoint.npz").is_file()  # still resumable
 
 
 def test_results_have_short_reprs(rng):

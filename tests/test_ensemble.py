@@ -280,4 +280,3 @@ def test_ensemble_is_a_scikit_learn_classifier_and_refuses_a_misspelt_method(rng
     assert is_classifier(ens) and clone(ens).get_params()["method"] == "stacking"
     scores = cross_val_score(ens, X, y, cv=3)
     assert scores.shape == (3,) and (scores > 0.5).all()
-    assert sklearn.__version__
