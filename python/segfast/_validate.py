@@ -63,11 +63,67 @@ def as_labels(y, n_rows: int, n_classes: int | None, name: str = "y") -> np.ndar
     return y
 
 
+def integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An int (numpy integers too; never a bool, which is an int subclass but surely a mistake)
+    in [minimum, maximum], as a plain Python int."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or (minimum is not None and value < minimum) or (maximum is not None and value > maximum)):
+        bounds = "".join(part for part in (f" >= {minimum}" if minimum is not None else "",
+                                           " and" if minimum is not None and maximum is not None else "",
+                                           f" <= {maximum}" if maximum is not None else ""))
+        raise ValueError(f"{name} must be an integer{bounds}, got {value!r}")
+    return int(value)
+
+
 def positive_int(value, name: str, maximum: int = 2**31 - 1) -> int:
     """An integer in [1, maximum]; the default maximum is the C++ int the value becomes."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= maximum:
-        raise ValueError(f"{name} must be an integer >= 1 and <= {maximum}, got {value!r}")
-    return int(value)
+    return integer(value, name, 1, maximum)
+
+
+def seed(value, name: str = "seed") -> int:
+    """A random seed: the C++ streams key on a uint64."""
+    return integer(value, name, 0, 2**64 - 1)
+
+
+MAX_EPOCHS = 10**6  # a call's epochs (and a round's): more is a mistyped count, or one that wraps int64
+
+
+def epochs_per_model(epochs, n_models: int) -> np.ndarray:
+    """``epochs`` (one int, or one per model) as (n_models,) int64 in [0, MAX_EPOCHS]."""
+    if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool):
+        epochs = np.full(n_models, integer(epochs, "epochs", 0, MAX_EPOCHS))
+    else:
+        epochs = np.asarray(epochs)
+        if epochs.dtype == bool or not np.issubdtype(epochs.dtype, np.integer) or epochs.shape != (n_models,):
+            raise ValueError(f"epochs must be an int or {n_models} ints (one per model), got {epochs!r}")
+    if (epochs < 0).any() or (epochs > MAX_EPOCHS).any():
+        raise ValueError(f"epochs must be >= 0 and <= {MAX_EPOCHS}, got values from {epochs.min()} to "
+                         f"{epochs.max()}")
+    return epochs.astype(np.int64)
+
+
+def check_stack(stack, name: str = "stack") -> None:
+    from .stack import MLPStack  # stack.py imports this module
+
+    if not isinstance(stack, MLPStack):
+        raise TypeError(f"{name} must be a segfast.MLPStack, got {type(stack).__name__}")
+
+
+def val_pair(val, n_features: int, n_classes: int, name: str = "val"):
+    """Validation rows: an (X, y) pair, or a segfast.Split (its validation rows, else its test
+    rows), checked against the models' widths; None stays None."""
+    from .split import Split  # split.py imports this module
+
+    if val is None:
+        return None
+    if isinstance(val, Split):
+        val = val.val if len(val.y_val) else val.test
+    try:
+        X, y = val
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an (X, y) pair or a Split") from None
+    X = as_features(X, f"{name} X", n_features)
+    return X, as_labels(y, len(X), n_classes, f"{name} y")
 
 
 def finite_float(value, name: str, minimum: float | None = None) -> float:
