@@ -77,7 +77,7 @@ def test_results_have_short_reprs(rng):
     hist = segfast.train(segfast.MLPStack([6, 4, 3], 50), X, y, seg, epochs=3)
     text = repr(hist)
     assert text.startswith("History(epochs=3, models=50") and len(text) < 200
-    result = segfast.rounds([6, 4, 3], X, y, seg, rounds=2, eval=(X, y), progress=False)
+    result = segfast.rounds([6, 4, 3], X, y, seg, rounds=2, val=(X, y), progress=False)
     text = repr(result)
     assert "2 rounds" in text and "global accuracy" in text and len(text) < 300
     assert np.isfinite(hist.loss).all()

@@ -268,7 +268,7 @@ def test_divergence_on_the_gpu_rolls_back_like_the_cpu(problem):
 @gpu
 def test_rounds_on_the_gpu_match_the_cpu(problem):
     X, y, seg = problem
-    kw = dict(rounds=3, local_epochs=2, eval=(X, y), progress=False, seed=2, momentum=0.5)
+    kw = dict(rounds=3, local_epochs=2, val=(X, y), progress=False, seed=2, momentum=0.5)
     cpu = segfast.rounds([36, 24, 5], X, y, seg, **kw)
     on_gpu = segfast.rounds([36, 24, 5], X, y, seg, device="cuda", **kw)
     np.testing.assert_allclose(on_gpu.global_model.params, cpu.global_model.params, atol=ATOL, rtol=RTOL)
@@ -276,7 +276,7 @@ def test_rounds_on_the_gpu_match_the_cpu(problem):
     for a, b in zip(on_gpu.history, cpu.history):
         assert abs(a["global_accuracy"] - b["global_accuracy"]) <= 2 / len(X)
     # Not fused (rank needs every model), and FedProx: the same on both devices too.
-    kw.update(merge="rank", proximal_mu=0.05, eval_segments=False)
+    kw.update(merge="rank", proximal_mu=0.05, val_segments=False)
     cpu = segfast.rounds([36, 24, 5], X, y, seg, **kw)
     on_gpu = segfast.rounds([36, 24, 5], X, y, seg, device="cuda", **kw)
     np.testing.assert_allclose(on_gpu.global_model.params, cpu.global_model.params, atol=ATOL, rtol=RTOL)

@@ -59,8 +59,8 @@ def test_train_is_bit_identical_for_any_block_count(client, data, blocks):
                                             ({"method": "weighted"}, 0.7), ("median", 1.0)])
 def test_three_rounds_are_bit_identical_for_any_block_count(client, data, merge, fraction):
     X, y, val, seg = data
-    kw = dict(rounds=3, local_epochs=[1, 2], merge=merge, fraction=fraction, momentum=0.5, eval=val,
-              eval_segments=False, progress=False)
+    kw = dict(rounds=3, local_epochs=[1, 2], merge=merge, fraction=fraction, momentum=0.5, val=val,
+              val_segments=False, progress=False)
     here = segfast.rounds(DIMS, X, y, seg, **kw)
     # fraction 0.7: 140 models a round in blocks of 3, which cut across the placed blocks
     for blocks in (None, 5):
@@ -73,8 +73,8 @@ def test_three_rounds_are_bit_identical_for_any_block_count(client, data, merge,
 
 def test_segment_evaluation_pulls_the_segment_models(client, data):
     X, y, val, seg = data
-    here = segfast.rounds(DIMS, X, y, seg, rounds=2, eval=val, progress=False)
-    there = sd.rounds(DIMS, X, y, seg, rounds=2, eval=val, progress=False, client=client)
+    here = segfast.rounds(DIMS, X, y, seg, rounds=2, val=val, progress=False)
+    there = sd.rounds(DIMS, X, y, seg, rounds=2, val=val, progress=False, client=client)
     assert here.history[-1]["ensemble_accuracy"] == there.history[-1]["ensemble_accuracy"]
     assert here.history[-1]["segment_accuracy_mean"] == there.history[-1]["segment_accuracy_mean"]
 
@@ -120,7 +120,7 @@ def test_shard_files_round_trip(data, tmp_path):
 def test_rounds_on_shards_equal_rounds_on_arrays(client, data, tmp_path):
     X, y, val, seg = data
     shards = segfast.datasets.save_shards(X, y, seg, tmp_path / "shards")  # 50 shards of 4 segments
-    kw = dict(rounds=3, eval=val, eval_segments=False, progress=False)
+    kw = dict(rounds=3, val=val, val_segments=False, progress=False)
     here = segfast.rounds(DIMS, X, y, seg, out=tmp_path / "here", **kw)
     there = sd.rounds(DIMS, shards, None, seg, client=client, blocks=3, out=tmp_path / "there", **kw)
     np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
@@ -167,7 +167,7 @@ class _KillOnce(dd.WorkerPlugin):
 @pytest.mark.parametrize("placed", ["scattered", "shards"])
 def test_a_worker_killed_mid_round_changes_nothing(data, tmp_path, placed):
     X, y, val, seg = data
-    kw = dict(rounds=3, eval=val, eval_segments=False, progress=False)
+    kw = dict(rounds=3, val=val, val_segments=False, progress=False)
     here = segfast.rounds(DIMS, X, y, seg, **kw)
     source = (X, y, seg) if placed == "scattered" else (segfast.datasets.save_shards(X, y, seg, tmp_path / "s"),)
     with _cluster() as cluster, dd.Client(cluster) as c:
@@ -195,7 +195,7 @@ KILLED_CLIENT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
     results.RunDirectory.write_round = write_then_die
     segfast.distributed.rounds({dims}, X[:1000], y[:1000], seg, rounds=4, server_momentum=0.5,
-                               eval=(X[1000:], y[1000:]), out=sys.argv[1], resume=True, progress=False,
+                               val=(X[1000:], y[1000:]), out=sys.argv[1], resume=True, progress=False,
                                client=Client(sys.argv[2]))
 """)
 
@@ -208,7 +208,7 @@ def test_a_killed_client_resumes_to_the_same_result(client, data, tmp_path):
     proc = subprocess.run([sys.executable, str(script), str(out), client.scheduler.address], capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert len((out / "rounds.jsonl").read_text().splitlines()) == 2
-    kw = dict(rounds=4, server_momentum=0.5, eval=val, progress=False)
+    kw = dict(rounds=4, server_momentum=0.5, val=val, progress=False)
     resumed = sd.rounds(DIMS, X, y, seg, out=out, resume=True, client=client, **kw)
     whole = segfast.rounds(DIMS, X, y, seg, **kw)
     np.testing.assert_array_equal(resumed.global_model.params, whole.global_model.params)

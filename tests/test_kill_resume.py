@@ -28,7 +28,7 @@ CHILD = textwrap.dedent("""
     rng = np.random.default_rng(0)
     X, y = blobs(rng, n=1000, d=10, classes=3, spread=1.5)
     seg = segfast.segment(y[:800], 20, "iid", seed=0)
-    kw["eval"] = (X[800:], y[800:]) if kw["eval"] else None
+    kw["val"] = (X[800:], y[800:]) if kw["val"] else None
     if "progressive" in kw:
         kw["local_epochs"] = segfast.schedule.progressive(**kw.pop("progressive"))
     real, count = os.replace, [0]
@@ -48,9 +48,9 @@ CHILD = textwrap.dedent("""
 """).format(tests=os.path.dirname(os.path.abspath(__file__)))
 
 CONFIGS = {
-    "fedavgm": dict(eval=True, local_epochs=[1, 2], server_momentum=0.5),
-    "median-sampled": dict(eval=False, merge="median", fraction=0.5, lr_decay=0.9, seed=3),
-    "weighted-prox": dict(eval=True, merge="weighted", fraction=0.6, server_lr=0.7, proximal_mu=0.1,
+    "fedavgm": dict(val=True, local_epochs=[1, 2], server_momentum=0.5),
+    "median-sampled": dict(val=False, merge="median", fraction=0.5, lr_decay=0.9, seed=3),
+    "weighted-prox": dict(val=True, merge="weighted", fraction=0.6, server_lr=0.7, proximal_mu=0.1,
                           momentum=0.9, progressive={"max": 4}),
 }
 

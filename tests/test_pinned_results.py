@@ -107,12 +107,12 @@ def results() -> dict:
         out[f"ensemble_{method}"] = _digest(ens.predict_proba(X[:300]))
 
     res = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, local_epochs=[1, 2], lr=0.05, momentum=0.5, seed=4,
-                         eval=(Xv, yv), n_jobs=2, progress=False)
+                         val=(Xv, yv), n_jobs=2, progress=False)
     out["rounds_fused"] = _digest(res.global_model.params, res.local_models.params, res.best_model.params,
                                   np.array([h["global_accuracy"] for h in res.history]))
     res = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, merge={"method": "rank", "align": True}, fraction=0.5,
                          server_lr=0.8, server_momentum=0.5, proximal_mu=0.01, lr_decay=0.9, seed=6,
-                         eval=(Xv, yv), eval_segments=False, n_jobs=2, progress=False)
+                         val=(Xv, yv), val_segments=False, n_jobs=2, progress=False)
     out["rounds_rank_fedavgm"] = _digest(res.global_model.params, res.local_models.params)
     return out
 

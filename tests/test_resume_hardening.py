@@ -35,7 +35,7 @@ def finished(data, tmp_path_factory):
     """A finished run directory of 3 evaluated rounds, and the result that wrote it."""
     X, y, val, seg = data
     out = tmp_path_factory.mktemp("finished") / "run"
-    return out, segfast.rounds(DIMS, X, y, seg, eval=val, out=out, **KW)
+    return out, segfast.rounds(DIMS, X, y, seg, val=val, out=out, **KW)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def run_copy(finished, tmp_path):
 
 def resume(data, out):
     X, y, val, seg = data
-    return segfast.rounds(DIMS, X, y, seg, eval=val, out=out, resume=True, **KW)
+    return segfast.rounds(DIMS, X, y, seg, val=val, out=out, resume=True, **KW)
 
 
 # -- a kill between the last checkpoint and the end of rounds() --------------------------------------
@@ -80,7 +80,7 @@ def test_a_kill_after_the_last_checkpoint_keeps_the_segment_models(data, finishe
         rng = np.random.default_rng(0)
         X, y = blobs(rng, n=1200, d=16, classes=4, spread=1.5)
         seg = segfast.segment(y[:1000], 5, "iid", seed=0)
-        segfast.rounds({DIMS}, X[:1000], y[:1000], seg, eval=(X[1000:], y[1000:]), out={str(out)!r}, **{KW!r})
+        segfast.rounds({DIMS}, X[:1000], y[:1000], seg, val=(X[1000:], y[1000:]), out={str(out)!r}, **{KW!r})
         """)
     resumed = resume(data, out)
     whole = finished[1]
@@ -262,7 +262,7 @@ def test_more_rounds_extend_a_finished_run_as_if_asked_from_the_start(tmp_path):
     X = rng.standard_normal((240, 6)).astype(np.float32)
     y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
     seg = segfast.segment(y, 5, seed=0)
-    kw = dict(eval=(X, y), progress=False, seed=3, local_epochs=[1, 2], server_momentum=0.5)
+    kw = dict(val=(X, y), progress=False, seed=3, local_epochs=[1, 2], server_momentum=0.5)
     direct = segfast.rounds([6, 8, 3], X, y, seg, rounds=5, out=tmp_path / "direct", **kw)
     segfast.rounds([6, 8, 3], X, y, seg, rounds=3, out=tmp_path / "grown", **kw)
     grown = segfast.rounds([6, 8, 3], X, y, seg, rounds=5, out=tmp_path / "grown", resume=True, **kw)

@@ -93,13 +93,17 @@ def test_progressive_schedule_and_evaluation(data):
     X, y, val, seg = data
     sched = segfast.schedule.progressive(start=1, factor=2, every=2, max=4)
     assert [sched(r) for r in range(7)] == [1, 1, 2, 2, 4, 4, 4]
-    result = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=sched, eval=val, progress=False,
+    result = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=sched, val=val, progress=False,
                             merge={"method": "weighted"})
     assert [h["local_epochs"] for h in result.history] == [1, 1, 2, 2, 4]
     last = result.history[-1]
     assert last["global_accuracy"] > 0.6
-    assert 0 <= last["segment_accuracy_std"] and last["ensemble_accuracy"] > 0.5
-    assert result.best_model is not None
+    # the last round's segment statistics are those of the segment models it returns
+    seg = segfast.evaluate(result.local_models, *val).accuracy
+    assert (last["segment_accuracy_mean"], last["segment_accuracy_std"]) == (float(seg.mean()), float(seg.std()))
+    assert last["ensemble_accuracy"] == segfast.Ensemble(result.local_models, "soft").score(*val) > 0.5
+    best = max(h["global_accuracy"] for h in result.history)
+    assert float(segfast.evaluate(result.best_model, *val).accuracy[0]) == best
 
 
 def test_fedprox_changes_local_training(data):
@@ -112,7 +116,7 @@ def test_fedprox_changes_local_training(data):
 def test_run_directory_is_complete_and_parses(data, tmp_path):
     X, y, val, seg = data
     out = tmp_path / "run"
-    result = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, eval=val, out=out, progress=False)
+    result = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, val=val, out=out, progress=False)
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "rounds.jsonl", "summary.csv", "checkpoint.npz", "best.npz", "final.npz",
             "local_models.npz"} <= names
@@ -148,7 +152,7 @@ KILLED_RUN = textwrap.dedent("""
         if len(history) == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
     results.RunDirectory.write_round = write_then_die
-    segfast.rounds([16, 12, 4], X[:1000], y[:1000], seg, rounds=5, local_epochs=[1, 2], eval=(X[1000:], y[1000:]),
+    segfast.rounds([16, 12, 4], X[:1000], y[:1000], seg, rounds=5, local_epochs=[1, 2], val=(X[1000:], y[1000:]),
                    out=sys.argv[2], resume=True, server_momentum=0.5, progress=False)
 """)
 
@@ -161,9 +165,9 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path):
     proc = subprocess.run([sys.executable, str(script), "2", str(out)], capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert len((out / "rounds.jsonl").read_text().splitlines()) == 2
-    resumed = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], eval=val, out=out,
+    resumed = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], val=val, out=out,
                              resume=True, server_momentum=0.5, progress=False)
-    whole = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], eval=val,
+    whole = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], val=val,
                            server_momentum=0.5, progress=False)
     np.testing.assert_array_equal(resumed.global_model.params, whole.global_model.params)
     assert [h["global_accuracy"] for h in resumed.history] == [h["global_accuracy"] for h in whole.history]
@@ -176,13 +180,32 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path):
     (dict(fraction=1.5), ValueError, r"fraction must be in \(0, 1\]"),
     (dict(server_momentum=1.0), ValueError, "server_momentum must be < 1"),
     (dict(local_epochs=0), ValueError, "local_epochs must give integers >= 1"),
-    (dict(eval=np.zeros(3)), TypeError, "eval must be an"),
+    (dict(val=np.zeros(3)), TypeError, "val must be an"),
     (dict(colour="red"), TypeError, "unexpected argument"),
 ])
 def test_rounds_bad_input(data, kwargs, error, match):
     X, y, _, seg = data
     with pytest.raises(error, match=match):
         segfast.rounds([16, 12, 4], X, y, seg, progress=False, **kwargs)
+
+
+def test_deprecated_names_still_work_and_warn(data):
+    """eval=/eval_segments= (now val=/val_segments=) and align's rounds= (now max_iter=) give the
+    same results as the new names, with a FutureWarning naming the replacement."""
+    X, y, val, seg = data
+    kw = dict(rounds=2, progress=False)
+    new = segfast.rounds([16, 12, 4], X, y, seg, val=val, val_segments=False, **kw)
+    with pytest.warns(FutureWarning, match="use val="), pytest.warns(FutureWarning, match="use val_segments="):
+        old = segfast.rounds([16, 12, 4], X, y, seg, eval=val, eval_segments=False, **kw)
+    assert old.history[-1]["global_accuracy"] == new.history[-1]["global_accuracy"]
+    assert "segment_accuracy_mean" not in old.history[-1]
+    np.testing.assert_array_equal(old.global_model.params, new.global_model.params)
+    with pytest.raises(TypeError, match="pass val= only"):
+        segfast.rounds([16, 12, 4], X, y, seg, eval=val, val=val, **kw)
+    stack = old.local_models
+    with pytest.warns(FutureWarning, match="use max_iter="):
+        aligned = segfast.align(stack, 0, rounds=3)
+    np.testing.assert_array_equal(aligned.params, segfast.align(stack, 0, max_iter=3).params)
 
 
 def test_rounds_needs_one_start_model(data):

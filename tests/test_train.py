@@ -149,7 +149,7 @@ def test_accepts_convertible_inputs(problem):
     (lambda a: dict(a, lr=float("nan")), ValueError, "lr must be a finite number"),
     (lambda a: dict(a, lr=-1.0), ValueError, "lr must be >= 0"),
     (lambda a: dict(a, momentum=float("inf")), ValueError, "momentum must be a finite"),
-    (lambda a: dict(a, epochs=-1), ValueError, "epochs must be >= 0"),
+    (lambda a: dict(a, epochs=-1), ValueError, "epochs must be an integer >= 0"),
     (lambda a: dict(a, epochs=[1, 2]), ValueError, "one per model"),
     (lambda a: dict(a, n_jobs=0), ValueError, "n_jobs must be -1"),
     (lambda a: dict(a, seed=-3), ValueError, "seed must be"),
@@ -176,32 +176,29 @@ def test_progress_bar_writes_per_epoch(problem, capsys):
 def test_a_block_trained_alone_matches_the_whole_stack(rng):
     """first_model keys the random streams by global model index: training models 2..3 as a
     stack of their own (one worker's block) gives exactly their rows of the whole run."""
-    from segfast.train import _train_loop
+    from segfast._epochs import TrainConfig, run_epochs
 
     X, y = blobs(rng, n=300, d=10, classes=3)
     segments = segfast.segment(y, 4, seed=1)
     whole = segfast.MLPStack([X.shape[1], 7, 3], 4, seed=3)
     block = whole.select([2, 3])
-    args = dict(per_model=np.full(4, 2), batch_size=8, lr=0.05, momentum=0.9, weight_decay=0.0, seed=5,
-                flip=0, threads=1, progress=False)
-    _train_loop(whole, X, y, segments, **args)
+    config = TrainConfig(batch_size=8, lr=0.05, momentum=0.9, seed=5)
+    run_epochs(whole, X, y, segments, np.full(4, 2), config, 1)
     block_segments = segfast.Segments.from_indices([segments[2], segments[3]])
-    args["per_model"] = np.full(2, 2)
-    _train_loop(block, X, y, block_segments, first_model=2, **args)
+    run_epochs(block, X, y, block_segments, np.full(2, 2), config, 1, first_model=2)
     np.testing.assert_array_equal(block.params, whole.params[2:])
 
 
 def test_merge_pieces_of_parts_add_up_to_the_whole_call_exactly(rng):
     """A stack trained in parts (one per worker) returns its fused merge in pieces that, added in
     position order, give the whole call's merged sum bit for bit."""
-    from segfast.train import _train_loop
+    from segfast._epochs import FusedMerge, TrainConfig, run_epochs
 
     X, y = blobs(rng, n=400, d=10, classes=3)
     segments = segfast.segment(y, 10, seed=1)
     start = MLPStack([10, 7, 3], 1, seed=3).params[0]
     weights = rng.random(10)
-    args = dict(batch_size=8, lr=0.05, momentum=0.0, weight_decay=0.0, seed=5, flip=0, threads=2,
-                progress=False, start_row=start, merge_block=3)
+    config = TrainConfig(batch_size=8, lr=0.05, seed=5)
 
     def fold(pieces):  # what segfast.distributed does with them
         total, open_sum, open_block = 0.0, None, -1
@@ -213,15 +210,16 @@ def test_merge_pieces_of_parts_add_up_to_the_whole_call_exactly(rng):
                 open_sum, open_block = row, position // 3
         return total + open_sum
 
-    whole = _train_loop(MLPStack([10, 7, 3], 10), X, y, segments, np.full(10, 2), merge_weights=weights,
-                        merge_pieces=True, **args)
-    assert [p for p, _ in whole.merge_pieces] == [0, 3, 6, 9]
-    np.testing.assert_array_equal(fold(whole.merge_pieces), whole.merged_sum)
+    _, whole = run_epochs(MLPStack([10, 7, 3], 10), X, y, segments, np.full(10, 2), config, 2, start_row=start,
+                          fused=FusedMerge(weights, block=3, pieces=True))
+    assert [p for p, _ in whole.pieces] == [0, 3, 6, 9]
+    np.testing.assert_array_equal(fold(whole.pieces), whole.total)
     pieces = []
     for a, b in [(0, 4), (4, 5), (5, 10)]:
         part = Segments.from_indices([segments[i] for i in range(a, b)])
-        hist = _train_loop(MLPStack([10, 7, 3], b - a), X, y, part, np.full(b - a, 2), merge_weights=weights[a:b],
-                           merge_first=a, merge_pieces=True, first_model=a, **args)
-        pieces += hist.merge_pieces
+        _, merged = run_epochs(MLPStack([10, 7, 3], b - a), X, y, part, np.full(b - a, 2), config, 2,
+                               start_row=start, first_model=a, fused=FusedMerge(weights[a:b], block=3, first=a,
+                                                                                pieces=True))
+        pieces += merged.pieces
     assert [p for p, _ in pieces] == [0, 3, 4, 5, 6, 9]
-    np.testing.assert_array_equal(fold(pieces), whole.merged_sum)
+    np.testing.assert_array_equal(fold(pieces), whole.total)

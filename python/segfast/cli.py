@@ -168,7 +168,7 @@ def _run(args) -> int:
     result = rounds(start, split.X_train, split.y_train, segs, rounds=args.rounds, local_epochs=local,
                     merge={"method": args.merge, "align": args.align}, fraction=args.fraction,
                     server_lr=args.server_lr, server_momentum=args.server_momentum, proximal_mu=args.proximal_mu,
-                    eval=split.val, out=args.out, resume=args.resume, seed=args.seed, n_jobs=args.n_jobs,
+                    val=split.val, out=args.out, resume=args.resume, seed=args.seed, n_jobs=args.n_jobs,
                     progress=not args.quiet, lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
                     weight_decay=args.weight_decay, device=args.device)
     seconds = time.perf_counter() - begin

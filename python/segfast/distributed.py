@@ -13,201 +13,26 @@ holds its rows and, when that worker is lost, places the block again and reruns 
 """
 from __future__ import annotations
 
-import numbers
 import time
 import uuid
 import warnings
-from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ._validate import finite_float, positive_int
-from .datasets import Shards, load_shards, segment_rows
-from .results import fingerprint
-from .rounds import RoundsResult, _Here, _Training, rounds as _local_rounds
+from . import _core
+from ._engine import Engine, RoundTraining
+from ._epochs import FusedMerge, History, TrainConfig, run_epochs
+from ._placement import Block, Placement, data_source, dask_distributed, workers_of
+from ._validate import check_stack, epochs_per_model, integer
+from .rounds import RoundsResult, run_rounds, start_model
 from .segments import Segments
 from .stack import MLPStack
-from .train import History, _epochs_per_model, _flip_width, _train_loop
 
 __all__ = ["train", "rounds"]
 
-_MERGE_BLOCKS = 64  # the fused merge of segfast.rounds adds its models in at most 64 blocks (cpp/train.cpp)
-_RETRIES = 3  # times a round is rerun after losing a worker that held blocks
-_POLL_S = 1.0  # while a round runs, how often to look whether a worker holding a block is gone
-
-
-def _dask():
-    try:
-        import dask.distributed
-    except ImportError as e:
-        raise ImportError('segfast.distributed needs Dask: pip install "segfast[dask]" (or "dask[distributed]")') from e
-    return dask.distributed
-
-
-def _workers(client) -> list:
-    if not isinstance(client, _dask().Client):
-        raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
-    workers = sorted(client.nthreads())
-    if not workers:
-        raise ValueError("client has no workers: start some (e.g. LocalCluster(n_workers=2), or dask worker "
-                         "processes pointed at the scheduler) or wait for them with client.wait_for_workers(n)")
-    return workers
-
-
-# -- what each worker holds --------------------------------------------------------------------
-@dataclass
-class _Block:
-    """One block's data on a worker: segments [first, first + len(segments)) over its own rows."""
-
-    X: np.ndarray  # (rows, features) float32: only the rows these segments use
-    y: np.ndarray  # (rows,) int64
-    segments: Segments  # indices into X
-    first: int  # global index of the first segment
-
-    def __sizeof__(self) -> int:  # what Dask's scheduler weighs when it decides where tasks run
-        return self.X.nbytes + self.y.nbytes + self.segments.order.nbytes + self.segments.offsets.nbytes
-
-
-def _read_block(shards: Shards, u: int, v: int) -> _Block:
-    """Shards u..v-1 joined into one block (runs on the worker, which reads only these files)."""
-    parts = [shards.load(k) for k in range(u, v)]
-    base = np.cumsum([0] + [len(p[0]) for p in parts])
-    starts = np.cumsum([0] + [len(p[2]) for p in parts])
-    order = np.concatenate([p[2] + b for p, b in zip(parts, base)])
-    offsets = np.concatenate([[0]] + [p[3][1:] + s for p, s in zip(parts, starts)])
-    return _Block(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                  Segments(order, offsets), int(shards.bounds[u]))
-
-
-class _Arrays:
-    """Data in this process: each block's rows are scattered to its worker once, and scattered
-    again if that worker is lost (scattered data has no recipe Dask could rerun)."""
-
-    def __init__(self, X, y, segments, start: MLPStack):
-        self.here = _Here(start, X, y, segments, "cpu")  # the checks of segfast.rounds
-        self.sizes = self.here.sizes
-        self.cuts = np.arange(len(self.sizes) + 1)  # a block may end after any segment
-
-    def fingerprints(self) -> dict:
-        return self.here.fingerprints()
-
-    def place(self, client, first: int, stop: int, worker: str):
-        X, y, order, offsets = segment_rows(self.here.X, self.here.y, self.here.segments, first, stop)
-        return client.scatter(_Block(X, y, Segments(order, offsets), first), workers=[worker], hash=False)
-
-
-class _FromShards:
-    """Shard files: each worker reads its own blocks' files; Dask reads a lost worker's again
-    on another worker."""
-
-    def __init__(self, shards, segments, start: MLPStack):
-        if not isinstance(shards, Shards):
-            shards = load_shards(shards)
-        self.shards = shards
-        missing = shards.missing()
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} of the {shards.n_shards} shard files listed in {shards.path} are "
-                                    f"missing (the first: {missing[0]}); write them again with save_shards")
-        if segments is not None:
-            if isinstance(segments, (list, tuple)):
-                segments = Segments.from_indices(segments)
-            if not isinstance(segments, Segments):
-                raise TypeError(f"segments must be a segfast.Segments, a list of index arrays or None, got "
-                                f"{type(segments).__name__}")
-            if fingerprint(segments.order, segments.offsets) != shards.fingerprints["segments"]:
-                raise ValueError(f"segments do not match the shard files in {shards.path}: they were written for "
-                                 f"other segments ({shards.n_segments} of them); pass segments=None to use theirs, "
-                                 "or write the shards again")
-        if shards.n_features != start.n_features:
-            raise ValueError(f"the shards in {shards.path} have {shards.n_features} features, but the models expect "
-                             f"{start.n_features}")
-        if shards.n_labels > start.n_classes:
-            raise ValueError(f"the shards in {shards.path} hold labels up to {shards.n_labels - 1}, but the models "
-                             f"have {start.n_classes} classes")
-        self.sizes = shards.sizes
-        self.cuts = shards.bounds  # blocks are whole shards
-
-    def fingerprints(self) -> dict:
-        return dict(self.shards.fingerprints)
-
-    def place(self, client, first: int, stop: int, worker: str):
-        u, v = np.searchsorted(self.shards.bounds, [first, stop])
-        return client.submit(_read_block, self.shards, int(u), int(v), workers=[worker], pure=False, key=f"segfast-shards-{uuid.uuid4().hex[:12]}-{u}")
-
-
-def _source(X, y, segments, start: MLPStack):
-    if isinstance(X, (Shards, str, Path)):
-        if y is not None:
-            raise ValueError("with shards (a Shards or a shard directory in place of X) y must be None: the labels "
-                             "are in the shard files")
-        return _FromShards(X, segments, start)
-    if y is None or segments is None:
-        raise ValueError("X as an array needs y and segments too (or pass shards in place of X)")
-    return _Arrays(X, y, segments, start)
-
-
-def _plan(cuts: np.ndarray, n_blocks: int, align: int) -> np.ndarray:
-    """Block bounds (segment indices) from the allowed cuts: about equal blocks, each ending on a
-    multiple of ``align`` where the cuts allow it (merge blocks kept whole train at full speed)."""
-    n = int(cuts[-1])
-    aligned = cuts[(cuts % align == 0) | (cuts == n)]
-    targets = np.arange(1, n_blocks) * n / n_blocks
-    picks = aligned[np.clip(np.searchsorted(aligned, targets), 0, len(aligned) - 1)]
-    return np.unique(np.concatenate([[0], picks, [n]]))
-
-
-class _Placement:
-    """Blocks of segments placed on workers, each task pinned to the worker that holds its block.
-
-    Pinned, because Dask's work stealing would otherwise move a block's rows to an idle worker
-    (a block weighs far more than a round's work). The price: Dask cannot rerun a pinned task
-    elsewhere, so when a worker holding blocks is lost, run() places those blocks again on the
-    workers left (scattered anew, or read there from the shards) and reruns the round, which
-    depends only on its inputs: the result is the same."""
-
-    def __init__(self, client, source, blocks, align: int):
-        self.client, self.source = client, source
-        workers = _workers(client)
-        n_blocks = len(workers) if blocks is None else positive_int(blocks, "blocks")
-        self.bounds = _plan(np.asarray(source.cuts), n_blocks, align)
-        # Neighbouring blocks share a worker: a block's merge sums go on from the one before it.
-        self.workers = [workers[i * len(workers) // (len(self.bounds) - 1)] for i in range(len(self.bounds) - 1)]
-        self.data = [source.place(client, int(a), int(b), w)
-                     for a, b, w in zip(self.bounds[:-1], self.bounds[1:], self.workers)]
-
-    def run(self, submit):
-        """submit(data futures) -> future(s) of tasks pinned to self.workers; their results."""
-        dd = _dask()
-        for attempt in range(_RETRIES + 1):
-            futures = submit(self.data)
-            try:
-                while True:
-                    try:  # one future: its result in one round trip; several: wait, then gather
-                        if isinstance(futures, list):
-                            dd.wait(futures, timeout=_POLL_S)
-                            return self.client.gather(futures)
-                        return futures.result(timeout=_POLL_S)
-                    except TimeoutError:
-                        if not set(self.workers) <= set(self.client.nthreads()):
-                            raise CancelledError("a worker holding blocks is gone") from None
-            except CancelledError:
-                if attempt == _RETRIES:
-                    raise
-                self._place_lost()
-
-    def _place_lost(self):
-        alive = _workers(self.client)
-        for t, (worker, data) in enumerate(zip(self.workers, self.data)):
-            if worker not in alive or data.status in ("cancelled", "lost"):
-                load = {w: self.workers.count(w) for w in alive}
-                self.workers[t] = min(alive, key=load.get)
-                self.data[t] = self.source.place(self.client, int(self.bounds[t]), int(self.bounds[t + 1]),
-                                                 self.workers[t])
-
-    def close(self):
-        self.data = []  # the last references: Dask forgets the blocks' data
+# the fused merge adds its models in at most this many blocks (cpp/train.h)
+_MERGE_BLOCKS = getattr(_core, "MERGE_BLOCK", 64)
 
 
 # -- one round's block on a worker --------------------------------------------------------------
@@ -255,24 +80,24 @@ class _Part:
         return self.rows.nbytes + sum(s.nbytes for _, s in self.sums) + self.loss.nbytes
 
 
-def _train_part(block: _Block, buffer_key, dims, ids, first, epochs, settings, start_epoch, start_row, weights,
-                merge_block):
+def _train_part(block: Block, buffer_key, dims, ids, first, epochs, config: TrainConfig, start_epoch, start_row,
+                weights, merge_block):
     from dask.distributed import get_worker
 
     n = len(ids)
     part = _Part(_buffer(buffer_key, n, start_row.size), np.full((epochs, n), np.nan), np.zeros(n, dtype=bool),
                  np.zeros(n, dtype=np.int64), first + n)
+    # The merge fused into the last epoch, in the pieces of the single-machine call over all
+    # positions (cpp/train.h, merge_pieces): _fold adds them on in that call's order.
+    fused = None if weights is None else FusedMerge(weights, block=merge_block, first=first, pieces=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by round position
-        # The merge fused into the last epoch, in the pieces of the single-machine call over all
-        # positions (cpp/train.h, merge_pieces): _fold adds them on in that call's order.
-        hist = _train_loop(_view(dims, part.rows), block.X, block.y, _subset(block.segments, ids), np.full(n, epochs),
-                           progress=False, start_epoch=start_epoch, start_row=start_row, first_model=first,
-                           merge_weights=weights, merge_block=merge_block, merge_first=first,
-                           merge_pieces=weights is not None, **dict(settings, threads=get_worker().state.nthreads))
+        hist, merged = run_epochs(_view(dims, part.rows), block.X, block.y, _subset(block.segments, ids),
+                                  np.full(n, epochs), config, get_worker().state.nthreads, start_epoch=start_epoch,
+                                  start_row=start_row, first_model=first, fused=fused)
     part.loss[:], part.diverged[:], part.epochs[:] = hist.loss, hist.diverged, hist.epochs
-    if weights is not None:
-        part.sums = hist.merge_pieces or []
+    if merged is not None:
+        part.sums = merged.pieces or []
     return part
 
 
@@ -310,11 +135,11 @@ def _warn_diverged(diverged: np.ndarray, epochs: np.ndarray) -> None:
                       stacklevel=3)
 
 
-class _OnCluster(_Training):
+class _OnCluster(Engine):
     """rounds() with each block of segments trained by a task on the worker that holds its rows."""
 
     def __init__(self, client, source, dims, blocks):
-        _workers(client)  # a clear error now, before rounds() writes a run directory
+        workers_of(client)  # a clear error now, before rounds() writes a run directory
         self.client, self.source, self.dims, self.blocks = client, source, dims, blocks
         self.sizes = source.sizes
         self.token = uuid.uuid4().hex[:12]
@@ -323,11 +148,11 @@ class _OnCluster(_Training):
     def fingerprints(self) -> dict:
         return self.source.fingerprints()
 
-    def round(self, chosen, epochs, settings, start_epoch, start_row, fused, download):
+    def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused, download):
         n = len(chosen)
         block = -(-n // _MERGE_BLOCKS)  # the merge block of the single-machine call for n models
         if self.placement is None:  # placed on first use: bad arguments fail before any data moves
-            self.placement = _Placement(self.client, self.source, self.blocks, -(-len(self.sizes) // _MERGE_BLOCKS))
+            self.placement = Placement(self.client, self.source, self.blocks, -(-len(self.sizes) // _MERGE_BLOCKS))
         bounds = self.placement.bounds
         positions = np.searchsorted(chosen, bounds)  # block t trains round positions [positions[t], positions[t+1])
 
@@ -340,7 +165,7 @@ class _OnCluster(_Training):
                 name = f"{self.token}-{self.calls}-{t}"
                 part = self.client.submit(
                     _train_part, data[t], (self.token, t), self.dims, chosen[a:b] - bounds[t], int(a), epochs,
-                    settings, start_epoch, start_row, None if fused is None else fused[a:b], block,
+                    config, start_epoch, start_row, None if fused is None else fused[a:b], block,
                     key=f"segfast-train-{name}", workers=[self.placement.workers[t]])
                 carry = self.client.submit(_fold, carry, part, block, n, key=f"segfast-fold-{name}",
                                            workers=[self.placement.workers[t]])
@@ -350,8 +175,7 @@ class _OnCluster(_Training):
 
         carry = self.placement.run(submit)
         diverged, done = np.concatenate(carry["diverged"]), np.concatenate(carry["epochs"])
-        hist = History(loss=np.concatenate(carry["loss"], axis=1), diverged=diverged, epochs=done,
-                       merged_sum=None if fused is None else carry["sum"])
+        hist = History(loss=np.concatenate(carry["loss"], axis=1), diverged=diverged, epochs=done)
         if diverged.any():
             _warn_diverged(diverged, done)
         local = {}
@@ -362,7 +186,7 @@ class _OnCluster(_Training):
                                            for p, w in zip(self.parts, self.placement.workers)])
                 local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged)
             return local["stack"]
-        return hist, local_models
+        return RoundTraining(hist, None if fused is None else carry["sum"], local_models)
 
     def close(self):
         self.parts = []
@@ -375,12 +199,6 @@ def _rows(part: _Part) -> np.ndarray:
     return part.rows
 
 
-def _start_model(stack_or_architecture, seed) -> MLPStack:
-    if isinstance(stack_or_architecture, MLPStack):
-        return stack_or_architecture
-    return MLPStack(stack_or_architecture, n_models=1, seed=seed)
-
-
 def rounds(stack_or_architecture, X, y=None, segments=None, rounds: int = 20, local_epochs=1, merge="uniform", *,
            client, blocks=None, **options) -> RoundsResult:
     """segfast.rounds with the local training on a Dask cluster; same arguments, same result.
@@ -390,40 +208,39 @@ def rounds(stack_or_architecture, X, y=None, segments=None, rounds: int = 20, lo
     y=None; segments=None, or the segments the shards were written for, checked): each worker
     reads only its own blocks' files. client: a dask.distributed.Client. blocks: how many blocks
     of segments (default: one per worker); with shards, blocks are whole shards.
-    Every other keyword is segfast.rounds' (eval, out, resume, fraction, merge, lr, ...), and the
+    Every other keyword is segfast.rounds' (val, out, resume, fraction, merge, lr, ...), and the
     run directory is the same: a run can be resumed here or on one machine.
 
     What travels each round: the global model to each block, and back a running sum of the
     merge (float64, P numbers, passed from block to block). Merges other than the plain and
-    weighted average, and eval with eval_segments=True, also pull every segment model to this
+    weighted average, and val with val_segments=True, also pull every segment model to this
     process each round; the last round's segment models come back once, at the end.
     """
-    _dask()
+    dask_distributed()
     if "device" in options:
         raise TypeError("segfast.distributed trains on the workers' CPUs; device= is not supported here")
-    start = _start_model(stack_or_architecture, options.get("seed", 0))
-    where = _OnCluster(client, _source(X, y, segments, start), start.dims, blocks)
+    start = start_model(stack_or_architecture, options.get("seed", 0))
+    engine = _OnCluster(client, data_source(X, y, segments, start), start.dims, blocks)
     try:
-        return _local_rounds(start, where, None, None, rounds, local_epochs, merge, **options)
+        return run_rounds(engine, start, rounds, local_epochs, merge, **options)
     finally:
-        where.close()
+        engine.close()
 
 
-def _train_rows(block: _Block, rows, dims, per_model, settings, start_epoch):
+def _train_rows(block: Block, rows, dims, per_model, config: TrainConfig, start_epoch):
     from dask.distributed import get_worker
 
     stack = MLPStack.from_params(dims, rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by model index
-        hist = _train_loop(stack, block.X, block.y, block.segments, per_model, progress=False,
-                           start_epoch=start_epoch, first_model=block.first,
-                           **dict(settings, threads=get_worker().state.nthreads))
+        hist, _ = run_epochs(stack, block.X, block.y, block.segments, per_model, config,
+                             get_worker().state.nthreads, start_epoch=start_epoch, first_model=block.first)
     return stack.params, hist
 
 
-def train(stack: MLPStack, X, y=None, segments=None, epochs=1, batch_size: int = 32, lr: float = 0.05,
+def train(stack: MLPStack, X, y=None, segments=None, *, epochs=1, batch_size: int = 32, lr: float = 0.05,
           momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None,
-          proximal_mu: float = 0.0, start_epoch: int = 0, *, client, blocks=None) -> History:
+          proximal_mu: float = 0.0, start_epoch: int = 0, client, blocks=None) -> History:
     """segfast.train with each block of models trained on a Dask worker; same result, bit for bit.
 
     X, y, segments as in :func:`rounds` (arrays, or shards in place of X). The models' rows go to
@@ -431,24 +248,17 @@ def train(stack: MLPStack, X, y=None, segments=None, epochs=1, batch_size: int =
     ``history.seconds`` holds one entry: the wall time of the whole call (each block trains all
     its epochs in one task, so there is no progress bar per epoch).
     """
-    _dask()
-    if not isinstance(stack, MLPStack):
-        raise TypeError(f"stack must be a segfast.MLPStack, got {type(stack).__name__}")
-    source = _source(X, y, segments, stack)
+    dask_distributed()
+    check_stack(stack)
+    source = data_source(X, y, segments, stack)
     if len(source.sizes) != stack.n_models:
         raise ValueError(f"segments has {len(source.sizes)} segments but the stack has {stack.n_models} models")
-    per_model = _epochs_per_model(epochs, stack.n_models)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    if isinstance(start_epoch, bool) or not isinstance(start_epoch, numbers.Integral) or start_epoch < 0:
-        raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
-    settings = dict(batch_size=positive_int(batch_size, "batch_size"), lr=finite_float(lr, "lr", minimum=0.0),
-                    momentum=finite_float(momentum, "momentum", minimum=0.0),
-                    weight_decay=finite_float(weight_decay, "weight_decay", minimum=0.0), seed=seed,
-                    flip=_flip_width(augment, stack.n_features),
-                    proximal_mu=finite_float(proximal_mu, "proximal_mu", minimum=0.0))
+    per_model = epochs_per_model(epochs, stack.n_models)
+    config = TrainConfig.checked(stack.n_features, batch_size=batch_size, lr=lr, momentum=momentum,
+                                 weight_decay=weight_decay, proximal_mu=proximal_mu, seed=seed, augment=augment)
+    start_epoch = integer(start_epoch, "start_epoch", 0, 2**62 - 1)
     t0 = time.perf_counter()
-    placement = _Placement(client, source, blocks, 1)
+    placement = Placement(client, source, blocks, 1)
     bounds = placement.bounds
 
     def submit(data):
@@ -456,8 +266,8 @@ def train(stack: MLPStack, X, y=None, segments=None, epochs=1, batch_size: int =
         for t, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             w = [placement.workers[t]]
             rows = client.scatter(stack.params[a:b], workers=w, hash=False)
-            futures.append(client.submit(_train_rows, data[t], rows, stack.dims, per_model[a:b], settings,
-                                         int(start_epoch), pure=False, workers=w))
+            futures.append(client.submit(_train_rows, data[t], rows, stack.dims, per_model[a:b], config,
+                                         start_epoch, pure=False, workers=w))
         return futures
 
     try:

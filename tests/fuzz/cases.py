@@ -99,7 +99,7 @@ def _call(name, args):
     if name == "rounds":
         return segfast.rounds(args["dims"], X, y, seg, rounds=args["rounds"], local_epochs=args["epochs"],
                               fraction=args["fraction"], server_lr=args["lr"], server_momentum=args["momentum"],
-                              seed=args["seed"], n_jobs=args["n_jobs"], progress=False, eval_segments=False)
+                              seed=args["seed"], n_jobs=args["n_jobs"], progress=False, val_segments=False)
     raise KeyError(name)
 
 
