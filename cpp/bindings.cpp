@@ -1,4 +1,5 @@
-// The Python bindings of the CPU kernels (the CUDA path's are in cuda/bindings_cuda.cpp).
+// The Python bindings of the CPU kernels (the CUDA path's are in cuda/bindings_cuda.cpp, the
+// hooks into single kernels for tests and benchmarks, _core._testing, in bindings_testing.cpp).
 // Every array is checked (py_arrays.h: dtype, contiguity, shape, with the shapes in the
 // message) before a kernel sees a pointer; the GIL is released only
 // around the kernels, and numpy results are built after it is taken back.
@@ -14,7 +15,6 @@
 
 #include "align.h"
 #include "arch.h"
-#include "assign.h"
 #include "combine.h"
 #include "finite.h"
 #include "gemm.h"
@@ -133,56 +133,6 @@ py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::h
     return py::make_tuple(loss, accuracy);
 }
 
-// Test and benchmark hook for the kernel itself: epilogue(A @ B) or epilogue(A^T @ B).
-void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a, const std::string& epilogue,
-             py::handle bias_obj, py::handle velocity_obj, float lr, float momentum, float weight_decay,
-             py::handle anchor_obj, float prox, bool reference) {
-    auto a = expect<float>(a_obj, "a", {-1, -1});
-    const py::ssize_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
-    auto b = expect<float>(b_obj, "b", {k, -1});
-    const py::ssize_t n = b.shape(1);
-    auto c = expect<float>(c_obj, "c", {m, n}, true);
-    GemmArgs g;
-    g.m = static_cast<int>(m);
-    g.n = static_cast<int>(n);
-    g.k = static_cast<int>(k);
-    g.a = a.data();
-    g.a_rs = trans_a ? 1 : a.shape(1);
-    g.a_ks = trans_a ? a.shape(1) : 1;
-    g.b = b.data();
-    g.ldb = n;
-    g.c = c.mutable_data();
-    g.ldc = n;
-    Epilogue e;
-    Array<float> bias, vel, anchor;
-    if (epilogue == "store") e = Epilogue::Store;
-    else if (epilogue == "add") e = Epilogue::Add;
-    else if (epilogue == "bias" || epilogue == "bias_relu") {
-        e = epilogue == "bias" ? Epilogue::Bias : Epilogue::BiasRelu;
-        bias = expect<float>(bias_obj, "bias", {n});
-        g.bias = bias.data();
-    } else if (epilogue == "sgd") {
-        e = Epilogue::Sgd;
-        if (!velocity_obj.is_none()) {
-            vel = expect<float>(velocity_obj, "velocity", {m, n}, true);
-            g.velocity = vel.mutable_data();
-        }
-        g.sgd.lr = lr;
-        g.sgd.momentum = momentum;
-        g.sgd.weight_decay = weight_decay;
-        if (!anchor_obj.is_none()) {
-            anchor = expect<float>(anchor_obj, "anchor", {m, n});
-            g.anchor = anchor.data();
-            g.sgd.prox = prox;
-        }
-    } else {
-        throw py::value_error("epilogue must be 'store', 'add', 'bias', 'bias_relu' or 'sgd', got '" + epilogue + "'");
-    }
-    py::gil_scoped_release release;
-    if (reference) gemm_reference(e, g);
-    else gemm(e, g);
-}
-
 py::ssize_t first_non_finite_py(py::handle x_obj, int n_jobs) {
     auto x = expect<float>(x_obj, "X", {-1, -1});
     const float* p = x.data();
@@ -211,36 +161,6 @@ py::tuple align_stack_py(const std::vector<int>& dims, py::handle params_obj, in
         rounds = align_stack(arch, p, static_cast<int>(n), reference, max_rounds, out, resolve_threads(n_jobs));
     }
     return py::make_tuple(perms, rounds);
-}
-
-// Test hook for the solver and its starts: prices and row_duals (float64, n), when given, are read
-// by the start that names them and overwritten with the solution's.
-py::tuple max_assignment_py(py::handle score_obj, bool reference, const std::string& start_name, py::handle prices_obj,
-                            py::handle row_duals_obj) {
-    auto score = expect<float>(score_obj, "score", {-1, -1});
-    const py::ssize_t n = score.shape(0);
-    if (score.shape(1) != n) throw py::value_error("score must be square, got " + shape_of(score));
-    Start start;
-    if (start_name == "cold") start = Start::Cold;
-    else if (start_name == "prices") start = Start::Prices;
-    else if (start_name == "row_duals") start = Start::RowDuals;
-    else throw py::value_error("start must be 'cold', 'prices' or 'row_duals', got '" + start_name + "'");
-    if (!all_finite(score.data(), static_cast<std::size_t>(n * n))) throw py::value_error("score must be finite");
-    Array<double> prices, row_duals;
-    if (!prices_obj.is_none()) prices = expect<double>(prices_obj, "prices", {n}, true);
-    if (!row_duals_obj.is_none()) row_duals = expect<double>(row_duals_obj, "row_duals", {n}, true);
-    py::array_t<int> perm(n);
-    int* out = perm.mutable_data();
-    double* p = prices_obj.is_none() ? nullptr : prices.mutable_data();
-    double* u = row_duals_obj.is_none() ? nullptr : row_duals.mutable_data();
-    double total;
-    {
-        py::gil_scoped_release release;
-        AssignWorkspace ws;
-        total = reference ? max_assignment_reference(score.data(), static_cast<int>(n), out, ws)
-                          : max_assignment(score.data(), static_cast<int>(n), out, ws, start, p, u);
-    }
-    return py::make_tuple(perm, total);
 }
 
 py::array_t<float> weighted_sum_py(py::handle params_obj, py::handle weights_obj, int n_jobs) {
@@ -390,16 +310,19 @@ py::tuple knn_py(py::handle queries_obj, py::handle refs_obj, int k, int n_jobs)
 
 }  // namespace
 
+void bind_testing(py::module_& testing);  // bindings_testing.cpp
 #ifdef SEGFAST_WITH_CUDA
-void bind_cuda(py::module_& mod);  // cuda/bindings_cuda.cpp
+void bind_cuda(py::module_& mod, py::module_& testing);  // cuda/bindings_cuda.cpp
 #endif
 
 PYBIND11_MODULE(_core, mod) {
     mod.doc() = "segfast's C++ kernels; use the segfast package, not this module.";
+    py::module_ testing = mod.def_submodule("_testing", "Hooks into single kernels for segfast's tests and benchmarks.");
+    bind_testing(testing);
     mod.def("has_openmp", &has_openmp);
 #ifdef SEGFAST_WITH_CUDA
     mod.attr("has_cuda") = true;
-    bind_cuda(mod);
+    bind_cuda(mod, testing);
 #else
     mod.attr("has_cuda") = false;
     mod.def("cuda_unavailable_reason", [] { return std::string("this build of segfast has no CUDA"); });
@@ -417,14 +340,13 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("pieces") = false,
             "with merge_weights: returns (loss, diverged, merged) and, with pieces=True, the merge's "
             "pieces (merge_pieces of cpp/train.h) too");
+    mod.attr("MERGE_BLOCK") = kMergeBlocks;  // blocks of a fused merge when merge_block is 0
     mod.def("merge_pieces", &merge_pieces, py::arg("n_models"), py::arg("block"), py::arg("first"));
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));
     mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
             py::arg("max_rounds"), py::arg("n_jobs"));
-    mod.def("max_assignment", &max_assignment_py, py::arg("score"), py::arg("reference") = false,
-            py::arg("start") = "cold", py::arg("prices") = py::none(), py::arg("row_duals") = py::none());
     mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));
     mod.def("robust_reduce", &robust_reduce_py, py::arg("params"), py::arg("trim"), py::arg("n_jobs"),
             "trim < 0: coordinate-wise median; trim >= 0: trimmed mean dropping trim from each end");
@@ -438,19 +360,4 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("with_votes") = false,
             "with_votes=True returns (combined, votes) from one forward pass of every model");
     mod.def("knn", &knn_py, py::arg("X"), py::arg("refs"), py::arg("k"), py::arg("n_jobs") = -1);
-    mod.def(
-        "transpose",
-        [](py::handle a_obj, bool reference) {
-            auto a = expect<float>(a_obj, "a", {-1, -1});
-            const int rows = static_cast<int>(a.shape(0)), cols = static_cast<int>(a.shape(1));
-            py::array_t<float> out({a.shape(1), a.shape(0)});
-            auto fn = reference ? &transpose_reference : &transpose;
-            fn(a.data(), cols, rows, cols, out.mutable_data(), rows);
-            return out;
-        },
-        py::arg("a"), py::arg("reference") = false, "Test hook: a.T through the packing kernel.");
-    mod.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
-            py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),
-            py::arg("lr") = 0.f, py::arg("momentum") = 0.f, py::arg("weight_decay") = 0.f,
-            py::arg("anchor") = py::none(), py::arg("prox") = 0.f, py::arg("reference") = false);
 }

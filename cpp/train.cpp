@@ -140,7 +140,7 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
 }
 
 std::vector<std::pair<long, long>> merge_pieces(int n_models, std::int64_t block, std::int64_t first) {
-    if (block <= 0) block = (n_models + 63) / 64;
+    if (block <= 0) block = (n_models + kMergeBlocks - 1) / kMergeBlocks;
     std::vector<std::pair<long, long>> pieces;
     for (std::int64_t at = first; at < first + n_models;) {
         const std::int64_t end = std::min<std::int64_t>(first + n_models, (at / block + 1) * block);

@@ -38,11 +38,16 @@ struct EpochResult {
     // float64, each model added while its row is still in its thread's cache. The sum goes in
     // pieces (merge_pieces), each from 0.0 in model order, and merged = 0.0 + the pieces in order.
     const double* merge_weights = nullptr;
-    std::int64_t merge_block = 0;  // models per merge block; 0: ceil(n_models / 64)
+    std::int64_t merge_block = 0;  // models per merge block; 0: ceil(n_models / kMergeBlocks)
     std::int64_t merge_first = 0;  // position of model 0 in a larger call (blocks align on it)
     double* merged = nullptr;      // (n_params,) or null
     double* pieces = nullptr;      // (merge_pieces(...).size(), n_params) or null
 };
+
+// A fused merge left to pick its block (merge_block 0) adds a stack's models in at most this many
+// blocks: few enough partial sums to hold, enough blocks to keep every thread busy. Python reads it
+// as _core.MERGE_BLOCK, to split a stack across workers the way one call would.
+constexpr int kMergeBlocks = 64;
 
 // How a fused merge splits: [begin, end) model ranges. Blocks of `block` models at positions
 // first + m, so that several calls covering consecutive positions (a stack trained in parts,

@@ -19,7 +19,7 @@ def operands(rng, m, n, k, trans_a):
 def test_store_matches_numpy(rng, m, n, k, trans_a, reference):
     a, b, want = operands(rng, m, n, k, trans_a)
     c = np.full((m, n), np.nan, dtype=np.float32)
-    _core.gemm(a, b, c, trans_a=trans_a, reference=reference)
+    _core._testing.gemm(a, b, c, trans_a=trans_a, reference=reference)
     np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
@@ -30,7 +30,7 @@ def test_add_accumulates_into_c(rng, m, n, k, trans_a, reference):
     a, b, want = operands(rng, m, n, k, trans_a)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
     c = c0.copy()
-    _core.gemm(a, b, c, trans_a=trans_a, epilogue="add", reference=reference)
+    _core._testing.gemm(a, b, c, trans_a=trans_a, epilogue="add", reference=reference)
     np.testing.assert_allclose(c, c0 + want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
@@ -38,7 +38,7 @@ def test_add_accumulates_into_c(rng, m, n, k, trans_a, reference):
 @pytest.mark.parametrize("shape", [(1, 1), (16, 16), (17, 33), (784, 512), (5, 70), (64, 10), (31, 16)])
 def test_transpose_matches_numpy(rng, shape, reference):
     a = rng.standard_normal(shape).astype(np.float32)
-    np.testing.assert_array_equal(_core.transpose(a, reference=reference), a.T)
+    np.testing.assert_array_equal(_core._testing.transpose(a, reference=reference), a.T)
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
@@ -46,9 +46,9 @@ def test_bias_and_relu(rng, m, n, k):
     a, b, want = operands(rng, m, n, k, False)
     bias = rng.standard_normal(n).astype(np.float32)
     c = np.empty((m, n), dtype=np.float32)
-    _core.gemm(a, b, c, epilogue="bias", bias=bias)
+    _core._testing.gemm(a, b, c, epilogue="bias", bias=bias)
     np.testing.assert_allclose(c, want + bias, rtol=1e-4, atol=1e-4 * np.sqrt(k))
-    _core.gemm(a, b, c, epilogue="bias_relu", bias=bias)
+    _core._testing.gemm(a, b, c, epilogue="bias_relu", bias=bias)
     np.testing.assert_allclose(c, np.maximum(want + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
@@ -64,7 +64,7 @@ def test_fused_sgd_update(rng, m, n, k, momentum):
     want_w = w - lr * (want_v if momentum else step)
     c = w.copy()
     vel = v.copy() if momentum else None
-    _core.gemm(a, b, c, trans_a=True, epilogue="sgd", velocity=vel, lr=lr, momentum=momentum, weight_decay=wd)
+    _core._testing.gemm(a, b, c, trans_a=True, epilogue="sgd", velocity=vel, lr=lr, momentum=momentum, weight_decay=wd)
     np.testing.assert_allclose(c, want_w, rtol=1e-4, atol=1e-5 * np.sqrt(k))
     if momentum:
         np.testing.assert_allclose(vel, want_v, rtol=1e-4, atol=1e-4 * np.sqrt(k))
@@ -76,7 +76,7 @@ def test_fused_update_with_proximal_term(rng, reference):
     w = rng.standard_normal((37, 50)).astype(np.float32)
     anchor = rng.standard_normal((37, 50)).astype(np.float32)
     c = w.copy()
-    _core.gemm(a, b, c, trans_a=True, epilogue="sgd", lr=0.1, weight_decay=0.01, anchor=anchor, prox=0.3,
+    _core._testing.gemm(a, b, c, trans_a=True, epilogue="sgd", lr=0.1, weight_decay=0.01, anchor=anchor, prox=0.3,
                reference=reference)
     np.testing.assert_allclose(c, w - 0.1 * (grad + 0.01 * w + 0.3 * (w - anchor)), rtol=1e-4, atol=1e-5)
 
@@ -84,8 +84,8 @@ def test_fused_update_with_proximal_term(rng, reference):
 def test_fast_kernel_agrees_with_reference(rng):
     a, b, _ = operands(rng, 40, 70, 50, False)
     fast, ref = np.empty((40, 70), np.float32), np.empty((40, 70), np.float32)
-    _core.gemm(a, b, fast)
-    _core.gemm(a, b, ref, reference=True)
+    _core._testing.gemm(a, b, fast)
+    _core._testing.gemm(a, b, ref, reference=True)
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
     assert _core.gemm_kernel() in ("avx512", "reference")
 
@@ -94,10 +94,10 @@ def test_gemm_refuses_bad_arrays(rng):
     a = rng.standard_normal((4, 5)).astype(np.float32)
     b = rng.standard_normal((5, 6)).astype(np.float32)
     with pytest.raises(ValueError, match=r"c must have shape \(4, 6\)"):
-        _core.gemm(a, b, np.empty((4, 5), np.float32))
+        _core._testing.gemm(a, b, np.empty((4, 5), np.float32))
     with pytest.raises(TypeError, match="dtype float32"):
-        _core.gemm(a.astype(np.float64), b, np.empty((4, 6), np.float32))
+        _core._testing.gemm(a.astype(np.float64), b, np.empty((4, 6), np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
-        _core.gemm(np.asfortranarray(a), b, np.empty((4, 6), np.float32))
+        _core._testing.gemm(np.asfortranarray(a), b, np.empty((4, 6), np.float32))
     with pytest.raises(ValueError, match="epilogue"):
-        _core.gemm(a, b, np.empty((4, 6), np.float32), epilogue="nope")
+        _core._testing.gemm(a, b, np.empty((4, 6), np.float32), epilogue="nope")

@@ -59,7 +59,7 @@ def test_assignment_solver_refuses_non_finite_scores():
     score[3, 4] = np.nan
     for start in ("cold", "prices"):
         with pytest.raises(ValueError, match="finite"):
-            _core.max_assignment(score, start=start)
+            _core._testing.max_assignment(score, start=start)
 
 
 def test_parameter_counts_that_wrap_are_refused():

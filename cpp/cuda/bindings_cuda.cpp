@@ -109,12 +109,12 @@ class PyTrainer {
 
 }  // namespace
 
-void bind_cuda(py::module_& mod) {
+void bind_cuda(py::module_& mod, py::module_& testing) {
     py::register_exception<cuda::DeviceMemoryError>(mod, "CudaMemoryError", PyExc_MemoryError);
     mod.def("cuda_unavailable_reason", &cuda::unavailable_reason);
     mod.def("cuda_device_name", &cuda::device_name);
     mod.def("cuda_memory_in_use", &cuda::memory_in_use, "Bytes of device memory in use (every process's).");
-    mod.def(
+    testing.def(
         "cuda_resident_plan",
         [](const std::vector<int>& dims, int n_active, int max_rows, bool momentum, bool one_step) {
             const cuda::ResidentPlan plan = cuda::plan_resident(arch_of(dims), n_active, max_rows, momentum, one_step);
