@@ -6,6 +6,7 @@ not: a benchmark framework. PyTorch, JAX and threadpoolctl are optional (pip ext
 nothing here imports them at module load, so a process that only runs segfast (the memory probe)
 never pays for them.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,6 +33,7 @@ def optional_import(name: str):
 
 # -- timing -----------------------------------------------------------------------------------
 
+
 class ForeignLoad:
     """Share of the machine's CPU time that *other* processes (or the hypervisor, as steal) used
     between start() and stop(): machine-wide busy time from /proc/stat minus this process's
@@ -53,7 +55,7 @@ class ForeignLoad:
         # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
         return (sum(fields[:8]) - fields[3] - fields[4]) / ForeignLoad._HZ
 
-    def start(self) -> "ForeignLoad":
+    def start(self) -> ForeignLoad:
         t = os.times()
         self._t0 = (time.perf_counter(), t.user + t.system, self._busy_seconds())
         return self
@@ -76,7 +78,7 @@ class Timing:
     """Wall seconds of each timed repeat (warm-up excluded)."""
 
     seconds: list = field(default_factory=list)
-    note: str = ""      # e.g. "retimed: machine busy"
+    note: str = ""  # e.g. "retimed: machine busy"
     scale: float = 1.0  # factor already applied to every entry of `seconds`
     foreign_load: float | None = None  # see ForeignLoad, over all timed repeats
 
@@ -93,8 +95,8 @@ class Timing:
         return max(self.seconds)
 
 
-BUSY_RETRY = 0.05     # retime once when other processes took more than this share of the CPU
-RETRY_MAX_S = 10.0    # ... unless the disturbed attempt already took this long (keeps runs bounded)
+BUSY_RETRY = 0.05  # retime once when other processes took more than this share of the CPU
+RETRY_MAX_S = 10.0  # ... unless the disturbed attempt already took this long (keeps runs bounded)
 _quiet_wait_left = [60.0]  # seconds a whole run may spend waiting for the machine to calm down
 
 
@@ -112,8 +114,7 @@ def wait_for_quiet(max_s: float = 20.0) -> None:
     _quiet_wait_left[0] -= time.perf_counter() - start
 
 
-def time_repeats(run, repeats: int, reset=None, warmup: int = 1, scale: float = 1.0,
-                 budget_s: float = 15.0) -> Timing:
+def time_repeats(run, repeats: int, reset=None, warmup: int = 1, scale: float = 1.0, budget_s: float = 15.0) -> Timing:
     """Time `run()` `repeats` times after `warmup` untimed calls (JIT compiles, page faults,
     thread-pool start-up). `reset()` runs untimed before every call, so each repeat starts
     from the same state. `run` must block until its work is done (sync lazy frameworks).
@@ -189,6 +190,7 @@ def peak_rss_bytes() -> int:
 
 # -- the machine --------------------------------------------------------------------------------
 
+
 def blas_description() -> str:
     """Which BLAS numpy calls and which kernel it picked, via threadpoolctl when importable.
     OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE change OpenBLAS's kernel choice and can slow it, so
@@ -203,12 +205,16 @@ def blas_description() -> str:
                 continue
             # Other packages (scipy, ...) may load a BLAS of their own; say which one is numpy's.
             owner = "numpy's" if "numpy" in info.get("filepath", "") else "also loaded:"
-            parts.append(f"{owner} {info.get('internal_api')} {info.get('version')} kernel "
-                         f"{info.get('architecture', '?')} {info.get('num_threads')} threads")
+            parts.append(
+                f"{owner} {info.get('internal_api')} {info.get('version')} kernel "
+                f"{info.get('architecture', '?')} {info.get('num_threads')} threads"
+            )
     parts.sort(key=lambda p: not p.startswith("numpy's"))
-    env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                               "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-           if k in os.environ]
+    env = [
+        f"{k}={os.environ[k]}"
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+        if k in os.environ
+    ]
     parts.append("env " + " ".join(env) if env else "no OPENBLAS_*/OMP_NUM_THREADS set")
     return "; ".join(parts)
 
@@ -234,11 +240,10 @@ def measure_peak(torch=None, n: int = 2048, calls: int = 3, rounds: int = 4) -> 
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), dtype=np.float32)
-    flop = 2.0 * n ** 3
+    flop = 2.0 * n**3
     load = ForeignLoad().start()
     np.matmul(a, b, out=c)  # warm the thread pool
-    peak = Peak(numpy=flop / best_seconds(lambda: np.matmul(a, b, out=c), calls, rounds) / 1e9,
-                blas=blas_description())
+    peak = Peak(numpy=flop / best_seconds(lambda: np.matmul(a, b, out=c), calls, rounds) / 1e9, blas=blas_description())
     if torch is not None:
         ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
         torch.mm(ta, tb, out=tc)
@@ -262,6 +267,7 @@ def segfast_build() -> str:
     """segfast's version and when its compiled core was installed: the package may be rebuilt
     between runs, and timings only compare within one build."""
     import segfast
+
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(segfast._core.__file__)))
     return f"segfast {segfast.__version__} (core installed {stamp}), kernel {segfast._core.gemm_kernel()}"
 
@@ -279,13 +285,16 @@ def cpu_name() -> str:
 
 # -- data ----------------------------------------------------------------------------------------
 
+
 def load_fashion_mnist():
     """Fashion-MNIST through segfast's loader (X float32 in [0, 1], y int64)."""
     import segfast
+
     return segfast.datasets.load("fashion-mnist")
 
 
 # -- printing ------------------------------------------------------------------------------------
+
 
 class Table:
     """Rows printed as they arrive, each column padded to a fixed width so they line up."""

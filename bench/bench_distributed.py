@@ -15,6 +15,7 @@ to the local one. Measured:
 
     python bench/bench_distributed.py [--rounds 20] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,11 @@ def main():
     n_params = start.n_params
     kw = dict(rounds=args.rounds, progress=False, lr=LR, batch_size=BATCH)
     print(f"{segfast_build()}, {cpu_name()}, {segfast._core.available_threads()} threads")
-    print(f"{args.rounds} rounds of FedAvg (E=1, uniform), {N_SEGMENTS} IID segments of {len(X)} Fashion-MNIST "
-          f"images, {'-'.join(map(str, DIMS))} ({n_params} parameters, {4 * n_params} bytes a model, "
-          f"{4 * n_params * N_SEGMENTS / 1e6:.1f} MB the stack); medians of {args.repeats} runs\n")
+    print(
+        f"{args.rounds} rounds of FedAvg (E=1, uniform), {N_SEGMENTS} IID segments of {len(X)} Fashion-MNIST "
+        f"images, {'-'.join(map(str, DIMS))} ({n_params} parameters, {4 * n_params} bytes a model, "
+        f"{4 * n_params * N_SEGMENTS / 1e6:.1f} MB the stack); medians of {args.repeats} runs\n"
+    )
     warm_up_cpu()
 
     load = ForeignLoad().start()  # only around the local runs: the cluster's own processes count as foreign
@@ -73,13 +76,27 @@ def main():
 
     shard_dir = tempfile.mkdtemp(prefix="segfast-shards-")
     shards = segfast.datasets.save_shards(X, y, segs, shard_dir)
-    table = Table([("run", 34, "<"), ("s/round", 8, ">"), ("overhead", 9, ">"), ("bytes/round", 12, ">"),
-                   ("x model", 8, ">"), ("x stack", 8, ">"), ("round 1 s", 9, ">"), ("same bits", 9, "<")])
+    table = Table(
+        [
+            ("run", 34, "<"),
+            ("s/round", 8, ">"),
+            ("overhead", 9, ">"),
+            ("bytes/round", 12, ">"),
+            ("x model", 8, ">"),
+            ("x stack", 8, ">"),
+            ("round 1 s", 9, ">"),
+            ("same bits", 9, "<"),
+        ]
+    )
     table.header()
     table.row(f"local, {segfast._core.available_threads()} threads", f"{local:.4f}", "", "", "", "", "", "")
     targets = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         for name, source in (("scattered", (X, y, segs)), ("shard files", (shards, None, segs))):
             times, moved, first, same = [], [], [], True
             for _ in range(args.repeats):
@@ -94,13 +111,25 @@ def main():
                 first.append(one.history[0]["seconds_train"])
             per_round, per_bytes = statistics.median(times), statistics.median(moved)
             overhead = per_round / local - 1
-            table.row(f"2-worker LocalCluster, {name}", f"{per_round:.4f}", f"{100 * overhead:+.1f}%",
-                      f"{per_bytes:,.0f}", f"{per_bytes / (4 * n_params):.1f}",
-                      f"{per_bytes / (4 * n_params * N_SEGMENTS):.4f}", f"{statistics.median(first):.2f}",
-                      "yes" if same else "NO")
+            table.row(
+                f"2-worker LocalCluster, {name}",
+                f"{per_round:.4f}",
+                f"{100 * overhead:+.1f}%",
+                f"{per_bytes:,.0f}",
+                f"{per_bytes / (4 * n_params):.1f}",
+                f"{per_bytes / (4 * n_params * N_SEGMENTS):.4f}",
+                f"{statistics.median(first):.2f}",
+                "yes" if same else "NO",
+            )
             targets.append((f"{name}: overhead <= 15% of a local round", 100 * overhead, "%", overhead <= 0.15))
-            targets.append((f"{name}: bytes/round <= 2x the stack's parameters",
-                            per_bytes / (4 * n_params * N_SEGMENTS), "x", per_bytes <= 2 * 4 * n_params * N_SEGMENTS))
+            targets.append(
+                (
+                    f"{name}: bytes/round <= 2x the stack's parameters",
+                    per_bytes / (4 * n_params * N_SEGMENTS),
+                    "x",
+                    per_bytes <= 2 * 4 * n_params * N_SEGMENTS,
+                )
+            )
             targets.append((f"{name}: bit-identical to the local run", float(same), "", same))
     shutil.rmtree(shard_dir)
     if other is not None:

@@ -9,6 +9,7 @@ Targets: soft vote >= 3x torch.func.vmap; competence >= 10x DESlib.
 
     python bench/bench_ensemble.py [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ import time
 import numpy as np
 
 import segfast
+from anchors import TorchFuncMLPs, stacked_from_segfast
 from segfast import _core
 
 
@@ -33,28 +35,16 @@ def median_seconds(fn, repeats, warmup=1):
 
 
 def torch_soft_vote(stack, X):
+    """anchors.TorchFuncMLPs' vmapped probabilities of the stack's models, averaged."""
     import torch
-    from torch.func import functional_call, stack_module_state, vmap
 
     torch.set_num_threads(os.cpu_count())
-    dims = stack.dims
-    models = []
-    for i in range(stack.n_models):
-        net = torch.nn.Sequential(torch.nn.Linear(dims[0], dims[1]), torch.nn.ReLU(), torch.nn.Linear(dims[1], dims[2]))
-        net.load_state_dict({k: torch.from_numpy(v) for k, v in stack.state_dict(i).items()})
-        models.append(net)
-    params, buffers = stack_module_state(models)
-    base = models[0]
+    anchor = TorchFuncMLPs(torch, stack.dims)
+    params = stacked_from_segfast(torch, stack.dims, stack.params)
     x = torch.from_numpy(X)
 
-    def one(p, b, data):
-        return functional_call(base, (p, b), (data,))
-
-    batched = vmap(one, in_dims=(0, 0, None))
-
     def run():
-        with torch.no_grad():
-            return torch.softmax(batched(params, buffers, x), dim=2).mean(dim=0)
+        return anchor.proba(params, x).mean(dim=0)
 
     return run
 
@@ -69,14 +59,17 @@ def main():
     stack = segfast.MLPStack([784, 128, 10], 100, init="shared", seed=0)
     segfast.train(stack, split.X_train, split.y_train, segs, epochs=2)
     X = split.X_test
-    print(f"segfast {segfast.__version__}, gemm kernel {_core.gemm_kernel()}, {_core.available_threads()} threads; "
-          f"100 models of 784-128-10, {len(X)} test rows")
+    print(
+        f"segfast {segfast.__version__}, gemm kernel {_core.gemm_kernel()}, {_core.available_threads()} threads; "
+        f"100 models of 784-128-10, {len(X)} test rows"
+    )
     targets = []
 
     soft = segfast.Ensemble(stack, "soft")
     ours = median_seconds(lambda: soft.predict_proba(X), args.repeats)
     try:
         import torch  # noqa: F401
+
         run = torch_soft_vote(stack, X)
         gap = float(np.abs(run().numpy() - soft.predict_proba(X)).max())
         anchor = median_seconds(run, args.repeats)
@@ -125,6 +118,7 @@ def main():
         print(f"  segfast competence {ours[0] * 1e3:8.1f} ms")
     except AttributeError as error:  # DESlib 0.3.7 calls scikit-learn APIs removed in 1.6+
         import sklearn
+
         print(f"DESlib does not run with scikit-learn {sklearn.__version__} ({error}): segfast competence alone")
         print(f"  segfast competence (KNORA-E, k=20) {ours[0] * 1e3:8.1f} ms")
 

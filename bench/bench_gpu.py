@@ -26,25 +26,28 @@ set), one epoch each; prints the cost per model and the device memory held durin
 --dry-run: tiny sizes on the CPU (segfast's CPU path, torch on the CPU), to check the script
 where no GPU is present.
 """
+
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import segfast  # noqa: E402
-from _common import Table, fmt, load_fashion_mnist, optional_import  # noqa: E402
-
-from bench_train import BATCH, LR, SEED, WORKLOADS as CPU_WORKLOADS, Workload, layer_views  # noqa: E402
+import segfast
+from _common import Table, fmt, load_fashion_mnist, optional_import
+from anchors import TorchFuncMLPs, layer_views, minibatches, stacked_copies
+from bench_train import BATCH, LR, SEED, Workload
+from bench_train import WORKLOADS as CPU_WORKLOADS
 
 WORKLOADS = {**CPU_WORKLOADS, "W5": Workload("W5", "train", (784, 256, 10), 10_000)}
+
+
+def speedup(anchor_s: float, ours_s: float) -> str:
+    return "-" if anchor_s != anchor_s else f"{anchor_s / ours_s:.2f}x"  # NaN: no anchor ran
 
 
 def median_time(run, repeats: int, sync) -> float:
@@ -66,20 +69,7 @@ def gpu_peak(torch, device: str) -> float:
     b = torch.randn(n, n, device=device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     best = min(median_time(lambda: torch.mm(a, b), 3, sync) for _ in range(2))
-    return 2.0 * n ** 3 / best
-
-
-def torch_stack(torch, wl: Workload, device: str):
-    """The models as torch.func holds them: stacked parameters (N, ...) on the device, and the
-    architecture as a module without storage."""
-    torch.manual_seed(SEED)
-    layers = []
-    for a, b in zip(wl.dims[:-1], wl.dims[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    base = torch.nn.Sequential(*layers[:-1])
-    params = {k: v.detach().to(device).repeat(wl.n_models, *([1] * v.dim())).contiguous()
-              for k, v in base.named_parameters()}
-    return params, copy.deepcopy(base).to("meta")
+    return 2.0 * n**3 / best
 
 
 def segfast_train(wl: Workload, X, y, seg, device: str, repeats: int):
@@ -94,25 +84,17 @@ def segfast_train(wl: Workload, X, y, seg, device: str, repeats: int):
 
 
 def torch_train(torch, wl: Workload, X, y, seg, device: str, repeats: int) -> float:
-    from torch.func import functional_call, grad_and_value, vmap
-    F = torch.nn.functional
-    params, meta = torch_stack(torch, wl, device)
+    """anchors.TorchFuncMLPs from n_models copies of one torch-initialised model."""
+    anchor = TorchFuncMLPs(torch, wl.dims)
+    params = stacked_copies(torch, wl.dims, wl.n_models, SEED, device)
     Xt, yt = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
     size = int(seg.sizes[0])
     order = np.random.default_rng(SEED).permuted(seg.order.reshape(wl.n_models, size), axis=1)
-    idx = torch.from_numpy(order).to(device)
-    steps = [idx[:, s:s + BATCH] for s in range(0, size, BATCH)]
-
-    def loss_fn(p, xb, yb):
-        return F.cross_entropy(functional_call(meta, p, (xb,)), yb)
-    step_grad = vmap(grad_and_value(loss_fn))
+    steps = minibatches(torch, order, BATCH, device)
 
     def epoch():
-        for b in steps:
-            g, _ = step_grad(params, Xt[b], yt[b])
-            with torch.no_grad():
-                for k, v in params.items():
-                    v.sub_(g[k], alpha=LR)
+        anchor.epoch(params, Xt, yt, steps, LR)
+
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return median_time(epoch, repeats, sync)
 
@@ -123,15 +105,13 @@ def segfast_predict(wl: Workload, X, device: str, repeats: int) -> float:
 
 
 def torch_predict(torch, wl: Workload, X, device: str, repeats: int) -> float:
-    from torch.func import functional_call, vmap
-    F = torch.nn.functional
-    params, meta = torch_stack(torch, wl, device)
+    anchor = TorchFuncMLPs(torch, wl.dims)
+    params = stacked_copies(torch, wl.dims, wl.n_models, SEED, device)
     Xt = torch.from_numpy(X).to(device)
-    proba = vmap(lambda p, x: F.softmax(functional_call(meta, p, (x,)), dim=-1), in_dims=(0, None))
 
     def run():
-        with torch.no_grad():
-            return proba(params, Xt).cpu().numpy()
+        return anchor.proba(params, Xt).cpu().numpy()
+
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return median_time(run, repeats, sync)
 
@@ -141,9 +121,9 @@ def jax_setup(jax):
 
 
 def jax_forward(jax, p, x):  # one model: p = [(W (d_in, d_out), b (d_out,)), ...]
-    for l, (w, b) in enumerate(p):
+    for layer, (w, b) in enumerate(p):
         x = x @ w + b
-        if l < len(p) - 1:
+        if layer < len(p) - 1:
             x = jax.nn.relu(x)
     return x
 
@@ -155,18 +135,20 @@ def jax_params(jax, wl: Workload):
 
 def jax_train(jax, wl: Workload, X, y, seg, repeats: int) -> float:
     from functools import partial
+
     jnp = jax.numpy
     Xd, yd = jnp.asarray(X), jnp.asarray(y)
     size = int(seg.sizes[0])
     order = np.random.default_rng(SEED).permuted(seg.order.reshape(wl.n_models, size), axis=1)
     n_full = size // BATCH
-    full = jnp.asarray(order[:, :n_full * BATCH].reshape(wl.n_models, n_full, BATCH).transpose(1, 0, 2))
-    tail = jnp.asarray(order[:, n_full * BATCH:]) if size % BATCH else None
+    full = jnp.asarray(order[:, : n_full * BATCH].reshape(wl.n_models, n_full, BATCH).transpose(1, 0, 2))
+    tail = jnp.asarray(order[:, n_full * BATCH :]) if size % BATCH else None
 
     def loss_fn(p, xb, yb):
         logits = jax_forward(jax, p, xb)
         picked = jnp.take_along_axis(logits, yb[:, None], axis=1)[:, 0]
         return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+
     grads = jax.vmap(jax.grad(loss_fn))
 
     def step_body(p, b):  # b: (N, batch) row indices, gathered inside the jit
@@ -186,6 +168,7 @@ def jax_train(jax, wl: Workload, X, y, seg, repeats: int) -> float:
         if tail is not None:
             p, _ = step(p, tail)
         state["p"] = jax.block_until_ready(p)
+
     return median_time(epoch, repeats, lambda: None)
 
 
@@ -208,8 +191,11 @@ def small_models_call(X, y, device: str) -> None:
             segfast.train(stack, X, y, seg, epochs=3, batch_size=BATCH, lr=LR, device=where)
             runs.append(time.perf_counter() - start)
         times[where] = statistics.median(runs)
-    print(f"\n10 x 784-128-10, 3 epochs, whole call: {device} {times[device]:.3f} s, CPU ({os.cpu_count()} cores) "
-          f"{times['cpu']:.3f} s: {times['cpu'] / times[device]:.2f}x", flush=True)
+    print(
+        f"\n10 x 784-128-10, 3 epochs, whole call: {device} {times[device]:.3f} s, CPU ({os.cpu_count()} cores) "
+        f"{times['cpu']:.3f} s: {times['cpu'] / times[device]:.2f}x",
+        flush=True,
+    )
 
 
 def scale_run(n_models: int, X, y, device: str) -> None:
@@ -230,14 +216,31 @@ def scale_run(n_models: int, X, y, device: str) -> None:
         times = []
         for e in range(2):
             start = time.perf_counter()
-            trainer.epoch(seg.order, seg.offsets, active, np.full(n_models, e, dtype=np.int64), SEED, BATCH, LR,
-                          0.0, 0.0, 0.0, 0, 0, -1)
+            trainer.epoch(
+                seg.order,
+                seg.offsets,
+                active,
+                np.full(n_models, e, dtype=np.int64),
+                SEED,
+                BATCH,
+                LR,
+                0.0,
+                0.0,
+                0.0,
+                0,
+                0,
+                -1,
+            )
             times.append(time.perf_counter() - start)
         held = core.cuda_memory_in_use() - base
         del trainer
         epoch, mem = times[1], f"{held / 2**30:.1f} GiB held on the device"
-    print(f"scale {n_models:>9,} x 784-16-10: epoch {epoch:.4f} s = {1e6 * epoch / n_models:.3f} us a model; "
-          f"{stack.params.nbytes / 2**30:.2f} GiB of weights; {mem}", flush=True)
+    print(
+        f"scale {n_models:>9,} x 784-16-10: epoch {epoch:.4f} s = {1e6 * epoch / n_models:.3f} us a model; "
+        f"{stack.params.nbytes / 2**30:.2f} GiB of weights; {mem}",
+        flush=True,
+    )
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,7 +248,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", default="", help="comma-separated model counts for the 784-16-10 scale runs")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX anchor")
-    parser.add_argument("--segfast-only", action="store_true", help="skip both anchors (a comparison of segfast's paths)")
+    parser.add_argument(
+        "--segfast-only", action="store_true", help="skip both anchors (a comparison of segfast's paths)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, to check the script")
     args = parser.parse_args()
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX shares the GPU with torch and segfast
@@ -261,6 +266,7 @@ def main() -> int:
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not segfast.cuda_available():
         from segfast._device import check_device
+
         check_device("cuda")  # raises, saying what is missing
 
     if args.dry_run:
@@ -274,19 +280,33 @@ def main() -> int:
     peak = gpu_peak(torch, device)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU (dry run)"
     print(f"device: {name}; float32 GEMM peak (torch.mm, TF32 off): {peak / 1e12:.1f} TFLOP/s")
-    print(f"segfast {segfast.__version__}, torch {torch.__version__}, "
-          f"jax {getattr(jax, '__version__', '(not installed)')}; medians of {args.repeats} epochs/calls\n")
+    print(
+        f"segfast {segfast.__version__}, torch {torch.__version__}, "
+        f"jax {getattr(jax, '__version__', '(not installed)')}; medians of {args.repeats} epochs/calls\n"
+    )
 
-    table = Table([("workload", 34, "<"), ("segfast s", 10, ">"), ("(call)", 8, ">"), ("torch.func s", 12, ">"),
-                   ("JAX s", 8, ">"), ("vs torch", 8, ">"), ("vs best", 7, ">"), ("TFLOP/s", 7, ">"),
-                   ("of peak", 7, ">")])
+    table = Table(
+        [
+            ("workload", 34, "<"),
+            ("segfast s", 10, ">"),
+            ("(call)", 8, ">"),
+            ("torch.func s", 12, ">"),
+            ("JAX s", 8, ">"),
+            ("vs torch", 8, ">"),
+            ("vs best", 7, ">"),
+            ("TFLOP/s", 7, ">"),
+            ("of peak", 7, ">"),
+        ]
+    )
     table.header()
     plans = []
     for key in args.workloads.split(","):
         wl = WORKLOADS[key.strip()]
         if key in scale:
             wl = Workload(wl.name, wl.kind, wl.dims, scale[key])
-        label = f"{wl.name} {'-'.join(map(str, wl.dims))} x {wl.n_models}" + (" predict" if wl.kind == "predict" else "")
+        label = f"{wl.name} {'-'.join(map(str, wl.dims))} x {wl.n_models}" + (
+            " predict" if wl.kind == "predict" else ""
+        )
         if wl.kind == "predict":
             ours = segfast_predict(wl, X_test, device, args.repeats)
             call = ours
@@ -297,8 +317,9 @@ def main() -> int:
             seg = segfast.segment(y, wl.n_models, "iid", seed=SEED)
             if device == "cuda":
                 longest = int(seg.sizes.max())
-                plan = segfast._core.cuda_resident_plan(list(wl.dims), wl.n_models, min(BATCH, longest), False,
-                                                        longest <= BATCH)
+                plan = segfast._core.cuda_resident_plan(
+                    list(wl.dims), wl.n_models, min(BATCH, longest), False, longest <= BATCH
+                )
                 plans.append(f"{wl.name}: {plan}")
             ours, call = segfast_train(wl, X, y, seg, device, args.repeats)
             theirs = torch_train(torch, wl, X, y, seg, device, args.repeats) if not args.segfast_only else float("nan")
@@ -306,10 +327,17 @@ def main() -> int:
             flops = 6.0 * wl.n_weights * len(X)
         rate = flops / ours
         best = min(theirs, jaxs) if jaxs is not None else theirs
-        ratio = (lambda t: "-" if t != t else f"{t / ours:.2f}x")  # t != t: NaN, no anchor ran
-        table.row(label, fmt(ours, ".4f"), fmt(call, ".3f"), fmt(theirs, ".4f") if theirs == theirs else "-",
-                  fmt(jaxs, ".4f") if jaxs is not None else "-", ratio(theirs), ratio(best),
-                  f"{rate / 1e12:.2f}", f"{100 * rate / peak:.1f}%")
+        table.row(
+            label,
+            fmt(ours, ".4f"),
+            fmt(call, ".3f"),
+            fmt(theirs, ".4f") if theirs == theirs else "-",
+            fmt(jaxs, ".4f") if jaxs is not None else "-",
+            speedup(theirs, ours),
+            speedup(best, ours),
+            f"{rate / 1e12:.2f}",
+            f"{100 * rate / peak:.1f}%",
+        )
     if plans:
         print("\nresident epoch plans (cluster: CTAs a model; units: hidden units a CTA; ok False: per-layer path):")
         print("\n".join("  " + p for p in plans))

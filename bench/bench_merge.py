@@ -12,12 +12,13 @@ scipy version; k-means at least as fast as scikit-learn.
 
     python bench/bench_merge.py [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,19 @@ import numpy as np
 import segfast
 from segfast import _core
 
+
+def _tests_reference():
+    """tests/reference.py, loaded from its file: the tests' numpy oracles are not a package."""
+    path = Path(__file__).resolve().parent.parent / "tests" / "reference.py"
+    spec = importlib.util.spec_from_file_location("segfast_tests_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # The same merge-many alignment in numpy + scipy: the tests' oracle, its products in float32 here
 # (as a numpy user would write it; the tests compute them in float64).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reference import align_many  # noqa: E402
+align_many = _tests_reference().align_many
 
 HAVE_SCIPY = importlib.util.find_spec("scipy") is not None
 
@@ -39,6 +49,7 @@ def numpy_merge_many(dims, params, reference):
 
 
 # ---- the benchmark --------------------------------------------------------------------------
+
 
 def trained_stack(dims, n_models, epochs, seed=0):
     data = segfast.datasets.load("fashion-mnist")
@@ -76,13 +87,17 @@ def main():
             name = "-".join(map(str, dims))
             stack = trained_stack(dims, args.models, epochs=2)
             ref = 0
-            ours, (merged, details) = timed(lambda: segfast.merge(stack, align=True, return_details=True), args.repeats)
+            ours, (merged, details) = timed(
+                partial(segfast.merge, stack, align=True, return_details=True), args.repeats
+            )
             aligned = segfast.align(stack, ref)
-            anchor, (np_mean, np_perms) = timed(lambda: numpy_merge_many(dims, stack.params, ref), args.repeats)
+            anchor, (np_mean, np_perms) = timed(partial(numpy_merge_many, dims, stack.params, ref), args.repeats)
             same = float(np.mean(np.all(np_perms == aligned.permutations, axis=1)))
             gap = float(np.abs(np_mean - merged.params[0]).max())
-            print(f"\naligned merge of {args.models} models of {name} ({details['align_rounds']} rounds): "
-                  f"{100 * same:.0f}% of permutations identical to numpy+scipy, max |diff| of merged weights {gap:.2e}")
+            print(
+                f"\naligned merge of {args.models} models of {name} ({details['align_rounds']} rounds): "
+                f"{100 * same:.0f}% of permutations identical to numpy+scipy, max |diff| of merged weights {gap:.2e}"
+            )
             line(f"align + uniform merge, {name}", ours, anchor, "numpy+scipy")
             results[name] = anchor / ours
 
@@ -96,10 +111,13 @@ def main():
         X = stack.params
         ours, out = timed(lambda: segfast.cluster(stack, k=10, align=False), args.repeats)
         ours_km, km = timed(lambda: _core.kmeans(X, 10, 0, 300, -1), args.repeats)
-        anchor, sk = timed(lambda: KMeans(10, init="k-means++", n_init=1, random_state=0, algorithm="lloyd").fit(X),
-                           args.repeats)
-        print(f"\nk-means, k=10, of 1000 models of 784-32-10 ({X.shape[1]} parameters each): inertia segfast "
-              f"{km[2]:.1f} ({km[3]} iterations), scikit-learn {sk.inertia_:.1f} ({sk.n_iter_} iterations)")
+        anchor, sk = timed(
+            lambda: KMeans(10, init="k-means++", n_init=1, random_state=0, algorithm="lloyd").fit(X), args.repeats
+        )
+        print(
+            f"\nk-means, k=10, of 1000 models of 784-32-10 ({X.shape[1]} parameters each): inertia segfast "
+            f"{km[2]:.1f} ({km[3]} iterations), scikit-learn {sk.inertia_:.1f} ({sk.n_iter_} iterations)"
+        )
         line("k-means (kernel only)", ours_km, anchor, "scikit-learn")
         line("segfast.cluster(k=10) incl. silhouette", ours, anchor, "scikit-learn")
         results["kmeans"] = anchor / ours_km

@@ -9,6 +9,7 @@ and evaluation <= 10% of its local training time per round.
 
     python bench/bench_rounds.py [--rounds 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,46 +19,32 @@ import time
 import numpy as np
 
 import segfast
+from anchors import TorchFuncMLPs
 from segfast import _core
 
 LR, BATCH = 0.05, 32
 
 
 def torch_fedavg(dims, X, y, segs, X_test, y_test, rounds, start_state, seed=0):
-    """The simulation a PyTorch user writes: all models step together through vmap."""
-    import copy
-
+    """The simulation a PyTorch user writes: all models step together through vmap
+    (anchors.TorchFuncMLPs), the global model broadcast before and averaged after each round."""
     import torch
-    from torch.func import functional_call, grad, stack_module_state, vmap
 
-    F = torch.nn.functional
     torch.set_num_threads(os.cpu_count())
-    layers = []
-    for a, b in zip(dims[:-1], dims[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    net = torch.nn.Sequential(*layers[:-1])
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in start_state.items()})
-    base = copy.deepcopy(net).to("meta")
-    g = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    anchor = TorchFuncMLPs(torch, dims)
+    g = {k: torch.from_numpy(v).clone() for k, v in start_state.items()}
     Xt, yt, Xe, ye = map(torch.from_numpy, (X, y, X_test, y_test))
     seg = torch.from_numpy(np.stack([segs[i] for i in range(len(segs))]))  # (N, L): equal sizes
     n_models, length = seg.shape
-    step = vmap(grad(lambda p, xb, yb: F.cross_entropy(functional_call(base, p, (xb,)), yb)))
     gen = torch.Generator().manual_seed(seed)
     accuracy, times = [], []
     for _ in range(rounds):
         start = time.perf_counter()
         params = {k: v.expand(n_models, *v.shape).clone() for k, v in g.items()}  # broadcast
         order = torch.gather(seg, 1, torch.argsort(torch.rand(n_models, length, generator=gen), dim=1))
-        for s in range(0, length, BATCH):
-            b = order[:, s:s + BATCH]
-            grads = step(params, Xt[b], yt[b])
-            with torch.no_grad():
-                for k in params:
-                    params[k].sub_(grads[k], alpha=LR)
+        anchor.epoch(params, Xt, yt, [order[:, s : s + BATCH] for s in range(0, length, BATCH)], LR)
         g = {k: v.mean(dim=0) for k, v in params.items()}  # uniform merge
-        with torch.no_grad():
-            accuracy.append(float((functional_call(base, g, (Xe,)).argmax(1) == ye).float().mean()))
+        accuracy.append(float((anchor.logits(g, Xe).argmax(1) == ye).float().mean()))
         times.append(time.perf_counter() - start)
     return times, accuracy
 
@@ -68,10 +55,13 @@ def main():
     args = parser.parse_args()
     data = segfast.datasets.load("fashion-mnist")
     X, y, X_test, y_test = data.X_train, data.y_train, data.X_test, data.y_test
-    print(f"segfast {segfast.__version__}, gemm kernel {_core.gemm_kernel()}, {_core.available_threads()} threads, "
-          f"{args.rounds} rounds of FedAvg (E=1, uniform), global model evaluated each round")
+    print(
+        f"segfast {segfast.__version__}, gemm kernel {_core.gemm_kernel()}, {_core.available_threads()} threads, "
+        f"{args.rounds} rounds of FedAvg (E=1, uniform), global model evaluated each round"
+    )
     try:
         import torch  # noqa: F401
+
         have_torch = True
     except ImportError:
         have_torch = False
@@ -81,22 +71,36 @@ def main():
         segs = segfast.segment(y, n, "iid", seed=0)
         start = segfast.MLPStack(dims, 1, seed=0)
         t = time.perf_counter()
-        result = segfast.rounds(start, X, y, segs, rounds=args.rounds, eval=(X_test, y_test), eval_segments=False,
-                                progress=False, lr=LR, batch_size=BATCH)
+        result = segfast.rounds(
+            start,
+            X,
+            y,
+            segs,
+            rounds=args.rounds,
+            eval=(X_test, y_test),
+            eval_segments=False,
+            progress=False,
+            lr=LR,
+            batch_size=BATCH,
+        )
         total = time.perf_counter() - t
         h = result.history
         per_round = np.median([r["seconds_train"] + r["seconds_merge"] + r["seconds_eval"] for r in h])
         overhead = np.median([(r["seconds_merge"] + r["seconds_eval"]) / r["seconds_train"] for r in h])
         name = f"{n} segments of {'-'.join(map(str, dims))}"
-        print(f"\n{name}: segfast {per_round:.3f} s/round (median; {total:.1f} s for {args.rounds} rounds), "
-              f"final accuracy {100 * h[-1]['global_accuracy']:.2f}%; merge + broadcast + evaluation = "
-              f"{100 * overhead:.1f}% of local training")
+        print(
+            f"\n{name}: segfast {per_round:.3f} s/round (median; {total:.1f} s for {args.rounds} rounds), "
+            f"final accuracy {100 * h[-1]['global_accuracy']:.2f}%; merge + broadcast + evaluation = "
+            f"{100 * overhead:.1f}% of local training"
+        )
         targets.append((f"{name}: overhead <= 10% of training", 100 * overhead, "%", overhead <= 0.10))
         if have_torch:
             times, acc = torch_fedavg(dims, X, y, segs, X_test, y_test, args.rounds, start.state_dict())
             anchor = float(np.median(times))
-            print(f"  torch.func vmap {anchor:.3f} s/round (median), final accuracy {100 * acc[-1]:.2f}%  "
-                  f"-> segfast {anchor / per_round:.2f}x")
+            print(
+                f"  torch.func vmap {anchor:.3f} s/round (median), final accuracy {100 * acc[-1]:.2f}%  "
+                f"-> segfast {anchor / per_round:.2f}x"
+            )
             targets.append((f"{name}: >= {goal}x torch.func", anchor / per_round, "x", anchor / per_round >= goal))
     print("\ntargets:")
     for label, value, unit, ok in targets:

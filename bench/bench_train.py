@@ -13,6 +13,7 @@ the same arithmetic (same start, same step) and that segfast's epoch lowers the 
 
     python bench/bench_train.py [--workloads W1,W3] [--repeats 5] [--quick] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,26 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (BUSY_RETRY, JAX_MISSING, TORCH_MISSING, Table, Timing, cpu_name, fmt,  # noqa: E402
-                     load_fashion_mnist, max_rss_bytes, measure_peak, optional_import, peak_rss_bytes,
-                     segfast_build, time_repeats, wait_for_quiet, warm_up_cpu)
-
-import segfast  # noqa: E402
+import segfast
+from _common import (
+    BUSY_RETRY,
+    JAX_MISSING,
+    TORCH_MISSING,
+    Table,
+    Timing,
+    cpu_name,
+    fmt,
+    load_fashion_mnist,
+    max_rss_bytes,
+    measure_peak,
+    optional_import,
+    peak_rss_bytes,
+    segfast_build,
+    time_repeats,
+    wait_for_quiet,
+    warm_up_cpu,
+)
+from anchors import TorchFuncMLPs, layer_views, minibatches, stacked_from_segfast
 
 BATCH = 32
 LR = 0.05
@@ -43,7 +58,7 @@ MB = 1 << 20
 @dataclass(frozen=True)
 class Workload:
     name: str
-    kind: str          # "train" or "predict"
+    kind: str  # "train" or "predict"
     dims: tuple
     n_models: int
 
@@ -77,8 +92,8 @@ BUSY_WARNING = BUSY_RETRY
 class Result:
     contender: str
     timing: Timing
-    flop: float           # per timed run
-    items: float          # samples (train) or rows x models (predict) per timed run
+    flop: float  # per timed run
+    items: float  # samples (train) or rows x models (predict) per timed run
     loss_after: float = float("nan")  # mean loss of the models on their own segments after one epoch
     note: str = ""
     extra: dict = field(default_factory=dict)
@@ -89,17 +104,30 @@ class Result:
 
     def to_json(self, peak: float, segfast_s: float | None) -> dict:
         t = self.timing
-        return {"contender": self.contender, "median_s": t.median, "min_s": t.min, "max_s": t.max,
-                "all_s": t.seconds, "items_per_s": self.items / t.median,
-                "gflops": self.flop / t.median / 1e9, "fraction_of_peak": self.flop / t.median / 1e9 / peak,
-                "speedup_of_segfast": (t.median / segfast_s) if segfast_s else None,
-                "loss_after_epoch": None if math.isnan(self.loss_after) else self.loss_after,
-                "other_processes_cpu_share": t.foreign_load,
-                "note": self.note, **self.extra}
+        return {
+            "contender": self.contender,
+            "median_s": t.median,
+            "min_s": t.min,
+            "max_s": t.max,
+            "all_s": t.seconds,
+            "items_per_s": self.items / t.median,
+            "gflops": self.flop / t.median / 1e9,
+            "fraction_of_peak": self.flop / t.median / 1e9 / peak,
+            "speedup_of_segfast": (t.median / segfast_s) if segfast_s else None,
+            "loss_after_epoch": None if math.isnan(self.loss_after) else self.loss_after,
+            "other_processes_cpu_share": t.foreign_load,
+            "note": self.note,
+            **self.extra,
+        }
 
 
 class CheckFailed(RuntimeError):
     pass
+
+
+def announce(r: Result) -> Result:
+    print(f"  timed {r.contender}: median {r.timing.median:.3f} s", flush=True)
+    return r
 
 
 def check(ok: bool, what: str) -> None:
@@ -110,13 +138,14 @@ def check(ok: bool, what: str) -> None:
 
 # -- data shared by all contenders of a workload ---------------------------------------------------
 
+
 @dataclass
 class Setup:
     wl: Workload
-    X: np.ndarray               # (n, 784) training (or test, for W4) rows
-    y: np.ndarray               # (n,)
-    segments: object            # segfast.Segments (train only)
-    init: np.ndarray            # (N, P) the starting parameters every contender copies
+    X: np.ndarray  # (n, 784) training (or test, for W4) rows
+    y: np.ndarray  # (n,)
+    segments: object  # segfast.Segments (train only)
+    init: np.ndarray  # (N, P) the starting parameters every contender copies
     batches: np.ndarray | None  # (N, L) each model's rows in the order every anchor visits them
 
 
@@ -135,25 +164,13 @@ def make_setup(wl: Workload, ds) -> Setup:
     return Setup(wl, ds.X_train, ds.y_train, seg, stack.params.copy(), batches)
 
 
-def layer_views(dims, params: np.ndarray):
-    """[(W (N, d_in, d_out), b (N, d_out)), ...] views of a (N, P) parameter array."""
-    out, off = [], 0
-    n = params.shape[0]
-    for d_in, d_out in zip(dims[:-1], dims[1:]):
-        w = params[:, off:off + d_in * d_out].reshape(n, d_in, d_out)
-        off += d_in * d_out
-        out.append((w, params[:, off:off + d_out]))
-        off += d_out
-    return out
-
-
 def numpy_proba(dims, params: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Reference forward in float64: (N, n, classes) softmax probabilities."""
     h = np.broadcast_to(X.astype(np.float64), (params.shape[0],) + X.shape)
     layers = layer_views(dims, params)
-    for l, (w, b) in enumerate(layers):
+    for layer, (w, b) in enumerate(layers):
         h = h @ w.astype(np.float64) + b.astype(np.float64)[:, None, :]
-        if l < len(layers) - 1:
+        if layer < len(layers) - 1:
             h = np.maximum(h, 0.0)
     h = h - h.max(axis=2, keepdims=True)
     e = np.exp(h)
@@ -176,14 +193,15 @@ def one_step_reference(su: Setup):
     segfast.train take exactly that step (the gradient of a full batch ignores its order)."""
     first = su.batches[:, :BATCH]
     stack = segfast.MLPStack.from_params(list(su.wl.dims), su.init)
-    losses = np.array([segfast.evaluate(stack.select([i]), su.X[first[i]], su.y[first[i]]).loss[0]
-                       for i in range(su.wl.n_models)])
-    segfast.train(stack, su.X, su.y, segfast.Segments.from_indices(list(first)), epochs=1,
-                  batch_size=BATCH, lr=LR)
+    losses = np.array(
+        [segfast.evaluate(stack.select([i]), su.X[first[i]], su.y[first[i]]).loss[0] for i in range(su.wl.n_models)]
+    )
+    segfast.train(stack, su.X, su.y, segfast.Segments.from_indices(list(first)), epochs=1, batch_size=BATCH, lr=LR)
     return stack.params.copy(), losses
 
 
 # -- segfast ---------------------------------------------------------------------------------------
+
 
 def run_segfast(su: Setup, repeats: int) -> Result:
     wl = su.wl
@@ -192,8 +210,7 @@ def run_segfast(su: Setup, repeats: int) -> Result:
         sample = min(1000, len(su.X))
         got = segfast.predict_proba(stack, su.X[:sample])
         diff = float(np.abs(got - numpy_proba(wl.dims, su.init, su.X[:sample])).max())
-        check(diff < 1e-4, f"segfast predict_proba == numpy float64 forward on {sample} rows "
-                           f"(max abs diff {diff:.1e})")
+        check(diff < 1e-4, f"segfast predict_proba == numpy float64 forward on {sample} rows (max abs diff {diff:.1e})")
         t = time_repeats(lambda: segfast.predict_proba(stack, su.X), repeats)
         return Result("segfast", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models, len(su.X) * wl.n_models)
 
@@ -203,14 +220,16 @@ def run_segfast(su: Setup, repeats: int) -> Result:
         stack.params[...] = su.init
         stack.diverged[...] = False
 
-    t = time_repeats(lambda: segfast.train(stack, su.X, su.y, su.segments, epochs=1, batch_size=BATCH, lr=LR),
-                     repeats, reset=reset)
+    t = time_repeats(
+        lambda: segfast.train(stack, su.X, su.y, su.segments, epochs=1, batch_size=BATCH, lr=LR), repeats, reset=reset
+    )
     after = segment_loss(su, stack.params)
     check(after < before, f"one segfast epoch lowers the training loss ({before:.4f} -> {after:.4f})")
     return Result("segfast", t, 6.0 * wl.n_weights * len(su.X), len(su.X), loss_after=after)
 
 
 # -- PyTorch -----------------------------------------------------------------------------------------
+
 
 def torch_models(torch, su: Setup, count: int):
     """`count` nn.Sequential models loaded with the first `count` rows of the initial params."""
@@ -220,12 +239,12 @@ def torch_models(torch, su: Setup, count: int):
     with torch.no_grad():
         for i in range(count):
             mods = []
-            for l, (w, b) in enumerate(layers):
+            for layer, (w, b) in enumerate(layers):
                 lin = nn.Linear(w.shape[1], w.shape[2])
                 lin.weight.copy_(torch.from_numpy(w[i].T.copy()))  # nn.Linear stores (out, in)
                 lin.bias.copy_(torch.from_numpy(b[i].copy()))
                 mods.append(lin)
-                if l < len(layers) - 1:
+                if layer < len(layers) - 1:
                     mods.append(nn.ReLU())
             models.append(nn.Sequential(*mods))
     return models
@@ -252,12 +271,12 @@ def run_torch_eager(torch, su: Setup, repeats: int, ref) -> Result:
         def predict():
             with torch.inference_mode():
                 return torch.stack([F.softmax(m(Xt), dim=1) for m in models])
+
         out = predict().numpy()
         diff = float(np.abs(out - ref).max())
         check(diff < 1e-4, f"torch eager probabilities == segfast's (max abs diff {diff:.1e})")
         t = time_repeats(predict, repeats)
-        return Result("torch eager loop", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models,
-                      len(su.X) * wl.n_models)
+        return Result("torch eager loop", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models, len(su.X) * wl.n_models)
 
     idx = torch.from_numpy(su.batches)
     L = su.batches.shape[1]
@@ -265,7 +284,7 @@ def run_torch_eager(torch, su: Setup, repeats: int, ref) -> Result:
     def train_models(models, optims, rows):
         for m, opt, r in zip(models, optims, rows):
             for s in range(0, L, BATCH):
-                b = r[s:s + BATCH]
+                b = r[s : s + BATCH]
                 opt.zero_grad()
                 loss = F.cross_entropy(m(Xt[b]), yt[b])
                 loss.backward()
@@ -281,11 +300,14 @@ def run_torch_eager(torch, su: Setup, repeats: int, ref) -> Result:
         with torch.no_grad():
             loss0 = float(F.cross_entropy(m(Xt[b]), yt[b]))
         train_models([m], [torch.optim.SGD(m.parameters(), lr=LR)], [idx[i, :BATCH]])
-        got = torch_params_to_numpy(su, [(m[2 * l].weight[None], m[2 * l].bias[None])
-                                         for l in range(len(wl.dims) - 1)], 1)[0]
-        check(abs(loss0 - ref_loss[i]) < 1e-5 and np.abs(got - ref_params[i]).max() < 1e-5,
-              f"torch eager model {i}: step-0 loss {loss0:.6f} vs segfast {ref_loss[i]:.6f}, params after "
-              f"one step max diff {np.abs(got - ref_params[i]).max():.1e}")
+        got = torch_params_to_numpy(
+            su, [(m[2 * layer].weight[None], m[2 * layer].bias[None]) for layer in range(len(wl.dims) - 1)], 1
+        )[0]
+        check(
+            abs(loss0 - ref_loss[i]) < 1e-5 and np.abs(got - ref_params[i]).max() < 1e-5,
+            f"torch eager model {i}: step-0 loss {loss0:.6f} vs segfast {ref_loss[i]:.6f}, params after "
+            f"one step max diff {np.abs(got - ref_params[i]).max():.1e}",
+        )
 
     # Time a prefix of the models when the whole epoch would blow the time budget.
     models = torch_models(torch, su, wl.n_models)
@@ -305,64 +327,50 @@ def run_torch_eager(torch, su: Setup, repeats: int, ref) -> Result:
                 for p, p0 in zip(m.parameters(), init):
                     p.copy_(p0)
 
-    t = time_repeats(lambda: train_models(models[:count], optims[:count], idx[:count]), repeats,
-                     reset=reset, scale=wl.n_models / count)
+    t = time_repeats(
+        lambda: train_models(models[:count], optims[:count], idx[:count]),
+        repeats,
+        reset=reset,
+        scale=wl.n_models / count,
+    )
     note = "" if count == wl.n_models else f"timed {count} of {wl.n_models} models, scaled x{wl.n_models / count:.2f}"
     loss_after = float("nan")
     if count == wl.n_models:
-        params = torch_params_to_numpy(su, [(torch.stack([m[2 * l].weight for m in models]),
-                                             torch.stack([m[2 * l].bias for m in models]))
-                                            for l in range(len(wl.dims) - 1)], wl.n_models)
+        params = torch_params_to_numpy(
+            su,
+            [
+                (torch.stack([m[2 * layer].weight for m in models]), torch.stack([m[2 * layer].bias for m in models]))
+                for layer in range(len(wl.dims) - 1)
+            ],
+            wl.n_models,
+        )
         loss_after = segment_loss(su, params)
-    return Result("torch eager loop", t, 6.0 * wl.n_weights * len(su.X), len(su.X),
-                  loss_after=loss_after, note=note)
+    return Result("torch eager loop", t, 6.0 * wl.n_weights * len(su.X), len(su.X), loss_after=loss_after, note=note)
 
 
 def run_torch_func(torch, su: Setup, repeats: int, ref) -> Result:
-    """torch.func: stack_module_state + vmap over models of grad of a functional loss; every model
-    steps on minibatch t of its own segment together, SGD written with in-place torch ops."""
-    import copy
-    from torch.func import functional_call, grad_and_value, stack_module_state, vmap
-    F = torch.nn.functional
+    """torch.func (anchors.TorchFuncMLPs): stacked parameters, vmap over models of grad of a
+    functional loss; every model steps on minibatch t of its own segment together, SGD written
+    with in-place torch ops."""
     wl = su.wl
     Xt, yt = torch.from_numpy(su.X), torch.from_numpy(su.y)
-    models = torch_models(torch, su, wl.n_models)
-    params, _ = stack_module_state(models)  # (N, ...) per parameter; no buffers in an MLP
-    params = {k: v.detach() for k, v in params.items()}  # plain tensors: the update is ours
-    base = copy.deepcopy(models[0]).to("meta")           # the architecture, without storage
-    del models
-    n_layers = len(wl.dims) - 1
-    names = [(f"{2 * l}.weight", f"{2 * l}.bias") for l in range(n_layers)]
+    anchor = TorchFuncMLPs(torch, wl.dims)
+    params = stacked_from_segfast(torch, wl.dims, su.init)  # (N, ...) per parameter; the update is ours
+    names = [(f"{2 * layer}.weight", f"{2 * layer}.bias") for layer in range(len(wl.dims) - 1)]
 
     if wl.kind == "predict":
-        proba = vmap(lambda p, x: F.softmax(functional_call(base, p, (x,)), dim=-1), in_dims=(0, None))
 
         def predict():
-            with torch.no_grad():
-                return proba(params, Xt)
+            return anchor.proba(params, Xt)
+
         out = predict().numpy()
         diff = float(np.abs(out - ref).max())
         check(diff < 1e-4, f"torch.func probabilities == segfast's (max abs diff {diff:.1e})")
         t = time_repeats(predict, repeats)
-        return Result("torch.func vmap", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models,
-                      len(su.X) * wl.n_models)
+        return Result("torch.func vmap", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models, len(su.X) * wl.n_models)
 
-    def loss_fn(p, xb, yb):
-        return F.cross_entropy(functional_call(base, p, (xb,)), yb)
-    step_grad = vmap(grad_and_value(loss_fn))
-    idx = torch.from_numpy(su.batches)
-    L = su.batches.shape[1]
-    steps = [idx[:, s:s + BATCH] for s in range(0, L, BATCH)]  # (N, <=32) each, views
+    steps = minibatches(torch, su.batches, BATCH)  # (N, <=32) each, views
     initial = {k: v.clone() for k, v in params.items()}
-
-    def train_epoch(step_list):
-        losses = None
-        for b in step_list:
-            g, losses = step_grad(params, Xt[b], yt[b])   # (N, 32, 784) gathered batch
-            with torch.no_grad():
-                for k, v in params.items():
-                    v.sub_(g[k], alpha=LR)
-        return losses
 
     def reset():
         with torch.no_grad():
@@ -370,15 +378,18 @@ def run_torch_func(torch, su: Setup, repeats: int, ref) -> Result:
                 v.copy_(initial[k])
 
     ref_params, ref_loss = ref
-    loss0 = train_epoch(steps[:1]).numpy()
+    loss0 = anchor.epoch(params, Xt, yt, steps[:1], LR).numpy()
     got = torch_params_to_numpy(su, [(params[w], params[b]) for w, b in names], wl.n_models)
-    check(np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
-          f"torch.func step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
-          f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)")
-    t = time_repeats(lambda: train_epoch(steps), repeats, reset=reset)
+    check(
+        np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
+        f"torch.func step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
+        f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)",
+    )
+    t = time_repeats(lambda: anchor.epoch(params, Xt, yt, steps, LR), repeats, reset=reset)
     params_np = torch_params_to_numpy(su, [(params[w], params[b]) for w, b in names], wl.n_models)
-    return Result("torch.func vmap", t, 6.0 * wl.n_weights * len(su.X), len(su.X),
-                  loss_after=segment_loss(su, params_np))
+    return Result(
+        "torch.func vmap", t, 6.0 * wl.n_weights * len(su.X), len(su.X), loss_after=segment_loss(su, params_np)
+    )
 
 
 def run_torch_bmm(torch, su: Setup, repeats: int, ref) -> Result:
@@ -389,27 +400,27 @@ def run_torch_bmm(torch, su: Setup, repeats: int, ref) -> Result:
     wl = su.wl
     Xt, yt = torch.from_numpy(su.X), torch.from_numpy(su.y)
     idx = torch.from_numpy(su.batches)
-    steps = [idx[:, s:s + BATCH] for s in range(0, su.batches.shape[1], BATCH)]
+    steps = [idx[:, s : s + BATCH] for s in range(0, su.batches.shape[1], BATCH)]
     initial = [(torch.from_numpy(w.copy()), torch.from_numpy(b.copy())) for w, b in layer_views(wl.dims, su.init)]
     params = [(w.clone(), b.clone()) for w, b in initial]  # W (N, d_in, d_out), b (N, d_out)
 
     def step(b, want_loss=False):
-        x, yb = Xt[b], yt[b]                  # (N, n, 784), (N, n)
+        x, yb = Xt[b], yt[b]  # (N, n, 784), (N, n)
         n = x.shape[1]
         acts, pre = [x], []
-        for l, (w, bias) in enumerate(params):
+        for layer, (w, bias) in enumerate(params):
             z = torch.baddbmm(bias[:, None, :], acts[-1], w)
-            if l < len(params) - 1:
+            if layer < len(params) - 1:
                 pre.append(z)
                 acts.append(torch.relu(z))
         loss = (torch.logsumexp(z, 2) - z.gather(2, yb[..., None])[..., 0]).mean(1) if want_loss else None
-        d = torch.softmax(z, 2)               # d(mean cross-entropy)/d(logits) = (p - onehot) / n
+        d = torch.softmax(z, 2)  # d(mean cross-entropy)/d(logits) = (p - onehot) / n
         d.scatter_add_(2, yb[..., None], torch.full(yb[..., None].shape, -1.0))
         d.div_(n)
-        for l in range(len(params) - 1, -1, -1):
-            w, bias = params[l]
-            d_below = torch.bmm(d, w.transpose(1, 2)).mul_(pre[l - 1] > 0) if l > 0 else None
-            w.baddbmm_(acts[l].transpose(1, 2), d, alpha=-LR)  # W -= lr * a^T d, fused
+        for layer in range(len(params) - 1, -1, -1):
+            w, bias = params[layer]
+            d_below = torch.bmm(d, w.transpose(1, 2)).mul_(pre[layer - 1] > 0) if layer > 0 else None
+            w.baddbmm_(acts[layer].transpose(1, 2), d, alpha=-LR)  # W -= lr * a^T d, fused
             bias.sub_(d.sum(1), alpha=LR)
             d = d_below
         return loss
@@ -426,35 +437,46 @@ def run_torch_bmm(torch, su: Setup, repeats: int, ref) -> Result:
     with torch.no_grad():
         loss0 = step(steps[0], want_loss=True).numpy()
     got = flat()
-    check(np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
-          f"torch hand-written bmm step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
-          f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)")
+    check(
+        np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
+        f"torch hand-written bmm step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
+        f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)",
+    )
 
     def epoch():
         with torch.no_grad():
             for b in steps:
                 step(b)
+
     t = time_repeats(epoch, repeats, reset=reset)
-    return Result("torch bmm, hand-written", t, 6.0 * wl.n_weights * len(su.X), len(su.X),
-                  loss_after=segment_loss(su, flat()), note="extra anchor")
+    return Result(
+        "torch bmm, hand-written",
+        t,
+        6.0 * wl.n_weights * len(su.X),
+        len(su.X),
+        loss_after=segment_loss(su, flat()),
+        note="extra anchor",
+    )
 
 
 # -- JAX -----------------------------------------------------------------------------------------------
+
 
 def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
     """jit + vmap over models of the same step, the parameter update inside the jit. Two drivers,
     the faster one timed: lax.scan over the epoch's full batches (one dispatch per epoch) and a
     Python loop over a jitted step (one dispatch per step)."""
     from functools import partial
+
     jnp = jax.numpy
     wl = su.wl
     layers = [(jnp.asarray(w), jnp.asarray(b)) for w, b in layer_views(wl.dims, su.init)]  # copies
     X, y = jnp.asarray(su.X), jnp.asarray(su.y)
 
-    def forward(p, x):   # one model: p = [(W (d_in, d_out), b (d_out,)), ...]
-        for l, (w, b) in enumerate(p):
+    def forward(p, x):  # one model: p = [(W (d_in, d_out), b (d_out,)), ...]
+        for layer, (w, b) in enumerate(p):
             x = x @ w + b
-            if l < len(p) - 1:
+            if layer < len(p) - 1:
                 x = jax.nn.relu(x)
         return x
 
@@ -464,13 +486,13 @@ def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
         diff = float(np.abs(out - ref).max())
         check(diff < 1e-4, f"JAX probabilities == segfast's (max abs diff {diff:.1e})")
         t = time_repeats(lambda: proba(layers, X).block_until_ready(), repeats)
-        return Result("JAX jit+vmap", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models,
-                      len(su.X) * wl.n_models)
+        return Result("JAX jit+vmap", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models, len(su.X) * wl.n_models)
 
     def loss_fn(p, xb, yb):
         logits = forward(p, xb)
         picked = jnp.take_along_axis(logits, yb[:, None], axis=1)[:, 0]
         return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+
     grads = jax.vmap(jax.value_and_grad(loss_fn))
 
     def step_body(p, b):  # b: (N, batch) row indices; gathers (N, batch, 784) inside the jit
@@ -485,9 +507,9 @@ def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
 
     L = su.batches.shape[1]
     n_full = L // BATCH
-    full = jnp.asarray(su.batches[:, :n_full * BATCH].reshape(wl.n_models, n_full, BATCH).transpose(1, 0, 2))
-    tail = jnp.asarray(su.batches[:, n_full * BATCH:]) if L % BATCH else None
-    loop_steps = [jnp.asarray(su.batches[:, s:s + BATCH]) for s in range(0, L, BATCH)]
+    full = jnp.asarray(su.batches[:, : n_full * BATCH].reshape(wl.n_models, n_full, BATCH).transpose(1, 0, 2))
+    tail = jnp.asarray(su.batches[:, n_full * BATCH :]) if L % BATCH else None
+    loop_steps = [jnp.asarray(su.batches[:, s : s + BATCH]) for s in range(0, L, BATCH)]
     state = {}
 
     def reset():
@@ -506,16 +528,19 @@ def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
         state["p"] = jax.block_until_ready(p)
 
     def to_numpy(p):  # [(W (N, d_in, d_out), b (N, d_out)), ...] -> segfast's (N, P) layout
-        return np.concatenate([np.concatenate([np.asarray(w).reshape(wl.n_models, -1), np.asarray(b)], axis=1)
-                               for w, b in p], axis=1)
+        return np.concatenate(
+            [np.concatenate([np.asarray(w).reshape(wl.n_models, -1), np.asarray(b)], axis=1) for w, b in p], axis=1
+        )
 
     ref_params, ref_loss = ref
     reset()
     p1, loss0 = step(state["p"], loop_steps[0])
     got, loss0 = to_numpy(p1), np.asarray(loss0)
-    check(np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
-          f"JAX step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
-          f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)")
+    check(
+        np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
+        f"JAX step 0 == segfast's step (loss max diff {np.abs(loss0 - ref_loss).max():.1e}, "
+        f"params {np.abs(got - ref_params).max():.1e}, all {wl.n_models} models)",
+    )
 
     # Pick the driver: compile both (untimed), time one epoch each, keep the faster. Which wins is
     # measured, not assumed: on the 2-core test machine scan won W2 clearly and tied W1 and W3.
@@ -532,13 +557,19 @@ def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
     best = min(trial, key=trial.get)
     other = max(trial, key=trial.get)
     t = time_repeats(epoch_scan if best == "lax.scan" else epoch_loop, repeats, reset=reset, warmup=0)
-    return Result(f"JAX jit+vmap ({best})", t, 6.0 * wl.n_weights * len(su.X), len(su.X),
-                  loss_after=segment_loss(su, to_numpy(state["p"])),
-                  note=f"{other}: {trial[other]:.3f} s (best of 2 trial epochs)",
-                  extra={"driver": best, "trial_epoch_s": trial})
+    return Result(
+        f"JAX jit+vmap ({best})",
+        t,
+        6.0 * wl.n_weights * len(su.X),
+        len(su.X),
+        loss_after=segment_loss(su, to_numpy(state["p"])),
+        note=f"{other}: {trial[other]:.3f} s (best of 2 trial epochs)",
+        extra={"driver": best, "trial_epoch_s": trial},
+    )
 
 
 # -- W3's memory, in a fresh process ---------------------------------------------------------------------
+
 
 def memory_probe() -> None:
     """Run segfast's W3 epoch and print the process's peak RSS as JSON (no torch/JAX imported)."""
@@ -548,14 +579,23 @@ def memory_probe() -> None:
     stack = segfast.MLPStack(list(wl.dims), n_models=wl.n_models, init="independent", seed=SEED)
     segfast.train(stack, ds.X_train, ds.y_train, seg, epochs=1, batch_size=BATCH, lr=LR)
     data = sum(a.nbytes for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test) if a is not None)
-    print(json.dumps({"peak_rss": peak_rss_bytes(), "ru_maxrss": max_rss_bytes(), "data_bytes": data,
-                      "param_bytes": stack.params.nbytes, "torch_or_jax_loaded": "torch" in sys.modules
-                      or "jax" in sys.modules}))
+    print(
+        json.dumps(
+            {
+                "peak_rss": peak_rss_bytes(),
+                "ru_maxrss": max_rss_bytes(),
+                "data_bytes": data,
+                "param_bytes": stack.params.nbytes,
+                "torch_or_jax_loaded": "torch" in sys.modules or "jax" in sys.modules,
+            }
+        )
+    )
 
 
 def measure_w3_memory() -> dict:
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_memory-probe"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--_memory-probe"], capture_output=True, text=True, check=True
+    )
     m = json.loads(out.stdout.strip().splitlines()[-1])
     m["target"] = m["data_bytes"] + 3 * m["param_bytes"] + 100 * MB
     m["pass"] = m["peak_rss"] <= m["target"]
@@ -564,20 +604,39 @@ def measure_w3_memory() -> dict:
 
 # -- main -----------------------------------------------------------------------------------------------
 
+
 def print_results(wl: Workload, results: list, peak: float) -> None:
     train = wl.kind == "train"
-    columns = [("  contender", 30, "<"), ("s/epoch" if train else "s/call", 8, ">"), ("min", 7, ">"),
-               ("max", 7, ">"), ("samples/s" if train else "rows*models/s", 13, ">"), ("GFLOP/s", 8, ">"),
-               ("of peak", 7, ">"), ("segfast x", 9, ">")] + ([("loss", 6, ">")] if train else []) + [
-               ("other", 5, ">")]
+    columns = (
+        [
+            ("  contender", 30, "<"),
+            ("s/epoch" if train else "s/call", 8, ">"),
+            ("min", 7, ">"),
+            ("max", 7, ">"),
+            ("samples/s" if train else "rows*models/s", 13, ">"),
+            ("GFLOP/s", 8, ">"),
+            ("of peak", 7, ">"),
+            ("segfast x", 9, ">"),
+        ]
+        + ([("loss", 6, ">")] if train else [])
+        + [("other", 5, ">")]
+    )
     table = Table(columns + [("", 0, "<")])
     table.header()
     seg_s = results[0].timing.median
     for r in results:
         t = r.timing
         gf = r.flop / t.median / 1e9
-        cells = ["  " + r.contender, f"{t.median:.3f}", f"{t.min:.3f}", f"{t.max:.3f}",
-                 f"{r.items / t.median:,.0f}", f"{gf:.1f}", f"{gf / peak:.0%}", f"{t.median / seg_s:.2f}x"]
+        cells = [
+            "  " + r.contender,
+            f"{t.median:.3f}",
+            f"{t.min:.3f}",
+            f"{t.max:.3f}",
+            f"{r.items / t.median:,.0f}",
+            f"{gf:.1f}",
+            f"{gf / peak:.0%}",
+            f"{t.median / seg_s:.2f}x",
+        ]
         table.row(*cells, *([fmt(r.loss_after, ".3f")] if train else []), fmt(t.foreign_load, ".0%"), r.note)
 
 
@@ -597,8 +656,13 @@ def targets(res: dict, peak: float, memory: dict | None) -> list:
         seg = by(wl, "segfast")
         ratios = [r.timing.median / seg.timing.median for r in (by(wl, p) for p in prefixes) if r is not None]
         r = min(ratios) if ratios else None  # against the fastest anchor present
-        rows.append((f"{wl} segfast >= {goal:g}x {label}", "n/a" if r is None else f"{r:.2f}x",
-                     None if r is None else r >= goal))
+        rows.append(
+            (
+                f"{wl} segfast >= {goal:g}x {label}",
+                "n/a" if r is None else f"{r:.2f}x",
+                None if r is None else r >= goal,
+            )
+        )
 
     for wl in ("W1", "W2"):
         if wl in res:
@@ -608,8 +672,13 @@ def targets(res: dict, peak: float, memory: dict | None) -> list:
         faster("W3", ["torch.func", "JAX"], 3.0, "faster of torch.func/JAX")
         of_peak("W3", 0.40)
     if memory is not None:
-        rows.append(("W3 peak RSS <= data + 3 x params + 100 MB",
-                     f"{memory['peak_rss'] / MB:.0f} MB <= {memory['target'] / MB:.0f} MB", memory["pass"]))
+        rows.append(
+            (
+                "W3 peak RSS <= data + 3 x params + 100 MB",
+                f"{memory['peak_rss'] / MB:.0f} MB <= {memory['target'] / MB:.0f} MB",
+                memory["pass"],
+            )
+        )
     if "W4" in res:
         of_peak("W4", 0.70)
         faster("W4", ["torch.func"], 2.0, "torch.func vmap")
@@ -622,8 +691,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per contender (median reported)")
     ap.add_argument("--quick", action="store_true", help="2 repeats instead of --repeats")
     ap.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
-    ap.add_argument("--budget", type=float, default=330.0, metavar="SECONDS",
-                    help="anchors not started by then are skipped (a busy machine can slow torch 100x)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=330.0,
+        metavar="SECONDS",
+        help="anchors not started by then are skipped (a busy machine can slow torch 100x)",
+    )
     ap.add_argument("--_memory-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._memory_probe:
@@ -663,12 +737,8 @@ def main(argv=None) -> int:
         print(f"\n{wl.describe()}", flush=True)
         su = make_setup(wl, ds)
         rs = []
-
-        def add(r: Result) -> None:
-            rs.append(r)
-            print(f"  timed {r.contender}: median {r.timing.median:.3f} s", flush=True)
         try:
-            add(run_segfast(su, repeats))
+            rs.append(announce(run_segfast(su, repeats)))
             if wl.kind == "predict":
                 ref = segfast.predict_proba(segfast.MLPStack.from_params(list(wl.dims), su.init), su.X)
             else:
@@ -685,7 +755,7 @@ def main(argv=None) -> int:
                     skipped.append(f"{name} {label}")
                     print(f"  skipped {label}: the run is past its {args.budget:.0f} s budget", flush=True)
                     continue
-                add(run_anchor(torch if label.startswith("torch") else jax, su, repeats, ref))
+                rs.append(announce(run_anchor(torch if label.startswith("torch") else jax, su, repeats, ref)))
         except CheckFailed:
             checks_ok = False
         results[name] = rs
@@ -699,49 +769,80 @@ def main(argv=None) -> int:
     print(f"  numpy {' / '.join(f'{p.numpy:.1f}' for p in peaks)} GFLOP/s  [{peak.blas}]")
     if torch is not None:
         print(f"  torch {' / '.join(f'{p.torch:.1f}' for p in peaks)} GFLOP/s")
-    print(f"  other processes' CPU share while measuring: {' / '.join(fmt(p.foreign_load, '.0%') for p in peaks)}; "
-          f"peak = {peak.best:.1f} GFLOP/s (the higher)")
-    print("training FLOP = 6 x weights x 60,000 samples; prediction FLOP = 2 x weights x rows x models; "
-          "'segfast x' = contender time / segfast time;\n'loss' = the models' mean loss on their own segments "
-          "after the epoch (same start, different shuffles: close, not equal);\n'other' = share of the "
-          "machine's CPU that other processes (or hypervisor steal) used while the contender was timed")
+    print(
+        f"  other processes' CPU share while measuring: {' / '.join(fmt(p.foreign_load, '.0%') for p in peaks)}; "
+        f"peak = {peak.best:.1f} GFLOP/s (the higher)"
+    )
+    print(
+        "training FLOP = 6 x weights x 60,000 samples; prediction FLOP = 2 x weights x rows x models; "
+        "'segfast x' = contender time / segfast time;\n'loss' = the models' mean loss on their own segments "
+        "after the epoch (same start, different shuffles: close, not equal);\n'other' = share of the "
+        "machine's CPU that other processes (or hypervisor steal) used while the contender was timed"
+    )
     for name, rs in results.items():
         print(f"\n{WORKLOADS[name].describe()}")
         if rs:
             print_results(WORKLOADS[name], rs, peak.best)
         if name == "W3" and memory is not None:
-            print(f"  W3 segfast peak RSS in a fresh process: {memory['peak_rss'] / MB:.0f} MB (VmHWM); target "
-                  f"data {memory['data_bytes'] / MB:.0f} MB + 3 x params {memory['param_bytes'] / MB:.0f} MB "
-                  f"+ 100 MB = {memory['target'] / MB:.0f} MB: {'PASS' if memory['pass'] else 'FAIL'}")
+            print(
+                f"  W3 segfast peak RSS in a fresh process: {memory['peak_rss'] / MB:.0f} MB (VmHWM); target "
+                f"data {memory['data_bytes'] / MB:.0f} MB + 3 x params {memory['param_bytes'] / MB:.0f} MB "
+                f"+ 100 MB = {memory['target'] / MB:.0f} MB: {'PASS' if memory['pass'] else 'FAIL'}"
+            )
 
     rows = targets({k: v for k, v in results.items() if v}, peak.best, memory)
     print("\ntargets")
     table = Table([("  target", 44, "<"), ("measured", 22, ">"), ("", 12, "<")])
     for what, measured, ok in rows:
         table.row("  " + what, measured, {True: "PASS", False: "FAIL", None: "not measured"}[ok])
-    busy = [f"{name} {r.contender} {r.timing.foreign_load:.0%}" for name, rs in results.items() for r in rs
-            if r.timing.foreign_load is not None and r.timing.foreign_load > BUSY_WARNING]
+    busy = [
+        f"{name} {r.contender} {r.timing.foreign_load:.0%}"
+        for name, rs in results.items()
+        for r in rs
+        if r.timing.foreign_load is not None and r.timing.foreign_load > BUSY_WARNING
+    ]
     if busy:
-        print(f"\nWARNING: other processes used > {BUSY_WARNING:.0%} of the CPU during: {', '.join(busy)}; "
-              "those timings are not clean, rerun on a quiet machine")
+        print(
+            f"\nWARNING: other processes used > {BUSY_WARNING:.0%} of the CPU during: {', '.join(busy)}; "
+            "those timings are not clean, rerun on a quiet machine"
+        )
     if skipped:
         print(f"\nWARNING: skipped to stay within --budget {args.budget:.0f} s: {', '.join(skipped)}")
     elapsed = time.perf_counter() - started
     print(f"\nall checks {'passed' if checks_ok else 'DID NOT pass'}; total {elapsed:.0f} s")
 
     if args.json:
-        out = {"machine": {"cpu": cpu_name(), "cores": threads, "segfast": segfast_build(),
-                           "kernel": segfast._core.gemm_kernel(),
-                           "torch": getattr(torch, "__version__", None), "jax": getattr(jax, "__version__", None)},
-               "peak_gflops": {"best": peak.best, "blas": peak.blas,
-                               "measurements": [{"numpy": p.numpy, "torch": p.torch,
-                                                 "other_processes_cpu_share": p.foreign_load} for p in peaks]},
-               "repeats": repeats, "checks_passed": checks_ok, "w3_memory": memory, "skipped": skipped,
-               "workloads": {name: {"description": WORKLOADS[name].describe(),
-                                    "results": [r.to_json(peak.best, rs[0].timing.median) for r in rs]}
-                             for name, rs in results.items() if rs},
-               "targets": [{"target": w, "measured": m, "pass": ok} for w, m, ok in rows],
-               "total_seconds": elapsed}
+        out = {
+            "machine": {
+                "cpu": cpu_name(),
+                "cores": threads,
+                "segfast": segfast_build(),
+                "kernel": segfast._core.gemm_kernel(),
+                "torch": getattr(torch, "__version__", None),
+                "jax": getattr(jax, "__version__", None),
+            },
+            "peak_gflops": {
+                "best": peak.best,
+                "blas": peak.blas,
+                "measurements": [
+                    {"numpy": p.numpy, "torch": p.torch, "other_processes_cpu_share": p.foreign_load} for p in peaks
+                ],
+            },
+            "repeats": repeats,
+            "checks_passed": checks_ok,
+            "w3_memory": memory,
+            "skipped": skipped,
+            "workloads": {
+                name: {
+                    "description": WORKLOADS[name].describe(),
+                    "results": [r.to_json(peak.best, rs[0].timing.median) for r in rs],
+                }
+                for name, rs in results.items()
+                if rs
+            },
+            "targets": [{"target": w, "measured": m, "pass": ok} for w, m, ok in rows],
+            "total_seconds": elapsed,
+        }
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"wrote {args.json}")
     return 0 if checks_ok else 1

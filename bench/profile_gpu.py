@@ -5,24 +5,24 @@
 Trains one warm-up epoch, then profiles one epoch of each workload of bench_gpu.py and prints
 the device time of each kernel, against the epoch's wall time.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import segfast  # noqa: E402
-from _common import load_fashion_mnist  # noqa: E402
-from bench_gpu import BATCH, LR, SEED, WORKLOADS  # noqa: E402
+import segfast
+from _common import load_fashion_mnist
+from bench_gpu import BATCH, LR, SEED, WORKLOADS
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default="W3,W5")
-    parser.add_argument("--plain", action="store_true",
-                        help="no torch profiler: two epochs of each, for an outside profiler (ncu)")
+    parser.add_argument(
+        "--plain", action="store_true", help="no torch profiler: two epochs of each, for an outside profiler (ncu)"
+    )
     args = parser.parse_args()
     if args.plain:
         data = load_fashion_mnist()
@@ -34,6 +34,7 @@ def main() -> int:
         return 0
     import torch
     from torch.profiler import ProfilerActivity, profile
+
     torch.cuda.init()
     data = load_fashion_mnist()
     for key in args.workloads.split(","):
@@ -52,11 +53,14 @@ def main() -> int:
         segfast.train(stack, data.X_train, data.y_train, seg, epochs=1, batch_size=BATCH, lr=LR, device="cuda")
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             start = time.perf_counter()
-            hist = segfast.train(stack, data.X_train, data.y_train, seg, epochs=1, batch_size=BATCH, lr=LR,
-                                 device="cuda")
+            hist = segfast.train(
+                stack, data.X_train, data.y_train, seg, epochs=1, batch_size=BATCH, lr=LR, device="cuda"
+            )
             call = time.perf_counter() - start
-        print(f"\n{wl.name} {'-'.join(map(str, wl.dims))} x {wl.n_models}: epoch {1e3 * hist.seconds[0]:.1f} ms "
-              f"of a {1e3 * call:.1f} ms call (the rest: uploads and the final download)")
+        print(
+            f"\n{wl.name} {'-'.join(map(str, wl.dims))} x {wl.n_models}: epoch {1e3 * hist.seconds[0]:.1f} ms "
+            f"of a {1e3 * call:.1f} ms call (the rest: uploads and the final download)"
+        )
         print_kernels(torch, prof)
     return 0
 

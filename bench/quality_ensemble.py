@@ -7,6 +7,7 @@ the segment models never saw: part of their gain is that extra labelled data.
 
     python bench/quality_ensemble.py [--seeds 0 1 2] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,13 +63,21 @@ def run(seeds):
                 if label == "soft vote":
                     contested.append(float(np.mean(ens.agreement(split.X_test) < 0.5)))
         summary = {label: 100 * float(np.mean(v)) for label, v in scores.items()}
-        results.append({"setting": name, "test_accuracy_pct": summary,
-                        "per_seed": {k: [100 * x for x in v] for k, v in scores.items()},
-                        "seconds": seconds, "share_contested": contested})
+        results.append(
+            {
+                "setting": name,
+                "test_accuracy_pct": summary,
+                "per_seed": {k: [100 * x for x in v] for k, v in scores.items()},
+                "seconds": seconds,
+                "share_contested": contested,
+            }
+        )
         print(f"\n{name} ({len(seeds)} seeds)")
         for label, value in summary.items():
-            print(f"  {label:<34} {value:6.2f}%  (+-{100 * np.std(scores[label]):.2f})  "
-                  f"{seconds[label] / len(seeds):6.2f} s fit+predict")
+            print(
+                f"  {label:<34} {value:6.2f}%  (+-{100 * np.std(scores[label]):.2f})  "
+                f"{seconds[label] / len(seeds):6.2f} s fit+predict"
+            )
         print(f"  test rows where under half the models agree with the soft vote: {100 * np.mean(contested):.1f}%")
     return results
 

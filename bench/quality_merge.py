@@ -6,6 +6,7 @@ test = the official 10,000 test images. REPAIR calibrates on 5,000 random traini
 
     python bench/quality_merge.py [--seeds 0 1 2] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,20 +19,58 @@ import segfast
 
 SETTINGS = [
     # name, dims, N, scheme, init, merges: list of (label, merge kwargs)
-    ("N=10 IID, shared init", [784, 128, 10], 10, "iid", "shared",
-     [("uniform", {}), ("rank", {"method": "rank"}), ("greedy", {"method": "greedy"})]),
-    ("N=10 IID, independent init", [784, 128, 10], 10, "iid", "independent",
-     [("uniform", {}), ("align", {"align": True}), ("align+repair", {"align": True, "repair": True}),
-      ("align+repair+rescale", {"align": True, "repair": True, "rescale": True}),
-      ("rank", {"method": "rank"}), ("cluster-best", {"method": "cluster-best", "align": True}),
-      ("median+align", {"method": "median", "align": True})]),
-    ("N=50 IID, independent init", [784, 128, 10], 50, "iid", "independent",
-     [("uniform", {}), ("align+repair", {"align": True, "repair": True})]),
-    ("N=10 Dirichlet(0.5), shared init", [784, 128, 10], 10, "dirichlet", "shared",
-     [("uniform", {}), ("size-weighted", {"method": "weighted", "weights": "sizes"}),
-      ("align+size-weighted+repair", {"method": "weighted", "weights": "sizes", "align": True, "repair": True})]),
-    ("784-512-512-10, N=10 IID, independent init", [784, 512, 512, 10], 10, "iid", "independent",
-     [("uniform", {}), ("align+repair", {"align": True, "repair": True})]),
+    (
+        "N=10 IID, shared init",
+        [784, 128, 10],
+        10,
+        "iid",
+        "shared",
+        [("uniform", {}), ("rank", {"method": "rank"}), ("greedy", {"method": "greedy"})],
+    ),
+    (
+        "N=10 IID, independent init",
+        [784, 128, 10],
+        10,
+        "iid",
+        "independent",
+        [
+            ("uniform", {}),
+            ("align", {"align": True}),
+            ("align+repair", {"align": True, "repair": True}),
+            ("align+repair+rescale", {"align": True, "repair": True, "rescale": True}),
+            ("rank", {"method": "rank"}),
+            ("cluster-best", {"method": "cluster-best", "align": True}),
+            ("median+align", {"method": "median", "align": True}),
+        ],
+    ),
+    (
+        "N=50 IID, independent init",
+        [784, 128, 10],
+        50,
+        "iid",
+        "independent",
+        [("uniform", {}), ("align+repair", {"align": True, "repair": True})],
+    ),
+    (
+        "N=10 Dirichlet(0.5), shared init",
+        [784, 128, 10],
+        10,
+        "dirichlet",
+        "shared",
+        [
+            ("uniform", {}),
+            ("size-weighted", {"method": "weighted", "weights": "sizes"}),
+            ("align+size-weighted+repair", {"method": "weighted", "weights": "sizes", "align": True, "repair": True}),
+        ],
+    ),
+    (
+        "784-512-512-10, N=10 IID, independent init",
+        [784, 512, 512, 10],
+        10,
+        "iid",
+        "independent",
+        [("uniform", {}), ("align+repair", {"align": True, "repair": True})],
+    ),
 ]
 
 
@@ -74,9 +113,16 @@ def run(seeds, only=None):
                     info["silhouette"].append(details["silhouette"])
         seconds = time.perf_counter() - start
         summary = {label: 100 * float(np.mean(v)) for label, v in rows.items()}
-        results.append({"setting": name, "seeds": list(seeds), "test_accuracy_pct": summary,
-                        "per_seed": {k: [100 * float(x) for x in v] for k, v in rows.items()},
-                        "silhouette": info["silhouette"], "seconds": seconds})
+        results.append(
+            {
+                "setting": name,
+                "seeds": list(seeds),
+                "test_accuracy_pct": summary,
+                "per_seed": {k: [100 * float(x) for x in v] for k, v in rows.items()},
+                "silhouette": info["silhouette"],
+                "seconds": seconds,
+            }
+        )
         print(f"\n{name}  ({len(seeds)} seeds, {seconds:.0f} s)")
         for label, value in summary.items():
             spread = 100 * np.std(rows[label])

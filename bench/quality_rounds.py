@@ -6,6 +6,7 @@ every round (evaluation only: no decision of the run looks at it).
 
     python bench/quality_rounds.py [--seeds 0 1 2] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,18 +40,40 @@ def run(seeds, only=None):
             segs = segfast.segment(split.y_train, n, scheme, alpha=0.5, seed=seed)
             start = segfast.MLPStack([784, 128, 10], 1, seed=seed)
             t = time.perf_counter()
-            result = segfast.rounds(start, split.X_train, split.y_train, segs, rounds=20, local_epochs=local,
-                                    merge="weighted", eval=split.test, seed=seed, progress=False, lr=0.05,
-                                    batch_size=32, **extra)
+            result = segfast.rounds(
+                start,
+                split.X_train,
+                split.y_train,
+                segs,
+                rounds=20,
+                local_epochs=local,
+                merge="weighted",
+                eval=split.test,
+                seed=seed,
+                progress=False,
+                lr=0.05,
+                batch_size=32,
+                **extra,
+            )
             seconds.append(time.perf_counter() - t)
             curves.append([100 * h["global_accuracy"] for h in result.history])
         curves = np.array(curves)
         mean = curves.mean(axis=0)
         reach = [int(np.argmax(c >= 85.0)) + 1 if (c >= 85.0).any() else None for c in curves]
-        out.append({"setting": name, "final_mean": float(mean[-1]), "final_per_seed": curves[:, -1].tolist(),
-                    "curve_mean": mean.tolist(), "rounds_to_85": reach, "seconds": seconds})
-        print(f"{name:<46} round 20: {mean[-1]:6.2f}%  (seeds {np.round(curves[:, -1], 2).tolist()})  "
-              f"rounds to 85%: {reach}  best {mean.max():.2f}%  {np.mean(seconds):.0f} s/run")
+        out.append(
+            {
+                "setting": name,
+                "final_mean": float(mean[-1]),
+                "final_per_seed": curves[:, -1].tolist(),
+                "curve_mean": mean.tolist(),
+                "rounds_to_85": reach,
+                "seconds": seconds,
+            }
+        )
+        print(
+            f"{name:<46} round 20: {mean[-1]:6.2f}%  (seeds {np.round(curves[:, -1], 2).tolist()})  "
+            f"rounds to 85%: {reach}  best {mean.max():.2f}%  {np.mean(seconds):.0f} s/run"
+        )
     return out
 
 
