@@ -257,3 +257,29 @@ def test_dataset_is_frozen():
     ds = load_default()
     with pytest.raises(AttributeError):
         ds.name = "other"
+
+
+def test_shard_names_stay_reachable_from_datasets():
+    # the shard files moved to segfast.shards; code written against segfast.datasets still runs
+    from segfast import shards
+    from segfast.datasets import Shards, load_shards, save_shards, segment_rows
+
+    assert (Shards, load_shards, save_shards, segment_rows) == (
+        shards.Shards, shards.load_shards, shards.save_shards, shards.segment_rows)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = datasets.nothing
+
+
+def test_datasets_loads_alone_outside_the_package():
+    # tools/make_default_data.py reads IDX files with this file before the extension is built
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("segfast_datasets_alone", datasets.__file__)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        assert module.read_idx.__module__ == "segfast_datasets_alone"
+    finally:
+        del sys.modules[spec.name]

@@ -1,7 +1,7 @@
 """segfast: train many small MLPs at once, one per data segment, in a C++ core."""
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import _core, datasets, distributed, schedule
+from . import _core, datasets, distributed, schedule, shards
 from ._device import cuda_available
 from .align import align
 from .cluster import Clustering, cluster, weight_map
@@ -34,7 +34,7 @@ has_cuda: bool = _core.has_cuda  # this build has the CUDA path (cuda_available(
 
 __all__ = [
     "MLPStack", "Segments", "Split", "History", "Evaluation",
-    "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets", "distributed",
+    "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets", "shards", "distributed",
     "merge", "align", "cluster", "weight_map", "Clustering", "Ensemble", "rounds", "RoundsResult", "schedule",
     "SegmentClassifier",
     "has_openmp", "has_cuda", "cuda_available", "__version__",
