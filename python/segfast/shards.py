@@ -24,6 +24,7 @@ __all__ = ["Shards", "save_shards", "load_shards", "segment_rows"]
 
 _SHARD_FORMAT = "segfast.shards/1"
 _MANIFEST = "manifest.json"
+_WHOLE = ("X", "y", "segments")  # what the manifest's fingerprints are of: the whole data, as rounds records it
 
 
 def segment_rows(X, y, segments, first: int, stop: int):
@@ -144,9 +145,8 @@ def save_shards(X, y, segments, directory, shard_size=None) -> Shards:
         np.savez(buf, **dict(zip(("X", "y", "order", "offsets"), arrays)))
         write_atomic(path / name, buf.getvalue())
         files.append((name, fingerprint(*arrays)))
-    shards = Shards(path, bounds, segments.sizes.copy(), X.shape[1], int(y.max()) + 1,
-                    {"X": fingerprint(X), "y": fingerprint(y), "segments": fingerprint(segments.order, segments.offsets)},
-                    tuple(files))
+    whole = dict(zip(_WHOLE, (fingerprint(X), fingerprint(y), fingerprint(segments.order, segments.offsets))))
+    shards = Shards(path, bounds, segments.sizes.copy(), X.shape[1], int(y.max()) + 1, whole, tuple(files))
     manifest = {"format": _SHARD_FORMAT, "bounds": bounds.tolist(), "sizes": shards.sizes.tolist(),
                 "n_features": shards.n_features, "n_labels": shards.n_labels, "fingerprints": shards.fingerprints,
                 "files": [list(f) for f in files]}
@@ -181,7 +181,7 @@ def load_shards(directory) -> Shards:
         raise ValueError(f"{file}: bounds must rise strictly, but bounds[{i}] = {bounds[i]} follows {bounds[i - 1]}")
     n_features, n_labels = _manifest_int(m, "n_features", file, 1), _manifest_int(m, "n_labels", file, 1)
     fingerprints = _manifest_field(m, "fingerprints", file)
-    if not isinstance(fingerprints, dict) or not all(isinstance(fingerprints.get(k), str) for k in ("X", "y", "segments")):
+    if not isinstance(fingerprints, dict) or not all(isinstance(fingerprints.get(k), str) for k in _WHOLE):
         raise ValueError(f"{file}: fingerprints must map 'X', 'y' and 'segments' to strings, got {fingerprints!r}")
     files = _manifest_field(m, "files", file)
     if (not isinstance(files, list) or len(files) != len(bounds) - 1
