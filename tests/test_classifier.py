@@ -30,6 +30,13 @@ def test_refuses_bad_input():
         SegmentClassifier().predict(X)
 
 
+def test_parameters_are_keyword_only():
+    # as scikit-learn's estimators: SegmentClassifier(10, (64,)) would read as anything
+    with pytest.raises(TypeError, match="positional"):
+        SegmentClassifier(5)
+    assert SegmentClassifier(n_segments=5).get_params()["n_segments"] == 5
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(n_segments=2, hidden=(16,), local_epochs=20),
     dict(n_segments=2, hidden=(16,), local_epochs=20, rounds=2, combine="ensemble", ensemble="stacking"),

@@ -231,11 +231,24 @@ def test_sklearn_conventions(setup):
         ens.set_params(colour="red")
 
 
-@pytest.mark.parametrize("method", ["stacking", "competence"])
+@pytest.mark.parametrize("method", ["stacking", "competence", "weighted"])
 def test_predict_before_fit(setup, method):
     stack, _, _, _, test = setup
     with pytest.raises(segfast.ensemble.NotFittedError, match="call fit"):
         Ensemble(stack, method).predict(test[0])
+
+
+def test_which_methods_learn_from_validation_rows(setup):
+    from segfast.ensemble import METHODS, learns_from_rows
+
+    stack, _, _, _, test = setup
+    assert {m: learns_from_rows(m) for m in METHODS} == {
+        "hard": False, "soft": False, "weighted": True, "stacking": True, "competence": True}
+    assert not learns_from_rows("weighted", weights=[1] * 6)  # given weights: nothing to learn
+    assert not learns_from_rows("vote") and not learns_from_rows(["soft"])  # the constructor refuses these
+    for method in ("hard", "soft"):
+        assert Ensemble(stack, method).predict(test[0]).shape == (len(test[0]),)
+    assert Ensemble(stack, "weighted", weights=[1] * 6).predict(test[0]).shape == (len(test[0]),)
 
 
 @pytest.mark.parametrize("kwargs,call,error,match", [
@@ -268,7 +281,7 @@ def test_ensemble_bad_input(setup, kwargs, call, error, match):
 
 
 def test_ensemble_is_a_scikit_learn_classifier_and_refuses_a_misspelt_method(rng):
-    sklearn = pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn")
     from sklearn.base import clone, is_classifier
     from sklearn.model_selection import cross_val_score
     X, y = blobs(rng, n=300, d=10, classes=3)

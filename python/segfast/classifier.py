@@ -9,7 +9,7 @@ import numpy as np
 
 from ._params import ParamsMixin
 from ._validate import as_features
-from .ensemble import Ensemble, NotFittedError
+from .ensemble import Ensemble, NotFittedError, learns_from_rows
 from .predict import predict_proba
 from .rounds import rounds as run_rounds
 from .segments import segment
@@ -43,7 +43,7 @@ class SegmentClassifier(*_BASES):
     trains and predicts on an NVIDIA GPU.
     """
 
-    def __init__(self, n_segments=10, hidden=(128,), combine="merge", rounds=1, local_epochs=5, scheme="iid",
+    def __init__(self, *, n_segments=10, hidden=(128,), combine="merge", rounds=1, local_epochs=5, scheme="iid",
                  alpha=0.5, merge="uniform", ensemble="soft", lr=0.05, batch_size=32, momentum=0.0,
                  weight_decay=0.0, validation_fraction=0.1, seed=0, n_jobs=-1, device="cpu"):
         self.n_segments = n_segments
@@ -84,7 +84,7 @@ class SegmentClassifier(*_BASES):
         if len(self.classes_) < 2:
             raise ValueError(f"SegmentClassifier needs at least 2 classes in y, got 1 class ({self.classes_[0]!r})")
         self.n_features_in_ = X.shape[1]
-        needs_val = self.combine == "ensemble" and self.ensemble in ("weighted", "stacking", "competence")
+        needs_val = self.combine == "ensemble" and learns_from_rows(self.ensemble)
         rows = np.random.default_rng(self.seed).permutation(len(X))
         n_val = int(round(self.validation_fraction * len(X))) if needs_val else 0
         val_rows, train_rows = rows[:n_val], np.sort(rows[n_val:])
