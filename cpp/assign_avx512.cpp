@@ -2,11 +2,11 @@
 // path as a dense Dijkstra, where one pass over the 8-double lanes both relaxes every open
 // column and finds the next closest one. The scalar version walks a column list one entry at
 // a time; on weight matching's 512 x 512 problems this pass is the solver's whole cost.
-// Compiled alone with AVX-512 enabled, like gemm_avx512.cpp, and without the standard library.
-#include "assign.h"
-
-#if defined(__AVX512F__) && defined(__AVX512VL__)
+// Compiled alone with AVX-512 enabled, like gemm_avx512.cpp, and without the standard library;
+// only in builds with SEGFAST_WITH_AVX512, and run only when dispatch.cpp picks the AVX-512 set.
 #include <immintrin.h>
+
+#include "kernel_sets.h"
 
 namespace segfast {
 
@@ -79,10 +79,6 @@ int relax_and_argmin(const float* si, const double* v, double* d, int* pred, con
 }
 
 }  // namespace
-
-bool assign_avx512_supported() {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-}
 
 double min_reduced_cost_avx512(const float* si, const double* v, int n) {
     __m512d best0 = _mm512_set1_pd(__builtin_inf()), best1 = best0;
@@ -205,15 +201,3 @@ void augment_avx512(const float* score, int n, double* v, int* row_sol, int* col
 }
 
 }  // namespace segfast
-
-#else
-
-namespace segfast {
-bool assign_avx512_supported() { return false; }
-double min_reduced_cost_avx512(const float*, const double*, int) { return 0.0; }
-void column_minima_avx512(const float*, const double*, int, double*) {}
-void two_smallest_avx512(const float*, const double*, int, double*, int*, double*, int*) {}
-void augment_avx512(const float*, int, double*, int*, int*, int, double*, int*, int*, unsigned char*) {}
-}  // namespace segfast
-
-#endif

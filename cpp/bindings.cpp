@@ -16,8 +16,8 @@
 #include "align.h"
 #include "arch.h"
 #include "combine.h"
+#include "dispatch.h"
 #include "finite.h"
-#include "gemm.h"
 #include "kmeans.h"
 #include "knn.h"
 #include "predict.h"
@@ -329,7 +329,7 @@ PYBIND11_MODULE(_core, mod) {
 #endif
     mod.def("available_threads", &available_threads);
     mod.def("resolve_threads", &resolve_threads, py::arg("n_jobs"));
-    mod.def("gemm_kernel", [] { return std::string(gemm_kernel_name()); });
+    mod.def("gemm_kernel", [] { return std::string(cpu_kernels().name); });
     mod.def("n_params", [](const std::vector<int>& dims) { return arch_of(dims).n_params; }, py::arg("dims"));
     mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"),
             py::arg("anchor"), py::arg("prox"), py::arg("X"),

@@ -8,6 +8,7 @@
 
 #include "assign.h"
 #include "finite.h"
+#include "dispatch.h"
 #include "gemm.h"
 #include "py_arrays.h"
 
@@ -63,7 +64,7 @@ void gemm_py(py::handle a_obj, py::handle b_obj, py::handle c_obj, bool trans_a,
         throw py::value_error("epilogue must be 'store', 'add', 'bias', 'bias_relu' or 'sgd', got '" + epilogue + "'");
     }
     py::gil_scoped_release release;
-    if (reference) gemm_reference(e, g);
+    if (reference) reference_kernels().gemm(e, g);
     else gemm(e, g);
 }
 
@@ -101,7 +102,7 @@ py::array_t<float> transpose_py(py::handle a_obj, bool reference) {
     auto a = expect<float>(a_obj, "a", {-1, -1});
     const int rows = static_cast<int>(a.shape(0)), cols = static_cast<int>(a.shape(1));
     py::array_t<float> out({a.shape(1), a.shape(0)});
-    auto fn = reference ? &transpose_reference : &transpose;
+    auto fn = reference ? reference_kernels().transpose : &transpose;
     fn(a.data(), cols, rows, cols, out.mutable_data(), rows);
     return out;
 }
@@ -113,7 +114,7 @@ void bind_testing(py::module_& testing) {
                 py::arg("epilogue") = "store", py::arg("bias") = py::none(), py::arg("velocity") = py::none(),
                 py::arg("lr") = 0.f, py::arg("momentum") = 0.f, py::arg("weight_decay") = 0.f,
                 py::arg("anchor") = py::none(), py::arg("prox") = 0.f, py::arg("reference") = false,
-                "c = epilogue(a @ b) or epilogue(a.T @ b) in place, through gemm() or gemm_reference().");
+                "c = epilogue(a @ b) or epilogue(a.T @ b) in place, through gemm() or the reference kernel.");
     testing.def("transpose", &transpose_py, py::arg("a"), py::arg("reference") = false,
                 "a.T through the packing kernel.");
     testing.def("max_assignment", &max_assignment_py, py::arg("score"), py::arg("reference") = false,

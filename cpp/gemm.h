@@ -10,8 +10,8 @@
 //   Sgd      c is a weight matrix W and acc its gradient; one SGD step in place:
 //            g = acc + wd * W [+ prox * (W - anchor)];  v = momentum * v + g (if velocity);
 //            W -= lr * (v or g). The proximal term (FedProx) pulls W toward anchor.
-// Two implementations: gemm_reference (plain loops: the test oracle and the fallback) and
-// an AVX-512 register-blocked kernel, picked once at run time by the CPU's features.
+// Two implementations (kernel_sets.h): gemm_reference (plain loops: the test oracle and the
+// fallback) and an AVX-512 register-blocked kernel, picked once at run time (dispatch.h).
 #pragma once
 #include <cstddef>
 
@@ -45,18 +45,9 @@ struct GemmArgs {
 constexpr int kGemmStrip = 64;
 
 void gemm(Epilogue epilogue, const GemmArgs& args);
-void gemm_reference(Epilogue epilogue, const GemmArgs& args);
-bool gemm_avx512_supported();
-void gemm_avx512(Epilogue epilogue, const GemmArgs& args);
 
 // Packs an operand the other way round: out[i * ld_out + p] = in[p * ld_in + i] for p < rows,
 // i < cols (the products read A a row at a time; weights store a unit as a column).
 void transpose(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out);
-void transpose_reference(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out,
-                         std::ptrdiff_t ld_out);
-void transpose_avx512(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out);
-
-// Name of the kernel gemm() dispatches to on this CPU: "avx512" or "reference".
-const char* gemm_kernel_name();
 
 }  // namespace segfast

@@ -8,12 +8,12 @@
 // into blocks of 128 (B's tile column in L1) was slower (W4 1.05 s against 0.98 s): B streams
 // from L2 fast enough, and the partial sums cost more than they saved.
 //
-// CMake compiles this file alone with -mavx512f; it must not use the standard library, whose
-// inline functions instantiated here could be picked by the linker for other files.
-#include "gemm.h"
-
-#if defined(__AVX512F__)
+// CMake compiles this file alone with AVX-512 enabled, and only in builds with SEGFAST_WITH_AVX512;
+// it must not use the standard library, whose inline functions instantiated here could be picked
+// by the linker for other files. dispatch.cpp runs it only on CPUs with every feature it is built for.
 #include <immintrin.h>
+
+#include "kernel_sets.h"
 
 namespace segfast {
 
@@ -177,8 +177,6 @@ void transpose_block(const float* in, std::ptrdiff_t ld_in, int rows, int cols, 
 
 }  // namespace
 
-bool gemm_avx512_supported() { return __builtin_cpu_supports("avx512f"); }
-
 void transpose_avx512(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out) {
     for (int p0 = 0; p0 < rows; p0 += 16)
         for (int i0 = 0; i0 < cols; i0 += 16)
@@ -196,15 +194,3 @@ void gemm_avx512(Epilogue epilogue, const GemmArgs& g) {
 }
 
 }  // namespace segfast
-
-#else  // no AVX-512 compiler support: the dispatcher never picks this kernel
-
-namespace segfast {
-bool gemm_avx512_supported() { return false; }
-void gemm_avx512(Epilogue epilogue, const GemmArgs& g) { gemm_reference(epilogue, g); }
-void transpose_avx512(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out) {
-    transpose_reference(in, ld_in, rows, cols, out, ld_out);
-}
-}  // namespace segfast
-
-#endif

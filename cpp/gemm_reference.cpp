@@ -2,7 +2,7 @@
 // kernel on CPUs without AVX-512. Accumulates in float, in the same k order as the fast one.
 #include <vector>
 
-#include "gemm.h"
+#include "kernel_sets.h"
 
 namespace segfast {
 
