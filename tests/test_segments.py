@@ -197,7 +197,7 @@ def test_by_label_too_few_rows_for_its_segments():
 
 def test_segment_errors():
     y = labels(n=20)
-    with pytest.raises(ValueError, match="n_segments must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="n_segments must be an integer >= 1 and <= 2147483647, got 0"):
         segment(y, 0)
     with pytest.raises(ValueError, match="n_segments must be an int"):
         segment(y, 2.0)
@@ -214,9 +214,9 @@ def test_segment_errors():
     with pytest.raises(ValueError, match="labels >= 0, found -1"):
         segment(np.array([0, -1, 2]), 2)
     for alpha in (0, -1.0, np.inf, np.nan):
-        with pytest.raises(ValueError, match="alpha must be finite and > 0"):
+        with pytest.raises(ValueError, match="alpha must be a finite number"):
             segment(y, 2, "dirichlet", alpha=alpha)
-    with pytest.raises(ValueError, match="min_size must be >= 0"):
+    with pytest.raises(ValueError, match="min_size must be an integer >= 0, got -1"):
         segment(y, 2, min_size=-1)
 
 

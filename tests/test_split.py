@@ -73,11 +73,11 @@ def test_holdout_errors():
         holdout(X, y[:99])
     with pytest.raises(ValueError, match="y is required"):
         holdout(X)
-    with pytest.raises(ValueError, match="val must be a non-negative int, got -1"):
+    with pytest.raises(ValueError, match="val must be an integer >= 0, got -1"):
         holdout(X, y, val=-1)
-    with pytest.raises(ValueError, match="test must be a non-negative int"):
+    with pytest.raises(ValueError, match="test must be an integer >= 0, got 2.5"):
         holdout(X, y, test=2.5)
-    with pytest.raises(ValueError, match="val must be a non-negative int"):
+    with pytest.raises(ValueError, match="val must be an integer >= 0, got True"):
         holdout(X, y, val=True)
     with pytest.raises(ValueError, match=r"val \+ test = 60 \+ 40 = 100 .* n = 100"):
         holdout(X, y, val=60, test=40)

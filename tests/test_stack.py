@@ -106,6 +106,40 @@ def test_from_params_checks_shape():
         MLPStack.from_params([4, 3, 2], np.zeros((2, 22)))
 
 
+def test_wrap_shares_the_buffer_and_checks_it():
+    buffer = MLPStack([4, 3, 2], n_models=5, seed=0).params
+    before = buffer.copy()
+    stack = MLPStack._wrap([4, 3, 2], buffer[1:4])  # rows of a larger buffer, as distributed's workers hold
+    assert stack.dims == (4, 3, 2) and stack.n_models == 3 and not stack.diverged.any()
+    assert np.shares_memory(stack.params, buffer)
+    X = np.random.default_rng(0).random((6, 4), dtype=np.float32)
+    segfast.train(stack, X, np.array([0, 1] * 3), [np.arange(6)] * 3, epochs=1)
+    assert not np.array_equal(buffer[1:4], before[1:4])  # trained in place ...
+    np.testing.assert_array_equal(buffer[[0, 4]], before[[0, 4]])  # ... in its own rows only
+    with pytest.raises(ValueError, match=r"float32 of shape \(n_models, 23\)"):
+        MLPStack._wrap([4, 3, 2], np.zeros((2, 23)))  # float64: wrapping would need a copy
+    with pytest.raises(ValueError, match=r"got float32 of shape \(2, 22\)"):
+        MLPStack._wrap([4, 3, 2], np.zeros((2, 22), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        MLPStack._wrap([4, 3, 2], np.zeros((23, 2), np.float32).T)
+    with pytest.raises(TypeError, match="numpy array"):
+        MLPStack._wrap([4, 3, 2], [[0.0] * 23])
+    with pytest.raises(ValueError, match="every width in dims"):
+        MLPStack._wrap([4, 0, 2], buffer)
+
+
+def test_indices_are_checked_as_python_indexes_them():
+    stack = MLPStack([4, 3, 2], n_models=2)
+    with pytest.raises(TypeError, match="layer must be an int, got True"):
+        stack.weights(True)
+    with pytest.raises(IndexError, match="layer -3 out of range for 2 layers"):
+        stack.biases(-3)
+    with pytest.raises(IndexError, match="model 2 out of range for a stack of 2"):
+        stack[2]
+    np.testing.assert_array_equal(stack.state_dict(-1)["2.bias"], stack.biases(1)[1])
+    np.testing.assert_array_equal(stack[np.int64(-2)].params, stack.params[:1])
+
+
 def test_predict_bad_input(rng):
     stack = MLPStack([5, 4, 3], 2)
     with pytest.raises(ValueError, match="X has 4 features, but the stack is expecting 5 features"):

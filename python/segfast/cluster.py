@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from . import _core
+from . import _core, _validate
 from ._threads import resolve_n_jobs
-from .align import _check_stack, align as align_stack
+from ._validate import check_stack, integer, positive_int
+from .align import align as align_stack
 from .stack import MLPStack
 
 
@@ -21,7 +21,7 @@ class Clustering(NamedTuple):
     scores: dict              # silhouette for each k tried (k = None)
 
 
-def cluster(stack: MLPStack, k=None, align: bool = True, seed: int = 0, k_max: int = 10,
+def cluster(stack: MLPStack, *, k=None, align: bool = True, seed: int = 0, k_max: int = 10,
             max_iter: int = 300, n_jobs: int = -1) -> Clustering:
     """k-means (k-means++ start, in C++) of the models seen as points (their parameter rows).
 
@@ -29,22 +29,18 @@ def cluster(stack: MLPStack, k=None, align: bool = True, seed: int = 0, k_max: i
     models differ by permutations that say nothing about what they learned. ``k=None`` picks k
     in 2..min(k_max, N - 1) by the best silhouette score.
     """
-    _check_stack(stack)
+    check_stack(stack)
     threads = resolve_n_jobs(n_jobs)
     n = stack.n_models
     if k is not None:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"k must be an integer >= 1 or None, got {k!r}")
+        k = integer(k, "k", minimum=1)
         if k > n:
             raise ValueError(f"k={k} is larger than the number of models ({n})")
     elif n < 3:
         raise ValueError(f"choosing k by silhouette needs at least 3 models, got {n}; pass k=")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    if isinstance(k_max, bool) or not isinstance(k_max, numbers.Integral) or k_max < 2:
-        raise ValueError(f"k_max must be an integer >= 2, got {k_max!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or not 1 <= max_iter < 2**31:
-        raise ValueError(f"max_iter must be an integer in [1, 2**31), got {max_iter!r}")
+    seed = _validate.seed(seed)
+    k_max = integer(k_max, "k_max", minimum=2)
+    max_iter = positive_int(max_iter, "max_iter")
     if not np.isfinite(stack.params).all():
         raise ValueError("the stack's parameters must be finite (NaN or inf found)")
     if align and n > 1:
@@ -63,11 +59,11 @@ def cluster(stack: MLPStack, k=None, align: bool = True, seed: int = 0, k_max: i
         k, labels, centroids = best
         score = scores[k]
     else:
-        labels, centroids, _, _ = _core.kmeans(X, int(k), seed, max_iter, threads)
-        score = _core.silhouette(_core.pairwise_distances(X, threads), labels, int(k)) if 1 < k < n else 0.0
+        labels, centroids, _, _ = _core.kmeans(X, k, seed, max_iter, threads)
+        score = _core.silhouette(_core.pairwise_distances(X, threads), labels, k) if 1 < k < n else 0.0
     if scale != 1.0:
         centroids = centroids / np.float32(scale)
-    return Clustering(labels.astype(np.int64), MLPStack.from_params(stack.dims, centroids), float(score), int(k), scores)
+    return Clustering(labels.astype(np.int64), MLPStack.from_params(stack.dims, centroids), float(score), k, scores)
 
 
 def _scaled(params: np.ndarray):
@@ -90,7 +86,7 @@ def weight_map(*stacks: MLPStack, method: str = "pca"):
     if not stacks:
         raise ValueError("weight_map needs at least one stack")
     for s in stacks:
-        _check_stack(s)
+        check_stack(s)
         if s.dims != stacks[0].dims:
             raise ValueError(f"all stacks must share one architecture: {list(s.dims)} vs {list(stacks[0].dims)}")
     if method != "pca":

@@ -2,8 +2,9 @@
 iterations with each grand epoch", in the design notes' words)."""
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
+
+from ._validate import MAX_EPOCHS, finite_float, integer
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,11 @@ class Progressive:
 
 def progressive(start: int = 1, factor: float = 2, every: int = 2, max: int = 8) -> Progressive:
     """The notes' growing local work: ``progressive()`` gives 1, 1, 2, 2, 4, 4, 8, 8, 8, ..."""
-    for name, value in (("start", start), ("every", every), ("max", max)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not isinstance(factor, numbers.Real) or factor < 1:
-        raise ValueError(f"factor must be a number >= 1, got {factor!r}")
-    return Progressive(int(start), factor, int(every), int(max))
+    start = integer(start, "start", minimum=1)
+    every = integer(every, "every", minimum=1)
+    max = integer(max, "max", minimum=1)
+    finite_float(factor, "factor", minimum=1)  # checked, kept as given: an int factor stays exact
+    return Progressive(start, factor, every, max)
 
 
 def resolve(schedule, round_index: int, name: str = "local_epochs") -> int:
@@ -40,9 +40,11 @@ def resolve(schedule, round_index: int, name: str = "local_epochs") -> int:
         value = schedule[min(round_index, len(schedule) - 1)]
     else:
         value = schedule
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= 10**6:
-        raise ValueError(f"{name} must give integers >= 1 and <= 10**6, got {value!r} for round {round_index}")
-    return int(value)
+    try:
+        return integer(value, name, 1, MAX_EPOCHS)
+    except ValueError:  # which round, too: a list or a callable gives one value per round
+        raise ValueError(f"{name} must give integers >= 1 and <= {MAX_EPOCHS}, got {value!r} for round "
+                         f"{round_index}") from None
 
 
 def describe(schedule) -> object:

@@ -8,10 +8,12 @@ in the caller's X, y.
 
 from __future__ import annotations
 
-import numbers
 import operator
 
 import numpy as np
+
+from . import _validate
+from ._validate import finite_float, integer, positive_int
 
 __all__ = ["Segments", "segment", "SCHEMES"]
 
@@ -107,10 +109,8 @@ class Segments:
 
         Returns self, so that ``segs = Segments(...).validate(len(X))`` reads naturally.
         """
-        n_rows = _as_int(n_rows, "n_rows")
-        min_size = _as_int(min_size, "min_size")
-        if n_rows < 0:
-            raise ValueError(f"n_rows must be >= 0, got {n_rows}")
+        n_rows = integer(n_rows, "n_rows", minimum=0)
+        min_size = integer(min_size, "min_size")
         sizes = self.sizes
         small = np.flatnonzero(sizes < min_size)
         if len(small):
@@ -126,15 +126,6 @@ class Segments:
                 f"segment {i} holds row index {self.order[pos]}, outside [0, {n_rows})"
             )
         return self
-
-
-def _as_int(value, name: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an int, got {value!r}") from None
 
 
 def _equal_offsets(n: int, k: int) -> np.ndarray:
@@ -234,32 +225,23 @@ def segment(y, n_segments, scheme="iid", *, alpha=0.5, seed=0, min_size=1) -> Se
         raise TypeError(f"y must hold integer labels, got dtype {y.dtype}")
     if len(y) and y.min() < 0:
         raise ValueError(f"y must hold labels >= 0, found {y.min()}")
-    k = _as_int(n_segments, "n_segments")
-    if k < 1:
-        raise ValueError(f"n_segments must be >= 1, got {k}")
+    k = positive_int(n_segments, "n_segments")
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
-    min_size = _as_int(min_size, "min_size")
-    if min_size < 0:
-        raise ValueError(f"min_size must be >= 0, got {min_size}")
+    min_size = integer(min_size, "min_size", minimum=0)
     n = len(y)
     if scheme != "replicate" and k > n:
         raise ValueError(f"n_segments = {k} exceeds the {n} rows of y (scheme {scheme!r})")
-    seed = _as_int(seed, "seed")
-    if seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_validate.seed(seed))
 
     if scheme == "iid":
         segs = Segments(rng.permutation(n), _equal_offsets(n, k))
     elif scheme == "contiguous":
         segs = Segments(np.arange(n), _equal_offsets(n, k))
     elif scheme == "dirichlet":
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        alpha = finite_float(alpha, "alpha")
+        if alpha <= 0:
             raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-        alpha = float(alpha)
-        if not (np.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"alpha must be finite and > 0, got {alpha}")
         segs = _dirichlet(y, k, alpha, min_size, rng)
     elif scheme == "by_label":
         segs = _by_label(y, k)

@@ -7,11 +7,11 @@ shuffle the rows first if the data is sorted (by class, by time, ...).
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple, Tuple
 
 import numpy as np
 
+from ._validate import integer
 from .datasets import Dataset
 
 __all__ = ["Split", "holdout"]
@@ -36,18 +36,6 @@ class Split(NamedTuple):
     @property
     def test(self) -> Tuple[np.ndarray, np.ndarray]:
         return self.X_test, self.y_test
-
-
-def _count(value, name: str) -> int:
-    if isinstance(value, bool):  # bool is an int subclass; val=True is surely a mistake
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}") from None
-    if n < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {n}")
-    return n
 
 
 def _check_xy(X, y):
@@ -81,7 +69,7 @@ def holdout(X, y=None, val: int = 5000, test: int = 5000) -> Split:
         X, y = _check_xy(ds.X_train, ds.y_train)
         if ds.X_test is not None:
             X_test, y_test = _check_xy(ds.X_test, ds.y_test)
-            val = _count(val, "val")
+            val = integer(val, "val", minimum=0)
             n_train = len(X) - val
             if n_train <= 0:
                 raise ValueError(
@@ -92,8 +80,8 @@ def holdout(X, y=None, val: int = 5000, test: int = 5000) -> Split:
         raise ValueError("y is required when X is an array")
 
     X, y = _check_xy(X, y)
-    val = _count(val, "val")
-    test = _count(test, "test")
+    val = integer(val, "val", minimum=0)
+    test = integer(test, "test", minimum=0)
     n = len(X)
     n_train = n - val - test
     if n_train <= 0:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _core
-from ._validate import npz_array, npz_header, npz_open
+from . import _core, _validate
+from ._validate import integer, npz_array, npz_header, npz_open
 
 _FORMAT = "segfast.MLPStack/1"
 # More parameters per model than this (4 TiB of float32) is a forged or mistyped architecture;
@@ -31,14 +31,15 @@ def _check_dims(dims) -> tuple[int, ...]:
         raise TypeError(f"dims must be a sequence of layer widths like [784, 128, 10], got {dims!r}") from None
     if len(dims) < 2:
         raise ValueError(f"dims needs at least an input and an output width, got {list(dims)}")
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
-            raise ValueError(f"every width in dims must be an integer >= 1, got {list(dims)}")
-        if d > _MAX_WIDTH:
-            raise ValueError(f"every width in dims must be <= {_MAX_WIDTH}, got {list(dims)}")
-    if dims[-1] < 2:
-        raise ValueError(f"the output width (classes) must be >= 2, got {dims[-1]}")
-    dims = tuple(int(d) for d in dims)
+    try:
+        widths = tuple(integer(d, "dims", minimum=1) for d in dims)
+    except ValueError:
+        raise ValueError(f"every width in dims must be an integer >= 1, got {list(dims)}") from None
+    if max(widths) > _MAX_WIDTH:
+        raise ValueError(f"every width in dims must be <= {_MAX_WIDTH}, got {list(dims)}")
+    if widths[-1] < 2:
+        raise ValueError(f"the output width (classes) must be >= 2, got {widths[-1]}")
+    dims = widths
     count = _param_count(dims)
     if count > _MAX_PARAMS:
         raise ValueError(f"dims {list(dims)} give {count} parameters per model, more than 2**40: "
@@ -62,6 +63,17 @@ def _check_save_path(path: Path) -> None:
         raise ValueError(f"path {path} exists and is not a regular file; save needs a file name")
     if not path.parent.is_dir():
         raise ValueError(f"path {path}: its folder {path.parent} does not exist (or is not a folder)")
+
+
+def _index(value, name: str, n: int, of: str) -> int:  # TODO(_validate): index(value, name, n, of)
+    """An index into n things, negative from the end, in [0, n): a TypeError where it is no integer
+    (a bool too: numpy would read it as a mask and add an axis), an IndexError out of range, as
+    Python's own indexing."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not -n <= value < n:
+        raise IndexError(f"{name} {value} out of range for {of}")
+    return int(value) % n
 
 
 def _check_params(params, n_params: int, dims) -> np.ndarray:
@@ -102,22 +114,20 @@ class MLPStack:
 
     def __init__(self, dims, n_models: int = 1, init: str = "independent", seed: int = 0):
         self.dims = _check_dims(dims)
-        if isinstance(n_models, bool) or not isinstance(n_models, numbers.Integral) or n_models < 1:
-            raise ValueError(f"n_models must be an integer >= 1, got {n_models!r}")
-        if int(n_models) * self.n_params > 2**40:  # 4 TiB of float32: no machine holds it
+        n_models = integer(n_models, "n_models", minimum=1)
+        if n_models * self.n_params > 2**40:  # 4 TiB of float32: no machine holds it
             raise ValueError(f"n_models={n_models} models of {self.n_params} parameters is more than 2**40 "
                              "parameters")
         if init not in ("independent", "shared"):
             raise ValueError(f"init must be 'independent' or 'shared', got {init!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-        self.params = np.empty((int(n_models), self.n_params), dtype=np.float32)
-        self.diverged = np.zeros(int(n_models), dtype=bool)
-        for i in range(int(n_models)):
+        seed = _validate.seed(seed)
+        self.params = np.empty((n_models, self.n_params), dtype=np.float32)
+        self.diverged = np.zeros(n_models, dtype=bool)
+        for i in range(n_models):
             if init == "shared" and i > 0:
                 self.params[i] = self.params[0]
             else:
-                self.params[i] = self._initial_row(np.random.default_rng([int(seed), i]))
+                self.params[i] = self._initial_row(np.random.default_rng([seed, i]))
 
     def _initial_row(self, rng: np.random.Generator) -> np.ndarray:
         row = np.empty(self.n_params, dtype=np.float32)
@@ -133,11 +143,29 @@ class MLPStack:
     def from_params(cls, dims, params, diverged=None) -> "MLPStack":
         """A stack around existing parameters (copied into a fresh C-contiguous float32 array)."""
         dims = _check_dims(dims)
-        params = _check_params(params, _param_count(dims), dims)
+        stack = cls._wrap(dims, _check_params(params, _param_count(dims), dims))
+        stack.diverged = _check_diverged(diverged, stack.n_models)
+        return stack
+
+    @classmethod
+    def _wrap(cls, dims, params: np.ndarray) -> MLPStack:
+        """A stack over ``params`` itself, NOT a copy: what trains the stack writes into that array.
+
+        For code that owns a buffer of rows and trains parts of it in place (segfast.distributed's
+        workers); everyone else wants :meth:`from_params`. ``params`` must already be what a stack
+        holds, a C-contiguous float32 (n_models, n_params) array for ``dims``: nothing is converted.
+        Every model starts not diverged."""
+        dims = _check_dims(dims)
+        n_params = _param_count(dims)
+        if not isinstance(params, np.ndarray):
+            raise TypeError(f"params must be a numpy array to wrap without a copy, got {type(params).__name__}")
+        if params.dtype != np.float32 or params.ndim != 2 or params.shape[0] < 1 or params.shape[1] != n_params:
+            raise ValueError(f"params must be float32 of shape (n_models, {n_params}) for dims {list(dims)}, "
+                             f"got {params.dtype} of shape {params.shape}")
+        if not params.flags.c_contiguous:
+            raise ValueError("params must be C-contiguous: the core reads each model as one row of the buffer")
         stack = cls.__new__(cls)
-        stack.dims = dims
-        stack.params = params
-        stack.diverged = _check_diverged(diverged, len(params))
+        stack.dims, stack.params, stack.diverged = dims, params, np.zeros(len(params), dtype=bool)
         return stack
 
     # -- shape -------------------------------------------------------------------------------
@@ -169,11 +197,7 @@ class MLPStack:
 
     # -- per-layer views ----------------------------------------------------------------------
     def _offsets(self, layer: int) -> tuple[int, int, int, int]:
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
-            raise TypeError(f"layer must be an int, got {layer!r}")
-        if not -self.n_layers <= layer < self.n_layers:
-            raise IndexError(f"layer {layer} out of range for {self.n_layers} layers")
-        layer %= self.n_layers
+        layer = _index(layer, "layer", self.n_layers, f"{self.n_layers} layers")
         offset = sum(a * b + b for a, b in zip(self.dims[:layer], self.dims[1:layer + 1]))
         return offset, self.dims[layer], self.dims[layer + 1], offset + self.dims[layer] * self.dims[layer + 1]
 
@@ -198,9 +222,7 @@ class MLPStack:
 
     def __getitem__(self, index) -> "MLPStack":
         if isinstance(index, numbers.Integral) and not isinstance(index, bool):
-            if not -self.n_models <= index < self.n_models:
-                raise IndexError(f"model {index} out of range for a stack of {self.n_models}")
-            return self.select([int(index)])
+            return self.select([_index(index, "model", self.n_models, f"a stack of {self.n_models}")])
         return self.select(index)
 
     def copy(self) -> "MLPStack":
@@ -280,11 +302,7 @@ class MLPStack:
     def state_dict(self, model: int = 0) -> dict[str, np.ndarray]:
         """Model ``model`` as the state dict of ``nn.Sequential(Linear, ReLU, Linear, ...)``:
         keys ``0.weight`` (d1, d0), ``0.bias``, ``2.weight``, ... as numpy arrays (copies)."""
-        # a bool would index numpy as a mask, giving arrays with an extra axis
-        if isinstance(model, bool) or not isinstance(model, numbers.Integral):
-            raise TypeError(f"model must be an int, got {model!r}")
-        if not -self.n_models <= model < self.n_models:
-            raise IndexError(f"model {model} out of range for a stack of {self.n_models}")
+        model = _index(model, "model", self.n_models, f"a stack of {self.n_models}")
         out = {}
         for layer in range(self.n_layers):
             out[f"{2 * layer}.weight"] = self.weights(layer)[model].T.copy()
