@@ -1,17 +1,22 @@
-"""The torch.func anchor: many small MLPs trained and run at once the way the PyTorch field does
-it, written once so that every ratio in bench/ (bench_train, bench_gpu, bench_rounds,
-bench_ensemble) is measured against the same computation.
+"""The anchors every speed ratio in bench/ is measured against, written once so that each ratio
+means the same computation in every script: many small MLPs trained and run at once the way the
+PyTorch field (torch.func) and a JAX user (jit + vmap) do it.
 
-The models are held as torch.func holds them: a dict of stacked parameters, name -> (N, ...)
-tensor in nn.Linear's layout (weights (N, d_out, d_in), biases (N, d_out)), and the architecture
-as an nn.Sequential on the "meta" device (no storage). A training step is vmap over models of
-grad_and_value of the cross-entropy of functional_call, every model on minibatch t of its own
-segment at once, then plain SGD written with in-place ops; prediction is vmap of the softmax of
-the forward.
+torch.func (TorchFuncMLPs; bench_train, bench_gpu, bench_rounds, bench_ensemble): the models held
+as a dict of stacked parameters, name -> (N, ...) tensor in nn.Linear's layout (weights (N, d_out,
+d_in), biases (N, d_out)), and the architecture as an nn.Sequential on the "meta" device (no
+storage). A training step is vmap over models of grad_and_value of the cross-entropy of
+functional_call, every model on minibatch t of its own segment at once, then plain SGD written
+with in-place ops; prediction is vmap of the softmax of the forward.
 
-What it is not: segfast, nor a check of it (each script checks the anchor against segfast before
-timing). PyTorch is optional: the scripts import it (or not) and pass the module in, so importing
-this file imports no torch.
+JAX (JaxMLPs; bench_train, bench_gpu): the models as a list of per-layer (W (N, d_in, d_out),
+b (N, d_out)) arrays; a step is vmap over models of value_and_grad of the same loss with the SGD
+update inside one jax.jit (parameters donated), and an epoch one jit of lax.scan over its full
+minibatches (plus one step for a short last one).
+
+What it is not: segfast, nor a check of it (each script checks the anchors against segfast before
+timing). PyTorch and JAX are optional: the scripts import them (or not) and pass the module in, so
+importing this file imports neither.
 """
 
 from __future__ import annotations
@@ -105,3 +110,73 @@ class TorchFuncMLPs:
         """Logits of ONE model (unstacked parameters, e.g. the merged global model) on X."""
         with self.torch.no_grad():
             return self.functional_call(self.base, one, (X,))
+
+
+def jax_layers(jax, dims, params: np.ndarray) -> list:
+    """segfast's (N, P) parameters as JAX per-layer arrays [(W (N, d_in, d_out), b (N, d_out)), ...] (copies)."""
+    return [(jax.numpy.asarray(w), jax.numpy.asarray(b)) for w, b in layer_views(dims, params)]
+
+
+def jax_forward(jax, p, x):
+    """Logits of ONE model: p = [(W (d_in, d_out), b (d_out,)), ...], x (n, d_in)."""
+    for layer, (w, b) in enumerate(p):
+        x = x @ w + b
+        if layer < len(p) - 1:
+            x = jax.nn.relu(x)
+    return x
+
+
+def jax_proba(jax):
+    """The jitted (N, n, classes) softmax probabilities of every model on the same rows."""
+    return jax.jit(jax.vmap(lambda p, x: jax.nn.softmax(jax_forward(jax, p, x), axis=-1), in_axes=(0, None)))
+
+
+class JaxMLPs:
+    """SGD of every model on its own minibatches, on the rows of X (n, d) and labels y (n,): `step`
+    is one jitted step of all models on (N, batch) row indices, gathered inside the jit; `epoch`
+    runs a whole epoch as one jitted lax.scan over its full minibatches (and a step for the short
+    last one). Both donate the parameters (the update reuses their buffers); `step` also returns the
+    (N,) losses taken before its update."""
+
+    def __init__(self, jax, X, y, lr: float):
+        from functools import partial
+
+        jnp = jax.numpy
+        self.jax = jax
+
+        def loss_fn(p, xb, yb):
+            logits = jax_forward(jax, p, xb)
+            picked = jnp.take_along_axis(logits, yb[:, None], axis=1)[:, 0]
+            return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+
+        grads = jax.vmap(jax.value_and_grad(loss_fn))
+
+        def step_body(p, b):  # b: (N, batch) row indices; gathers (N, batch, d) inside the jit
+            loss, g = grads(p, X[b], y[b])
+            return jax.tree_util.tree_map(lambda v, d: v - lr * d, p, g), loss
+
+        self.step = jax.jit(step_body, donate_argnums=0)
+
+        @partial(jax.jit, donate_argnums=0)
+        def scan_epoch(p, full):  # full: (steps, N, batch)
+            return jax.lax.scan(step_body, p, full)
+
+        self._scan_epoch = scan_epoch
+
+    def minibatches(self, order: np.ndarray, batch_size: int):
+        """The (N, L) `order` as `epoch` takes it: full (steps, N, batch_size) and the short last
+        minibatch (N, L % batch_size), None when there is none."""
+        jnp = self.jax.numpy
+        n_models, length = order.shape
+        n_full = length // batch_size
+        full = order[:, : n_full * batch_size].reshape(n_models, n_full, batch_size).transpose(1, 0, 2)
+        tail = jnp.asarray(order[:, n_full * batch_size :]) if length % batch_size else None
+        return (jnp.asarray(full) if n_full else None), tail
+
+    def epoch(self, p, full, tail):
+        """One epoch from parameters p (donated): the new parameters."""
+        if full is not None:
+            p, _ = self._scan_epoch(p, full)
+        if tail is not None:
+            p, _ = self.step(p, tail)
+        return p

@@ -39,7 +39,7 @@ import numpy as np
 
 import segfast
 from _common import Table, fmt, load_fashion_mnist, optional_import
-from anchors import TorchFuncMLPs, layer_views, minibatches, stacked_copies
+from anchors import JaxMLPs, TorchFuncMLPs, jax_layers, jax_proba, minibatches, stacked_copies
 from bench_train import BATCH, LR, SEED, Workload
 from bench_train import WORKLOADS as CPU_WORKLOADS
 
@@ -120,61 +120,25 @@ def jax_setup(jax):
     jax.config.update("jax_default_matmul_precision", "highest")  # float32 products, no TF32
 
 
-def jax_forward(jax, p, x):  # one model: p = [(W (d_in, d_out), b (d_out,)), ...]
-    for layer, (w, b) in enumerate(p):
-        x = x @ w + b
-        if layer < len(p) - 1:
-            x = jax.nn.relu(x)
-    return x
-
-
-def jax_params(jax, wl: Workload):
-    stack = segfast.MLPStack(list(wl.dims), wl.n_models, init="independent", seed=SEED)
-    return [(jax.numpy.asarray(w), jax.numpy.asarray(b)) for w, b in layer_views(wl.dims, stack.params)]
-
-
 def jax_train(jax, wl: Workload, X, y, seg, repeats: int) -> float:
-    from functools import partial
-
-    jnp = jax.numpy
-    Xd, yd = jnp.asarray(X), jnp.asarray(y)
+    """anchors.JaxMLPs, one jitted lax.scan an epoch, from segfast's own initial parameters."""
+    stack = segfast.MLPStack(list(wl.dims), wl.n_models, init="independent", seed=SEED)
+    anchor = JaxMLPs(jax, jax.numpy.asarray(X), jax.numpy.asarray(y), LR)
     size = int(seg.sizes[0])
     order = np.random.default_rng(SEED).permuted(seg.order.reshape(wl.n_models, size), axis=1)
-    n_full = size // BATCH
-    full = jnp.asarray(order[:, : n_full * BATCH].reshape(wl.n_models, n_full, BATCH).transpose(1, 0, 2))
-    tail = jnp.asarray(order[:, n_full * BATCH :]) if size % BATCH else None
-
-    def loss_fn(p, xb, yb):
-        logits = jax_forward(jax, p, xb)
-        picked = jnp.take_along_axis(logits, yb[:, None], axis=1)[:, 0]
-        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
-
-    grads = jax.vmap(jax.grad(loss_fn))
-
-    def step_body(p, b):  # b: (N, batch) row indices, gathered inside the jit
-        g = grads(p, Xd[b], yd[b])
-        return jax.tree_util.tree_map(lambda v, d: v - LR * d, p, g), None
-
-    step = jax.jit(step_body, donate_argnums=0)
-
-    @partial(jax.jit, donate_argnums=0)
-    def scan_epoch(p, batches):  # batches: (steps, N, batch)
-        return jax.lax.scan(step_body, p, batches)[0]
-
-    state = {"p": jax_params(jax, wl)}
+    full, tail = anchor.minibatches(order, BATCH)
+    state = {"p": jax_layers(jax, wl.dims, stack.params)}
 
     def epoch():
-        p = scan_epoch(state["p"], full) if n_full else state["p"]
-        if tail is not None:
-            p, _ = step(p, tail)
-        state["p"] = jax.block_until_ready(p)
+        state["p"] = jax.block_until_ready(anchor.epoch(state["p"], full, tail))
 
     return median_time(epoch, repeats, lambda: None)
 
 
 def jax_predict(jax, wl: Workload, X, repeats: int) -> float:
-    params, Xd = jax_params(jax, wl), jax.numpy.asarray(X)
-    proba = jax.jit(jax.vmap(lambda p, x: jax.nn.softmax(jax_forward(jax, p, x), axis=-1), in_axes=(0, None)))
+    stack = segfast.MLPStack(list(wl.dims), wl.n_models, init="independent", seed=SEED)
+    params, Xd = jax_layers(jax, wl.dims, stack.params), jax.numpy.asarray(X)
+    proba = jax_proba(jax)
     return median_time(lambda: np.asarray(proba(params, Xd)), repeats, lambda: None)
 
 

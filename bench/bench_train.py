@@ -47,7 +47,7 @@ from _common import (
     wait_for_quiet,
     warm_up_cpu,
 )
-from anchors import TorchFuncMLPs, layer_views, minibatches, stacked_from_segfast
+from anchors import JaxMLPs, TorchFuncMLPs, jax_layers, jax_proba, layer_views, minibatches, stacked_from_segfast
 
 BATCH = 32
 LR = 0.05
@@ -463,68 +463,37 @@ def run_torch_bmm(torch, su: Setup, repeats: int, ref) -> Result:
 
 
 def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
-    """jit + vmap over models of the same step, the parameter update inside the jit. Two drivers,
-    the faster one timed: lax.scan over the epoch's full batches (one dispatch per epoch) and a
-    Python loop over a jitted step (one dispatch per step)."""
-    from functools import partial
-
+    """anchors.JaxMLPs: jit + vmap over models of the same step, the parameter update inside the
+    jit. Two drivers, the faster one timed: lax.scan over the epoch's full batches (one dispatch
+    per epoch) and a Python loop over a jitted step (one dispatch per step)."""
     jnp = jax.numpy
     wl = su.wl
-    layers = [(jnp.asarray(w), jnp.asarray(b)) for w, b in layer_views(wl.dims, su.init)]  # copies
+    layers = jax_layers(jax, wl.dims, su.init)  # copies
     X, y = jnp.asarray(su.X), jnp.asarray(su.y)
 
-    def forward(p, x):  # one model: p = [(W (d_in, d_out), b (d_out,)), ...]
-        for layer, (w, b) in enumerate(p):
-            x = x @ w + b
-            if layer < len(p) - 1:
-                x = jax.nn.relu(x)
-        return x
-
     if wl.kind == "predict":
-        proba = jax.jit(jax.vmap(lambda p, x: jax.nn.softmax(forward(p, x), axis=-1), in_axes=(0, None)))
+        proba = jax_proba(jax)
         out = np.asarray(proba(layers, X))
         diff = float(np.abs(out - ref).max())
         check(diff < 1e-4, f"JAX probabilities == segfast's (max abs diff {diff:.1e})")
         t = time_repeats(lambda: proba(layers, X).block_until_ready(), repeats)
         return Result("JAX jit+vmap", t, 2.0 * wl.n_weights * len(su.X) * wl.n_models, len(su.X) * wl.n_models)
 
-    def loss_fn(p, xb, yb):
-        logits = forward(p, xb)
-        picked = jnp.take_along_axis(logits, yb[:, None], axis=1)[:, 0]
-        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
-
-    grads = jax.vmap(jax.value_and_grad(loss_fn))
-
-    def step_body(p, b):  # b: (N, batch) row indices; gathers (N, batch, 784) inside the jit
-        loss, g = grads(p, X[b], y[b])
-        return jax.tree_util.tree_map(lambda v, d: v - LR * d, p, g), loss
-
-    step = jax.jit(step_body, donate_argnums=0)  # donated: the update reuses the parameter buffers
-
-    @partial(jax.jit, donate_argnums=0)
-    def scan_epoch(p, full):  # full: (steps, N, batch)
-        return jax.lax.scan(step_body, p, full)
-
-    L = su.batches.shape[1]
-    n_full = L // BATCH
-    full = jnp.asarray(su.batches[:, : n_full * BATCH].reshape(wl.n_models, n_full, BATCH).transpose(1, 0, 2))
-    tail = jnp.asarray(su.batches[:, n_full * BATCH :]) if L % BATCH else None
-    loop_steps = [jnp.asarray(su.batches[:, s : s + BATCH]) for s in range(0, L, BATCH)]
+    anchor = JaxMLPs(jax, X, y, LR)
+    full, tail = anchor.minibatches(su.batches, BATCH)
+    loop_steps = [jnp.asarray(su.batches[:, s : s + BATCH]) for s in range(0, su.batches.shape[1], BATCH)]
     state = {}
 
     def reset():
         state["p"] = jax.tree_util.tree_map(jnp.copy, layers)
 
     def epoch_scan():
-        p, _ = scan_epoch(state["p"], full)
-        if tail is not None:
-            p, _ = step(p, tail)
-        state["p"] = jax.block_until_ready(p)
+        state["p"] = jax.block_until_ready(anchor.epoch(state["p"], full, tail))
 
     def epoch_loop():
         p = state["p"]
         for b in loop_steps:
-            p, _ = step(p, b)
+            p, _ = anchor.step(p, b)
         state["p"] = jax.block_until_ready(p)
 
     def to_numpy(p):  # [(W (N, d_in, d_out), b (N, d_out)), ...] -> segfast's (N, P) layout
@@ -534,7 +503,7 @@ def run_jax(jax, su: Setup, repeats: int, ref) -> Result:
 
     ref_params, ref_loss = ref
     reset()
-    p1, loss0 = step(state["p"], loop_steps[0])
+    p1, loss0 = anchor.step(state["p"], loop_steps[0])
     got, loss0 = to_numpy(p1), np.asarray(loss0)
     check(
         np.abs(loss0 - ref_loss).max() < 1e-5 and np.abs(got - ref_params).max() < 1e-5,
