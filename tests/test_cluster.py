@@ -84,6 +84,8 @@ def test_cluster_bad_input(rng):
         segfast.cluster(stack, k=0)
     with pytest.raises(ValueError, match="at least 3 models"):
         segfast.cluster(stack.select([0, 1]))
+    with pytest.raises(TypeError, match="positional"):  # cluster(stack, 3, False) reads as anything
+        segfast.cluster(stack, 3)
     with pytest.raises(ValueError, match="k must be in"):
         _core.kmeans(np.zeros((3, 2), np.float32), 4, 0, 10, 1)
 
