@@ -95,7 +95,7 @@ def main():
             same = float(np.mean(np.all(np_perms == aligned.permutations, axis=1)))
             gap = float(np.abs(np_mean - merged.params[0]).max())
             print(
-                f"\naligned merge of {args.models} models of {name} ({details['align_rounds']} rounds): "
+                f"\naligned merge of {args.models} models of {name} ({details['align_iterations']} alignment passes): "
                 f"{100 * same:.0f}% of permutations identical to numpy+scipy, max |diff| of merged weights {gap:.2e}"
             )
             line(f"align + uniform merge, {name}", ours, anchor, "numpy+scipy")

@@ -189,7 +189,7 @@ def test_merge_many_alignment_matches_numpy_and_scipy(dims):
     the neighbouring layers' scores in place instead of recomputing them."""
     stack = MLPStack(dims, n_models=6, init="independent", seed=3)
     want_params, want_perms = reference.align_many(dims, stack.params, 1, rounds=10)
-    aligned = segfast.align(stack, 1, rounds=10)
+    aligned = segfast.align(stack, 1, max_iter=10)
     np.testing.assert_array_equal(aligned.permutations, want_perms)
     np.testing.assert_array_equal(aligned.params, want_params)
 
@@ -213,7 +213,7 @@ def test_merge_many_alignment_with_few_moves_matches_numpy_and_scipy(dims):
             stack.biases(layer)[m] = stack.biases(layer)[m][p]
             stack.weights(layer + 1)[m] = stack.weights(layer + 1)[m][p, :]
     want_params, want_perms = reference.align_many(dims, stack.params, 1, rounds=10)
-    aligned = segfast.align(stack, 1, rounds=10)
+    aligned = segfast.align(stack, 1, max_iter=10)
     np.testing.assert_array_equal(aligned.permutations, want_perms)
     np.testing.assert_array_equal(aligned.params, want_params)
 
@@ -230,8 +230,8 @@ def test_merge_many_alignment_with_tied_units_is_the_same_on_any_thread_count(re
             stack.weights(layer)[m][:, :4] = 0
             stack.biases(layer)[m][:4] = 0
             stack.weights(layer + 1)[m][:4, :] = 0
-    one = segfast.align(stack, reference, rounds=10, n_jobs=1)
-    two = segfast.align(stack, reference, rounds=10, n_jobs=2)
+    one = segfast.align(stack, reference, max_iter=10, n_jobs=1)
+    two = segfast.align(stack, reference, max_iter=10, n_jobs=2)
     np.testing.assert_array_equal(one.permutations, two.permutations)
     np.testing.assert_array_equal(one.params, two.params)
 

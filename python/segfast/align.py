@@ -3,34 +3,36 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
 from . import _core
 from ._threads import resolve_n_jobs
+from ._validate import check_stack, integer
 from .stack import MLPStack
 
 
-def _check_stack(stack, name: str = "stack") -> None:
-    if not isinstance(stack, MLPStack):
-        raise TypeError(f"{name} must be a segfast.MLPStack, got {type(stack).__name__}")
-
-
-def align(stack: MLPStack, reference=0, *, rounds: int = 10, n_jobs: int = -1) -> MLPStack:
+def align(stack: MLPStack, reference=0, *, max_iter: int = 10, n_jobs: int = -1, rounds=None) -> MLPStack:
     """A copy of ``stack`` whose hidden units are permuted to match a reference (weight matching).
 
     ``reference`` is a model index or a one-model stack of the same architecture. With an index,
-    every model is first matched to that model, then (up to ``rounds`` times) every other model
+    every model is first matched to that model, then (up to ``max_iter`` times) every other model
     is matched to the mean of the rest until no assignment changes: the "merge many" scheme,
     with the reference kept fixed as the anchor. With a one-model stack, every model is matched
     to it. Each match is coordinate descent over the hidden layers, each step a linear
     assignment on unit similarities (incoming weights, bias, outgoing weights), all in C++.
     The input is untouched; every model of the result computes exactly the same function.
-    The permutations are in ``result.permutations`` ((N, hidden units), original unit indices).
+    The permutations are in ``result.permutations`` ((N, hidden units), original unit indices),
+    the passes made in ``result.align_iterations``. ``rounds=`` is the deprecated name of
+    ``max_iter`` (a "round" is segfast.rounds' unit of federated training).
     """
-    _check_stack(stack)
-    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 0:
-        raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
+    check_stack(stack)
+    if rounds is not None:
+        warnings.warn("align(): rounds= is deprecated and will be removed; use max_iter=", FutureWarning,
+                      stacklevel=2)
+        max_iter = rounds
+    max_iter = integer(max_iter, "max_iter", 0, 2**31 - 1)
     threads = resolve_n_jobs(n_jobs)
     if isinstance(reference, MLPStack):
         if reference.dims != stack.dims:
@@ -47,8 +49,8 @@ def align(stack: MLPStack, reference=0, *, rounds: int = 10, n_jobs: int = -1) -
     if not -stack.n_models <= reference < stack.n_models:
         raise ValueError(f"reference {reference} is not a model index of a stack of {stack.n_models}")
     out = stack.copy()
-    out.permutations, out.align_rounds = _align_stack(stack.dims, out.params, int(reference) % stack.n_models,
-                                                      int(rounds), threads)
+    out.permutations, out.align_iterations = _align_stack(stack.dims, out.params,
+                                                          int(reference) % stack.n_models, max_iter, threads)
     return out
 
 
@@ -57,7 +59,7 @@ def align(stack: MLPStack, reference=0, *, rounds: int = 10, n_jobs: int = -1) -
 _SCORE_LIMIT = 2.0 ** 40
 
 
-def _align_stack(dims, params: np.ndarray, reference: int, rounds: int, threads: int):
+def _align_stack(dims, params: np.ndarray, reference: int, max_iter: int, threads: int):
     """_core.align_stack in place on params (N, P), for any finite parameters: where the
     weights are so large that the similarities would overflow, the assignments are found on a
     copy scaled by a power of two (which scales every similarity alike and so changes no
@@ -66,9 +68,9 @@ def _align_stack(dims, params: np.ndarray, reference: int, rounds: int, threads:
         raise ValueError("the stack's parameters must be finite (NaN or inf found)")
     top = float(np.abs(params).max(initial=0.0))
     if top <= _SCORE_LIMIT:
-        return _core.align_stack(list(dims), params, reference, rounds, threads)
+        return _core.align_stack(list(dims), params, reference, max_iter, threads)
     scaled = params * np.float32(2.0 ** (math.floor(math.log2(_SCORE_LIMIT)) - math.ceil(math.log2(top))))
-    perms, done = _core.align_stack(list(dims), scaled, reference, rounds, threads)
+    perms, done = _core.align_stack(list(dims), scaled, reference, max_iter, threads)
     params[:] = permute_units(dims, params, perms)
     return perms, done
 

@@ -118,7 +118,7 @@ class SegmentClassifier(*_BASES):
         X = as_features(X, "X", self.n_features_in_, who="SegmentClassifier")
         if self.combine == "ensemble":
             return self.ensemble_.predict_proba(X)
-        return predict_proba(self.model_, X, self.n_jobs, self.device)[0]
+        return predict_proba(self.model_, X, n_jobs=self.n_jobs, device=self.device)[0]
 
     def predict(self, X) -> np.ndarray:
         self._check_fitted()

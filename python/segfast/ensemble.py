@@ -126,7 +126,7 @@ class Ensemble(ParamsMixin):
             self.weights_ = acc / acc.sum() if acc.sum() > 0 else np.full(len(acc), 1.0 / len(acc))
 
     def _fit_stacking(self, X_val, y_val, threads, train) -> None:
-        probs = stack_proba(self.stack, X_val, threads, self.device).astype(np.float64)
+        probs = stack_proba(self.stack, X_val, n_jobs=threads, device=self.device).astype(np.float64)
         self.l2_, theta = stacking.fit(self.combiner, probs, y_val, self.l2)
         if self.combiner == "weights":
             self.weights_ = theta
@@ -151,7 +151,7 @@ class Ensemble(ParamsMixin):
 
     def _votes_correct(self, X, y, threads) -> np.ndarray:
         """(N, n) whether each model predicts each row right."""
-        return stack_proba(self.stack, X, threads, self.device).argmax(axis=2) == y[None, :]
+        return stack_proba(self.stack, X, n_jobs=threads, device=self.device).argmax(axis=2) == y[None, :]
 
     def _fit_train_region(self, X_train, y_train, segments, threads) -> None:
         if X_train is None or y_train is None or segments is None:
@@ -163,7 +163,7 @@ class Ensemble(ParamsMixin):
         self.segment_rows_ = [np.ascontiguousarray(X_train[segments[i]]) for i in range(len(segments))]
         self.segment_correct_ = []
         for i, rows in enumerate(self.segment_rows_):
-            pred = stack_proba(self.stack[i], rows, threads, self.device)[0].argmax(axis=1)
+            pred = stack_proba(self.stack[i], rows, n_jobs=threads, device=self.device)[0].argmax(axis=1)
             self.segment_correct_.append(pred == y_train[segments[i]])
 
     # -- prediction -----------------------------------------------------------------------------
@@ -216,7 +216,7 @@ class Ensemble(ParamsMixin):
         if self.combiner == "weights":
             z = self._combine(X, "log_proba", self.weights_.astype(np.float64), None, threads)
             return stacking.softmax(z.astype(np.float64)), None
-        F = stacking.log_features(stack_proba(self.stack, X, threads, self.device))
+        F = stacking.log_features(stack_proba(self.stack, X, n_jobs=threads, device=self.device))
         return stacking.softmax(F @ self.coef_ + self.intercept_), None
 
     def _competence(self, X, threads):
@@ -248,7 +248,7 @@ class Ensemble(ParamsMixin):
         contested = np.flatnonzero(tied.sum(axis=1) > 1)
         if contested.size:
             if self.tiebreak is not None:
-                judge = stack_proba(self.tiebreak, X[contested], threads, self.device)[0]
+                judge = stack_proba(self.tiebreak, X[contested], n_jobs=threads, device=self.device)[0]
             else:
                 judge = probs[contested]
             pred[contested] = np.where(tied[contested], judge, -np.inf).argmax(axis=1)

@@ -9,8 +9,8 @@ import numpy as np
 from . import _core
 from ._device import check_device
 from ._threads import resolve_n_jobs
-from ._validate import as_features, as_labels
-from .align import _check_stack, align as align_stack
+from ._validate import as_features, as_labels, check_stack, val_pair
+from .align import align as align_stack
 from .cluster import cluster
 from .predict import evaluate
 from .repair import repair as repair_merge
@@ -50,17 +50,6 @@ def _explicit_weights(weights, n_models: int) -> np.ndarray:
         raise ValueError("weights must sum to a positive number")
     w = w / w.max()  # first to at most 1: the sum of weights near 1e308 would overflow
     return w / w.sum()
-
-
-def _val_pair(val, stack: MLPStack):
-    if val is None:
-        return None
-    try:
-        X, y = val
-    except (TypeError, ValueError):
-        raise TypeError("val must be an (X, y) pair") from None
-    X = as_features(X, "val X", stack.n_features)
-    return X, as_labels(y, len(X), stack.n_classes, "val y")
 
 
 def _real(value):
@@ -130,12 +119,12 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
     alignment, REPAIR and k-means run on the CPU, where the stack is (an average reads each
     weight once: sending the stack to the GPU for it would cost more than it saves).
     """
-    _check_stack(stack)
+    check_stack(stack)
     if method not in METHODS:
         raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
     threads = resolve_n_jobs(n_jobs)
     device = check_device(device)
-    val = _val_pair(val, stack)
+    val = val_pair(val, stack.n_features, stack.n_classes)
     if method in _NEEDS_VAL and val is None:
         raise ValueError(f"method={method!r} needs val=(X_val, y_val) to rank the models")
     if repair is not None:
@@ -171,7 +160,7 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
     if align:
         reference = int(np.argmin(val_eval.loss)) if val_eval is not None else 0
         stack = align_stack(stack, reference, n_jobs=threads)
-        details.update(reference=int(keep[reference]), align_rounds=stack.align_rounds)
+        details.update(reference=int(keep[reference]), align_iterations=stack.align_iterations)
 
     if method in ("cluster-best", "cluster-merge"):
         merged, info = _cluster_policy(stack, method, val, k, margin, seed, threads)

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _device
 from ._threads import resolve_n_jobs
-from ._validate import as_features, as_labels
+from ._validate import as_features, as_labels, check_stack
 from .stack import MLPStack
 
 
@@ -16,28 +16,23 @@ class Evaluation(NamedTuple):
     accuracy: np.ndarray  # (N,) share of rows predicted right
 
 
-def _check_stack(stack) -> None:
-    if not isinstance(stack, MLPStack):
-        raise TypeError(f"stack must be a segfast.MLPStack, got {type(stack).__name__}")
-
-
-def predict_proba(stack: MLPStack, X, n_jobs: int = -1, device: str = "cpu") -> np.ndarray:
+def predict_proba(stack: MLPStack, X, *, n_jobs: int = -1, device: str = "cpu") -> np.ndarray:
     """Class probabilities of every model on every row: (N, n_rows, n_classes) float32.
     device="cuda" runs the forward passes on the GPU (all models batched, rows in chunks)."""
-    _check_stack(stack)
+    check_stack(stack)
     device = _device.check_device(device)
     X = as_features(X, "X", stack.n_features)
     return _device.predict_proba(stack.dims, stack.params, X, device, resolve_n_jobs(n_jobs))
 
 
-def predict(stack: MLPStack, X, n_jobs: int = -1, device: str = "cpu") -> np.ndarray:
+def predict(stack: MLPStack, X, *, n_jobs: int = -1, device: str = "cpu") -> np.ndarray:
     """Predicted class of every model on every row: (N, n_rows) int64."""
-    return predict_proba(stack, X, n_jobs, device).argmax(axis=2)
+    return predict_proba(stack, X, n_jobs=n_jobs, device=device).argmax(axis=2)
 
 
-def evaluate(stack: MLPStack, X, y, n_jobs: int = -1, device: str = "cpu") -> Evaluation:
+def evaluate(stack: MLPStack, X, y, *, n_jobs: int = -1, device: str = "cpu") -> Evaluation:
     """Mean cross-entropy and accuracy of every model on (X, y), without storing probabilities."""
-    _check_stack(stack)
+    check_stack(stack)
     device = _device.check_device(device)
     X = as_features(X, "X", stack.n_features)
     y = as_labels(y, len(X), stack.n_classes)

@@ -15,17 +15,18 @@ from .stack import MLPStack
 
 
 def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights: np.ndarray,
-           n_threads: int) -> MLPStack:
-    """Renormalise the one-model ``merged`` against the (aligned) ``sources``, in a copy."""
+           n_jobs: int) -> MLPStack:
+    """Renormalise the one-model ``merged`` against the (aligned) ``sources``, in a copy
+    (n_jobs: threads, already resolved: >= 1)."""
     dims = list(merged.dims)
-    mean, std = _core.preactivation_stats(dims, sources.params, X_calib, n_threads)
+    mean, std = _core.preactivation_stats(dims, sources.params, X_calib, n_jobs)
     target_mean, target_std = weights @ mean, weights @ std
     out = merged.copy()
     offset = 0
     for layer in range(merged.n_layers - 1):
         # Layer by layer: correcting layer l changes what every later layer sees.
         width = dims[layer + 1]
-        m, s = _core.preactivation_stats(dims, out.params, X_calib, n_threads)
+        m, s = _core.preactivation_stats(dims, out.params, X_calib, n_jobs)
         m, s = m[0, offset:offset + width], s[0, offset:offset + width]
         t_mean, t_std = target_mean[offset:offset + width], target_std[offset:offset + width]
         # Dead units (no spread) keep their weights: there is nothing to rescale.
