@@ -289,9 +289,9 @@ def _with_config(parser, argv):
     """Parse argv; a --config TOML file supplies defaults that explicit flags override."""
     args = parser.parse_args(argv)
     if getattr(args, "config", None):
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ImportError:  # Python < 3.11: the same parser, as a dependency
+        else:  # the same parser, as a dependency
             import tomli as tomllib
 
         try:

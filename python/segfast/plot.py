@@ -26,7 +26,7 @@ def plot_rounds(history: list, path) -> Path:
     plt = _pyplot()
     rounds = [h["round"] for h in history]
     if not rounds or "global_accuracy" not in history[0]:
-        raise ValueError("the history has no evaluation: run rounds() with eval=(X, y) to plot accuracy")
+        raise ValueError("the history has no evaluation: run rounds() with val=(X, y) to plot accuracy")
     acc = lambda key: 100 * np.array([h[key] for h in history])  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.2))
     if "segment_accuracy_mean" in history[0]:
