@@ -186,18 +186,9 @@ void full_score(const Hidden& h, const float* target, const float* units, AlignW
     parallel_for(blocks(h.d, kStrip), n_threads, [&](long s, int) {
         float* strip = ws.model_strips.data() + s * F * kStrip;
         if (!strips_ready) model_strip(h, units, static_cast<int>(s), strip);
-        GemmArgs g;
-        g.m = h.d;
-        g.n = std::min(kStrip, h.d - static_cast<int>(s) * kStrip);
-        g.k = static_cast<int>(F);
-        g.a = target + h.at;
-        g.a_rs = static_cast<std::ptrdiff_t>(F);
-        g.a_ks = 1;
-        g.b = strip;
-        g.ldb = kStrip;
-        g.c = score + s * kStrip;
-        g.ldc = h.d;
-        gemm(Epilogue::Store, g);
+        const int width = std::min(kStrip, h.d - static_cast<int>(s) * kStrip);
+        gemm(Epilogue::Store, gemm_args(h.d, width, static_cast<int>(F), rows_of(target + h.at, static_cast<std::ptrdiff_t>(F)),
+                                        strip, kStrip, score + s * kStrip, h.d));
     });
 }
 
@@ -205,18 +196,8 @@ void full_score(const Hidden& h, const float* target, const float* units, AlignW
 void add_product(int m, int k, const float* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_ks, const float* b,
                  float* c, int n_threads) {
     for_row_blocks(m, n_threads, [&](int i0, int i1, int) {
-        GemmArgs g;
-        g.m = i1 - i0;
-        g.n = m;
-        g.k = k;
-        g.a = a + i0 * a_rs;
-        g.a_rs = a_rs;
-        g.a_ks = a_ks;
-        g.b = b;
-        g.ldb = m;
-        g.c = c + static_cast<std::ptrdiff_t>(i0) * m;
-        g.ldc = m;
-        gemm(Epilogue::Add, g);
+        gemm(Epilogue::Add,
+             gemm_args(i1 - i0, m, k, OperandA{a + i0 * a_rs, a_rs, a_ks}, b, m, c + static_cast<std::ptrdiff_t>(i0) * m, m));
     });
 }
 

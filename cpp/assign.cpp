@@ -150,8 +150,8 @@ void warm_start(Jv& s, Start start, const double* prices, const double* row_dual
     // >= 0): raise it to the highest they allow. The free columns come closer, so the
     // searches from the free rows end sooner; the answer is the same optimum. Only where most
     // rows are kept: a few bound the prices loosely, and raised that far they lose what the
-    // start knew (matches of shuffled units from row duals, where almost no row is kept, took
-    // much longer; bench/README.md has the timings).
+    // start knew (matches of shuffled units from row duals, where almost no row is kept, slowed
+    // down; bench/README.md has the timings).
     if (s.n_free > 0 && s.n_free * 2 <= n) {
         k.column_minima(s.score, u, n, s.d);
         for (int f = 0; f < s.n_free; ++f) {

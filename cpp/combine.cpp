@@ -7,6 +7,7 @@
 
 #include "buffer.h"
 #include "mlp.h"
+#include "softmax.h"
 #include "threads.h"
 
 namespace segfast {
@@ -21,7 +22,9 @@ struct Scratch {
     Buffer<float> packed;     // (n_params,) the model's weights in strips (pack_weights), biases unused
     std::vector<int> picked;  // rows of the chunk where the model has a non-zero weight
     std::vector<double> acc, vote_acc;  // (classes,) one row's sums over models
-    Scratch(const Arch& arch, int rows) : ws(arch, rows), packed(arch.n_params), acc(arch.n_out()), vote_acc(arch.n_out()) {
+    std::vector<double> shifted;        // (classes,) one model's exp(logit - largest logit) for the row
+    Scratch(const Arch& arch, int rows)
+        : ws(arch, rows), packed(arch.n_params), acc(arch.n_out()), vote_acc(arch.n_out()), shifted(arch.n_out()) {
         picked.reserve(rows);
     }
 };
@@ -46,8 +49,7 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
     for (std::int64_t r0 = 0; r0 < n_rows; r0 += span) {
         const std::int64_t rows = std::min(span, n_rows - r0);
         // Model by model, so each model's weights are packed once and stay in L2 across the
-        // span's rows (0.39 s -> 0.33 s for KNORA-E over 10,000 rows, against row blocks that ran
-        // all models). With per-row weights (competence) a model runs only on the rows that count
+        // span's rows (faster than row blocks that ran all models: bench/README.md). With per-row weights (competence) a model runs only on the rows that count
         // it: KNORA-E keeps a few models a row, so most of the forward pass is skipped.
         parallel_for(n_models, threads, [&](long m, int thread) {
             if (model_weights && model_weights[m] == 0.0) return;
@@ -93,17 +95,16 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     const double weight = wm * wr;
                     const float* zi = logits.data() + (i * n_models + m) * C;
                     double* a = s.acc.data();
-                    int top = 0;
-                    for (int c = 1; c < C; ++c) top = zi[c] > zi[top] ? c : top;
+                    const int top = argmax_logit(zi, C);
                     if (votes) s.vote_acc[top] += weight;
                     if (mode == Combine::Votes) {
                         a[top] += weight;
                         continue;
                     }
-                    double total = 0.0;
-                    for (int c = 0; c < C; ++c) total += std::exp(double(zi[c]) - zi[top]);
+                    double* e = s.shifted.data();
+                    const double total = sum_shifted_exp(zi, C, static_cast<double>(zi[top]), e);
                     if (mode == Combine::Proba) {
-                        for (int c = 0; c < C; ++c) a[c] += weight * std::exp(double(zi[c]) - zi[top]) / total;
+                        for (int c = 0; c < C; ++c) a[c] += weight * e[c] / total;
                     } else {
                         const double log_total = std::log(total);
                         for (int c = 0; c < C; ++c) a[c] += weight * (double(zi[c]) - zi[top] - log_total);

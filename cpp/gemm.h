@@ -40,6 +40,33 @@ struct GemmArgs {
     SgdStep sgd;
 };
 
+// A as it lies in memory: its rows (A (m, k) row-major, row stride ld) or its columns (A stored
+// transposed, A^T (k, m) row-major with row stride ld, read without a copy).
+struct OperandA {
+    const float* data;
+    std::ptrdiff_t a_rs, a_ks;
+};
+inline OperandA rows_of(const float* a, std::ptrdiff_t ld) { return {a, ld, 1}; }
+inline OperandA columns_of(const float* a_t, std::ptrdiff_t ld) { return {a_t, 1, ld}; }
+
+// The operands of c (m, n) = A (m, k) @ B (k, n), B and C row-major with row strides ldb, ldc;
+// the epilogue's operands (bias, velocity, anchor, sgd) are set on the result where needed.
+inline GemmArgs gemm_args(int m, int n, int k, OperandA a, const float* b, std::ptrdiff_t ldb, float* c,
+                          std::ptrdiff_t ldc) {
+    GemmArgs g;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.a = a.data;
+    g.a_rs = a.a_rs;
+    g.a_ks = a.a_ks;
+    g.b = b;
+    g.ldb = ldb;
+    g.c = c;
+    g.ldc = ldc;
+    return g;
+}
+
 // Columns in the AVX-512 kernel's panel (4 registers of 16 floats): B packed in (k, 64) strips,
 // each contiguous, streams one run per tile (the kNN's references, the ensemble's weights).
 constexpr int kGemmStrip = 64;

@@ -3,10 +3,9 @@
 // broadcasts of A's column p feed R*V FMAs. The column tail is a masked vector, so widths
 // like 10 classes cost one vector, not a scalar loop. The epilogue (bias, ReLU, or the fused
 // SGD update of a weight tile) runs on the accumulators before they leave the registers.
-// Measured on the 2-core VM (min of 9): 6 x 4 tiles against 8 x 3 gave predict of 100 models of
-// 784-128-10 on 10,000 rows in 0.91-1.00 s against 1.03-1.28 s, training the same. Cutting k
-// into blocks of 128 (B's tile column in L1) was slower (W4 1.05 s against 0.98 s): B streams
-// from L2 fast enough, and the partial sums cost more than they saved.
+// 6 x 4 tiles beat 8 x 3 on prediction and training; k is not cut into blocks (B's tile column in
+// L1), because B streams from L2 fast enough and the partial sums cost more than they saved
+// (bench/README.md, "Measured choices").
 //
 // CMake compiles this file alone with AVX-512 enabled, and only in builds with SEGFAST_WITH_AVX512;
 // it must not use the standard library, whose inline functions instantiated here could be picked

@@ -26,28 +26,13 @@ double squared_distance(const float* a, const float* b, int d) {
     return total;
 }
 
-// dst (cols, rows) = src (rows, cols)^T, for a block of rows.
-void transpose_rows(const float* src, int rows, int cols, float* dst) {
-    for (int i = 0; i < rows; ++i)
-        for (int j = 0; j < cols; ++j) dst[static_cast<std::size_t>(j) * rows + i] = src[static_cast<std::size_t>(i) * cols + j];
-}
-
 // dots (n, m) = X (n, d) @ Y^T, with Yt = Y^T (d, m) already laid out; row blocks in parallel.
 void dot_products(const float* X, int n, int d, const float* Yt, int m, float* dots, int n_threads) {
     const long blocks = (n + kRowBlock - 1) / kRowBlock;
     parallel_for(blocks, n_threads, [&](long b, int) {
-        GemmArgs g;
-        g.m = std::min(kRowBlock, n - static_cast<int>(b) * kRowBlock);
-        g.n = m;
-        g.k = d;
-        g.a = X + static_cast<std::size_t>(b) * kRowBlock * d;
-        g.a_rs = d;
-        g.a_ks = 1;
-        g.b = Yt;
-        g.ldb = m;
-        g.c = dots + static_cast<std::size_t>(b) * kRowBlock * m;
-        g.ldc = m;
-        gemm(Epilogue::Store, g);
+        const int rows = std::min(kRowBlock, n - static_cast<int>(b) * kRowBlock);
+        gemm(Epilogue::Store, gemm_args(rows, m, d, rows_of(X + static_cast<std::size_t>(b) * kRowBlock * d, d), Yt, m,
+                                        dots + static_cast<std::size_t>(b) * kRowBlock * m, m));
     });
 }
 
@@ -104,7 +89,7 @@ KMeansStats kmeans(const float* X, int n, int d, int k, std::uint64_t seed, int 
 
     for (stats.iterations = 1; stats.iterations <= max_iter; ++stats.iterations) {
         // Assign: |x - c|^2 = |x|^2 - 2 x.c + |c|^2, the products through gemm.
-        transpose_rows(centroids, k, d, centroids_t.data());
+        transpose(centroids, d, k, d, centroids_t.data(), k);  // (d, k)
         dot_products(X, n, d, centroids_t.data(), k, dots.data(), n_threads);
         const std::vector<double> c_norm = squared_norms(centroids, k, d);
         bool changed = false;
@@ -164,7 +149,7 @@ void pairwise_distances(const float* X, int n, int d, float* dist, int n_threads
     Buffer<float> xt(static_cast<std::size_t>(d) * kCols), block(static_cast<std::size_t>(n) * kCols);
     for (int j0 = 0; j0 < n; j0 += kCols) {
         const int cols = std::min(kCols, n - j0);
-        transpose_rows(X + static_cast<std::size_t>(j0) * d, cols, d, xt.data());
+        transpose(X + static_cast<std::size_t>(j0) * d, d, cols, d, xt.data(), cols);  // (d, cols)
         dot_products(X, n, d, xt.data(), cols, block.data(), n_threads);
         for (int i = 0; i < n; ++i)
             for (int j = 0; j < cols; ++j) {

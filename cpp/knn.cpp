@@ -15,10 +15,9 @@ namespace segfast {
 
 namespace {
 constexpr int kQueryBlock = 256;
-constexpr int kRefBlock = 256;  // B (d x 256 floats, 800 KB for d = 784) stays in L2: 0.51 s against 0.86 s with 2048 (10,000 x 5,000 rows)
+constexpr int kRefBlock = 256;  // B (d x 256 floats, 800 KB for d = 784) stays in L2, unlike 2048
 // refs^T is stored as strips of kGemmStrip columns, each (d, 64) contiguous: the tile streams one
-// 200 KB run instead of 64 floats every 1 KB, which cut the products from 0.38 s to 0.30 s
-// (10,000 x 5,000 x 784, 2 threads).
+// 200 KB run instead of 64 floats every 1 KB (bench/README.md has both measurements).
 constexpr int kStrip = kGemmStrip;
 }  // namespace
 
@@ -36,8 +35,7 @@ void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t
     for (std::int64_t c0 = 0; c0 < n_r; c0 += kStrip) {
         const std::int64_t w = std::min<std::int64_t>(kStrip, n_r - c0);
         float* dst = refs_t.data() + c0 * d;
-        for (std::int64_t j = 0; j < w; ++j)
-            for (int p = 0; p < d; ++p) dst[static_cast<std::size_t>(p) * w + j] = refs[(c0 + j) * d + p];
+        transpose(refs + c0 * d, d, static_cast<int>(w), d, dst, w);
     }
     const std::int64_t ref_blocks = (n_r + kRefBlock - 1) / kRefBlock;
 
@@ -62,19 +60,10 @@ void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t
         for (std::int64_t b = 0; b < ref_blocks; ++b) {
             const std::int64_t j0 = b * kRefBlock;
             const int cols = static_cast<int>(std::min<std::int64_t>(kRefBlock, n_r - j0));
-            GemmArgs g;
-            g.m = rows;
-            g.k = d;
-            g.a = queries + i0 * d;
-            g.a_rs = d;
-            g.a_ks = 1;
-            g.ldc = cols;
             for (int s0 = 0; s0 < cols; s0 += kStrip) {
-                g.n = std::min(kStrip, cols - s0);
-                g.b = refs_t.data() + (j0 + s0) * d;
-                g.ldb = g.n;
-                g.c = block.data() + s0;
-                gemm(Epilogue::Store, g);
+                const int width = std::min(kStrip, cols - s0);
+                gemm(Epilogue::Store, gemm_args(rows, width, d, rows_of(queries + i0 * d, d), refs_t.data() + (j0 + s0) * d,
+                                                width, block.data() + s0, cols));
             }
             for (int i = 0; i < rows; ++i) {
                 auto& heap = best[i];

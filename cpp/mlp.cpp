@@ -6,6 +6,8 @@
 #include <limits>
 #include <utility>
 
+#include "softmax.h"
+
 namespace segfast {
 
 Workspace::Workspace(const Arch& arch, int rows) : max_rows(rows) {
@@ -43,18 +45,12 @@ float* forward(const Arch& arch, const float* params, const float* x, int rows, 
     for (int l = 0; l < L; ++l) {
         const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
         const int strip = packed ? kGemmStrip : d_out;  // unpacked: one product over all columns
-        GemmArgs g;
-        g.m = rows;  // (B, d_in) @ (d_in, width) per strip
-        g.k = d_in;
-        g.a = in;
-        g.a_rs = d_in;
-        g.a_ks = 1;
-        g.ldc = d_out;
-        for (int s0 = 0; s0 < d_out; s0 += strip) {
-            g.n = std::min(strip, d_out - s0);
-            g.b = packed ? packed + arch.w_off[l] + static_cast<std::size_t>(s0) * d_in : params + arch.w_off[l] + s0;
-            g.ldb = packed ? g.n : d_out;
-            g.c = ws.act[l + 1].data() + s0;
+        for (int s0 = 0; s0 < d_out; s0 += strip) {  // (B, d_in) @ (d_in, width) per strip
+            const int width = std::min(strip, d_out - s0);
+            const float* w = packed ? packed + arch.w_off[l] + static_cast<std::size_t>(s0) * d_in
+                                    : params + arch.w_off[l] + s0;
+            GemmArgs g = gemm_args(rows, width, d_in, rows_of(in, d_in), w, packed ? width : d_out,
+                                   ws.act[l + 1].data() + s0, d_out);
             g.bias = params + arch.b_off[l] + s0;
             gemm(l + 1 < L ? Epilogue::BiasRelu : Epilogue::Bias, g);
         }
@@ -66,13 +62,7 @@ float* forward(const Arch& arch, const float* params, const float* x, int rows, 
 void softmax_rows(float* z, int rows, int classes) {
     for (int i = 0; i < rows; ++i) {
         float* row = z + static_cast<std::ptrdiff_t>(i) * classes;
-        float top = row[0];
-        for (int c = 1; c < classes; ++c) top = row[c] > top ? row[c] : top;
-        float total = 0.f;
-        for (int c = 0; c < classes; ++c) {
-            row[c] = std::exp(row[c] - top);
-            total += row[c];
-        }
+        const float total = sum_shifted_exp(row, classes, max_logit(row, classes), row);
         const float inv = 1.f / total;
         for (int c = 0; c < classes; ++c) row[c] *= inv;
     }
@@ -84,10 +74,8 @@ void cross_entropy(const float* z, const std::int64_t* y, int rows, int classes,
     std::int64_t correct = 0;
     for (int i = 0; i < rows; ++i) {
         const float* row = z + static_cast<std::ptrdiff_t>(i) * classes;
-        int best = 0;
-        for (int c = 1; c < classes; ++c) best = row[c] > row[best] ? c : best;
-        float total = 0.f;
-        for (int c = 0; c < classes; ++c) total += std::exp(row[c] - row[best]);
+        const int best = argmax_logit(row, classes);
+        const float total = sum_shifted_exp(row, classes, row[best]);
         loss += static_cast<double>(std::log(total) + row[best] - row[y[i]]);
         correct += (best == y[i]);
     }
@@ -97,12 +85,6 @@ void cross_entropy(const float* z, const std::int64_t* y, int rows, int classes,
 
 namespace {
 
-// dst (cols, rows) = src (rows, cols) transposed.
-void transpose(const float* src, int rows, int cols, float* dst) {
-    for (int i = 0; i < rows; ++i)
-        for (int j = 0; j < cols; ++j) dst[static_cast<std::ptrdiff_t>(j) * rows + i] = src[static_cast<std::ptrdiff_t>(i) * cols + j];
-}
-
 // Softmax cross-entropy of logits z (B, C): returns the summed loss and writes
 // dLoss/dz = (softmax(z) - onehot(y)) / B into grad (B, C).
 double softmax_xent_grad(const float* z, const std::int64_t* y, int rows, int classes, float* grad) {
@@ -111,13 +93,8 @@ double softmax_xent_grad(const float* z, const std::int64_t* y, int rows, int cl
     for (int i = 0; i < rows; ++i) {
         const float* zr = z + static_cast<std::ptrdiff_t>(i) * classes;
         float* gr = grad + static_cast<std::ptrdiff_t>(i) * classes;
-        float top = zr[0];
-        for (int c = 1; c < classes; ++c) top = zr[c] > top ? zr[c] : top;
-        float total = 0.f;
-        for (int c = 0; c < classes; ++c) {
-            gr[c] = std::exp(zr[c] - top);
-            total += gr[c];
-        }
+        const float top = max_logit(zr, classes);
+        const float total = sum_shifted_exp(zr, classes, top, gr);
         loss += static_cast<double>(std::log(total) + top - zr[y[i]]);
         const float scale = inv_rows / total;
         for (int c = 0; c < classes; ++c) gr[c] *= scale;
@@ -159,19 +136,9 @@ double sgd_step(const Arch& arch, float* params, float* velocity, const float* a
             // grad_next (B, d_in) = (grad (B, d_out) @ W^T) * relu'(in), computed as
             // W (d_in, d_out) @ grad^T (d_out, B) so the kernel streams W row by row:
             // only activation-sized matrices get transposed, never the weights.
-            transpose(grad, rows, d_out, ws.grad_t.data());
-            GemmArgs g;
-            g.m = d_in;
-            g.n = rows;
-            g.k = d_out;
-            g.a = W;
-            g.a_rs = d_out;
-            g.a_ks = 1;
-            g.b = ws.grad_t.data();
-            g.ldb = rows;
-            g.c = ws.back_t.data();
-            g.ldc = rows;
-            gemm(Epilogue::Store, g);
+            transpose(grad, d_out, rows, d_out, ws.grad_t.data(), rows);  // (d_out, B)
+            gemm(Epilogue::Store,
+                 gemm_args(d_in, rows, d_out, rows_of(W, d_out), ws.grad_t.data(), rows, ws.back_t.data(), rows));
             const float* bt = ws.back_t.data();
             for (int i = 0; i < rows; ++i)
                 for (int j = 0; j < d_in; ++j) {
@@ -181,17 +148,7 @@ double sgd_step(const Arch& arch, float* params, float* velocity, const float* a
         }
 
         // W (d_in, d_out) -= lr * (in^T (d_in, B) @ grad (B, d_out) + ...), fused.
-        GemmArgs g;
-        g.m = d_in;
-        g.n = d_out;
-        g.k = rows;
-        g.a = in;
-        g.a_rs = 1;
-        g.a_ks = d_in;
-        g.b = grad;
-        g.ldb = d_out;
-        g.c = W;
-        g.ldc = d_out;
+        GemmArgs g = gemm_args(d_in, d_out, rows, columns_of(in, d_in), grad, d_out, W, d_out);
         g.velocity = velocity ? velocity + arch.w_off[l] : nullptr;
         g.anchor = anchor ? anchor + arch.w_off[l] : nullptr;
         g.sgd = sgd;

@@ -28,8 +28,7 @@ struct Workspace {
 // Each W_l (d_in, d_out) of the parameter row `params` in strips of kGemmStrip output columns
 // (gemm.h): columns [s0, s0 + width) as a (d_in, width) row-major block at
 // packed + w_off[l] + s0 * d_in, so a tile streams one run instead of a few floats every d_out.
-// Worth it when one model runs on many row blocks: measured 0.82 -> 0.76 s for the soft vote of
-// 100 models of 784-128-10 over 10,000 rows, 2 threads.
+// Worth it when one model runs on many row blocks, as in an ensemble's vote (bench/README.md).
 void pack_weights(const Arch& arch, const float* params, float* packed);
 
 // Logits of `rows` rows of x (row stride arch.n_in()) into ws.act[L]; returns that pointer.

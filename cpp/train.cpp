@@ -67,7 +67,7 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
         // The broadcast of a round (start_row) is fused in: the row is written here, by the thread
         // that trains it, and doubles as the divergence snapshot. Otherwise a diverged step may
         // already have written inf into the weights; the snapshot lets the model end at its last
-        // finished epoch instead (about 1% of an epoch's time).
+        // finished epoch instead (one copy of the row, small beside an epoch).
         const float* restore = in.start_row;
         if (restore) {
             std::memcpy(w, restore, sizeof(float) * P);

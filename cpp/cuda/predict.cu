@@ -8,6 +8,7 @@
 #include "dense_forward.cuh"
 #include "device.h"
 #include "../arch.h"
+#include "../softmax.h"
 #include "batched_gemm.cuh"
 
 namespace segfast::cuda {
@@ -19,10 +20,8 @@ __global__ void softmax_kernel(int n_models, int rows, int C, float* z, long lon
     const long long t = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
     if (t >= static_cast<long long>(n_models) * rows) return;
     float* row = z + (t / rows) * model_stride + (t % rows) * C;
-    float top = row[0];
-    for (int c = 1; c < C; ++c) top = row[c] > top ? row[c] : top;
-    float total = 0.f;
-    for (int c = 0; c < C; ++c) total += expf(row[c] - top);
+    const float top = max_logit(row, C);
+    const float total = sum_shifted_exp(row, C, top);
     if (log) {  // computed from the logits, so that tiny probabilities do not underflow to log(0)
         const float shift = top + logf(total);
         for (int c = 0; c < C; ++c) row[c] -= shift;
@@ -41,10 +40,8 @@ __global__ void score_kernel(int rows, int C, const float* logits, long long mod
     double l = 0.0, k = 0.0;
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
         const float* z = logits + m * model_stride + static_cast<long long>(r) * C;
-        int best = 0;
-        for (int c = 1; c < C; ++c) best = z[c] > z[best] ? c : best;
-        float total = 0.f;
-        for (int c = 0; c < C; ++c) total += expf(z[c] - z[best]);
+        const int best = argmax_logit(z, C);
+        const float total = sum_shifted_exp(z, C, z[best]);
         l += static_cast<double>(logf(total) + z[best] - z[y[r]]);
         k += best == y[r];
     }

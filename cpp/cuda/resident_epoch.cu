@@ -11,6 +11,7 @@
 #include <cmath>
 #include <string>
 
+#include "../softmax.h"
 #include "cuda_check.h"
 #include "resident_epoch.h"
 
@@ -280,14 +281,9 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
         if (tid < n) {
             float* z = dz + tid * C4;
             const int label = labels[tid];
-            float top = z[0];
-            for (int c = 1; c < C; ++c) top = z[c] > top ? z[c] : top;
+            const float top = max_logit(z, C);
             const float z_label = z[label];
-            float total = 0.f;
-            for (int c = 0; c < C; ++c) {
-                z[c] = expf(z[c] - top);
-                total += z[c];
-            }
+            const float total = sum_shifted_exp(z, C, top, z);
             row_loss[tid] = logf(total) + top - z_label;
             const float inv_rows = 1.f / static_cast<float>(n), scale = inv_rows / total;
             for (int c = 0; c < C; ++c) z[c] *= scale;
@@ -451,9 +447,8 @@ ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool mo
     const int H = arch.dims[1], rows = max_rows <= 8 ? 8 : max_rows <= 16 ? 16 : 32;
     double best_cost = 0.0;
     // An epoch of one step saves the resident kernel only one pass over the weights, and a
-    // cluster of CTAs per model then lost to the per-layer path on an H200 (784-256-10,
-    // 10,000 models of 6 rows: 25.0 ms against 18.2), while a model in one CTA won
-    // (784-16-10: 0.23 against 0.40 us a model): clusters only where an epoch has several steps.
+    // cluster of CTAs per model then lost to the per-layer path on an H200, while a model in one
+    // CTA won (bench/README.md): clusters only where an epoch has several steps.
     const int largest = one_step && !resident_forced() ? 1 : 16;
     for (int cluster : {1, 2, 4, 8, 16}) {
         if (cluster > largest) break;

@@ -2,11 +2,10 @@
 // 6 rows), which the tiled kernel (batched_gemm.cuh) serves poorly: its row tiles are mostly
 // padding and it re-reads each weight tile through shared memory. Here each thread owns one
 // output column, the model's rows sit in shared memory, and every weight is read once, a warp
-// reading a whole contiguous run of a weight row at a time. Measured on an H100 (W5 of
-// bench_gpu.py): an epoch 26.6 ms with the tiled kernel, 19.6 ms with this one. The same idea
-// for the weight update (a thread per column, a sum over <= 32 rows) was measured too and
-// dropped: 18-20 ms a call for W5's first layer, slower than the tiled kernel (sgd_update.cuh
-// is what replaced both there).
+// reading a whole contiguous run of a weight row at a time; faster than the tiled kernel on W5
+// of bench_gpu.py. The same idea for the weight update (a thread per column, a sum over <= 32
+// rows) was measured too and dropped: slower than the tiled kernel (sgd_update.cuh is what
+// replaced both there). The timings are in bench/README.md, "Measured choices".
 #pragma once
 #include "batched_gemm.cuh"
 

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "../rng.h"
+#include "../softmax.h"
 #include "../threads.h"
 #include "device.h"
 #include "forward.cuh"
@@ -72,13 +73,8 @@ __global__ void softmax_xent_kernel(int n_models, int M, int C, int bs, const fl
             continue;
         }
         const float* z = logits + (static_cast<long long>(m) * bs + r) * C;
-        float top = z[0];
-        for (int c = 1; c < C; ++c) top = z[c] > top ? z[c] : top;
-        float total = 0.f;
-        for (int c = 0; c < C; ++c) {
-            g[c] = expf(z[c] - top);
-            total += g[c];
-        }
+        const float top = max_logit(z, C);
+        const float total = sum_shifted_exp(z, C, top, g);
         const int label = labels[m * bs + r];
         loss += static_cast<double>(logf(total) + top - z[label]);
         const float scale = inv_rows / total;
