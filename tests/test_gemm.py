@@ -1,4 +1,10 @@
-"""The gemm kernel against numpy, for every epilogue, odd shapes and both A layouts."""
+"""The gemm kernel against numpy, for every epilogue, odd shapes and both A layouts, on both kernel
+sets (the fast one this CPU runs and the reference loops)."""
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -41,20 +47,23 @@ def test_transpose_matches_numpy(rng, shape, reference):
     np.testing.assert_array_equal(_core._testing.transpose(a, reference=reference), a.T)
 
 
+@pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("m,n,k", SHAPES)
-def test_bias_and_relu(rng, m, n, k):
+def test_bias_and_relu(rng, m, n, k, reference):
     a, b, want = operands(rng, m, n, k, False)
     bias = rng.standard_normal(n).astype(np.float32)
-    c = np.empty((m, n), dtype=np.float32)
-    _core._testing.gemm(a, b, c, epilogue="bias", bias=bias)
+    c = np.full((m, n), np.nan, dtype=np.float32)
+    _core._testing.gemm(a, b, c, epilogue="bias", bias=bias, reference=reference)
     np.testing.assert_allclose(c, want + bias, rtol=1e-4, atol=1e-4 * np.sqrt(k))
-    _core._testing.gemm(a, b, c, epilogue="bias_relu", bias=bias)
+    c[:] = np.nan
+    _core._testing.gemm(a, b, c, epilogue="bias_relu", bias=bias, reference=reference)
     np.testing.assert_allclose(c, np.maximum(want + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("m,n,k", SHAPES)
-def test_fused_sgd_update(rng, m, n, k, momentum):
+def test_fused_sgd_update(rng, m, n, k, momentum, reference):
     a, b, grad = operands(rng, m, n, k, True)
     w = rng.standard_normal((m, n)).astype(np.float32)
     v = rng.standard_normal((m, n)).astype(np.float32)
@@ -64,7 +73,8 @@ def test_fused_sgd_update(rng, m, n, k, momentum):
     want_w = w - lr * (want_v if momentum else step)
     c = w.copy()
     vel = v.copy() if momentum else None
-    _core._testing.gemm(a, b, c, trans_a=True, epilogue="sgd", velocity=vel, lr=lr, momentum=momentum, weight_decay=wd)
+    _core._testing.gemm(a, b, c, trans_a=True, epilogue="sgd", velocity=vel, lr=lr, momentum=momentum, weight_decay=wd,
+                        reference=reference)
     np.testing.assert_allclose(c, want_w, rtol=1e-4, atol=1e-5 * np.sqrt(k))
     if momentum:
         np.testing.assert_allclose(vel, want_v, rtol=1e-4, atol=1e-4 * np.sqrt(k))
@@ -87,7 +97,28 @@ def test_fast_kernel_agrees_with_reference(rng):
     _core._testing.gemm(a, b, fast)
     _core._testing.gemm(a, b, ref, reference=True)
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
-    assert _core.gemm_kernel() in ("avx512", "reference")
+
+
+def cpu_runs_avx512():
+    """Whether this CPU has every instruction set the AVX-512 kernels are compiled with (as
+    cpp/dispatch.cpp checks it), from the kernel's own list of the CPU's flags."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("reads the CPU's flags from /proc/cpuinfo (x86-64 Linux)")
+    with open("/proc/cpuinfo") as f:
+        flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    # pni is how Linux names SSE3
+    return {"avx512f", "avx512vl", "fma", "avx2", "avx", "sse4_2", "sse4_1", "ssse3", "pni", "popcnt"} <= flags
+
+
+@pytest.mark.parametrize("setting", [None, "reference", "auto"])
+def test_kernel_set_follows_the_cpu_and_the_override(setting):
+    env = {k: v for k, v in os.environ.items() if k != "SEGFAST_GEMM"}
+    if setting is not None:
+        env["SEGFAST_GEMM"] = setting
+    got = subprocess.run([sys.executable, "-c", "from segfast import _core; print(_core.gemm_kernel())"], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    want = "avx512" if setting != "reference" and cpu_runs_avx512() else "reference"
+    assert got == want
 
 
 def test_gemm_refuses_bad_arrays(rng):
