@@ -27,7 +27,8 @@ def test_kmeans_finds_separated_clusters_and_k(rng):
     assert result.silhouette > 0.9
     assert set(result.scores) == set(range(2, 11)) & set(range(2, 15))
     for c in range(3):
-        np.testing.assert_allclose(result.centroids.params[c], stack.params[result.labels == c].mean(0), rtol=1e-4, atol=1e-5)
+        members = stack.params[result.labels == c]
+        np.testing.assert_allclose(result.centroids.params[c], members.mean(0), rtol=1e-4, atol=1e-5)
 
 
 def test_kmeans_is_deterministic_and_thread_independent(rng):

@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 
 import segfast
-from segfast import Ensemble, MLPStack
-
 from conftest import blobs
+from segfast import Ensemble, MLPStack
 
 
 @pytest.fixture(scope="module")

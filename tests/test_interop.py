@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import segfast
-from segfast import MLPStack
-
 from conftest import blobs
+from segfast import MLPStack
 
 st = pytest.importorskip("safetensors.numpy")
 

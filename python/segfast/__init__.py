@@ -1,5 +1,6 @@
 """segfast: train many small MLPs at once, one per data segment, in a C++ core."""
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from . import _core, datasets, distributed, schedule, shards
 from ._device import cuda_available

@@ -14,26 +14,29 @@ from .predict import predict_proba
 from .rounds import rounds as run_rounds
 from .segments import segment
 
+_BASES: tuple[type, ...]  # SegmentClassifier's: scikit-learn's mixins where it is installed
+_NOT_FITTED: type[NotFittedError]  # what predicting before fit raises
 try:  # scikit-learn is optional: with it, the estimator gets its mixins (tags, clone, score)
-    from sklearn.base import BaseEstimator as _Base, ClassifierMixin as _Classifier
+    from sklearn.base import BaseEstimator as _Base
+    from sklearn.base import ClassifierMixin as _Classifier
     from sklearn.exceptions import DataConversionWarning as _DataConversionWarning
     from sklearn.exceptions import NotFittedError as _SklearnNotFitted
-    _BASES = (_Classifier, _Base)
 
     class _NotFitted(NotFittedError, _SklearnNotFitted):
         """Caught both as segfast's and as scikit-learn's NotFittedError."""
+
+    _BASES, _NOT_FITTED = (_Classifier, _Base), _NotFitted
 except ImportError:  # pragma: no cover - exercised where scikit-learn is absent
     _DataConversionWarning = UserWarning
-    _NotFitted = NotFittedError
 
     class _Params(ParamsMixin):
         def score(self, X, y):
             return float(np.mean(self.predict(X) == np.asarray(y)))
 
-    _BASES = (_Params,)
+    _BASES, _NOT_FITTED = (_Params,), NotFittedError
 
 
-class SegmentClassifier(*_BASES):
+class SegmentClassifier(*_BASES):  # type: ignore[misc]  # bases chosen at import
     """Cut the training rows into ``n_segments`` segments, train one MLP per segment (in
     ``rounds`` rounds of local training and merging from a shared start), then predict with
     the merged model (``combine="merge"``) or an ensemble of the segment models
@@ -111,7 +114,7 @@ class SegmentClassifier(*_BASES):
 
     def _check_fitted(self):
         if not hasattr(self, "model_"):
-            raise _NotFitted("this SegmentClassifier is not fitted yet: call fit(X, y) first")
+            raise _NOT_FITTED("this SegmentClassifier is not fitted yet: call fit(X, y) first")
 
     def predict_proba(self, X) -> np.ndarray:
         self._check_fitted()
@@ -123,5 +126,6 @@ class SegmentClassifier(*_BASES):
     def predict(self, X) -> np.ndarray:
         self._check_fitted()
         if self.combine == "ensemble":
-            return self.classes_[self.ensemble_.predict(as_features(X, "X", self.n_features_in_, who="SegmentClassifier"))]
+            X = as_features(X, "X", self.n_features_in_, who="SegmentClassifier")
+            return self.classes_[self.ensemble_.predict(X)]
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -50,11 +50,11 @@ def cluster(stack: MLPStack, *, k=None, align: bool = True, seed: int = 0, k_max
     scores = {}
     if k is None:
         dist = _core.pairwise_distances(X, threads)
-        best = None
+        best: tuple = ()  # (k, labels, centroids); the range below is never empty: n >= 3, k_max >= 2
         for kk in range(2, min(k_max, n - 1) + 1):
             labels, centroids, _, _ = _core.kmeans(X, kk, seed, max_iter, threads)
             scores[kk] = _core.silhouette(dist, labels, kk)
-            if best is None or scores[kk] > scores[best[0]]:
+            if not best or scores[kk] > scores[best[0]]:
                 best = (kk, labels, centroids)
         k, labels, centroids = best
         score = scores[k]

@@ -17,7 +17,6 @@ import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -28,7 +27,7 @@ __all__ = ["Dataset", "read_idx", "load", "load_default", "KNOWN_DATASETS"]
 _SHARD_NAMES = ("Shards", "save_shards", "load_shards", "segment_rows")
 
 # IDX type code -> big-endian numpy dtype (the format stores multi-byte values big-endian).
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -138,9 +137,9 @@ class Dataset:
     name: str
     X_train: np.ndarray  # (n_train, n_features) float32, C-contiguous
     y_train: np.ndarray  # (n_train,) int64 in [0, n_classes)
-    X_test: Optional[np.ndarray]  # (n_test, n_features) float32, or None
-    y_test: Optional[np.ndarray]  # (n_test,) int64, or None
-    classes: Tuple[str, ...]
+    X_test: np.ndarray | None  # (n_test, n_features) float32, or None
+    y_test: np.ndarray | None  # (n_test,) int64, or None
+    classes: tuple[str, ...]
 
     @property
     def n_classes(self) -> int:
@@ -190,7 +189,7 @@ _HOW_TO_GET = {
 }
 
 
-def _find_file(directory: Path, stem: str) -> Optional[Path]:
+def _find_file(directory: Path, stem: str) -> Path | None:
     for candidate in (directory / stem, directory / (stem + ".gz")):
         if candidate.is_file():
             return candidate

@@ -140,7 +140,8 @@ class Ensemble(ParamsMixin):
             self.X_region_ = X_val
             self.correct_ = self._votes_correct(X_val, y_val, threads)  # (N, n_val)
         else:
-            self._fit_train_region(*train, threads)
+            X_train, y_train, segments = train
+            self._fit_train_region(X_train, y_train, segments, threads)
 
     def _given_weights(self) -> np.ndarray:
         w = np.asarray(self.weights, dtype=np.float64)

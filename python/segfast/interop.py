@@ -82,15 +82,15 @@ def load_safetensors(path):
     except ValueError:
         raise ValueError(f"{path}: metadata dims {meta.get('dims')!r} are not comma-separated widths") from None
     n_layers = len(dims) - 1
-    want = {f"{2 * l}.{kind}" for l in range(n_layers) for kind in ("weight", "bias")} | {"diverged"}
+    want = {f"{2 * layer}.{kind}" for layer in range(n_layers) for kind in ("weight", "bias")} | {"diverged"}
     if keys != want:
         raise ValueError(f"{path}: tensors {sorted(keys)} do not match dims {dims} (expected {sorted(want)})")
     tensors = st.load_file(str(path))
     n = tensors["diverged"].shape[0] if tensors["diverged"].ndim == 1 else -1
     rows = []
-    for l, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-        w, b = tensors[f"{2 * l}.weight"], tensors[f"{2 * l}.bias"]
-        for name, t, shape in ((f"{2 * l}.weight", w, (n, d_out, d_in)), (f"{2 * l}.bias", b, (n, d_out))):
+    for layer, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        w, b = tensors[f"{2 * layer}.weight"], tensors[f"{2 * layer}.bias"]
+        for name, t, shape in ((f"{2 * layer}.weight", w, (n, d_out, d_in)), (f"{2 * layer}.bias", b, (n, d_out))):
             if t.dtype != np.float32 or t.shape != shape:
                 raise ValueError(f"{path}: tensor {name} is {t.dtype} {t.shape}, expected float32 {shape}")
         rows += [w.transpose(0, 2, 1).reshape(n, -1), b]

@@ -40,7 +40,7 @@ def fingerprint(*arrays) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.data.cast("B"))
     return h.hexdigest()
 
 
@@ -146,7 +146,7 @@ class RunDirectory:
             shape, dtype = npz_header(f, "round", path)
             if shape != () or dtype.kind not in "iu":
                 raise ValueError(f"{path}: round must be an integer scalar, got shape {shape} of {dtype}")
-            state = {"round": int(npz_array(f, "round", path))}
+            state: dict = {"round": int(npz_array(f, "round", path))}
             if not 0 <= state["round"] < rounds:
                 raise ValueError(f"{path}: round is {state['round']}, outside this run of {rounds} round(s) "
                                  f"(the last finished round, 0 to {rounds - 1})")
@@ -185,7 +185,8 @@ class RunDirectory:
             if type(record.get("round")) is not int or record["round"] != i + 1:  # type: a bool is no round
                 raise ValueError(f"{path}, line {i + 1}: round must be {i + 1}, got {record.get('round')!r}")
             acc = record.get("global_accuracy")
-            if (evaluated or acc is not None) and not (type(acc) in (int, float) and 0 <= acc <= 1):
+            in_range = isinstance(acc, (int, float)) and not isinstance(acc, bool) and 0 <= acc <= 1
+            if (evaluated or acc is not None) and not in_range:
                 raise ValueError(f"{path}, line {i + 1}: global_accuracy must be a number in [0, 1], got {acc!r}")
             history.append(record)
         return history

@@ -64,7 +64,7 @@ class Segments:
         self.offsets = offsets  # (n_segments + 1,) int64
 
     @classmethod
-    def from_indices(cls, segments) -> "Segments":
+    def from_indices(cls, segments) -> Segments:
         """Build from a sequence of 1-D integer index arrays, one per segment."""
         parts = [_int64_vector(s, f"segment {i}") for i, s in enumerate(segments)]
         if not parts:
@@ -104,7 +104,7 @@ class Segments:
             f"{s.min()}/{np.median(s):g}/{s.max()})"
         )
 
-    def validate(self, n_rows: int, min_size: int = 1) -> "Segments":
+    def validate(self, n_rows: int, min_size: int = 1) -> Segments:
         """Check every index is in [0, n_rows) and every segment has >= min_size rows.
 
         Returns self, so that ``segs = Segments(...).validate(len(X))`` reads naturally.
@@ -145,7 +145,7 @@ def _dirichlet(y, k, alpha, min_size, rng) -> Segments:
         )
     classes = np.unique(y)
     for _ in range(_DIRICHLET_TRIES):
-        parts = [[] for _ in range(k)]
+        parts: list[list[np.ndarray]] = [[] for _ in range(k)]
         for c in classes:
             rows = rng.permutation(np.flatnonzero(y == c))
             p = rng.dirichlet(np.full(k, alpha))

@@ -7,7 +7,7 @@ shuffle the rows first if the data is sorted (by class, by time, ...).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,15 +26,15 @@ class Split(NamedTuple):
     y_test: np.ndarray  # (n_test,)
 
     @property
-    def train(self) -> Tuple[np.ndarray, np.ndarray]:
+    def train(self) -> tuple[np.ndarray, np.ndarray]:
         return self.X_train, self.y_train
 
     @property
-    def val(self) -> Tuple[np.ndarray, np.ndarray]:
+    def val(self) -> tuple[np.ndarray, np.ndarray]:
         return self.X_val, self.y_val
 
     @property
-    def test(self) -> Tuple[np.ndarray, np.ndarray]:
+    def test(self) -> tuple[np.ndarray, np.ndarray]:
         return self.X_test, self.y_test
 
 

@@ -71,9 +71,10 @@ def _index(value, name: str, n: int, of: str) -> int:  # TODO(_validate): index(
     Python's own indexing."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)
     if not -n <= value < n:
         raise IndexError(f"{name} {value} out of range for {of}")
-    return int(value) % n
+    return value % n
 
 
 def _check_params(params, n_params: int, dims) -> np.ndarray:
@@ -140,7 +141,7 @@ class MLPStack:
         return row
 
     @classmethod
-    def from_params(cls, dims, params, diverged=None) -> "MLPStack":
+    def from_params(cls, dims, params, diverged=None) -> MLPStack:
         """A stack around existing parameters (copied into a fresh C-contiguous float32 array)."""
         dims = _check_dims(dims)
         stack = cls._wrap(dims, _check_params(params, _param_count(dims), dims))
@@ -212,7 +213,7 @@ class MLPStack:
         return self.params[:, b0:b0 + d_out]
 
     # -- sub-stacks ---------------------------------------------------------------------------
-    def select(self, indices) -> "MLPStack":
+    def select(self, indices) -> MLPStack:
         """A new stack (own copy of the parameters) of the models at ``indices``."""
         idx = np.arange(self.n_models)[indices]
         idx = np.atleast_1d(idx)
@@ -220,12 +221,12 @@ class MLPStack:
             raise ValueError("select() needs at least one model index")
         return MLPStack.from_params(self.dims, self.params[idx], self.diverged[idx])
 
-    def __getitem__(self, index) -> "MLPStack":
+    def __getitem__(self, index) -> MLPStack:
         if isinstance(index, numbers.Integral) and not isinstance(index, bool):
             return self.select([_index(index, "model", self.n_models, f"a stack of {self.n_models}")])
         return self.select(index)
 
-    def copy(self) -> "MLPStack":
+    def copy(self) -> MLPStack:
         return MLPStack.from_params(self.dims, self.params, self.diverged)
 
     # -- files --------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ class MLPStack:
         return path
 
     @classmethod
-    def load(cls, path) -> "MLPStack":
+    def load(cls, path) -> MLPStack:
         """Read a stack written by :meth:`save` (refuses pickled content).
 
         Every size in the file is checked against the others and against the bytes stored before
@@ -293,7 +294,7 @@ class MLPStack:
             if p_shape[0] * n_params > _MAX_PARAMS:
                 raise ValueError(f"{path}: {p_shape[0]} models of {n_params} parameters are more than 2**40 "
                                  "in all: a forged file")
-            if v_shape != (p_shape[0],) or v_dtype != bool:
+            if v_shape != (p_shape[0],) or v_dtype != np.dtype(bool):
                 raise ValueError(f"{path}: diverged must be ({p_shape[0]},) bool, one flag per model, got "
                                  f"shape {v_shape} of {v_dtype}")
             return cls.from_params(dims, npz_array(f, "params", path), npz_array(f, "diverged", path))
@@ -320,13 +321,13 @@ class MLPStack:
         return save_safetensors(self, path)
 
     @classmethod
-    def load_safetensors(cls, path) -> "MLPStack":
+    def load_safetensors(cls, path) -> MLPStack:
         """A stack from a file :meth:`save_safetensors` wrote, checked (needs safetensors)."""
         from .interop import load_safetensors
         return load_safetensors(path)
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "MLPStack":
+    def from_state_dict(cls, state: dict) -> MLPStack:
         """A one-model stack from a state dict of ``nn.Sequential(Linear, ReLU, ...)``
         (numpy arrays or tensors; keys as :meth:`state_dict` writes them)."""
         def array(key):

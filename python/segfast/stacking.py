@@ -110,13 +110,11 @@ def fit(name: str, probs: np.ndarray, y: np.ndarray, l2) -> tuple[float, np.ndar
         cut = n - max(1, n // 5)
         if cut < 1:
             raise ValueError("l2='auto' needs at least 2 validation rows; pass a number")
-        theta, best = None, None
+        theta, fits = None, []
         for candidate in L2_GRID:
             theta = combiner.fit(probs[:, :cut], y[:cut], candidate, theta)
-            loss = _loss(combiner, theta, probs[:, cut:], y[cut:])
-            if best is None or loss < best[0]:
-                best = (loss, candidate, theta)
-        l2, start = best[1], best[2]
+            fits.append((_loss(combiner, theta, probs[:, cut:], y[cut:]), candidate, theta))
+        _, l2, start = min(fits, key=lambda f: f[0])  # the first of equal losses: the strongest l2
     else:
         l2, start = float(l2), None
     return l2, combiner.fit(probs, y, l2, start)
