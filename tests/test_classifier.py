@@ -1,4 +1,5 @@
 """SegmentClassifier: scikit-learn's estimator checks and real use on the shipped data."""
+
 import numpy as np
 import pytest
 
@@ -37,10 +38,13 @@ def test_parameters_are_keyword_only():
     assert SegmentClassifier(n_segments=5).get_params()["n_segments"] == 5
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(n_segments=2, hidden=(16,), local_epochs=20),
-    dict(n_segments=2, hidden=(16,), local_epochs=20, rounds=2, combine="ensemble", ensemble="stacking"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n_segments=2, hidden=(16,), local_epochs=20),
+        dict(n_segments=2, hidden=(16,), local_epochs=20, rounds=2, combine="ensemble", ensemble="stacking"),
+    ],
+)
 def test_passes_scikit_learns_estimator_checks(kwargs):
     estimator_checks = pytest.importorskip("sklearn.utils.estimator_checks")
     import warnings
@@ -55,7 +59,8 @@ def test_passes_scikit_learns_estimator_checks(kwargs):
 def test_grid_search():
     model_selection = pytest.importorskip("sklearn.model_selection")
     data = segfast.datasets.load_default()
-    grid = model_selection.GridSearchCV(SegmentClassifier(n_segments=2, hidden=(32,), local_epochs=3),
-                                        {"lr": [0.01, 0.1]}, cv=2)
+    grid = model_selection.GridSearchCV(
+        SegmentClassifier(n_segments=2, hidden=(32,), local_epochs=3), {"lr": [0.01, 0.1]}, cv=2
+    )
     grid.fit(data.X_train[:3000], data.y_train[:3000])
     assert grid.best_params_["lr"] in (0.01, 0.1) and grid.best_score_ > 0.6, grid.cv_results_["mean_test_score"]

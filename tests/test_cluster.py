@@ -1,4 +1,5 @@
 """k-means, silhouette, the cluster policies of merge() and the weight-space map."""
+
 import numpy as np
 import pytest
 

@@ -7,8 +7,7 @@ import pytest
 from segfast import datasets
 from segfast.datasets import Dataset, load, load_default, read_idx
 
-_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C,
-          np.float32: 0x0D, np.float64: 0x0E}
+_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
 
 
 def idx_bytes(a: np.ndarray) -> bytes:
@@ -82,9 +81,7 @@ def test_read_idx_empty_dimension(tmp_path):
     assert read_idx(write_idx(tmp_path / "e", a)).shape == (0, 28, 28)
 
 
-@pytest.mark.parametrize(
-    "head", [b"\x01\x00\x08\x01", b"\x00\x00\x07\x01", b"\x00\x00\x08\x00", b"\x1f"]
-)
+@pytest.mark.parametrize("head", [b"\x01\x00\x08\x01", b"\x00\x00\x07\x01", b"\x00\x00\x08\x00", b"\x1f"])
 def test_read_idx_wrong_magic(tmp_path, head):
     path = tmp_path / "bad.idx"
     path.write_bytes(head + b"\x00" * 8)
@@ -265,7 +262,11 @@ def test_shard_names_stay_reachable_from_datasets():
     from segfast.datasets import Shards, load_shards, save_shards, segment_rows
 
     assert (Shards, load_shards, save_shards, segment_rows) == (
-        shards.Shards, shards.load_shards, shards.save_shards, shards.segment_rows)
+        shards.Shards,
+        shards.load_shards,
+        shards.save_shards,
+        shards.segment_rows,
+    )
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = datasets.nothing
 

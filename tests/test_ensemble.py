@@ -1,4 +1,5 @@
 """Ensemble against numpy references: votes, tie-breaks, stacking, KNORA-U/E (brute force)."""
+
 import numpy as np
 import pytest
 
@@ -26,8 +27,9 @@ def test_soft_and_weighted_votes(setup):
     weighted = Ensemble(stack, "weighted").fit(*val)
     acc = (segfast.predict(stack, val[0]) == val[1]).mean(1)
     np.testing.assert_allclose(weighted.weights_, acc / acc.sum())
-    np.testing.assert_allclose(weighted.predict_proba(test[0]), np.einsum("m,mrc->rc", acc / acc.sum(), P),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        weighted.predict_proba(test[0]), np.einsum("m,mrc->rc", acc / acc.sum(), P), rtol=1e-5, atol=1e-6
+    )
     given = Ensemble(stack, "weighted", weights=[1, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(given.predict(test[0]), P[0].argmax(1))
     assert soft.score(*test) == pytest.approx(np.mean(soft.predict(test[0]) == test[1]))
@@ -56,7 +58,7 @@ def test_hard_vote_and_its_tiebreaks(setup):
 
 def test_constructed_tie_goes_to_the_tiebreak_model():
     # two models, opposite one-hot opinions on a 2-class problem: every row is a 1-1 tie
-    a = MLPStack.from_params([1, 2], np.array([[5.0, -5.0, 0.0, 0.0]]))   # logits (5x, -5x)
+    a = MLPStack.from_params([1, 2], np.array([[5.0, -5.0, 0.0, 0.0]]))  # logits (5x, -5x)
     b = MLPStack.from_params([1, 2], np.array([[-5.0, 5.0, 0.0, 0.0]]))
     stack = MLPStack.from_params([1, 2], np.concatenate([a.params, b.params]))
     X = np.array([[1.0], [2.0]], dtype=np.float32)
@@ -88,14 +90,16 @@ def test_stacking_weights_is_the_optimum_of_its_objective(setup):
             w[i] += step
             assert objective(w) >= base - 1e-9
     Lt = np.log(segfast.predict_proba(stack, test[0]).astype(np.float64))
-    np.testing.assert_allclose(ens.predict_proba(test[0]), numpy_softmax(np.einsum("m,mrc->rc", ens.weights_, Lt)),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        ens.predict_proba(test[0]), numpy_softmax(np.einsum("m,mrc->rc", ens.weights_, Lt)), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_stacking_logistic_fits_its_objective(setup):
     stack, _, _, val, test = setup
     ens = Ensemble(stack, "stacking", combiner="logistic", l2=1e-2).fit(*val)
     assert ens.coef_.shape == (6 * 4, 4) and ens.intercept_.shape == (4,)
+
     def features(X):  # all models' log-probabilities side by side
         p = segfast.predict_proba(stack, X).astype(np.float64)
         return np.log(np.maximum(p, 1e-6)).transpose(1, 0, 2).reshape(len(X), -1)
@@ -107,8 +111,9 @@ def test_stacking_logistic_fits_its_objective(setup):
     grad_W = F.T @ g / len(val[1]) + 2e-2 * ens.coef_
     assert np.abs(grad_W).max() < 1e-4 and np.abs(g.mean(0)).max() < 1e-4  # stationary point
     Ft = features(test[0])
-    np.testing.assert_allclose(ens.predict_proba(test[0]), numpy_softmax(Ft @ ens.coef_ + ens.intercept_),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        ens.predict_proba(test[0]), numpy_softmax(Ft @ ens.coef_ + ens.intercept_), rtol=1e-4, atol=1e-6
+    )
     assert ens.score(*val) >= Ensemble(stack, "soft").score(*val)
 
 
@@ -156,6 +161,7 @@ def test_knn_exact_with_ties_and_ragged_blocks(n_refs, k):
     # and the order must be (distance, index). 300 queries make one full and one ragged query
     # block; 70 and 300 references end in a partial 64-column strip, k = 260 spans two 256 blocks.
     from segfast import _core
+
     rng = np.random.default_rng(n_refs)
     refs = rng.integers(0, 3, (n_refs, 5)).astype(np.float32)
     queries = rng.integers(0, 3, (300, 5)).astype(np.float32)
@@ -172,6 +178,7 @@ def test_combine_over_several_spans_and_strips(rng):
     # spans; widths 70 and 1,100 end in partial 64-column weight strips.
     from segfast import _core
     from segfast._device import combine_scores
+
     stack = MLPStack([3, 70, 1100], 20, seed=2)
     X = rng.standard_normal((600, 3)).astype(np.float32)
     probs = segfast.predict_proba(stack, X)
@@ -190,8 +197,9 @@ def test_combine_over_several_spans_and_strips(rng):
 def test_competence_on_the_training_region(setup):
     stack, segs, train, val, test = setup
     k = 5
-    ens = Ensemble(stack, "competence", k=k, region="train").fit(*val, X_train=train[0], y_train=train[1],
-                                                                  segments=segs)
+    ens = Ensemble(stack, "competence", k=k, region="train").fit(
+        *val, X_train=train[0], y_train=train[1], segments=segs
+    )
     probs = segfast.predict_proba(stack, test[0])
     hits = []
     for i in range(6):
@@ -242,7 +250,12 @@ def test_which_methods_learn_from_validation_rows(setup):
 
     stack, _, _, _, test = setup
     assert {m: learns_from_rows(m) for m in METHODS} == {
-        "hard": False, "soft": False, "weighted": True, "stacking": True, "competence": True}
+        "hard": False,
+        "soft": False,
+        "weighted": True,
+        "stacking": True,
+        "competence": True,
+    }
     assert not learns_from_rows("weighted", weights=[1] * 6)  # given weights: nothing to learn
     assert not learns_from_rows("vote") and not learns_from_rows(["soft"])  # the constructor refuses these
     for method in ("hard", "soft"):
@@ -250,17 +263,20 @@ def test_which_methods_learn_from_validation_rows(setup):
     assert Ensemble(stack, "weighted", weights=[1] * 6).predict(test[0]).shape == (len(test[0]),)
 
 
-@pytest.mark.parametrize("kwargs,call,error,match", [
-    (dict(method="soft"), "predict_wide", ValueError, "X has 13 features, but the stack is expecting 12"),
-    (dict(method="stacking"), "fit_empty", ValueError, "X_val has no rows"),
-    (dict(method="competence", k=0), "fit", ValueError, "k must be an integer >= 1"),
-    (dict(method="competence", k=400), "fit", ValueError, "k=400 is larger than the 300 validation rows"),
-    (dict(method="vote"), "init", ValueError, "unknown ensemble method"),  # in the constructor
-    (dict(method="stacking", combiner="tree"), "fit", ValueError, "combiner must be"),
-    (dict(method="weighted", weights=[1, 1]), "predict", ValueError, "weights must be 6 finite"),
-    (dict(method="hard", tiebreak="merged"), "predict", TypeError, "tiebreak must be a one-model"),
-    (dict(method="soft"), "fit_badlabels", ValueError, "y_val holds labels"),
-])
+@pytest.mark.parametrize(
+    "kwargs,call,error,match",
+    [
+        (dict(method="soft"), "predict_wide", ValueError, "X has 13 features, but the stack is expecting 12"),
+        (dict(method="stacking"), "fit_empty", ValueError, "X_val has no rows"),
+        (dict(method="competence", k=0), "fit", ValueError, "k must be an integer >= 1"),
+        (dict(method="competence", k=400), "fit", ValueError, "k=400 is larger than the 300 validation rows"),
+        (dict(method="vote"), "init", ValueError, "unknown ensemble method"),  # in the constructor
+        (dict(method="stacking", combiner="tree"), "fit", ValueError, "combiner must be"),
+        (dict(method="weighted", weights=[1, 1]), "predict", ValueError, "weights must be 6 finite"),
+        (dict(method="hard", tiebreak="merged"), "predict", TypeError, "tiebreak must be a one-model"),
+        (dict(method="soft"), "fit_badlabels", ValueError, "y_val holds labels"),
+    ],
+)
 def test_ensemble_bad_input(setup, kwargs, call, error, match):
     stack, _, _, val, test = setup
     with pytest.raises(error, match=match):
@@ -283,6 +299,7 @@ def test_ensemble_is_a_scikit_learn_classifier_and_refuses_a_misspelt_method(rng
     pytest.importorskip("sklearn")
     from sklearn.base import clone, is_classifier
     from sklearn.model_selection import cross_val_score
+
     X, y = blobs(rng, n=300, d=10, classes=3)
     stack = MLPStack([10, 8, 3], 4, init="independent", seed=0)
     segfast.train(stack, X, y, segfast.segment(y, 4, seed=0), epochs=2)

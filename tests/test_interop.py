@@ -1,5 +1,6 @@
 """Models that travel: to_torch (same predictions to 1e-6) and safetensors files of whole stacks
 (exact round trip; forged files refused, naming the file)."""
+
 import numpy as np
 import pytest
 
@@ -31,18 +32,22 @@ def test_safetensors_round_trip_is_exact(stack, tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
-@pytest.mark.parametrize("forge, says", [
-    (lambda t, m: m.update(format="other"), "format"),
-    (lambda t, m: m.update(dims="10,x,4"), "dims"),
-    (lambda t, m: t.pop("2.bias"), "do not match"),
-    (lambda t, m: t.update({"0.weight": t["0.weight"].astype(np.float64)}), "0.weight"),
-    (lambda t, m: t.update({"0.weight": t["0.weight"][:, :3]}), "0.weight"),
-    (lambda t, m: t.update(diverged=np.full(6, 7, dtype=np.uint8)), "diverged"),
-])
+@pytest.mark.parametrize(
+    "forge, says",
+    [
+        (lambda t, m: m.update(format="other"), "format"),
+        (lambda t, m: m.update(dims="10,x,4"), "dims"),
+        (lambda t, m: t.pop("2.bias"), "do not match"),
+        (lambda t, m: t.update({"0.weight": t["0.weight"].astype(np.float64)}), "0.weight"),
+        (lambda t, m: t.update({"0.weight": t["0.weight"][:, :3]}), "0.weight"),
+        (lambda t, m: t.update(diverged=np.full(6, 7, dtype=np.uint8)), "diverged"),
+    ],
+)
 def test_forged_safetensors_files_are_refused(stack, tmp_path, forge, says):
     good = stack.save_safetensors(tmp_path / "good.safetensors")
     tensors = st.load_file(str(good))
     from safetensors import safe_open
+
     with safe_open(str(good), framework="numpy") as f:
         meta = dict(f.metadata())
     forge(tensors, meta)

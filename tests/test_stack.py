@@ -1,4 +1,5 @@
 """MLPStack: layout, views, sub-stacks, files and PyTorch-style state dicts."""
+
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ def test_layout_and_views():
     assert W0.shape == (4, 784, 128) and b0.shape == (4, 128) and W1.shape == (4, 128, 10) and b1.shape == (4, 10)
     for view in (W0, b0, W1, b1, stack.weights(-1)):
         assert np.shares_memory(view, stack.params)
-    np.testing.assert_array_equal(stack.params[2, :784 * 128].reshape(784, 128), W0[2])
+    np.testing.assert_array_equal(stack.params[2, : 784 * 128].reshape(784, 128), W0[2])
     np.testing.assert_array_equal(stack.params[2, -10:], b1[2])
     with pytest.raises(IndexError):
         stack.weights(2)
@@ -88,14 +89,17 @@ def test_state_dict_loads_into_torch_and_predicts_the_same(rng):
     np.testing.assert_array_equal(back.params, stack.params)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(dims=[784]), "at least an input and an output"),
-    (dict(dims=[784, 0, 10]), "integer >= 1"),
-    (dict(dims=[784, 10, 1]), "output width"),
-    (dict(dims=[784, 10], n_models=0), "n_models"),
-    (dict(dims=[784, 10], init="zeros"), "init must be"),
-    (dict(dims=[784, 10], seed=-1), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(dims=[784]), "at least an input and an output"),
+        (dict(dims=[784, 0, 10]), "integer >= 1"),
+        (dict(dims=[784, 10, 1]), "output width"),
+        (dict(dims=[784, 10], n_models=0), "n_models"),
+        (dict(dims=[784, 10], init="zeros"), "init must be"),
+        (dict(dims=[784, 10], seed=-1), "seed"),
+    ],
+)
 def test_bad_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MLPStack(**kwargs)

@@ -1,4 +1,5 @@
 """segfast: train many small MLPs at once, one per data segment, in a C++ core."""
+
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
@@ -26,6 +27,7 @@ def __getattr__(name):
     # on first use keeps `import segfast` free of scikit-learn, SciPy and their BLAS/OpenMP.
     if name == "SegmentClassifier":
         from .classifier import SegmentClassifier
+
         return SegmentClassifier
     raise AttributeError(f"module 'segfast' has no attribute {name!r}")
 
@@ -34,9 +36,32 @@ has_openmp: bool = _core.has_openmp()
 has_cuda: bool = _core.has_cuda  # this build has the CUDA path (cuda_available(): and a GPU is here)
 
 __all__ = [
-    "MLPStack", "Segments", "Split", "History", "Evaluation",
-    "segment", "holdout", "train", "predict_proba", "predict", "evaluate", "datasets", "shards", "distributed",
-    "merge", "align", "cluster", "weight_map", "Clustering", "Ensemble", "rounds", "RoundsResult", "schedule",
+    "MLPStack",
+    "Segments",
+    "Split",
+    "History",
+    "Evaluation",
+    "segment",
+    "holdout",
+    "train",
+    "predict_proba",
+    "predict",
+    "evaluate",
+    "datasets",
+    "shards",
+    "distributed",
+    "merge",
+    "align",
+    "cluster",
+    "weight_map",
+    "Clustering",
+    "Ensemble",
+    "rounds",
+    "RoundsResult",
+    "schedule",
     "SegmentClassifier",
-    "has_openmp", "has_cuda", "cuda_available", "__version__",
+    "has_openmp",
+    "has_cuda",
+    "cuda_available",
+    "__version__",
 ]

@@ -1,5 +1,6 @@
 """get_params / set_params from the constructor's signature, as scikit-learn defines them,
 for estimators that must work without scikit-learn installed."""
+
 from __future__ import annotations
 
 import inspect

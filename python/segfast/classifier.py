@@ -1,5 +1,6 @@
 """SegmentClassifier: the whole pipeline (segment, train in rounds, merge or ensemble) as a
 scikit-learn estimator, so segfast drops into pipelines and grid searches."""
+
 from __future__ import annotations
 
 import numbers
@@ -46,9 +47,27 @@ class SegmentClassifier(*_BASES):  # type: ignore[misc]  # bases chosen at impor
     trains and predicts on an NVIDIA GPU.
     """
 
-    def __init__(self, *, n_segments=10, hidden=(128,), combine="merge", rounds=1, local_epochs=5, scheme="iid",
-                 alpha=0.5, merge="uniform", ensemble="soft", lr=0.05, batch_size=32, momentum=0.0,
-                 weight_decay=0.0, validation_fraction=0.1, seed=0, n_jobs=-1, device="cpu"):
+    def __init__(
+        self,
+        *,
+        n_segments=10,
+        hidden=(128,),
+        combine="merge",
+        rounds=1,
+        local_epochs=5,
+        scheme="iid",
+        alpha=0.5,
+        merge="uniform",
+        ensemble="soft",
+        lr=0.05,
+        batch_size=32,
+        momentum=0.0,
+        weight_decay=0.0,
+        validation_fraction=0.1,
+        seed=0,
+        n_jobs=-1,
+        device="cpu",
+    ):
         self.n_segments = n_segments
         self.hidden = hidden
         self.combine = combine
@@ -75,14 +94,19 @@ class SegmentClassifier(*_BASES):  # type: ignore[misc]  # bases chosen at impor
         X = as_features(X, "X")
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected; raveling it",
-                          _DataConversionWarning, stacklevel=2)
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; raveling it",
+                _DataConversionWarning,
+                stacklevel=2,
+            )
             y = y.ravel()
         if y.ndim != 1 or len(y) != len(X):
             raise ValueError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}")
         if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y) & (y == np.round(y))):
-            raise ValueError("Unknown label type: continuous. SegmentClassifier is a classifier: y must hold "
-                             "class labels, not continuous values")
+            raise ValueError(
+                "Unknown label type: continuous. SegmentClassifier is a classifier: y must hold "
+                "class labels, not continuous values"
+            )
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"SegmentClassifier needs at least 2 classes in y, got 1 class ({self.classes_[0]!r})")
@@ -92,23 +116,38 @@ class SegmentClassifier(*_BASES):  # type: ignore[misc]  # bases chosen at impor
         n_val = int(round(self.validation_fraction * len(X))) if needs_val else 0
         val_rows, train_rows = rows[:n_val], np.sort(rows[n_val:])
         if len(train_rows) < self.n_segments:
-            raise ValueError(f"{len(train_rows)} training rows (n_samples = {len(X)}) cannot fill "
-                             f"{self.n_segments} segments")
+            raise ValueError(
+                f"{len(train_rows)} training rows (n_samples = {len(X)}) cannot fill {self.n_segments} segments"
+            )
         if needs_val and n_val < 1:
             raise ValueError(f"ensemble={self.ensemble!r} needs validation rows: raise validation_fraction")
         X_train, y_train = X[train_rows], y_idx[train_rows]
         segs = segment(y_train, self.n_segments, self.scheme, alpha=self.alpha, seed=self.seed)
         hidden = [self.hidden] if isinstance(self.hidden, numbers.Integral) else list(self.hidden)
         dims = [X.shape[1], *hidden, max(2, len(self.classes_))]
-        result = run_rounds(dims, X_train, y_train, segs, rounds=self.rounds, local_epochs=self.local_epochs,
-                            merge=self.merge, seed=self.seed, n_jobs=self.n_jobs, progress=False, lr=self.lr,
-                            batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
-                            device=self.device)
+        result = run_rounds(
+            dims,
+            X_train,
+            y_train,
+            segs,
+            rounds=self.rounds,
+            local_epochs=self.local_epochs,
+            merge=self.merge,
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            progress=False,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            device=self.device,
+        )
         self.model_ = result.global_model
         self.segment_models_ = result.local_models
         if self.combine == "ensemble":
-            ens = Ensemble(self.segment_models_, self.ensemble, tiebreak=self.model_, n_jobs=self.n_jobs,
-                           device=self.device)
+            ens = Ensemble(
+                self.segment_models_, self.ensemble, tiebreak=self.model_, n_jobs=self.n_jobs, device=self.device
+            )
             self.ensemble_ = ens.fit(X[val_rows], y_idx[val_rows]) if needs_val else ens
         return self
 

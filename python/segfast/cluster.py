@@ -1,4 +1,5 @@
 """Clustering models in weight space, and a 2-D map of weight space for plots."""
+
 from __future__ import annotations
 
 import math
@@ -14,15 +15,23 @@ from .stack import MLPStack
 
 
 class Clustering(NamedTuple):
-    labels: np.ndarray        # (N,) cluster of each model
-    centroids: MLPStack       # (k models) the cluster means
-    silhouette: float         # mean silhouette of the chosen labelling (0 when k = 1)
+    labels: np.ndarray  # (N,) cluster of each model
+    centroids: MLPStack  # (k models) the cluster means
+    silhouette: float  # mean silhouette of the chosen labelling (0 when k = 1)
     k: int
-    scores: dict              # silhouette for each k tried (k = None)
+    scores: dict  # silhouette for each k tried (k = None)
 
 
-def cluster(stack: MLPStack, *, k=None, align: bool = True, seed: int = 0, k_max: int = 10,
-            max_iter: int = 300, n_jobs: int = -1) -> Clustering:
+def cluster(
+    stack: MLPStack,
+    *,
+    k=None,
+    align: bool = True,
+    seed: int = 0,
+    k_max: int = 10,
+    max_iter: int = 300,
+    n_jobs: int = -1,
+) -> Clustering:
     """k-means (k-means++ start, in C++) of the models seen as points (their parameter rows).
 
     With ``align=True`` the models are first aligned (merge-many to model 0), since unaligned
@@ -71,7 +80,7 @@ def _scaled(params: np.ndarray):
     could overflow: k-means and the silhouette see every distance scaled alike, so nothing
     they choose changes. Returns (points, scale)."""
     top = float(np.abs(params).max(initial=0.0))
-    if top <= 2.0 ** 40:
+    if top <= 2.0**40:
         return params, 1.0
     scale = 2.0 ** (40 - math.ceil(math.log2(top)))
     return params * np.float32(scale), scale

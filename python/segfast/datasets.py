@@ -74,17 +74,13 @@ def read_idx(path) -> np.ndarray:
         dims = bytearray(4 * ndim)
         got = _read_into(stream, dims, path, gz)
         if got < len(dims):
-            raise ValueError(
-                f"{path}: truncated header: expected {header} bytes for {ndim} dims, found {4 + got}"
-            )
+            raise ValueError(f"{path}: truncated header: expected {header} bytes for {ndim} dims, found {4 + got}")
         shape = struct.unpack(f">{ndim}I", dims)
         n_bytes = dtype.itemsize * math.prod(shape)  # Python ints: a forged header cannot wrap
         expected = header + n_bytes
         if not gz and size != expected:
             what = "truncated" if size < expected else "trailing bytes after the data"
-            raise ValueError(
-                f"{path}: {what}: shape {shape} of {dtype.name} needs {expected} bytes, found {size}"
-            )
+            raise ValueError(f"{path}: {what}: shape {shape} of {dtype.name} needs {expected} bytes, found {size}")
         if gz and expected > _GZIP_MAX_RATIO * size + 1024:
             raise ValueError(
                 f"{path}: truncated: shape {shape} of {dtype.name} needs {expected} bytes, more than a "
@@ -96,8 +92,7 @@ def read_idx(path) -> np.ndarray:
         got = _read_into(stream, data, path, gz)
         if got < n_bytes:
             raise ValueError(
-                f"{path}: truncated: shape {shape} of {dtype.name} needs {expected} bytes, found "
-                f"{header + got}"
+                f"{path}: truncated: shape {shape} of {dtype.name} needs {expected} bytes, found {header + got}"
             )
         if _read_into(stream, bytearray(1), path, gz):
             raise ValueError(
@@ -116,7 +111,7 @@ def _read_into(stream, buf, path: Path, gz: bool) -> int:
     got = 0
     try:
         while got < len(view):
-            n = stream.readinto(view[got:got + _CHUNK])
+            n = stream.readinto(view[got : got + _CHUNK])
             if not n:
                 break
             got += n
@@ -158,8 +153,16 @@ class Dataset:
 
 
 _FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 # Kuzushiji-MNIST: cursive Hiragana, romanised here so the names print anywhere.
 _KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
@@ -182,10 +185,8 @@ _DEFAULT_RESOURCE = ("data", "fashion_mnist_small.npz")
 _HOW_TO_GET = {
     "fashion-mnist": "apt-get install dataset-fashion-mnist, or download the four IDX files "
     "from https://github.com/zalandoresearch/fashion-mnist",
-    "mnist": "download the four IDX files of MNIST (e.g. from a mirror of "
-    "http://yann.lecun.com/exdb/mnist/)",
-    "kmnist": "download the four IDX files of Kuzushiji-MNIST from "
-    "https://github.com/rois-codh/kmnist",
+    "mnist": "download the four IDX files of MNIST (e.g. from a mirror of http://yann.lecun.com/exdb/mnist/)",
+    "kmnist": "download the four IDX files of Kuzushiji-MNIST from https://github.com/rois-codh/kmnist",
 }
 
 
@@ -221,9 +222,7 @@ def _to_rows(images: np.ndarray, labels: np.ndarray, n_classes: int, what: str):
         raise ValueError(f"{what}: {len(images)} images but {len(labels)} labels")
     y = labels.astype(np.int64)
     if len(y) and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"{what}: labels span [{y.min()}, {y.max()}], expected [0, {n_classes - 1}]"
-        )
+        raise ValueError(f"{what}: labels span [{y.min()}, {y.max()}], expected [0, {n_classes - 1}]")
     X = images.reshape(len(images), -1).astype(np.float32)
     X /= 255.0  # division (not * 1/255) so that 255 maps to exactly 1.0
     return X, y
@@ -241,9 +240,7 @@ def _load_idx_dir(name: str, directory: Path) -> Dataset:
         if not all(test):
             missing = [s for s, f in zip(_TEST_FILES, test) if f is None]
             raise FileNotFoundError(f"{directory}: test split incomplete, missing {missing}[.gz]")
-        X_test, y_test = _to_rows(
-            read_idx(test[0]), read_idx(test[1]), len(classes), f"{name} test set in {directory}"
-        )
+        X_test, y_test = _to_rows(read_idx(test[0]), read_idx(test[1]), len(classes), f"{name} test set in {directory}")
     return Dataset(name, X_train, y_train, X_test, y_test, classes)
 
 
@@ -291,17 +288,14 @@ def load_default() -> Dataset:
         arrays = {k: npz_array(z, k, name) for k in ("X_train", "y_train", "X_test", "y_test")}
     n = len(_FASHION_CLASSES)
     what = "embedded fashion-mnist-small"
-    X_train, y_train = _to_rows(
-        arrays["X_train"].reshape(-1, 28, 28), arrays["y_train"], n, what + " training set"
-    )
-    X_test, y_test = _to_rows(
-        arrays["X_test"].reshape(-1, 28, 28), arrays["y_test"], n, what + " test set"
-    )
+    X_train, y_train = _to_rows(arrays["X_train"].reshape(-1, 28, 28), arrays["y_train"], n, what + " training set")
+    X_test, y_test = _to_rows(arrays["X_test"].reshape(-1, 28, 28), arrays["y_test"], n, what + " test set")
     return Dataset("fashion-mnist-small", X_train, y_train, X_test, y_test, _FASHION_CLASSES)
 
 
 def __getattr__(name):
     if name in _SHARD_NAMES:
         from . import shards
+
         return getattr(shards, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,7 @@ each method learns and how it combines is one entry of the table of methods at t
 ``device="cuda"`` runs the forward passes on the GPU; the weighted sums over models of their
 outputs (and the neighbour search of ``competence``) stay on the host.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -43,9 +44,21 @@ class NotFittedError(ValueError, AttributeError):
 
 
 class Ensemble(ParamsMixin):
-    def __init__(self, stack: MLPStack, method: str = "soft", *, tiebreak=None, weights=None,
-                 combiner: str = "logistic", l2=1e-4, k: int = 20, knora: str = "union",
-                 region: str = "val", n_jobs: int = -1, device: str = "cpu"):
+    def __init__(
+        self,
+        stack: MLPStack,
+        method: str = "soft",
+        *,
+        tiebreak=None,
+        weights=None,
+        combiner: str = "logistic",
+        l2=1e-4,
+        k: int = 20,
+        knora: str = "union",
+        region: str = "val",
+        n_jobs: int = -1,
+        device: str = "cpu",
+    ):
         self.stack = stack
         self.method = method
         self.tiebreak = tiebreak
@@ -72,6 +85,7 @@ class Ensemble(ParamsMixin):
 
         class _Classifier(ClassifierMixin, BaseEstimator):
             pass
+
         return _Classifier().__sklearn_tags__()
 
     # -- checks ---------------------------------------------------------------------------------
@@ -101,8 +115,10 @@ class Ensemble(ParamsMixin):
 
     def _fitted(self) -> None:
         if learns_from_rows(self.method, self.weights) and not hasattr(self, "n_classes_"):
-            raise NotFittedError(f"this Ensemble (method={self.method!r}) learns from validation rows: "
-                                 "call fit(X_val, y_val) before predicting")
+            raise NotFittedError(
+                f"this Ensemble (method={self.method!r}) learns from validation rows: "
+                "call fit(X_val, y_val) before predicting"
+            )
 
     def _X(self, X) -> np.ndarray:
         return as_features(X, "X", self.stack.n_features)
@@ -156,8 +172,9 @@ class Ensemble(ParamsMixin):
 
     def _fit_train_region(self, X_train, y_train, segments, threads) -> None:
         if X_train is None or y_train is None or segments is None:
-            raise ValueError("region='train' needs fit(..., X_train=, y_train=, segments=): the rows each "
-                             "model was trained on")
+            raise ValueError(
+                "region='train' needs fit(..., X_train=, y_train=, segments=): the rows each model was trained on"
+            )
         X_train = as_features(X_train, "X_train", self.stack.n_features)
         y_train = as_labels(y_train, len(X_train), self.stack.n_classes, "y_train")
         segments = as_segments(segments, len(X_train), self.stack.n_models, min_size=self.k)
@@ -181,6 +198,7 @@ class Ensemble(ParamsMixin):
 
             def hits(j):
                 return np.stack([c[i[:, j]] for c, i in zip(self.segment_correct_, idx)], axis=1)
+
         # One (n, N) slice per neighbour rank instead of the (N, n, k) tensor: 0.1 s -> 0.01 s for
         # 100 models, 10,000 rows and k = 20.
         score = np.zeros((len(X), self.stack.n_models), dtype=np.int32)
@@ -199,8 +217,9 @@ class Ensemble(ParamsMixin):
         return (score == score.max(axis=1, keepdims=True)).astype(np.float32)
 
     def _combine(self, X, mode, model_weights, row_weights, threads, with_votes=False):
-        return _device.combine(self.stack.dims, self.stack.params, X, mode, model_weights, row_weights,
-                               self.device, threads, with_votes)
+        return _device.combine(
+            self.stack.dims, self.stack.params, X, mode, model_weights, row_weights, self.device, threads, with_votes
+        )
 
     def _soft(self, X, threads):
         return self._combine(X, "proba", None, None, threads) / self.stack.n_models, None

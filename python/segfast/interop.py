@@ -5,6 +5,7 @@ Layout in the file: per layer ``{2l}.weight`` (N, d_out, d_in) and ``{2l}.bias``
 the layout of ``torch.func.stack_module_state`` of ``nn.Sequential(Linear, ReLU, Linear, ...)``, so
 ``{k: t[i] for k, t in tensors.items()}`` is model i's state dict; ``diverged`` (N,) uint8; the
 metadata names the format and the layer widths. PyTorch and safetensors are optional."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,6 +68,7 @@ def load_safetensors(path):
     st = _safetensors()
     path = Path(path)
     from safetensors import safe_open
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:

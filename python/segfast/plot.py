@@ -1,4 +1,5 @@
 """Plots of a run (matplotlib, an optional extra: pip install 'segfast[plot]')."""
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ def _pyplot():
         raise ImportError("plots need matplotlib: pip install 'segfast[plot]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -31,8 +33,9 @@ def plot_rounds(history: list, path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     if "segment_accuracy_mean" in history[0]:
         mean, std = acc("segment_accuracy_mean"), acc("segment_accuracy_std")
-        ax.fill_between(rounds, mean - std, mean + std, alpha=0.2, color="tab:gray",
-                        label="segment models (mean +- sd)")
+        ax.fill_between(
+            rounds, mean - std, mean + std, alpha=0.2, color="tab:gray", label="segment models (mean +- sd)"
+        )
         ax.plot(rounds, mean, color="tab:gray")
         ax.plot(rounds, acc("ensemble_accuracy"), marker=".", color="tab:orange", label="soft-vote ensemble")
     ax.plot(rounds, acc("global_accuracy"), marker="o", color="tab:blue", label="global (merged) model")
@@ -81,6 +84,11 @@ def plot_run(run_dir) -> list:
     if "global_accuracy" in history[0]:
         written.append(plot_rounds(history, run_dir / "accuracy.png"))
     if (run_dir / "local_models.npz").exists() and (run_dir / "final.npz").exists():
-        written.append(plot_weight_map(MLPStack.load(run_dir / "local_models.npz"),
-                                       MLPStack.load(run_dir / "final.npz"), run_dir / "weight_map.png"))
+        written.append(
+            plot_weight_map(
+                MLPStack.load(run_dir / "local_models.npz"),
+                MLPStack.load(run_dir / "final.npz"),
+                run_dir / "weight_map.png",
+            )
+        )
     return written

@@ -13,6 +13,7 @@ leaves every file whole and resumes from the checkpoint, and a checkpoint of the
 every other file beside it. What a resume reads back is checked against the config and the other
 files: a damaged or forged file is a ValueError naming it and the field, never a different model.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,7 @@ from ._validate import npz_array, npz_header, npz_open
 from .stack import MLPStack
 
 _VOLATILE = ("segfast_version", "created")  # not part of what makes two runs the same
-_FILES = ("config.json", "rounds.jsonl", "summary.csv", "checkpoint.npz", "best.npz", "final.npz",
-          "local_models.npz")
+_FILES = ("config.json", "rounds.jsonl", "summary.csv", "checkpoint.npz", "best.npz", "final.npz", "local_models.npz")
 
 
 def fingerprint(*arrays) -> str:
@@ -95,33 +95,39 @@ class RunDirectory:
         config_path = self.path / "config.json"
         if config_path.exists():
             if not resume:
-                raise ValueError(f"{self.path} already holds a run; pass resume=True to continue it, or choose "
-                                 "another out directory (nothing was changed)")
+                raise ValueError(
+                    f"{self.path} already holds a run; pass resume=True to continue it, or choose "
+                    "another out directory (nothing was changed)"
+                )
             try:
                 stored = json.loads(config_path.read_bytes())
             except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
                 raise ValueError(f"{config_path} is not a readable JSON file: {e}") from None
             if not isinstance(stored, dict):
-                raise ValueError(f"{config_path} must hold a JSON object (a run's config), got "
-                                 f"{type(stored).__name__}")
+                raise ValueError(f"{config_path} must hold a JSON object (a run's config), got {type(stored).__name__}")
             ours = {k: v for k, v in self.config.items() if k not in _VOLATILE}
             theirs = {k: v for k, v in stored.items() if k not in _VOLATILE}
             differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
             # More rounds extend the run: every choice is keyed by (seed, round), so rounds past the
             # old end are those a run asked for the new count from the start would have made.
-            extend = differ == ["rounds"] and isinstance(theirs.get("rounds"), int) and \
-                isinstance(ours.get("rounds"), int) and ours["rounds"] > theirs["rounds"]
+            extend = (
+                differ == ["rounds"]
+                and isinstance(theirs.get("rounds"), int)
+                and isinstance(ours.get("rounds"), int)
+                and ours["rounds"] > theirs["rounds"]
+            )
             if differ and not extend:
                 hint = " (rounds can grow, not shrink)" if differ == ["rounds"] else ""
-                raise ValueError(f"{self.path} holds a different run's config (it differs in {', '.join(differ)})"
-                                 f"{hint}; nothing was changed. Use another out directory.")
+                raise ValueError(
+                    f"{self.path} holds a different run's config (it differs in {', '.join(differ)})"
+                    f"{hint}; nothing was changed. Use another out directory."
+                )
             self._remove_temporaries()
             if extend:
                 write_atomic(config_path, _json(dict(stored, rounds=ours["rounds"]), indent=2).encode())
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            full = dict(self.config, segfast_version=__version__,
-                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            full = dict(self.config, segfast_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             write_atomic(config_path, _json(full, indent=2).encode())
         self.resumed = resume and (self.path / "checkpoint.npz").exists()
 
@@ -130,8 +136,7 @@ class RunDirectory:
         here, ``.name.<random>.tmp`` from MLPStack.save); nothing else would ever remove it."""
         for p in self.path.iterdir():
             n = p.name
-            if n.endswith(".tmp") and any(n == f + ".tmp" or n.startswith(f".{f}.") for f in _FILES) \
-                    and p.is_file():
+            if n.endswith(".tmp") and any(n == f + ".tmp" or n.startswith(f".{f}.") for f in _FILES) and p.is_file():
                 p.unlink(missing_ok=True)
 
     @property
@@ -148,13 +153,17 @@ class RunDirectory:
                 raise ValueError(f"{path}: round must be an integer scalar, got shape {shape} of {dtype}")
             state: dict = {"round": int(npz_array(f, "round", path))}
             if not 0 <= state["round"] < rounds:
-                raise ValueError(f"{path}: round is {state['round']}, outside this run of {rounds} round(s) "
-                                 f"(the last finished round, 0 to {rounds - 1})")
+                raise ValueError(
+                    f"{path}: round is {state['round']}, outside this run of {rounds} round(s) "
+                    f"(the last finished round, 0 to {rounds - 1})"
+                )
             for key, want in (("global", np.dtype(np.float32)), ("server_buffer", np.dtype(np.float64))):
                 shape, dtype = npz_header(f, key, path)
                 if shape != (n_params,) or dtype != want:
-                    raise ValueError(f"{path}: {key} must be ({n_params},) {want} for dims {self.config['dims']}, "
-                                     f"got shape {shape} of {dtype}")
+                    raise ValueError(
+                        f"{path}: {key} must be ({n_params},) {want} for dims {self.config['dims']}, "
+                        f"got shape {shape} of {dtype}"
+                    )
                 state[key] = npz_array(f, key, path)
                 if not np.isfinite(state[key]).all():
                     raise ValueError(f"{path}: {key} holds NaN or infinite values")
@@ -172,8 +181,10 @@ class RunDirectory:
         except UnicodeDecodeError as e:
             raise ValueError(f"{path} is not UTF-8 text: {e}") from None
         if not done <= len(lines) <= done + 1:
-            raise ValueError(f"{path} holds {len(lines)} round(s), but checkpoint.npz records {done} finished "
-                             f"({done + 1} at most: one recorded before a kill)")
+            raise ValueError(
+                f"{path} holds {len(lines)} round(s), but checkpoint.npz records {done} finished "
+                f"({done + 1} at most: one recorded before a kill)"
+            )
         history = []
         for i, line in enumerate(lines[:done]):
             try:
@@ -199,8 +210,10 @@ class RunDirectory:
                 raise ValueError(f"{self.best_path} exists, but this run has no eval to choose a best model by")
             return None
         if not self.best_path.exists():
-            raise ValueError(f"{self.best_path} is missing, but this run evaluates every round and "
-                             "checkpoint.npz records finished rounds")
+            raise ValueError(
+                f"{self.best_path} is missing, but this run evaluates every round and "
+                "checkpoint.npz records finished rounds"
+            )
         params = self._load_stack(self.best_path, 1).params[0]
         if not np.isfinite(params).all():
             raise ValueError(f"{self.best_path}: params holds NaN or infinite values")
@@ -210,16 +223,20 @@ class RunDirectory:
         """local_models.npz of a finished run (written before its last checkpoint)."""
         path = self.path / "local_models.npz"
         if not path.exists():
-            raise ValueError(f"{path} is missing, but checkpoint.npz says all {self.config['rounds']} round(s) "
-                             "finished; the last round's segment models cannot be rebuilt (a run killed after its "
-                             "last checkpoint by an older segfast): run it again into a new out directory")
+            raise ValueError(
+                f"{path} is missing, but checkpoint.npz says all {self.config['rounds']} round(s) "
+                "finished; the last round's segment models cannot be rebuilt (a run killed after its "
+                "last checkpoint by an older segfast): run it again into a new out directory"
+            )
         return self._load_stack(path, n_models)
 
     def _load_stack(self, path: Path, n_models: int) -> MLPStack:
         stack = MLPStack.load(path)  # ValueError naming the file when damaged
         if list(stack.dims) != self.config["dims"] or stack.n_models != n_models:
-            raise ValueError(f"{path} holds {stack.n_models} model(s) of dims {list(stack.dims)}; this run needs "
-                             f"{n_models} of dims {self.config['dims']}")
+            raise ValueError(
+                f"{path} holds {stack.n_models} model(s) of dims {list(stack.dims)}; this run needs "
+                f"{n_models} of dims {self.config['dims']}"
+            )
         return stack
 
     def write_round(self, history: list, state: dict, best_params) -> None:
@@ -233,8 +250,10 @@ class RunDirectory:
         dims = self.config["dims"]
         if best_params is not None:
             MLPStack.from_params(dims, best_params[None]).save(self.best_path)
-        write_atomic(self.path / "checkpoint.npz", _npz_bytes(round=np.int64(state["round"]),
-                                                              **{k: v for k, v in state.items() if k != "round"}))
+        write_atomic(
+            self.path / "checkpoint.npz",
+            _npz_bytes(round=np.int64(state["round"]), **{k: v for k, v in state.items() if k != "round"}),
+        )
 
     def finish(self, final: MLPStack, local) -> None:
         """The end-of-run files; rounds() writes them before the last round's checkpoint."""

@@ -1,5 +1,6 @@
 """Schedules for the local work of each round ("progressively increase the number of
 iterations with each grand epoch", in the design notes' words)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,15 +44,22 @@ def resolve(schedule, round_index: int, name: str = "local_epochs") -> int:
     try:
         return integer(value, name, 1, MAX_EPOCHS)
     except ValueError:  # which round, too: a list or a callable gives one value per round
-        raise ValueError(f"{name} must give integers >= 1 and <= {MAX_EPOCHS}, got {value!r} for round "
-                         f"{round_index}") from None
+        raise ValueError(
+            f"{name} must give integers >= 1 and <= {MAX_EPOCHS}, got {value!r} for round {round_index}"
+        ) from None
 
 
 def describe(schedule) -> object:
     """A JSON-able description of a schedule, for a run's config.json."""
     if isinstance(schedule, Progressive):
-        return {"progressive": {"start": schedule.start, "factor": schedule.factor, "every": schedule.every,
-                                "max": schedule.max}}
+        return {
+            "progressive": {
+                "start": schedule.start,
+                "factor": schedule.factor,
+                "every": schedule.every,
+                "max": schedule.max,
+            }
+        }
     if isinstance(schedule, (list, tuple)):
         return [int(v) for v in schedule]
     if callable(schedule):

@@ -48,15 +48,12 @@ class Segments:
         if offsets[0] != 0:
             raise ValueError(f"offsets[0] must be 0, got {offsets[0]}")
         if offsets[-1] != len(order):
-            raise ValueError(
-                f"offsets[-1] must equal len(order) = {len(order)}, got {offsets[-1]}"
-            )
+            raise ValueError(f"offsets[-1] must equal len(order) = {len(order)}, got {offsets[-1]}")
         drops = np.flatnonzero(np.diff(offsets) < 0)
         if len(drops):
             i = int(drops[0])
             raise ValueError(
-                f"offsets must be nondecreasing: offsets[{i}] = {offsets[i]} > "
-                f"offsets[{i + 1}] = {offsets[i + 1]}"
+                f"offsets must be nondecreasing: offsets[{i}] = {offsets[i]} > offsets[{i + 1}] = {offsets[i + 1]}"
             )
         if len(order) and order.min() < 0:
             raise ValueError(f"order holds a negative row index {order.min()}")
@@ -122,9 +119,7 @@ class Segments:
         if len(bad):
             pos = int(bad[0])
             i = int(np.searchsorted(self.offsets, pos, side="right")) - 1
-            raise ValueError(
-                f"segment {i} holds row index {self.order[pos]}, outside [0, {n_rows})"
-            )
+            raise ValueError(f"segment {i} holds row index {self.order[pos]}, outside [0, {n_rows})")
         return self
 
 
@@ -140,9 +135,7 @@ def _equal_offsets(n: int, k: int) -> np.ndarray:
 def _dirichlet(y, k, alpha, min_size, rng) -> Segments:
     n = len(y)
     if n < k * min_size:
-        raise ValueError(
-            f"dirichlet: {n} rows cannot give {k} segments of at least min_size={min_size} rows"
-        )
+        raise ValueError(f"dirichlet: {n} rows cannot give {k} segments of at least min_size={min_size} rows")
     classes = np.unique(y)
     for _ in range(_DIRICHLET_TRIES):
         parts: list[list[np.ndarray]] = [[] for _ in range(k)]
@@ -190,8 +183,10 @@ def as_segments(segments, n_rows: int, n_models: int | None = None, min_size: in
     if isinstance(segments, (list, tuple)):
         segments = Segments.from_indices(segments)
     if not isinstance(segments, Segments):
-        raise TypeError("segments must be a segfast.Segments (see segfast.segment) or a list of index arrays, "
-                        f"got {type(segments).__name__}")
+        raise TypeError(
+            "segments must be a segfast.Segments (see segfast.segment) or a list of index arrays, "
+            f"got {type(segments).__name__}"
+        )
     if n_models is not None and len(segments) != n_models:
         raise ValueError(f"segments has {len(segments)} segments but the stack has {n_models} models")
     return segments.validate(n_rows, min_size=min_size)

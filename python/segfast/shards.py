@@ -34,7 +34,7 @@ def segment_rows(X, y, segments, first: int, stop: int):
     segmentation of them that trains exactly as segments[first:stop] does on (X, y)."""
     lo, hi = segments.offsets[first], segments.offsets[stop]
     rows, order = np.unique(segments.order[lo:hi], return_inverse=True)
-    return X[rows], y[rows], order.astype(np.int64), segments.offsets[first:stop + 1] - lo
+    return X[rows], y[rows], order.astype(np.int64), segments.offsets[first : stop + 1] - lo
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,13 +75,17 @@ class Shards:
         name, expected = self.files[k]
         file = _shard_file(self.path, name, self.manifest)  # again here: a symlink may have changed
         if not file.is_file():
-            raise FileNotFoundError(f"shard file {file} is missing (the manifest in {self.path} lists "
-                                    f"{self.n_shards} shards); was the directory copied whole to this machine?")
+            raise FileNotFoundError(
+                f"shard file {file} is missing (the manifest in {self.path} lists "
+                f"{self.n_shards} shards); was the directory copied whole to this machine?"
+            )
         with npz_open(file) as f:
             arrays = tuple(npz_array(f, a, file) for a in ("X", "y", "order", "offsets"))
         if fingerprint(*arrays) != expected:
-            raise ValueError(f"shard file {file} does not match the manifest in {self.path} (written by another "
-                             "save_shards call?); write the shards again")
+            raise ValueError(
+                f"shard file {file} does not match the manifest in {self.path} (written by another "
+                "save_shards call?); write the shards again"
+            )
         self._check(k, file, *arrays)
         return arrays
 
@@ -95,10 +99,16 @@ class Shards:
             problem = f"y is {y.dtype} of shape {y.shape}, expected int64 ({len(X)},)"
         elif len(y) and (y.min() < 0 or y.max() >= self.n_labels):
             problem = f"y holds labels in [{y.min()}, {y.max()}], outside [0, {self.n_labels - 1}]"
-        elif (offsets.dtype != np.int64 or offsets.shape != (stop - first + 1,) or offsets[0] != 0
-              or not np.array_equal(np.diff(offsets), self.sizes[first:stop])):
-            problem = (f"offsets must be int64 rising from 0 by the sizes of segments {first} to {stop - 1} "
-                       f"in the manifest, got {offsets.dtype} of shape {offsets.shape}")
+        elif (
+            offsets.dtype != np.int64
+            or offsets.shape != (stop - first + 1,)
+            or offsets[0] != 0
+            or not np.array_equal(np.diff(offsets), self.sizes[first:stop])
+        ):
+            problem = (
+                f"offsets must be int64 rising from 0 by the sizes of segments {first} to {stop - 1} "
+                f"in the manifest, got {offsets.dtype} of shape {offsets.shape}"
+            )
         elif order.dtype != np.int64 or order.shape != (offsets[-1],):
             problem = f"order is {order.dtype} of shape {order.shape}, expected int64 ({offsets[-1]},)"
         elif len(order) and (order.min() < 0 or order.max() >= len(X)):
@@ -147,9 +157,15 @@ def save_shards(X, y, segments, directory, shard_size=None) -> Shards:
         files.append((name, fingerprint(*arrays)))
     whole = dict(zip(_WHOLE, (fingerprint(X), fingerprint(y), fingerprint(segments.order, segments.offsets))))
     shards = Shards(path, bounds, segments.sizes.copy(), X.shape[1], int(y.max()) + 1, whole, tuple(files))
-    manifest = {"format": _SHARD_FORMAT, "bounds": bounds.tolist(), "sizes": shards.sizes.tolist(),
-                "n_features": shards.n_features, "n_labels": shards.n_labels, "fingerprints": shards.fingerprints,
-                "files": [list(f) for f in files]}
+    manifest = {
+        "format": _SHARD_FORMAT,
+        "bounds": bounds.tolist(),
+        "sizes": shards.sizes.tolist(),
+        "n_features": shards.n_features,
+        "n_labels": shards.n_labels,
+        "fingerprints": shards.fingerprints,
+        "files": [list(f) for f in files],
+    }
     write_atomic(path / _MANIFEST, json.dumps(manifest).encode())  # last: a manifest means every shard is whole
     return shards
 
@@ -160,21 +176,23 @@ def load_shards(directory) -> Shards:
     path = Path(directory)
     file = path / _MANIFEST
     if not file.is_file():
-        raise FileNotFoundError(f"{path} holds no shards: {_MANIFEST} is missing (write them with "
-                                "segfast.shards.save_shards)")
+        raise FileNotFoundError(
+            f"{path} holds no shards: {_MANIFEST} is missing (write them with segfast.shards.save_shards)"
+        )
     try:
         m = json.loads(file.read_bytes())
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{file} is not a readable shard manifest: {e}") from None
     if not isinstance(m, dict) or m.get("format") != _SHARD_FORMAT:
         found = m.get("format") if isinstance(m, dict) else type(m).__name__
-        raise ValueError(f"{file} is not a segfast shard manifest (format {found!r}, expected "
-                         f"{_SHARD_FORMAT!r})")
+        raise ValueError(f"{file} is not a segfast shard manifest (format {found!r}, expected {_SHARD_FORMAT!r})")
     sizes = _manifest_ints(m, "sizes", file, 1)  # segments are never empty
     bounds = _manifest_ints(m, "bounds", file, 0)
     if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != len(sizes):
-        raise ValueError(f"{file}: bounds must run from 0 to {len(sizes)} (the number of segments in "
-                         f"sizes), got {len(bounds)} values from {bounds[:1].tolist()} to {bounds[-1:].tolist()}")
+        raise ValueError(
+            f"{file}: bounds must run from 0 to {len(sizes)} (the number of segments in "
+            f"sizes), got {len(bounds)} values from {bounds[:1].tolist()} to {bounds[-1:].tolist()}"
+        )
     down = np.flatnonzero(np.diff(bounds) <= 0)
     if len(down):
         i = int(down[0]) + 1
@@ -184,14 +202,19 @@ def load_shards(directory) -> Shards:
     if not isinstance(fingerprints, dict) or not all(isinstance(fingerprints.get(k), str) for k in _WHOLE):
         raise ValueError(f"{file}: fingerprints must map 'X', 'y' and 'segments' to strings, got {fingerprints!r}")
     files = _manifest_field(m, "files", file)
-    if (not isinstance(files, list) or len(files) != len(bounds) - 1
-            or not all(isinstance(f, list) and len(f) == 2 and all(isinstance(v, str) for v in f) for f in files)):
-        raise ValueError(f"{file}: files must be {len(bounds) - 1} [name, fingerprint] pairs of strings, one per "
-                         "shard in bounds")
+    if (
+        not isinstance(files, list)
+        or len(files) != len(bounds) - 1
+        or not all(isinstance(f, list) and len(f) == 2 and all(isinstance(v, str) for v in f) for f in files)
+    ):
+        raise ValueError(
+            f"{file}: files must be {len(bounds) - 1} [name, fingerprint] pairs of strings, one per shard in bounds"
+        )
     for name, _ in files:
         _shard_file(path, name, file)
-    return Shards(path, bounds, sizes, n_features, n_labels, dict(fingerprints),
-                  tuple((name, fp) for name, fp in files))
+    return Shards(
+        path, bounds, sizes, n_features, n_labels, dict(fingerprints), tuple((name, fp) for name, fp in files)
+    )
 
 
 def _manifest_field(m: dict, key: str, file: Path):

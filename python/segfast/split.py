@@ -72,9 +72,7 @@ def holdout(X, y=None, val: int = 5000, test: int = 5000) -> Split:
             val = integer(val, "val", minimum=0)
             n_train = len(X) - val
             if n_train <= 0:
-                raise ValueError(
-                    f"val = {val} leaves no training rows: {ds.name} has {len(X)} training rows"
-                )
+                raise ValueError(f"val = {val} leaves no training rows: {ds.name} has {len(X)} training rows")
             return Split(X[:n_train], y[:n_train], X[n_train:], y[n_train:], X_test, y_test)
     elif y is None:
         raise ValueError("y is required when X is an array")
@@ -85,8 +83,6 @@ def holdout(X, y=None, val: int = 5000, test: int = 5000) -> Split:
     n = len(X)
     n_train = n - val - test
     if n_train <= 0:
-        raise ValueError(
-            f"val + test = {val} + {test} = {val + test} leaves no training rows out of n = {n}"
-        )
+        raise ValueError(f"val + test = {val} + {test} = {val + test} leaves no training rows out of n = {n}")
     a, b = n_train, n_train + val
     return Split(X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:])

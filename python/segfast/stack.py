@@ -4,6 +4,7 @@ Row i is model i: W0 (d0, d1), b0 (d1,), W1 (d1, d2), b1 (d2,), ... with weights
 input-major, so ``x @ W + b`` is a layer. Per-layer views are carved out of that array, never
 copied: averaging models is a reduction over rows, clustering sees a model as a row.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -42,8 +43,9 @@ def _check_dims(dims) -> tuple[int, ...]:
     dims = widths
     count = _param_count(dims)
     if count > _MAX_PARAMS:
-        raise ValueError(f"dims {list(dims)} give {count} parameters per model, more than 2**40: "
-                         "a mistyped or forged architecture")
+        raise ValueError(
+            f"dims {list(dims)} give {count} parameters per model, more than 2**40: a mistyped or forged architecture"
+        )
     return dims
 
 
@@ -86,8 +88,7 @@ def _check_params(params, n_params: int, dims) -> np.ndarray:
     if params.ndim == 1:
         params = params[None, :]
     if params.ndim != 2 or params.shape[1] != n_params or params.shape[0] < 1:
-        raise ValueError(f"params must have shape (n_models, {n_params}) for dims {list(dims)}, "
-                         f"got {params.shape}")
+        raise ValueError(f"params must have shape (n_models, {n_params}) for dims {list(dims)}, got {params.shape}")
     return np.array(params, dtype=np.float32, order="C", copy=True)  # checked first: no copy of a wrong one
 
 
@@ -117,8 +118,7 @@ class MLPStack:
         self.dims = _check_dims(dims)
         n_models = integer(n_models, "n_models", minimum=1)
         if n_models * self.n_params > 2**40:  # 4 TiB of float32: no machine holds it
-            raise ValueError(f"n_models={n_models} models of {self.n_params} parameters is more than 2**40 "
-                             "parameters")
+            raise ValueError(f"n_models={n_models} models of {self.n_params} parameters is more than 2**40 parameters")
         if init not in ("independent", "shared"):
             raise ValueError(f"init must be 'independent' or 'shared', got {init!r}")
         seed = _validate.seed(seed)
@@ -136,7 +136,7 @@ class MLPStack:
         for d_in, d_out in zip(self.dims[:-1], self.dims[1:]):
             bound = 1.0 / np.sqrt(d_in)
             size = d_in * d_out + d_out
-            row[offset:offset + size] = rng.uniform(-bound, bound, size)
+            row[offset : offset + size] = rng.uniform(-bound, bound, size)
             offset += size
         return row
 
@@ -161,8 +161,10 @@ class MLPStack:
         if not isinstance(params, np.ndarray):
             raise TypeError(f"params must be a numpy array to wrap without a copy, got {type(params).__name__}")
         if params.dtype != np.float32 or params.ndim != 2 or params.shape[0] < 1 or params.shape[1] != n_params:
-            raise ValueError(f"params must be float32 of shape (n_models, {n_params}) for dims {list(dims)}, "
-                             f"got {params.dtype} of shape {params.shape}")
+            raise ValueError(
+                f"params must be float32 of shape (n_models, {n_params}) for dims {list(dims)}, "
+                f"got {params.dtype} of shape {params.shape}"
+            )
         if not params.flags.c_contiguous:
             raise ValueError("params must be C-contiguous: the core reads each model as one row of the buffer")
         stack = cls.__new__(cls)
@@ -199,18 +201,18 @@ class MLPStack:
     # -- per-layer views ----------------------------------------------------------------------
     def _offsets(self, layer: int) -> tuple[int, int, int, int]:
         layer = _index(layer, "layer", self.n_layers, f"{self.n_layers} layers")
-        offset = sum(a * b + b for a, b in zip(self.dims[:layer], self.dims[1:layer + 1]))
+        offset = sum(a * b + b for a, b in zip(self.dims[:layer], self.dims[1 : layer + 1]))
         return offset, self.dims[layer], self.dims[layer + 1], offset + self.dims[layer] * self.dims[layer + 1]
 
     def weights(self, layer: int) -> np.ndarray:
         """Layer ``layer``'s weights of every model, a (N, d_in, d_out) view into ``params``."""
         w0, d_in, d_out, _ = self._offsets(layer)
-        return self.params[:, w0:w0 + d_in * d_out].reshape(self.n_models, d_in, d_out)
+        return self.params[:, w0 : w0 + d_in * d_out].reshape(self.n_models, d_in, d_out)
 
     def biases(self, layer: int) -> np.ndarray:
         """Layer ``layer``'s biases of every model, a (N, d_out) view into ``params``."""
         _, _, d_out, b0 = self._offsets(layer)
-        return self.params[:, b0:b0 + d_out]
+        return self.params[:, b0 : b0 + d_out]
 
     # -- sub-stacks ---------------------------------------------------------------------------
     def select(self, indices) -> MLPStack:
@@ -249,8 +251,13 @@ class MLPStack:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, format=np.array(_FORMAT), dims=np.array(self.dims, dtype=np.int64),
-                         params=self.params, diverged=self.diverged)
+                np.savez(
+                    f,
+                    format=np.array(_FORMAT),
+                    dims=np.array(self.dims, dtype=np.int64),
+                    params=self.params,
+                    diverged=self.diverged,
+                )
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -270,33 +277,44 @@ class MLPStack:
             if "format" not in f.files:
                 raise ValueError(f"{path} is not a segfast MLPStack file (format {_FORMAT})")
             shape, dtype = npz_header(f, "format", path)
-            if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * len(_FORMAT) \
-                    or str(npz_array(f, "format", path)) != _FORMAT:
+            if (
+                shape != ()
+                or dtype.kind != "U"
+                or dtype.itemsize > 4 * len(_FORMAT)
+                or str(npz_array(f, "format", path)) != _FORMAT
+            ):
                 raise ValueError(f"{path} is not a segfast MLPStack file (format {_FORMAT})")
             p_shape, p_dtype = npz_header(f, "params", path)
             d_shape, d_dtype = npz_header(f, "dims", path)
             v_shape, v_dtype = npz_header(f, "diverged", path)
             if len(p_shape) != 2 or p_shape[0] < 1 or p_dtype.kind not in "fiu":
-                raise ValueError(f"{path}: params must be a real (n_models, n_params) array, got shape "
-                                 f"{p_shape} of {p_dtype}")
+                raise ValueError(
+                    f"{path}: params must be a real (n_models, n_params) array, got shape {p_shape} of {p_dtype}"
+                )
             # every layer holds at least 2 parameters, so more widths than that are forged
             if len(d_shape) != 1 or d_dtype.kind not in "iu" or not 2 <= d_shape[0] <= p_shape[1] // 2 + 1:
-                raise ValueError(f"{path}: dims must be 2 to {p_shape[1] // 2 + 1} integer widths for "
-                                 f"{p_shape[1]} parameters per model, got shape {d_shape} of {d_dtype}")
+                raise ValueError(
+                    f"{path}: dims must be 2 to {p_shape[1] // 2 + 1} integer widths for "
+                    f"{p_shape[1]} parameters per model, got shape {d_shape} of {d_dtype}"
+                )
             try:
                 dims = _check_dims(npz_array(f, "dims", path).tolist())
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
             n_params = _param_count(dims)
             if p_shape[1] != n_params:
-                raise ValueError(f"{path}: params has shape {p_shape} but dims {list(dims)} need "
-                                 f"(n_models, {n_params})")
+                raise ValueError(
+                    f"{path}: params has shape {p_shape} but dims {list(dims)} need (n_models, {n_params})"
+                )
             if p_shape[0] * n_params > _MAX_PARAMS:
-                raise ValueError(f"{path}: {p_shape[0]} models of {n_params} parameters are more than 2**40 "
-                                 "in all: a forged file")
+                raise ValueError(
+                    f"{path}: {p_shape[0]} models of {n_params} parameters are more than 2**40 in all: a forged file"
+                )
             if v_shape != (p_shape[0],) or v_dtype != np.dtype(bool):
-                raise ValueError(f"{path}: diverged must be ({p_shape[0]},) bool, one flag per model, got "
-                                 f"shape {v_shape} of {v_dtype}")
+                raise ValueError(
+                    f"{path}: diverged must be ({p_shape[0]},) bool, one flag per model, got "
+                    f"shape {v_shape} of {v_dtype}"
+                )
             return cls.from_params(dims, npz_array(f, "params", path), npz_array(f, "diverged", path))
 
     # -- PyTorch-style state dicts --------------------------------------------------------------
@@ -313,23 +331,27 @@ class MLPStack:
     def to_torch(self, model: int):
         """Model ``model`` as a PyTorch ``nn.Sequential(Linear, ReLU, ..., Linear)`` (needs torch)."""
         from .interop import to_torch
+
         return to_torch(self, model)
 
     def save_safetensors(self, path) -> Path:
         """The whole stack as a safetensors file (needs safetensors; layout in segfast.interop)."""
         from .interop import save_safetensors
+
         return save_safetensors(self, path)
 
     @classmethod
     def load_safetensors(cls, path) -> MLPStack:
         """A stack from a file :meth:`save_safetensors` wrote, checked (needs safetensors)."""
         from .interop import load_safetensors
+
         return load_safetensors(path)
 
     @classmethod
     def from_state_dict(cls, state: dict) -> MLPStack:
         """A one-model stack from a state dict of ``nn.Sequential(Linear, ReLU, ...)``
         (numpy arrays or tensors; keys as :meth:`state_dict` writes them)."""
+
         def array(key):
             if key not in state:
                 raise ValueError(f"state dict has no entry {key!r} (keys: {sorted(state)})")
@@ -346,7 +368,8 @@ class MLPStack:
         dims = [weights[0].shape[1]] + [w.shape[0] for w in weights]
         for i, (w, b) in enumerate(zip(weights, biases)):
             if w.ndim != 2 or w.shape != (dims[i + 1], dims[i]) or b.shape != (dims[i + 1],):
-                raise ValueError(f"layer {2 * i}: weight {w.shape} / bias {b.shape} do not chain "
-                                 f"with the widths {dims}")
+                raise ValueError(
+                    f"layer {2 * i}: weight {w.shape} / bias {b.shape} do not chain with the widths {dims}"
+                )
         row = np.concatenate([np.concatenate([w.T.ravel(), b]) for w, b in zip(weights, biases)])
         return cls.from_params(dims, row[None, :])

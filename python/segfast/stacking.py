@@ -9,6 +9,7 @@ ensemble (segfast.ensemble runs the models and keeps what is fitted here).
 
 Every function takes the models' probabilities as one (N, n, C) array: N models, n rows, C classes.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -91,8 +92,7 @@ class Combiner(NamedTuple):
     logits: Callable  # (theta, probs (N, n, C)) -> (n, C) combined logits
 
 
-COMBINERS = {"weights": Combiner(fit_weights, weights_logits),
-             "logistic": Combiner(fit_logistic, logistic_logits)}
+COMBINERS = {"weights": Combiner(fit_weights, weights_logits), "logistic": Combiner(fit_logistic, logistic_logits)}
 
 
 def _loss(combiner: Combiner, theta, probs, y) -> float:
