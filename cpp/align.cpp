@@ -38,7 +38,8 @@ struct Hidden {
 
 Hidden hidden(const Arch& arch, int h) {
     std::size_t at = 0;
-    for (int l = 0; l < h; ++l) at += static_cast<std::size_t>(arch.dims[l + 1]) * (arch.dims[l] + 1 + arch.dims[l + 2]);
+    for (int l = 0; l < h; ++l)
+        at += static_cast<std::size_t>(arch.dims[l + 1]) * (arch.dims[l] + 1 + arch.dims[l + 2]);
     return {arch.dims[h], arch.dims[h + 1], arch.dims[h + 2], arch.w_off[h], arch.b_off[h], arch.w_off[h + 1], at};
 }
 
@@ -65,7 +66,11 @@ void mean_of_others(const double* sum, const float* units, double inv, std::size
 class MeanOfOthers {
    public:
     MeanOfOthers(const Arch& arch, const double* sum, const float* units, int n_models, int n_threads)
-        : arch_(arch), sum_(sum), units_(units), size_(units_size(arch)), inv_(1.0 / (n_models - 1)),
+        : arch_(arch),
+          sum_(sum),
+          units_(units),
+          size_(units_size(arch)),
+          inv_(1.0 / (n_models - 1)),
           n_threads_(n_threads) {
         for (int l = 0; l + 1 < arch.n_layers(); ++l) {
             const Hidden h = hidden(arch, l);
@@ -81,7 +86,9 @@ class MeanOfOthers {
     Beside prepare(int m, float* into) {
         Beside work;
         work.count = static_cast<long>(runs_.size());
-        work.task = [this, m, into](long t, int) { mean_of_others(sum_, of(m), inv_, runs_[t].first, runs_[t].second, into); };
+        work.task = [this, m, into](long t, int) {
+            mean_of_others(sum_, of(m), inv_, runs_[t].first, runs_[t].second, into);
+        };
         return work;
     }
 
@@ -97,7 +104,7 @@ class MeanOfOthers {
             return l >= 0 && l < hidden_layers && touched[l].size() * 4 > static_cast<std::size_t>(arch_.dims[l + 1]);
         };
         std::vector<std::pair<std::size_t, std::size_t>> runs;  // entries recomputed as they lie
-        std::vector<int> patched;                                 // blocks whose rows get a few entries
+        std::vector<int> patched;                               // blocks whose rows get a few entries
         for (int l = 0; l < hidden_layers; ++l) {
             const Hidden h = hidden(arch_, l);
             if (many(l) || many(l - 1) || many(l + 1)) {  // the block's own tasks
@@ -117,7 +124,7 @@ class MeanOfOthers {
             const Hidden h = hidden(arch_, l);
             const std::size_t F = h.features();
             static const std::vector<int> none;
-            const std::vector<int>& in = l > 0 ? touched[l - 1] : none;                    // entries u of the rows
+            const std::vector<int>& in = l > 0 ? touched[l - 1] : none;                   // entries u of the rows
             const std::vector<int>& out = l + 1 < hidden_layers ? touched[l + 1] : none;  // entries tail + u
             const int threads = (in.size() + out.size()) * h.d > (1 << 14) ? n_threads_ : 1;
             for_row_blocks(h.d, threads, [&](int i0, int i1, int) {
@@ -187,17 +194,18 @@ void full_score(const Hidden& h, const float* target, const float* units, AlignW
         float* strip = ws.model_strips.data() + s * F * kStrip;
         if (!strips_ready) model_strip(h, units, static_cast<int>(s), strip);
         const int width = std::min(kStrip, h.d - static_cast<int>(s) * kStrip);
-        gemm(Epilogue::Store, gemm_args(h.d, width, static_cast<int>(F), rows_of(target + h.at, static_cast<std::ptrdiff_t>(F)),
-                                        strip, kStrip, score + s * kStrip, h.d));
+        gemm(Epilogue::Store,
+             gemm_args(h.d, width, static_cast<int>(F), rows_of(target + h.at, static_cast<std::ptrdiff_t>(F)), strip,
+                       kStrip, score + s * kStrip, h.d));
     });
 }
 
 // c (m, m) += A (m, k) @ B (k, m), rows split across threads: a score's low-rank correction.
-void add_product(int m, int k, const float* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_ks, const float* b,
-                 float* c, int n_threads) {
+void add_product(int m, int k, const float* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_ks, const float* b, float* c,
+                 int n_threads) {
     for_row_blocks(m, n_threads, [&](int i0, int i1, int) {
-        gemm(Epilogue::Add,
-             gemm_args(i1 - i0, m, k, OperandA{a + i0 * a_rs, a_rs, a_ks}, b, m, c + static_cast<std::ptrdiff_t>(i0) * m, m));
+        gemm(Epilogue::Add, gemm_args(i1 - i0, m, k, OperandA{a + i0 * a_rs, a_rs, a_ks}, b, m,
+                                      c + static_cast<std::ptrdiff_t>(i0) * m, m));
     });
 }
 
@@ -292,7 +300,8 @@ void permute_units(const Arch& arch, float* units, int l, const int* q, const st
         const std::size_t run = side < l ? h.tail() : 0;  // the layer below holds l's units as outgoing weights
         for_row_blocks(h.d, k * h.d > (1 << 15) ? n_threads : 1, [&](int r0, int r1, int) {
             for (int r = r0; r < r1; ++r)
-                permute(h.at + static_cast<std::size_t>(r) * h.features() + run, scratch + static_cast<std::size_t>(r) * k);
+                permute(h.at + static_cast<std::size_t>(r) * h.features() + run,
+                        scratch + static_cast<std::size_t>(r) * k);
         });
     }
 }
@@ -405,10 +414,8 @@ bool align_to(const Arch& arch, const float* target, float* units, int* perm, in
             };
             if (beside && beside->count > 0) {
                 parallel_for(beside->count + 1, n_threads, [&](long t, int thread) {
-                    if (t == 0)
-                        solve();
-                    else
-                        beside->task(t - 1, thread);
+                    if (t == 0) solve();
+                    else beside->task(t - 1, thread);
                 });
                 beside->count = 0;
             } else {
@@ -521,8 +528,9 @@ int align_stack(const Arch& arch, float* params, int n_models, int reference, in
                 // reference, far from the mean of the others; the mean barely changes from one
                 // model to the next, so there a match starts from the previous match's row duals.
                 const Start start = rounds == 1 && m != first_model ? Start::RowDuals : Start::Prices;
-                any |= align_to(arch, now, of(m), perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads, start,
-                                prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data(), &work);
+                any |= align_to(arch, now, of(m), perms + static_cast<std::size_t>(m) * H, kSweeps, ws, n_threads,
+                                start, prices.data() + static_cast<std::size_t>(m) * H, duals.data(), sum.data(),
+                                &work);
                 mean.refresh(m_next, ws.touched, next);
                 std::swap(ws.model_strips, next_strips);
                 ws.strips_ready = true;

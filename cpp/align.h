@@ -33,16 +33,16 @@ struct Beside {
 };
 
 struct AlignWorkspace {
-    Buffer<float> model_strips;  // the model's units transposed, (d_in + 1 + d_out, 64) per strip of units
-    bool strips_ready = false;   // model_strips already holds this call's model's first hidden layer
+    Buffer<float> model_strips;         // the model's units transposed, (d_in + 1 + d_out, 64) per strip of units
+    bool strips_ready = false;          // model_strips already holds this call's model's first hidden layer
     std::vector<Buffer<float>> scores;  // (d, d) per hidden layer
     std::vector<char> valid;            // per hidden layer: its score is up to date
     Buffer<float> gathered, change;     // operands of a score's low-rank correction
     Buffer<float> scratch;              // the moved units' rows, or the entries moved in a neighbour's rows
     std::vector<int> q, composed, moved;
     std::vector<double> prices, moved_prices;  // prices: a call's own when none are given
-    std::vector<char> dirty;  // per hidden layer: a neighbour moved since its last assignment
-    std::vector<std::vector<int>> touched;  // per hidden layer: the positions whose units moved in the last call
+    std::vector<char> dirty;                   // per hidden layer: a neighbour moved since its last assignment
+    std::vector<std::vector<int>> touched;     // per hidden layer: the positions whose units moved in the last call
     std::vector<std::vector<char>> is_touched;
     AssignWorkspace lap;
 };
@@ -68,9 +68,9 @@ int hidden_units(const Arch& arch);
 // a hidden layer always has one); its count is left 0, the work done.
 // ws.touched is left holding, per hidden layer, every position a move wrote in this call
 // (a unit moved away and back included).
-bool align_to(const Arch& arch, const float* target, float* units, int* perm, int max_sweeps,
-              AlignWorkspace& ws, int n_threads = 1, Start start = Start::Cold, double* prices = nullptr,
-              double* row_duals = nullptr, double* sum = nullptr, Beside* beside = nullptr);
+bool align_to(const Arch& arch, const float* target, float* units, int* perm, int max_sweeps, AlignWorkspace& ws,
+              int n_threads = 1, Start start = Start::Cold, double* prices = nullptr, double* row_duals = nullptr,
+              double* sum = nullptr, Beside* beside = nullptr);
 
 // Aligns a whole stack in place (the "merge many" scheme): every model to models[reference]
 // (the first, then the rest in parallel from its row duals: where an optimum is not unique,
@@ -82,7 +82,7 @@ bool align_to(const Arch& arch, const float* target, float* units, int* perm, in
 // round forever.
 // The models are aligned as units (see units_size) and written back as parameter rows.
 // perms: (n_models, hidden_units). Returns the number of rounds after the first alignment.
-int align_stack(const Arch& arch, float* params, int n_models, int reference, int max_rounds,
-                int* perms, int n_threads);
+int align_stack(const Arch& arch, float* params, int n_models, int reference, int max_rounds, int* perms,
+                int n_threads);
 
 }  // namespace segfast

@@ -10,9 +10,9 @@
 namespace segfast {
 
 struct Arch {
-    std::vector<int> dims;             // (L+1,) layer widths, dims[0] = features, dims[L] = classes
-    std::vector<std::size_t> w_off;    // (L,) offset of W_l in a parameter row
-    std::vector<std::size_t> b_off;    // (L,) offset of b_l in a parameter row
+    std::vector<int> dims;           // (L+1,) layer widths, dims[0] = features, dims[L] = classes
+    std::vector<std::size_t> w_off;  // (L,) offset of W_l in a parameter row
+    std::vector<std::size_t> b_off;  // (L,) offset of b_l in a parameter row
     std::size_t n_params = 0;
 
     // More parameters than any machine holds (2^48 floats: 1 PiB) is a forged or mistyped

@@ -4,8 +4,8 @@
 #include <limits>
 
 #include "check.h"
-#include "finite.h"
 #include "dispatch.h"
+#include "finite.h"
 
 namespace segfast {
 
@@ -91,14 +91,14 @@ namespace {
 struct Jv {
     const float* score;  // (n, n)
     int n;
-    double* v;         // (n,) column prices
-    double* d;         // (n,) path lengths, scratch
-    int* row_sol;      // (n,) row -> column, -1 while free
-    int* col_sol;      // (n,) column -> row, -1 while free
-    int* free_rows;    // (n,) the first n_free are free
-    int* col_list;     // (n,) scratch
-    int* pred;         // (n,) scratch
-    int* matches;      // (n,) columns each row won in the column reduction
+    double* v;       // (n,) column prices
+    double* d;       // (n,) path lengths, scratch
+    int* row_sol;    // (n,) row -> column, -1 while free
+    int* col_sol;    // (n,) column -> row, -1 while free
+    int* free_rows;  // (n,) the first n_free are free
+    int* col_list;   // (n,) scratch
+    int* pred;       // (n,) scratch
+    int* matches;    // (n,) columns each row won in the column reduction
     int n_free = 0;
 
     double cost(int i, int j) const { return -static_cast<double>(score[static_cast<std::size_t>(i) * n + j]); }
@@ -114,8 +114,16 @@ Jv prepare(const float* score, int n, AssignWorkspace& ws) {
     ws.col_list.assign(n, 0);
     ws.pred.assign(n, 0);
     ws.matches.assign(n, 0);
-    return Jv{score,           n,                  ws.v.data(),         ws.min_to.data(), ws.row_sol.data(),
-              ws.col_sol.data(), ws.free_rows.data(), ws.col_list.data(), ws.pred.data(),   ws.matches.data()};
+    return Jv{score,
+              n,
+              ws.v.data(),
+              ws.min_to.data(),
+              ws.row_sol.data(),
+              ws.col_sol.data(),
+              ws.free_rows.data(),
+              ws.col_list.data(),
+              ws.pred.data(),
+              ws.matches.data()};
 }
 
 // A warm start (Start::Prices or Start::RowDuals): prices from the similar problem, then row i
@@ -231,10 +239,8 @@ void augmenting_row_reduction(Jv& s, const CpuKernels& k) {
         s.row_sol[i] = j1;
         s.col_sol[j1] = i;
         if (i0 >= 0) {
-            if (u_min < u_sub)
-                free_rows[--k_at] = i0;
-            else
-                free_rows[s.n_free++] = i0;
+            if (u_min < u_sub) free_rows[--k_at] = i0;
+            else free_rows[s.n_free++] = i0;
         }
     }
 }

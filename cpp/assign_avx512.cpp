@@ -40,8 +40,8 @@ inline __mmask8 before(__m512d x, __m512i ix, __m512d y, __m512i iy) {
 // the free row itself, where every distance is set (none is read). Two sets of lanes take
 // alternate blocks (two dependency chains instead of one) and meet at the end.
 template <bool First>
-int relax_and_argmin(const float* si, const double* v, double* d, int* pred, const unsigned char* closed,
-                     int n, int i, double h) {
+int relax_and_argmin(const float* si, const double* v, double* d, int* pred, const unsigned char* closed, int n, int i,
+                     double h) {
     const __m512d hv = _mm512_set1_pd(h);
     const __m256i row = _mm256_set1_epi32(i);
     __m512d best0 = _mm512_set1_pd(__builtin_inf()), best1 = best0;
@@ -89,7 +89,8 @@ double min_reduced_cost_avx512(const float* si, const double* v, int n) {
     }
     for (; jb < n; jb += 8) {
         const __mmask8 in = lanes(jb, n);
-        best0 = _mm512_mask_min_pd(best0, in, best0, _mm512_sub_pd(cost(si, jb, in), _mm512_maskz_loadu_pd(in, v + jb)));
+        best0 = _mm512_mask_min_pd(best0, in, best0,
+                                   _mm512_sub_pd(cost(si, jb, in), _mm512_maskz_loadu_pd(in, v + jb)));
     }
     return _mm512_reduce_min_pd(_mm512_min_pd(best0, best1));
 }

@@ -33,9 +33,9 @@ using namespace segfast::py_arrays;
 namespace {
 
 py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py::handle velocity_obj,
-                         py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj, py::handle offsets_obj,
-                         py::handle active_obj, py::handle epoch_obj, std::uint64_t seed, int batch_size,
-                         float lr, float momentum, float weight_decay, int flip_width, int n_jobs,
+                         py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj,
+                         py::handle offsets_obj, py::handle active_obj, py::handle epoch_obj, std::uint64_t seed,
+                         int batch_size, float lr, float momentum, float weight_decay, int flip_width, int n_jobs,
                          py::handle start_obj, py::handle merge_weights_obj, std::int64_t first_model,
                          std::int64_t merge_block, std::int64_t merge_first, bool with_pieces) {
     const Arch arch = arch_of(dims);
@@ -72,8 +72,8 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
         start_row = start.data();
     }
     EpochInputs in{x.data(), y.data(), order.data(), offsets.data(), active.data(), epoch.data(), start_row};
-    const EpochConfig cfg{batch_size, SgdStep{lr, momentum, weight_decay, prox}, seed, flip_width, first_model,
-                          resolve_threads(n_jobs)};
+    const EpochConfig cfg{
+        batch_size, SgdStep{lr, momentum, weight_decay, prox}, seed, flip_width, first_model, resolve_threads(n_jobs)};
     EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};
     Array<double> merge_weights;
     py::array_t<double> merged, pieces;
@@ -116,7 +116,8 @@ py::array_t<float> predict_proba_py(const std::vector<int>& dims, py::handle par
     return probs;
 }
 
-py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, py::handle y_obj, int n_jobs) {
+py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, py::handle y_obj,
+                      int n_jobs) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
@@ -128,7 +129,8 @@ py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::h
     double* a = accuracy.mutable_data();
     {
         py::gil_scoped_release release;
-        evaluate(arch, params.data(), static_cast<int>(n_models), x.data(), y.data(), n_rows, l, a, resolve_threads(n_jobs));
+        evaluate(arch, params.data(), static_cast<int>(n_models), x.data(), y.data(), n_rows, l, a,
+                 resolve_threads(n_jobs));
     }
     return py::make_tuple(loss, accuracy);
 }
@@ -143,7 +145,8 @@ py::ssize_t first_non_finite_py(py::handle x_obj, int n_jobs) {
 
 // ---- merging ----------------------------------------------------------------------------
 
-py::tuple align_stack_py(const std::vector<int>& dims, py::handle params_obj, int reference, int max_rounds, int n_jobs) {
+py::tuple align_stack_py(const std::vector<int>& dims, py::handle params_obj, int reference, int max_rounds,
+                         int n_jobs) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
     const py::ssize_t n = params.shape(0);
@@ -180,7 +183,8 @@ py::array_t<float> robust_reduce_py(py::handle params_obj, int trim, int n_jobs)
     auto params = expect<float>(params_obj, "params", {-1, -1});
     const int n = static_cast<int>(params.shape(0));
     if (trim >= 0 && 2 * trim >= n)
-        throw py::value_error("trimming " + std::to_string(trim) + " models from each end leaves none of " + std::to_string(n));
+        throw py::value_error("trimming " + std::to_string(trim) + " models from each end leaves none of " +
+                              std::to_string(n));
     py::array_t<float> out(params.shape(1));
     float* o = out.mutable_data();
     {
@@ -193,7 +197,8 @@ py::array_t<float> robust_reduce_py(py::handle params_obj, int trim, int n_jobs)
 
 py::tuple kmeans_py(py::handle x_obj, int k, std::uint64_t seed, int max_iter, int n_jobs) {
     auto x = expect<float>(x_obj, "X", {-1, -1});
-    if (!all_finite(x.data(), static_cast<std::size_t>(x.size()))) throw py::value_error("X must be finite (NaN or inf found)");
+    if (!all_finite(x.data(), static_cast<std::size_t>(x.size())))
+        throw py::value_error("X must be finite (NaN or inf found)");
     const int n = static_cast<int>(x.shape(0)), d = static_cast<int>(x.shape(1));
     if (k < 1 || k > n) throw py::value_error("k must be in [1, " + std::to_string(n) + "], got " + std::to_string(k));
     if (max_iter < 1) throw py::value_error("max_iter must be >= 1");
@@ -211,7 +216,8 @@ py::tuple kmeans_py(py::handle x_obj, int k, std::uint64_t seed, int max_iter, i
 
 py::array_t<float> pairwise_distances_py(py::handle x_obj, int n_jobs) {
     auto x = expect<float>(x_obj, "X", {-1, -1});
-    if (!all_finite(x.data(), static_cast<std::size_t>(x.size()))) throw py::value_error("X must be finite (NaN or inf found)");
+    if (!all_finite(x.data(), static_cast<std::size_t>(x.size())))
+        throw py::value_error("X must be finite (NaN or inf found)");
     const py::ssize_t n = x.shape(0);
     py::array_t<float> dist({n, n});
     float* out = dist.mutable_data();
@@ -245,16 +251,16 @@ py::tuple preactivation_stats_py(const std::vector<int>& dims, py::handle params
     double* s = stddev.mutable_data();
     {
         py::gil_scoped_release release;
-        preactivation_stats(arch, params.data(), static_cast<int>(n), x.data(), x.shape(0), m, s, resolve_threads(n_jobs));
+        preactivation_stats(arch, params.data(), static_cast<int>(n), x.data(), x.shape(0), m, s,
+                            resolve_threads(n_jobs));
     }
     return py::make_tuple(mean, stddev);
 }
 
 // ---- ensembles ----------------------------------------------------------------------------
 
-py::object combine_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj,
-                      const std::string& mode, py::handle model_weights_obj, py::handle row_weights_obj,
-                      int n_jobs, bool with_votes) {
+py::object combine_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, const std::string& mode,
+                      py::handle model_weights_obj, py::handle row_weights_obj, int n_jobs, bool with_votes) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
@@ -317,7 +323,8 @@ void bind_cuda(py::module_& mod, py::module_& testing);  // cuda/bindings_cuda.c
 
 PYBIND11_MODULE(_core, mod) {
     mod.doc() = "segfast's C++ kernels; use the segfast package, not this module.";
-    py::module_ testing = mod.def_submodule("_testing", "Hooks into single kernels for segfast's tests and benchmarks.");
+    py::module_ testing = mod.def_submodule("_testing",
+                                            "Hooks into single kernels for segfast's tests and benchmarks.");
     bind_testing(testing);
     mod.def("has_openmp", &has_openmp);
 #ifdef SEGFAST_WITH_CUDA
@@ -331,20 +338,20 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("resolve_threads", &resolve_threads, py::arg("n_jobs"));
     mod.def("gemm_kernel", [] { return std::string(cpu_kernels().name); });
     mod.def("n_params", [](const std::vector<int>& dims) { return arch_of(dims).n_params; }, py::arg("dims"));
-    mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"),
-            py::arg("anchor"), py::arg("prox"), py::arg("X"),
-            py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"), py::arg("seed"),
-            py::arg("batch_size"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("flip_width"),
-            py::arg("n_jobs"), py::arg("start") = py::none(), py::arg("merge_weights") = py::none(),
-            py::arg("first_model") = 0, py::arg("merge_block") = 0, py::arg("merge_first") = 0,
-            py::arg("pieces") = false,
+    mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"), py::arg("anchor"),
+            py::arg("prox"), py::arg("X"), py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"),
+            py::arg("epoch"), py::arg("seed"), py::arg("batch_size"), py::arg("lr"), py::arg("momentum"),
+            py::arg("weight_decay"), py::arg("flip_width"), py::arg("n_jobs"), py::arg("start") = py::none(),
+            py::arg("merge_weights") = py::none(), py::arg("first_model") = 0, py::arg("merge_block") = 0,
+            py::arg("merge_first") = 0, py::arg("pieces") = false,
             "with merge_weights: returns (loss, diverged, merged) and, with pieces=True, the merge's "
             "pieces (merge_pieces of cpp/train.h) too");
     mod.attr("MERGE_BLOCK") = kMergeBlocks;  // blocks of a fused merge when merge_block is 0
     mod.def("merge_pieces", &merge_pieces, py::arg("n_models"), py::arg("block"), py::arg("first"));
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
-    mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"));
+    mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"),
+            py::arg("n_jobs"));
     mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
             py::arg("max_rounds"), py::arg("n_jobs"));
     mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));

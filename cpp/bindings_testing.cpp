@@ -7,8 +7,8 @@
 #include <string>
 
 #include "assign.h"
-#include "finite.h"
 #include "dispatch.h"
+#include "finite.h"
 #include "gemm.h"
 #include "py_arrays.h"
 

@@ -9,15 +9,13 @@
 #define SEGFAST_WHERE __FILE__ ":" SEGFAST_STR(__LINE__)
 
 // Bad input from the caller (the binding layer validates before any kernel runs).
-#define SEGFAST_REQUIRE(cond, msg)                                              \
-    do {                                                                        \
-        if (!(cond)) throw std::invalid_argument(std::string(msg));             \
+#define SEGFAST_REQUIRE(cond, msg)                                  \
+    do {                                                            \
+        if (!(cond)) throw std::invalid_argument(std::string(msg)); \
     } while (0)
 
 // A broken internal invariant: a bug in segfast, reported with its location.
-#define SEGFAST_ASSERT(cond)                                                    \
-    do {                                                                        \
-        if (!(cond))                                                            \
-            throw std::runtime_error("segfast internal error: " #cond           \
-                                     " failed at " SEGFAST_WHERE);              \
+#define SEGFAST_ASSERT(cond)                                                                                 \
+    do {                                                                                                     \
+        if (!(cond)) throw std::runtime_error("segfast internal error: " #cond " failed at " SEGFAST_WHERE); \
     } while (0)

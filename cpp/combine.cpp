@@ -19,8 +19,8 @@ constexpr std::size_t kLogitBudget = std::size_t(1) << 22;
 
 struct Scratch {
     Workspace ws;
-    Buffer<float> packed;     // (n_params,) the model's weights in strips (pack_weights), biases unused
-    std::vector<int> picked;  // rows of the chunk where the model has a non-zero weight
+    Buffer<float> packed;               // (n_params,) the model's weights in strips (pack_weights), biases unused
+    std::vector<int> picked;            // rows of the chunk where the model has a non-zero weight
     std::vector<double> acc, vote_acc;  // (classes,) one row's sums over models
     std::vector<double> shifted;        // (classes,) one model's exp(logit - largest logit) for the row
     Scratch(const Arch& arch, int rows)
@@ -31,13 +31,13 @@ struct Scratch {
 
 }  // namespace
 
-void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
-             Combine mode, const double* model_weights, const float* row_weights, float* out, int n_threads,
-             float* votes) {
+void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows, Combine mode,
+             const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes) {
     const int C = arch.n_out(), d = arch.n_in();
     const std::int64_t per_row = std::max<std::int64_t>(1, static_cast<std::int64_t>(n_models) * C);
     const std::int64_t span = std::min<std::int64_t>(
-        n_rows, std::max<std::int64_t>(kBlockRows, static_cast<std::int64_t>(kLogitBudget) / per_row / kBlockRows * kBlockRows));
+        n_rows, std::max<std::int64_t>(kBlockRows,
+                                       static_cast<std::int64_t>(kLogitBudget) / per_row / kBlockRows * kBlockRows));
     Buffer<float> logits(static_cast<std::size_t>(span * per_row));  // (span, n_models, C)
     const int threads = std::max(1, n_threads);
     std::vector<std::unique_ptr<Scratch>> spaces(threads);
@@ -49,8 +49,9 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
     for (std::int64_t r0 = 0; r0 < n_rows; r0 += span) {
         const std::int64_t rows = std::min(span, n_rows - r0);
         // Model by model, so each model's weights are packed once and stay in L2 across the
-        // span's rows (faster than row blocks that ran all models: bench/README.md). With per-row weights (competence) a model runs only on the rows that count
-        // it: KNORA-E keeps a few models a row, so most of the forward pass is skipped.
+        // span's rows (faster than row blocks that ran all models: bench/README.md). With per-row weights (competence)
+        // a model runs only on the rows that count it: KNORA-E keeps a few models a row, so most of the forward pass is
+        // skipped.
         parallel_for(n_models, threads, [&](long m, int thread) {
             if (model_weights && model_weights[m] == 0.0) return;
             Scratch& s = scratch(thread);

@@ -17,8 +17,7 @@ enum class Combine {
 // out: (n_rows, classes). The weight of model i on row r is model_weights[i] (when given) times
 // row_weights[r * n_models + i] (when given); missing factors count as 1. votes, when given,
 // (n_rows, classes) also receives the weighted votes from the same forward pass.
-void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
-             Combine mode, const double* model_weights, const float* row_weights, float* out, int n_threads,
-             float* votes = nullptr);
+void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows, Combine mode,
+             const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes = nullptr);
 
 }  // namespace segfast

@@ -12,13 +12,17 @@ namespace segfast {
 
 namespace {
 
-constexpr CpuKernels kReference{"reference",          &gemm_reference,       &transpose_reference,
-                                &min_reduced_cost_scalar, &two_smallest_scalar, &column_minima_scalar,
-                                &augment_scalar};
+constexpr CpuKernels kReference{
+    "reference",          &gemm_reference,       &transpose_reference, &min_reduced_cost_scalar,
+    &two_smallest_scalar, &column_minima_scalar, &augment_scalar};
 
 #if defined(SEGFAST_WITH_AVX512)
-constexpr CpuKernels kAvx512{"avx512",           &gemm_avx512,          &transpose_avx512,
-                             &min_reduced_cost_avx512, &two_smallest_avx512, &column_minima_avx512,
+constexpr CpuKernels kAvx512{"avx512",
+                             &gemm_avx512,
+                             &transpose_avx512,
+                             &min_reduced_cost_avx512,
+                             &two_smallest_avx512,
+                             &column_minima_avx512,
                              &augment_avx512};
 
 // CMake compiles the AVX-512 files with -mavx512f -mavx512vl -mfma, which also turn on AVX2, AVX,

@@ -32,10 +32,10 @@ struct GemmArgs {
     std::ptrdiff_t a_rs = 0, a_ks = 0;
     const float* b = nullptr;  // (k, n), row stride ldb
     std::ptrdiff_t ldb = 0;
-    float* c = nullptr;        // (m, n), row stride ldc
+    float* c = nullptr;  // (m, n), row stride ldc
     std::ptrdiff_t ldc = 0;
-    const float* bias = nullptr;  // (n,) for Bias and BiasRelu
-    float* velocity = nullptr;    // (m, n) with row stride ldc, for Sgd with momentum
+    const float* bias = nullptr;    // (n,) for Bias and BiasRelu
+    float* velocity = nullptr;      // (m, n) with row stride ldc, for Sgd with momentum
     const float* anchor = nullptr;  // (m, n) with row stride ldc, for Sgd with a proximal term
     SgdStep sgd;
 };

@@ -29,10 +29,10 @@ struct Tile {
     std::ptrdiff_t ldb;
     float* c;
     std::ptrdiff_t ldc;
-    const float* bias;  // tile's first column of bias
-    float* velocity;    // tile's first element of velocity
+    const float* bias;    // tile's first column of bias
+    float* velocity;      // tile's first element of velocity
     const float* anchor;  // tile's first element of the proximal anchor
-    __mmask16 tail;     // lanes in use in the last vector
+    __mmask16 tail;       // lanes in use in the last vector
     SgdStep sgd;
 };
 
@@ -161,7 +161,8 @@ void transpose_block(const float* in, std::ptrdiff_t ld_in, int rows, int cols, 
     }
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {  // column 4 * lane + c gathers lane `lane` of r[c], r[4 + c], r[8 + c], r[12 + c]
-        const __m512 even = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), odd = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        const __m512 even = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88),
+                     odd = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
         const __m512 even2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
         const __m512 odd2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
         const __m512 col[4] = {_mm512_shuffle_f32x4(even, even2, 0x88), _mm512_shuffle_f32x4(odd, odd2, 0x88),

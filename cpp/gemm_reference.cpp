@@ -50,8 +50,7 @@ void gemm_reference(Epilogue epilogue, const GemmArgs& g) {
     }
 }
 
-void transpose_reference(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out,
-                         std::ptrdiff_t ld_out) {
+void transpose_reference(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out) {
     constexpr int kTile = 16;  // both sides stay within a few cache lines
     for (int p0 = 0; p0 < rows; p0 += kTile)
         for (int i0 = 0; i0 < cols; i0 += kTile)

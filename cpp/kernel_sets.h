@@ -11,8 +11,7 @@ namespace segfast {
 
 // gemm() and transpose() of gemm.h.
 void gemm_reference(Epilogue epilogue, const GemmArgs& args);
-void transpose_reference(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out,
-                         std::ptrdiff_t ld_out);
+void transpose_reference(const float* in, std::ptrdiff_t ld_in, int rows, int cols, float* out, std::ptrdiff_t ld_out);
 
 // The inner loops of max_assignment (assign.h). Rows are score rows (float); the cost minimised
 // is minus the score, in double. The scalar versions are in assign_scalar.cpp.

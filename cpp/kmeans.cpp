@@ -53,9 +53,8 @@ void kmeans_plus_plus(const float* X, int n, int d, int k, Stream& stream, float
     for (int c = 0; c < k; ++c) {
         const float* center = X + static_cast<std::size_t>(chosen) * d;
         std::copy(center, center + d, centroids + static_cast<std::size_t>(c) * d);
-        parallel_for(n, n_threads, [&](long i, int) {
-            nearest[i] = std::min(nearest[i], squared_distance(X + i * d, center, d));
-        });
+        parallel_for(n, n_threads,
+                     [&](long i, int) { nearest[i] = std::min(nearest[i], squared_distance(X + i * d, center, d)); });
         if (c + 1 == k) break;
         double total = 0.0;
         for (double v : nearest) total += v;
@@ -76,8 +75,8 @@ void kmeans_plus_plus(const float* X, int n, int d, int k, Stream& stream, float
 
 }  // namespace
 
-KMeansStats kmeans(const float* X, int n, int d, int k, std::uint64_t seed, int max_iter, int n_threads,
-                   int* labels, float* centroids) {
+KMeansStats kmeans(const float* X, int n, int d, int k, std::uint64_t seed, int max_iter, int n_threads, int* labels,
+                   float* centroids) {
     Stream stream(seed, 0x6b6d65616e73ull, 0);  // "kmeans"
     kmeans_plus_plus(X, n, d, k, stream, centroids, n_threads);
     const std::vector<double> x_norm = squared_norms(X, n, d);
@@ -134,8 +133,8 @@ KMeansStats kmeans(const float* X, int n, int d, int k, std::uint64_t seed, int 
             }
             for (int c = 0; c < k; ++c)
                 for (int j = j0; j < j1; ++j)
-                    centroids[static_cast<std::size_t>(c) * d + j] =
-                        static_cast<float>(acc[static_cast<std::size_t>(c) * (j1 - j0) + (j - j0)] / counts[c]);
+                    centroids[static_cast<std::size_t>(c) * d + j] = static_cast<float>(
+                        acc[static_cast<std::size_t>(c) * (j1 - j0) + (j - j0)] / counts[c]);
         });
     }
     stats.iterations = std::min(stats.iterations, max_iter);
@@ -154,7 +153,9 @@ void pairwise_distances(const float* X, int n, int d, float* dist, int n_threads
         for (int i = 0; i < n; ++i)
             for (int j = 0; j < cols; ++j) {
                 const double sq = norm[i] + norm[j0 + j] - 2.0 * block.data()[static_cast<std::size_t>(i) * cols + j];
-                dist[static_cast<std::size_t>(i) * n + j0 + j] = i == j0 + j ? 0.f : static_cast<float>(std::sqrt(std::max(sq, 0.0)));
+                dist[static_cast<std::size_t>(i) * n + j0 + j] = i == j0 + j
+                                                                     ? 0.f
+                                                                     : static_cast<float>(std::sqrt(std::max(sq, 0.0)));
             }
     }
 }

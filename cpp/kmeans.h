@@ -12,8 +12,8 @@ struct KMeansStats {
 
 // X: (n, d); labels: (n,) out; centroids: (k, d) out. Lloyd iterations until no label changes
 // or max_iter. Deterministic for a seed, whatever n_threads.
-KMeansStats kmeans(const float* X, int n, int d, int k, std::uint64_t seed, int max_iter, int n_threads,
-                   int* labels, float* centroids);
+KMeansStats kmeans(const float* X, int n, int d, int k, std::uint64_t seed, int max_iter, int n_threads, int* labels,
+                   float* centroids);
 
 // dist: (n, n) Euclidean distances between the rows of X.
 void pairwise_distances(const float* X, int n, int d, float* dist, int n_threads);

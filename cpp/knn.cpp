@@ -62,8 +62,8 @@ void knn(const float* queries, std::int64_t n_q, const float* refs, std::int64_t
             const int cols = static_cast<int>(std::min<std::int64_t>(kRefBlock, n_r - j0));
             for (int s0 = 0; s0 < cols; s0 += kStrip) {
                 const int width = std::min(kStrip, cols - s0);
-                gemm(Epilogue::Store, gemm_args(rows, width, d, rows_of(queries + i0 * d, d), refs_t.data() + (j0 + s0) * d,
-                                                width, block.data() + s0, cols));
+                gemm(Epilogue::Store, gemm_args(rows, width, d, rows_of(queries + i0 * d, d),
+                                                refs_t.data() + (j0 + s0) * d, width, block.data() + s0, cols));
             }
             for (int i = 0; i < rows; ++i) {
                 auto& heap = best[i];

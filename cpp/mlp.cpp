@@ -14,8 +14,7 @@ Workspace::Workspace(const Arch& arch, int rows) : max_rows(rows) {
     const std::size_t widest = static_cast<std::size_t>(arch.widest());
     input.resize(static_cast<std::size_t>(rows) * arch.n_in());
     act.resize(arch.dims.size());
-    for (std::size_t l = 1; l < arch.dims.size(); ++l)
-        act[l].resize(static_cast<std::size_t>(rows) * arch.dims[l]);
+    for (std::size_t l = 1; l < arch.dims.size(); ++l) act[l].resize(static_cast<std::size_t>(rows) * arch.dims[l]);
     grad.resize(rows * widest);
     grad_next.resize(rows * widest);
     grad_t.resize(rows * widest);
@@ -33,7 +32,8 @@ void pack_weights(const Arch& arch, const float* params, float* packed) {
             const int width = std::min(kGemmStrip, d_out - s0);
             for (int p = 0; p < d_in; ++p) {
                 const float* row = src + static_cast<std::size_t>(p) * d_out + s0;
-                std::copy(row, row + width, dst + static_cast<std::size_t>(s0) * d_in + static_cast<std::size_t>(p) * width);
+                std::copy(row, row + width,
+                          dst + static_cast<std::size_t>(s0) * d_in + static_cast<std::size_t>(p) * width);
             }
         }
     }
@@ -45,7 +45,7 @@ float* forward(const Arch& arch, const float* params, const float* x, int rows, 
     for (int l = 0; l < L; ++l) {
         const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
         const int strip = packed ? kGemmStrip : d_out;  // unpacked: one product over all columns
-        for (int s0 = 0; s0 < d_out; s0 += strip) {  // (B, d_in) @ (d_in, width) per strip
+        for (int s0 = 0; s0 < d_out; s0 += strip) {     // (B, d_in) @ (d_in, width) per strip
             const int width = std::min(strip, d_out - s0);
             const float* w = packed ? packed + arch.w_off[l] + static_cast<std::size_t>(s0) * d_in
                                     : params + arch.w_off[l] + s0;
@@ -117,8 +117,8 @@ void sgd_vector(float* w, float* velocity, const float* anchor, const float* gra
 
 }  // namespace
 
-double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows,
-                const SgdStep& sgd, Workspace& ws) {
+double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows, const SgdStep& sgd,
+                Workspace& ws) {
     const int L = arch.n_layers();
     const float* logits = forward(arch, params, ws.input.data(), rows, ws);
     float* grad = ws.grad.data();
@@ -128,8 +128,8 @@ double sgd_step(const Arch& arch, float* params, float* velocity, const float* a
 
     for (int l = L - 1; l >= 0; --l) {
         const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
-        float* W = params + arch.w_off[l];  // (d_in, d_out)
-        float* b = params + arch.b_off[l];  // (d_out,)
+        float* W = params + arch.w_off[l];                              // (d_in, d_out)
+        float* b = params + arch.b_off[l];                              // (d_out,)
         const float* in = l == 0 ? ws.input.data() : ws.act[l].data();  // (B, d_in)
 
         if (l > 0) {

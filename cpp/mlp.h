@@ -13,14 +13,14 @@ namespace segfast {
 // Per-thread scratch, sized once for an architecture and a largest row count.
 struct Workspace {
     int max_rows = 0;
-    Buffer<float> input;                // (max_rows, d0) gathered minibatch
-    std::vector<Buffer<float>> act;     // act[l]: (max_rows, d_l) for l = 1..L (act[0] unused)
-    Buffer<float> grad, grad_next;      // (max_rows, widest) dLoss/d(pre-activation)
-    Buffer<float> grad_t, back_t;       // (widest, max_rows) transposed copies for the backward product
-    Buffer<float> bias_grad;            // (widest,)
-    Buffer<float> snapshot;             // (2 * n_params,) a model's parameters and velocity at epoch start
-    std::vector<std::int64_t> rows;     // the segment's row indices, shuffled each epoch
-    std::vector<std::int64_t> labels;   // (max_rows,) labels of the minibatch
+    Buffer<float> input;               // (max_rows, d0) gathered minibatch
+    std::vector<Buffer<float>> act;    // act[l]: (max_rows, d_l) for l = 1..L (act[0] unused)
+    Buffer<float> grad, grad_next;     // (max_rows, widest) dLoss/d(pre-activation)
+    Buffer<float> grad_t, back_t;      // (widest, max_rows) transposed copies for the backward product
+    Buffer<float> bias_grad;           // (widest,)
+    Buffer<float> snapshot;            // (2 * n_params,) a model's parameters and velocity at epoch start
+    std::vector<std::int64_t> rows;    // the segment's row indices, shuffled each epoch
+    std::vector<std::int64_t> labels;  // (max_rows,) labels of the minibatch
 
     Workspace(const Arch& arch, int max_rows);
 };
@@ -50,7 +50,7 @@ void cross_entropy(const float* z, const std::int64_t* y, int rows, int classes,
 // fused into its gradient product. velocity is the model's momentum row or nullptr; anchor
 // the row the proximal term pulls toward (with sgd.prox > 0) or nullptr.
 // Returns the summed loss of the rows; if it is not finite the parameters are left untouched.
-double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows,
-                const SgdStep& sgd, Workspace& ws);
+double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows, const SgdStep& sgd,
+                Workspace& ws);
 
 }  // namespace segfast

@@ -35,8 +35,8 @@ void for_each_block(const Arch& arch, int n_models, std::int64_t n_rows, int n_t
 
 }  // namespace
 
-void predict_proba(const Arch& arch, const float* params, int n_models, const float* x,
-                   std::int64_t n_rows, float* probs, int n_threads) {
+void predict_proba(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
+                   float* probs, int n_threads) {
     const int C = arch.n_out();
     for_each_block(arch, n_models, n_rows, n_threads,
                    [&](int model, std::int64_t, std::int64_t row0, int rows, Workspace& ws) {
@@ -48,8 +48,8 @@ void predict_proba(const Arch& arch, const float* params, int n_models, const fl
                    });
 }
 
-void evaluate(const Arch& arch, const float* params, int n_models, const float* x,
-              const std::int64_t* y, std::int64_t n_rows, double* loss, double* accuracy, int n_threads) {
+void evaluate(const Arch& arch, const float* params, int n_models, const float* x, const std::int64_t* y,
+              std::int64_t n_rows, double* loss, double* accuracy, int n_threads) {
     const std::int64_t blocks = (n_rows + kBlockRows - 1) / kBlockRows;
     // Per-block partial sums, added in block order afterwards: the same total whatever the threads.
     std::vector<double> block_loss(static_cast<std::size_t>(blocks) * n_models, 0.0);
@@ -73,8 +73,8 @@ void evaluate(const Arch& arch, const float* params, int n_models, const float* 
     }
 }
 
-void preactivation_stats(const Arch& arch, const float* params, int n_models, const float* x,
-                         std::int64_t n_rows, double* mean, double* stddev, int n_threads) {
+void preactivation_stats(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
+                         double* mean, double* stddev, int n_threads) {
     int hidden = 0;
     for (int l = 1; l < arch.n_layers(); ++l) hidden += arch.dims[l];
     const int threads = std::max(1, std::min(n_threads, n_models));

@@ -70,7 +70,8 @@ inline void check_epoch(const Arch& arch, py::ssize_t n_models, py::ssize_t n_ro
     if (flip_width < 0 || (flip_width > 0 && arch.n_in() % flip_width != 0))
         throw py::value_error("flip width must divide the number of features");
     const std::int64_t* off = offsets.data();
-    if (off[0] != 0 || off[n_models] != order.shape(0)) throw py::value_error("offsets must start at 0 and end at len(order)");
+    if (off[0] != 0 || off[n_models] != order.shape(0))
+        throw py::value_error("offsets must start at 0 and end at len(order)");
     for (py::ssize_t i = 0; i < n_models; ++i)
         if (off[i + 1] < off[i]) throw py::value_error("offsets must be non-decreasing");
     for (py::ssize_t i = 0; i < order.shape(0); ++i)

@@ -58,7 +58,8 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
 
         const std::int64_t begin = in.offsets[m], count = in.offsets[m + 1] - begin;
         ws.rows.assign(in.order + begin, in.order + begin + count);
-        Stream stream(cfg.seed, static_cast<std::uint64_t>(cfg.first_model + m), static_cast<std::uint64_t>(in.epoch[m]));
+        Stream stream(cfg.seed, static_cast<std::uint64_t>(cfg.first_model + m),
+                      static_cast<std::uint64_t>(in.epoch[m]));
         stream.shuffle(ws.rows.data(), count);
 
         float* w = params + static_cast<std::size_t>(m) * P;

@@ -21,8 +21,8 @@ struct EpochConfig {
 };
 
 struct EpochInputs {
-    const float* x = nullptr;            // (n_rows, d0)
-    const std::int64_t* y = nullptr;     // (n_rows,) labels in [0, classes)
+    const float* x = nullptr;               // (n_rows, d0)
+    const std::int64_t* y = nullptr;        // (n_rows,) labels in [0, classes)
     const std::int64_t* order = nullptr;    // row indices; segment i is order[offsets[i]:offsets[i+1]]
     const std::int64_t* offsets = nullptr;  // (n_models + 1,)
     const std::uint8_t* active = nullptr;   // (n_models,) 0 = skip this model this epoch
@@ -31,7 +31,7 @@ struct EpochInputs {
 };
 
 struct EpochResult {
-    double* mean_loss = nullptr;   // (n_models,) mean training loss over the epoch (NaN if skipped)
+    double* mean_loss = nullptr;       // (n_models,) mean training loss over the epoch (NaN if skipped)
     std::uint8_t* diverged = nullptr;  // (n_models,) 1 if a loss became NaN or inf
     // The merge of a round fused into its last epoch: when merge_weights (n_models,) is given,
     // sum_m merge_weights[m] * params[m] over the models that trained and did not diverge, in

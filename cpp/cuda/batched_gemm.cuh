@@ -98,12 +98,9 @@ template <class Epilogue>
 void batched_gemm(int n_models, int M, int N, int K, const Operand& A, const Operand& B, const int* rows,
                   const Epilogue& epi) {
     if (n_models <= 0 || M <= 0 || N <= 0) return;
-    if (M <= 16)
-        launch_batched_gemm<16, 64, 1, 4>(n_models, M, N, K, A, B, rows, epi);
-    else if (M <= 32)
-        launch_batched_gemm<32, 64, 2, 4>(n_models, M, N, K, A, B, rows, epi);
-    else
-        launch_batched_gemm<64, 64, 4, 4>(n_models, M, N, K, A, B, rows, epi);
+    if (M <= 16) launch_batched_gemm<16, 64, 1, 4>(n_models, M, N, K, A, B, rows, epi);
+    else if (M <= 32) launch_batched_gemm<32, 64, 2, 4>(n_models, M, N, K, A, B, rows, epi);
+    else launch_batched_gemm<64, 64, 4, 4>(n_models, M, N, K, A, B, rows, epi);
 }
 
 // Epilogues.
@@ -133,16 +130,16 @@ struct ReluGradient {
 // acc is the gradient of the weight block of one layer (bias as its last row): one SGD step,
 // PyTorch's rule as on the CPU: g += wd * w [+ prox * (w - anchor)]; v = momentum * v + g; w -= lr * v.
 struct SgdUpdate {
-    const float* w_in;          // parameters before the step; model stride w_in_stride (0: a broadcast row)
+    const float* w_in;  // parameters before the step; model stride w_in_stride (0: a broadcast row)
     long long w_in_stride;
-    const float* v_in;          // velocity before the step, or null for zero (after a broadcast)
-    float* w;                   // parameters after the step, (n_models, P): w_in itself, or on an
-    float* v;                   // epoch's first step another buffer; velocity likewise (or null)
-    const float* anchor;        // the proximal term's anchor, or null
+    const float* v_in;    // velocity before the step, or null for zero (after a broadcast)
+    float* w;             // parameters after the step, (n_models, P): w_in itself, or on an
+    float* v;             // epoch's first step another buffer; velocity likewise (or null)
+    const float* anchor;  // the proximal term's anchor, or null
     long long anchor_stride;
-    int* non_finite;            // (n_models,) set to 1 when a new weight is NaN or inf
-    long long P, offset;        // row length; where this layer's block starts in a row
-    int ld;                     // the layer's output width
+    int* non_finite;      // (n_models,) set to 1 when a new weight is NaN or inf
+    long long P, offset;  // row length; where this layer's block starts in a row
+    int ld;               // the layer's output width
     float lr, momentum, weight_decay, prox;
     // load() reads what a step needs, store() writes the result: a kernel can issue the loads
     // of several weights before the first store (which, as far as the compiler knows, may alias

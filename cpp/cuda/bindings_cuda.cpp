@@ -44,7 +44,8 @@ class PyTrainer {
     }
 
     void get_models(py::handle out_obj) {
-        auto out = expect<float>(out_obj, "out", {trainer_->n_models(), static_cast<py::ssize_t>(arch_.n_params)}, true);
+        auto out = expect<float>(out_obj, "out", {trainer_->n_models(), static_cast<py::ssize_t>(arch_.n_params)},
+                                 true);
         float* o = out.mutable_data();
         py::gil_scoped_release release;
         trainer_->get_models(o);
@@ -74,8 +75,9 @@ class PyTrainer {
         a.offsets = offsets.data();
         a.active = active.data();
         a.epoch = epochs.data();
-        a.config = EpochConfig{batch_size, SgdStep{lr, momentum, weight_decay, prox}, seed, flip_width, first_model,
-                               resolve_threads(n_jobs)};
+        a.config = EpochConfig{batch_size,  SgdStep{lr, momentum, weight_decay, prox},
+                               seed,        flip_width,
+                               first_model, resolve_threads(n_jobs)};
         Array<float> start;
         if (!start_obj.is_none()) {
             start = expect<float>(start_obj, "start", {static_cast<py::ssize_t>(arch_.n_params)});

@@ -18,8 +18,8 @@ struct DeviceMemoryError : std::runtime_error {
 };
 
 [[noreturn]] inline void fail(cudaError_t error, const char* call, const char* file, int line) {
-    throw std::runtime_error(std::string("CUDA error in ") + call + " at " + file + ":" + std::to_string(line) +
-                             ": " + cudaGetErrorName(error) + " (" + cudaGetErrorString(error) + ")");
+    throw std::runtime_error(std::string("CUDA error in ") + call + " at " + file + ":" + std::to_string(line) + ": " +
+                             cudaGetErrorName(error) + " (" + cudaGetErrorString(error) + ")");
 }
 
 // Owns n elements of device memory.
@@ -59,11 +59,10 @@ class DeviceArray {
 
 }  // namespace segfast::cuda
 
-#define SEGFAST_CUDA(call)                                                               \
-    do {                                                                                 \
-        cudaError_t segfast_error_ = (call);                                             \
-        if (segfast_error_ != cudaSuccess)                                               \
-            ::segfast::cuda::fail(segfast_error_, #call, __FILE__, __LINE__);           \
+#define SEGFAST_CUDA(call)                                                                                   \
+    do {                                                                                                     \
+        cudaError_t segfast_error_ = (call);                                                                 \
+        if (segfast_error_ != cudaSuccess) ::segfast::cuda::fail(segfast_error_, #call, __FILE__, __LINE__); \
     } while (0)
 
 // After a kernel launch: a bad launch configuration shows here; a fault inside the kernel

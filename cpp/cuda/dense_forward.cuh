@@ -167,9 +167,8 @@ inline bool output_fits(int K, int C) {
     return C <= kOutputMaxClasses && sizeof(float) * static_cast<std::size_t>(K + 1) * C <= 48 * 1024;
 }
 
-inline void output_layer(int n_models, int rows, int C, int K, const float* h, long long h_stride,
-                         const float* params, long long P, long long w_off, float* out, long long out_stride,
-                         OutputMode mode) {
+inline void output_layer(int n_models, int rows, int C, int K, const float* h, long long h_stride, const float* params,
+                         long long P, long long w_off, float* out, long long out_stride, OutputMode mode) {
     if (n_models <= 0 || rows <= 0) return;
     const dim3 grid((rows + kOutputThreads - 1) / kOutputThreads, static_cast<unsigned>(std::min(n_models, 65535)));
     const std::size_t shared = sizeof(float) * static_cast<std::size_t>(K + 1) * C;

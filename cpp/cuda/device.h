@@ -45,7 +45,7 @@ class Trainer {
 
     void set_models(const float* params, int n_models);  // upload; velocity restarts at zero
     void resize_models(int n_models);                    // rows left as they are (a broadcast follows)
-    void get_models(float* params) const;                 // download (n_models, n_params)
+    void get_models(float* params) const;                // download (n_models, n_params)
     int n_models() const;
     // The proximal term's anchor: a single row for every model, or (row == null) a copy of the
     // models' current parameters.
@@ -59,9 +59,9 @@ class Trainer {
 
 // Every model on the same rows. params (n_models, n_params) and x (n_rows, d0) on the host;
 // out (n_models, n_rows, classes) gets probabilities, or log-probabilities with log = true.
-void predict_proba(const std::vector<int>& dims, const float* params, int n_models, const float* x,
-                   std::int64_t n_rows, float* out, bool log = false);
-void evaluate(const std::vector<int>& dims, const float* params, int n_models, const float* x,
-              std::int64_t n_rows, const std::int64_t* y, double* loss, double* accuracy);
+void predict_proba(const std::vector<int>& dims, const float* params, int n_models, const float* x, std::int64_t n_rows,
+                   float* out, bool log = false);
+void evaluate(const std::vector<int>& dims, const float* params, int n_models, const float* x, std::int64_t n_rows,
+              const std::int64_t* y, double* loss, double* accuracy);
 
 }  // namespace segfast::cuda

@@ -20,7 +20,7 @@ inline void forward_all(const Arch& arch, const float* params, long long params_
     long long in_stride = x_stride;
     for (int l = 0; l < L; ++l) {
         const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
-        Operand a{in, in_stride, d_in, 1, -1, d_in};  // (rows, d_in) with a column of ones for the bias
+        Operand a{in, in_stride, d_in, 1, -1, d_in};                 // (rows, d_in) with a column of ones for the bias
         Operand b{params + arch.w_off[l], params_stride, d_out, 1};  // (d_in + 1, d_out): W then b
         product(n_models, rows, d_out, d_in + 1, a, b, skip, StoreActivation{out[l], out_stride[l], d_out, l + 1 < L});
         in = out[l];

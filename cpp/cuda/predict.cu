@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <mutex>
 
-#include "dense_forward.cuh"
-#include "device.h"
 #include "../arch.h"
 #include "../softmax.h"
 #include "batched_gemm.cuh"
+#include "dense_forward.cuh"
+#include "device.h"
 
 namespace segfast::cuda {
 
@@ -33,8 +33,8 @@ __global__ void softmax_kernel(int n_models, int rows, int C, float* z, long lon
 
 // One block per model: adds the chunk's summed cross-entropy and correct count to the model's
 // totals, reduced in a fixed order so the result does not vary from run to run.
-__global__ void score_kernel(int rows, int C, const float* logits, long long model_stride, const int* y,
-                             double* loss, double* correct) {
+__global__ void score_kernel(int rows, int C, const float* logits, long long model_stride, const int* y, double* loss,
+                             double* correct) {
     const int m = blockIdx.x;
     __shared__ double part_loss[256], part_correct[256];
     double l = 0.0, k = 0.0;
@@ -125,8 +125,8 @@ void reserve_hidden(Buffers& b, const Arch& arch, int n_models, int rows) {
 
 }  // namespace
 
-void predict_proba(const std::vector<int>& dims, const float* params, int n_models, const float* x,
-                   std::int64_t n_rows, float* out, bool log) {
+void predict_proba(const std::vector<int>& dims, const float* params, int n_models, const float* x, std::int64_t n_rows,
+                   float* out, bool log) {
     const Arch arch(dims);
     const int C = arch.n_out();
     if (n_models == 0 || n_rows == 0) return;

@@ -26,12 +26,12 @@ constexpr int kWarps = kResidentThreads / 32, kMaxCluster = 16;
 // Where each array sits in a CTA's shared memory (offsets in floats, all multiples of 4 so
 // that every array is 16-byte aligned). The same function sizes the launch on the host.
 struct Layout {
-    int k4 = 0;   // d0 + 1 (the bias input) rounded up to 4: the first layer's k range
-    int xs = 0;   // row stride of the minibatch: >= k4 and 4 mod 32, so that 8 rows read at
-                  // one k fall in 8 different groups of 4 banks
+    int k4 = 0;  // d0 + 1 (the bias input) rounded up to 4: the first layer's k range
+    int xs = 0;  // row stride of the minibatch: >= k4 and 4 mod 32, so that 8 rows read at
+                 // one k fall in 8 different groups of 4 banks
     int up = 0, c4 = 0;
-    int w1 = 0, v1 = 0, x = 0, red = 0, h = 0, dh = 0, w2 = 0, v2 = 0, b2 = 0, vb2 = 0, part = 0, dz = 0,
-        row_loss = 0, labels = 0, rows = 0, flips = 0, flags = 0, total = 0;
+    int w1 = 0, v1 = 0, x = 0, red = 0, h = 0, dh = 0, w2 = 0, v2 = 0, b2 = 0, vb2 = 0, part = 0, dz = 0, row_loss = 0,
+        labels = 0, rows = 0, flips = 0, flags = 0, total = 0;
 };
 
 __host__ __device__ inline Layout layout_of(int d0, int classes, int rows, int up, bool momentum) {
@@ -54,14 +54,14 @@ __host__ __device__ inline Layout layout_of(int d0, int classes, int rows, int u
     s.dh = take(rows * up);                 // (rows, up): their gradient
     s.w2 = take(up * s.c4);                 // (up, c4): W1's rows for these units
     s.v2 = take(momentum ? up * s.c4 : 0);
-    s.b2 = take(s.c4);                      // the output bias, held (and updated alike) by every CTA
+    s.b2 = take(s.c4);  // the output bias, held (and updated alike) by every CTA
     s.vb2 = take(momentum ? s.c4 : 0);
-    s.part = take(2 * rows * s.c4);         // (2, rows, c4): partial logits, by step parity
-    s.dz = take(rows * s.c4);               // (rows, c4): logits, then their gradient
+    s.part = take(2 * rows * s.c4);  // (2, rows, c4): partial logits, by step parity
+    s.dz = take(rows * s.c4);        // (rows, c4): logits, then their gradient
     s.row_loss = take(rows);
     s.labels = take(rows);
-    s.rows = take(rows);                    // the minibatch's row indices in X
-    s.flips = take(rows);                   // and whether each is flipped
+    s.rows = take(rows);   // the minibatch's row indices in X
+    s.flips = take(rows);  // and whether each is flipped
     s.flags = take(4);
     s.total = at;
     return s;
@@ -73,8 +73,7 @@ __device__ __forceinline__ float lane_of(const float4& v, int q) {
 }
 
 // PyTorch's SGD rule, as SgdUpdate applies it on the per-layer path.
-__device__ __forceinline__ void sgd_step(const ResidentEpoch& e, float& w, float* v, float grad,
-                                         const float* anchor) {
+__device__ __forceinline__ void sgd_step(const ResidentEpoch& e, float& w, float* v, float grad, const float* anchor) {
     float step = grad + e.weight_decay * w;
     if (anchor) step += e.prox * (w - *anchor);
     if (v) {
@@ -86,8 +85,8 @@ __device__ __forceinline__ void sgd_step(const ResidentEpoch& e, float& w, float
 #endif
 
 template <int ROWS, int UB>
-__global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(ResidentEpoch e, int cluster_size,
-                                                                             int units) {
+__global__ void __launch_bounds__(kResidentThreads, 1)
+    resident_epoch_kernel(ResidentEpoch e, int cluster_size, int units) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int MT = ROWS / 8, UP = 16 * UB, T = kResidentThreads;
     cg::cluster_group cluster = cg::this_cluster();
@@ -171,7 +170,7 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
 
     for (int step = 0; step < steps; ++step) {
         const int n = min(bs, count - step * bs);  // n <= ROWS (the plan)
-        __syncthreads();  // the previous step's readers of xs and rows_s are done
+        __syncthreads();                           // the previous step's readers of xs and rows_s are done
         if (tid < n) {
             rows_s[tid] = next_row;
             flip_s[tid] = next_flip;
@@ -243,8 +242,8 @@ __global__ void __launch_bounds__(kResidentThreads, 1) resident_epoch_kernel(Res
         for (int i = 0; i < MT; ++i)
 #pragma unroll
             for (int b = 0; b < UB; ++b)
-                *reinterpret_cast<float4*>(red + (warp * ROWS + rg + 8 * i) * UP + b * 16 + ug * 4) =
-                    make_float4(acc[i][b][0], acc[i][b][1], acc[i][b][2], acc[i][b][3]);
+                *reinterpret_cast<float4*>(red + (warp * ROWS + rg + 8 * i) * UP + b * 16 + ug * 4) = make_float4(
+                    acc[i][b][0], acc[i][b][1], acc[i][b][2], acc[i][b][3]);
         __syncthreads();
         for (int o = tid; o < ROWS * UP; o += T) {
             float sum = 0.f;
@@ -468,8 +467,8 @@ ResidentPlan plan_resident(const Arch& arch, int n_active, int max_rows, bool mo
             continue;
         }
         const KernelFn kernel = kernel_for(rows, unit_blocks);
-        SEGFAST_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(plan.smem)));
+        SEGFAST_CUDA(
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.smem)));
         if (cluster > 8) SEGFAST_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
         cudaLaunchAttribute attribute;
         const cudaLaunchConfig_t config = launch_config(plan, cluster, &attribute);

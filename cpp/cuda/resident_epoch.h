@@ -35,10 +35,10 @@ struct ResidentEpoch {
     const unsigned char* active = nullptr;    // (n_models,)
     const float* w_in = nullptr;              // epoch start, model stride w_in_stride (0: one broadcast row)
     long long w_in_stride = 0;
-    const float* v_in = nullptr;              // velocity at the start (model stride P), or null for zero
-    float* w_out = nullptr;                   // (n_models, P) after the epoch
-    float* v_out = nullptr;                   // (n_models, P), or null without momentum
-    const float* anchor = nullptr;            // the proximal term's anchor, or null
+    const float* v_in = nullptr;    // velocity at the start (model stride P), or null for zero
+    float* w_out = nullptr;         // (n_models, P) after the epoch
+    float* v_out = nullptr;         // (n_models, P), or null without momentum
+    const float* anchor = nullptr;  // the proximal term's anchor, or null
     long long anchor_stride = 0;
     float lr = 0.f, momentum = 0.f, weight_decay = 0.f, prox = 0.f;
     int* diverged_step = nullptr;  // (n_models,) -1, or the step whose loss was not finite
@@ -48,9 +48,9 @@ struct ResidentEpoch {
 
 struct ResidentPlan {
     bool ok = false;
-    int cluster = 0;   // CTAs per model
-    int units = 0;     // hidden units per CTA (the last CTA may hold fewer)
-    int rows = 0;      // minibatch rows the kernel is compiled for: 8, 16 or 32
+    int cluster = 0;      // CTAs per model
+    int units = 0;        // hidden units per CTA (the last CTA may hold fewer)
+    int rows = 0;         // minibatch rows the kernel is compiled for: 8, 16 or 32
     int unit_blocks = 0;  // units padded to 16 * unit_blocks
     std::size_t smem = 0;
     int active_clusters = 0;  // clusters the device runs at once

@@ -14,8 +14,8 @@ constexpr int kUpdateMaxRows = 32;
 
 template <int ROWS>
 __global__ void __launch_bounds__(256)
-    sgd_update_kernel(int n_models, int d_in, int d_out, int K, const float* in, long long in_stride,
-                      const float* grad, long long grad_stride, const int* rows, SgdUpdate epi) {
+    sgd_update_kernel(int n_models, int d_in, int d_out, int K, const float* in, long long in_stride, const float* grad,
+                      long long grad_stride, const int* rows, SgdUpdate epi) {
     constexpr int TX = 32, TY = 8, BM = TY * ROWS;
     __shared__ float in_s[BM][kUpdateMaxRows + 1];  // [row of W_aug][minibatch row]
     __shared__ float grad_s[kUpdateMaxRows][TX];    // [minibatch row][column]
@@ -23,7 +23,7 @@ __global__ void __launch_bounds__(256)
     const int j = blockIdx.x * TX + tx, i0 = blockIdx.y * BM, M = d_in + 1;
     for (int m = blockIdx.z; m < n_models; m += gridDim.z) {
         if (rows[m] == 0) continue;
-        __syncthreads();  // the previous model's tiles are no longer read
+        __syncthreads();                               // the previous model's tiles are no longer read
         for (int e = tid; e < BM * K; e += TX * TY) {  // consecutive threads, consecutive inputs
             const int r = e % BM, k = e / BM, i = i0 + r;
             in_s[r][k] = i < d_in ? in[m * in_stride + static_cast<long long>(k) * d_in + i] : i == d_in ? 1.f : 0.f;

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <string>
 #include <limits>
+#include <string>
 
 #include "../rng.h"
 #include "../softmax.h"
@@ -99,8 +99,8 @@ __global__ void softmax_xent_kernel(int n_models, int M, int C, int bs, const fl
 // done; the others are copied over from the start. After a broadcast w, v are the only buffer.
 __global__ void finish_kernel(int n_models, long long P, const unsigned char* active, const int* offsets,
                               int* diverged_step, const int* non_finite, double* loss_sum, const float* start_row,
-                              const float* w_start, const float* v_start, float* w, float* v,
-                              unsigned char* diverged, unsigned char* kept) {
+                              const float* w_start, const float* v_start, float* w, float* v, unsigned char* diverged,
+                              unsigned char* kept) {
     const int m = blockIdx.x;
     if (m >= n_models) return;
     const bool trained = active[m];
@@ -258,15 +258,14 @@ void Trainer::set_anchor(const float* row) {
         s.anchor_stride = 0;
     } else {
         s.anchor.resize(static_cast<std::size_t>(s.n_models) * P);
-        SEGFAST_CUDA(cudaMemcpy(s.anchor.get(), s.params.get(), s.n_models * P * sizeof(float),
-                                cudaMemcpyDeviceToDevice));
+        SEGFAST_CUDA(
+            cudaMemcpy(s.anchor.get(), s.params.get(), s.n_models * P * sizeof(float), cudaMemcpyDeviceToDevice));
         s.anchor_stride = static_cast<long long>(P);
     }
 }
 
 void Trainer::Impl::layered_steps(const EpochArgs& a, const std::vector<std::int64_t>& counts, std::int64_t longest,
-                                  const float* w_start, const float* v_start, float* w_out, float* v_out,
-                                  float prox) {
+                                  const float* w_start, const float* v_start, float* w_out, float* v_out, float prox) {
     Impl& s = *this;
     const EpochConfig& cfg = a.config;
     const int N = n_models, L = arch.n_layers(), bs = cfg.batch_size;
@@ -284,9 +283,10 @@ void Trainer::Impl::layered_steps(const EpochArgs& a, const std::vector<std::int
     for (std::int64_t step = 0; step < steps; ++step) {
         int M = 0;  // the widest minibatch of this step
         for (std::int64_t c : counts)
-            if (c > step * bs) M = static_cast<int>(std::max<std::int64_t>(M, std::min<std::int64_t>(bs, c - step * bs)));
-        gather_kernel<<<N, 256>>>(N, static_cast<int>(step), bs, M, arch.n_in(), cfg.flip_width, s.x.get(),
-                                  s.y.get(), s.shuffled.get(), s.flips.get(), s.offsets.get(), s.active.get(),
+            if (c > step * bs)
+                M = static_cast<int>(std::max<std::int64_t>(M, std::min<std::int64_t>(bs, c - step * bs)));
+        gather_kernel<<<N, 256>>>(N, static_cast<int>(step), bs, M, arch.n_in(), cfg.flip_width, s.x.get(), s.y.get(),
+                                  s.shuffled.get(), s.flips.get(), s.offsets.get(), s.active.get(),
                                   s.diverged_step.get(), s.rows.get(), s.xb.get(), s.labels.get());
         SEGFAST_CUDA_LAUNCHED("gather_kernel");
         // The first step reads the epoch's start: the broadcast row itself (the broadcast is
@@ -313,10 +313,21 @@ void Trainer::Impl::layered_steps(const EpochArgs& a, const std::vector<std::int
                         ReluGradient{grad_next, dz_stride, d_in, act_ptr[l - 1], act_stride[l - 1]});
             }
             // The layer's weights and bias (d_in + 1, d_out) -= lr * ([in, 1]^T @ grad + ...).
-            SgdUpdate update{w_in, w_in_stride, v_in, w_out, v_out,
-                             prox > 0.f ? s.anchor.get() : nullptr, s.anchor_stride, s.non_finite.get(), P,
-                             static_cast<long long>(arch.w_off[l]), d_out, cfg.sgd.lr, cfg.sgd.momentum,
-                             cfg.sgd.weight_decay, prox};
+            SgdUpdate update{w_in,
+                             w_in_stride,
+                             v_in,
+                             w_out,
+                             v_out,
+                             prox > 0.f ? s.anchor.get() : nullptr,
+                             s.anchor_stride,
+                             s.non_finite.get(),
+                             P,
+                             static_cast<long long>(arch.w_off[l]),
+                             d_out,
+                             cfg.sgd.lr,
+                             cfg.sgd.momentum,
+                             cfg.sgd.weight_decay,
+                             prox};
             sgd_update(N, d_in, d_out, M, in, in_stride, grad, dz_stride, s.rows.get(), update);
             std::swap(grad, grad_next);
         }
@@ -427,8 +438,8 @@ void Trainer::epoch(const EpochArgs& a, const EpochOutputs& out) {
     }
 
     finish_kernel<<<N, 256>>>(N, P, s.active.get(), s.offsets.get(), s.diverged_step.get(), s.non_finite.get(),
-                              s.loss_sum.get(), a.start_row ? s.start_row.get() : nullptr, w_start, v_start,
-                              w_out, v_out, s.diverged.get(), s.kept.get());
+                              s.loss_sum.get(), a.start_row ? s.start_row.get() : nullptr, w_start, v_start, w_out,
+                              v_out, s.diverged.get(), s.kept.get());
     SEGFAST_CUDA_LAUNCHED("finish_kernel");
     if (two_buffers) {
         std::swap(s.params, s.params_next);
