@@ -32,12 +32,25 @@ using namespace segfast::py_arrays;
 
 namespace {
 
+// The settings of one epoch call, as Python passes them (_core.EpochSettings): everything that is
+// not an array. They become the kernel's EpochConfig and the fused merge's options.
+struct EpochSettings {
+    int batch_size = 32;
+    float lr = 0.f, momentum = 0.f, weight_decay = 0.f;
+    float proximal_mu = 0.f;  // the proximal term's coefficient; used only with an anchor
+    std::uint64_t seed = 0;
+    int flip_width = 0;            // > 0: random left-right flips of rows seen as images of this width
+    int n_jobs = -1;               // threads, as resolve_threads reads them
+    std::int64_t first_model = 0;  // global index of model 0: keys the random streams
+    std::int64_t merge_block = 0;  // with merge_weights: models per merge block (0: ceil(n / MERGE_BLOCK))
+    std::int64_t merge_first = 0;  // with merge_weights: position of model 0 in a larger call
+    bool merge_pieces = false;     // with merge_weights: also return the merge's pieces
+};
+
 py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py::handle velocity_obj,
-                         py::handle anchor_obj, float prox, py::handle x_obj, py::handle y_obj, py::handle order_obj,
-                         py::handle offsets_obj, py::handle active_obj, py::handle epoch_obj, std::uint64_t seed,
-                         int batch_size, float lr, float momentum, float weight_decay, int flip_width, int n_jobs,
-                         py::handle start_obj, py::handle merge_weights_obj, std::int64_t first_model,
-                         std::int64_t merge_block, std::int64_t merge_first, bool with_pieces) {
+                         py::handle anchor_obj, py::handle x_obj, py::handle y_obj, py::handle order_obj,
+                         py::handle offsets_obj, py::handle active_obj, py::handle epoch_obj, const EpochSettings& set,
+                         py::handle start_obj, py::handle merge_weights_obj) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)}, true);
     const py::ssize_t n_models = params.shape(0);
@@ -60,7 +73,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     auto offsets = expect<std::int64_t>(offsets_obj, "offsets", {n_models + 1});
     auto active = expect<std::uint8_t>(active_obj, "active", {n_models});
     auto epoch = expect<std::int64_t>(epoch_obj, "epoch", {n_models});
-    check_epoch(arch, n_models, n_rows, order, offsets, batch_size, flip_width);
+    check_epoch(arch, n_models, n_rows, order, offsets, set.batch_size, set.flip_width);
     check_labels(y.data(), n_rows, arch.n_out());
 
     py::array_t<double> mean_loss(n_models);
@@ -72,21 +85,22 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
         start_row = start.data();
     }
     EpochInputs in{x.data(), y.data(), order.data(), offsets.data(), active.data(), epoch.data(), start_row};
-    const EpochConfig cfg{
-        batch_size, SgdStep{lr, momentum, weight_decay, prox}, seed, flip_width, first_model, resolve_threads(n_jobs)};
+    const SgdStep sgd{set.lr, set.momentum, set.weight_decay, set.proximal_mu};
+    const EpochConfig cfg{set.batch_size, sgd, set.seed, set.flip_width, set.first_model, resolve_threads(set.n_jobs)};
     EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};
     Array<double> merge_weights;
     py::array_t<double> merged, pieces;
     if (!merge_weights_obj.is_none()) {
         merge_weights = expect<double>(merge_weights_obj, "merge_weights", {n_models});
-        if (merge_block < 0 || merge_first < 0) throw py::value_error("merge_block and merge_first must be >= 0");
+        if (set.merge_block < 0 || set.merge_first < 0)
+            throw py::value_error("merge_block and merge_first must be >= 0");
         merged = py::array_t<double>(static_cast<py::ssize_t>(arch.n_params));
         out.merge_weights = merge_weights.data();
-        out.merge_block = merge_block;
-        out.merge_first = merge_first;
+        out.merge_block = set.merge_block;
+        out.merge_first = set.merge_first;
         out.merged = merged.mutable_data();
-        if (with_pieces) {
-            const auto n_pieces = merge_pieces(static_cast<int>(n_models), merge_block, merge_first).size();
+        if (set.merge_pieces) {
+            const auto n_pieces = merge_pieces(static_cast<int>(n_models), set.merge_block, set.merge_first).size();
             pieces = py::array_t<double>({static_cast<py::ssize_t>(n_pieces), static_cast<py::ssize_t>(arch.n_params)});
             out.pieces = pieces.mutable_data();
         }
@@ -98,7 +112,7 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     }
     py::object flags = diverged.attr("astype")("bool");
     if (merge_weights_obj.is_none()) return py::make_tuple(mean_loss, flags);
-    if (with_pieces) return py::make_tuple(mean_loss, flags, merged, pieces);
+    if (set.merge_pieces) return py::make_tuple(mean_loss, flags, merged, pieces);
     return py::make_tuple(mean_loss, flags, merged);
 }
 
@@ -338,13 +352,34 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("resolve_threads", &resolve_threads, py::arg("n_jobs"));
     mod.def("gemm_kernel", [] { return std::string(cpu_kernels().name); });
     mod.def("n_params", [](const std::vector<int>& dims) { return arch_of(dims).n_params; }, py::arg("dims"));
+    py::class_<EpochSettings>(mod, "EpochSettings",
+                              "The settings of one train_epoch call (every argument that is not an array).")
+        .def(py::init([](int batch_size, float lr, float momentum, float weight_decay, float proximal_mu,
+                         std::uint64_t seed, int flip_width, int n_jobs, std::int64_t first_model,
+                         std::int64_t merge_block, std::int64_t merge_first, bool merge_pieces) {
+                 return EpochSettings{batch_size, lr,     momentum,    weight_decay, proximal_mu, seed,
+                                      flip_width, n_jobs, first_model, merge_block,  merge_first, merge_pieces};
+             }),
+             py::kw_only(), py::arg("batch_size"), py::arg("lr"), py::arg("momentum") = 0.f,
+             py::arg("weight_decay") = 0.f, py::arg("proximal_mu") = 0.f, py::arg("seed") = 0,
+             py::arg("flip_width") = 0, py::arg("n_jobs") = -1, py::arg("first_model") = 0, py::arg("merge_block") = 0,
+             py::arg("merge_first") = 0, py::arg("merge_pieces") = false)
+        .def_readwrite("batch_size", &EpochSettings::batch_size)
+        .def_readwrite("lr", &EpochSettings::lr)
+        .def_readwrite("momentum", &EpochSettings::momentum)
+        .def_readwrite("weight_decay", &EpochSettings::weight_decay)
+        .def_readwrite("proximal_mu", &EpochSettings::proximal_mu)
+        .def_readwrite("seed", &EpochSettings::seed)
+        .def_readwrite("flip_width", &EpochSettings::flip_width)
+        .def_readwrite("n_jobs", &EpochSettings::n_jobs)
+        .def_readwrite("first_model", &EpochSettings::first_model)
+        .def_readwrite("merge_block", &EpochSettings::merge_block)
+        .def_readwrite("merge_first", &EpochSettings::merge_first)
+        .def_readwrite("merge_pieces", &EpochSettings::merge_pieces);
     mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"), py::arg("anchor"),
-            py::arg("prox"), py::arg("X"), py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"),
-            py::arg("epoch"), py::arg("seed"), py::arg("batch_size"), py::arg("lr"), py::arg("momentum"),
-            py::arg("weight_decay"), py::arg("flip_width"), py::arg("n_jobs"), py::arg("start") = py::none(),
-            py::arg("merge_weights") = py::none(), py::arg("first_model") = 0, py::arg("merge_block") = 0,
-            py::arg("merge_first") = 0, py::arg("pieces") = false,
-            "with merge_weights: returns (loss, diverged, merged) and, with pieces=True, the merge's "
+            py::arg("X"), py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"),
+            py::arg("settings"), py::arg("start") = py::none(), py::arg("merge_weights") = py::none(),
+            "with merge_weights: returns (loss, diverged, merged) and, with settings.merge_pieces, the merge's "
             "pieces (merge_pieces of cpp/train.h) too");
     mod.attr("MERGE_BLOCK") = kMergeBlocks;  // blocks of a fused merge when merge_block is 0
     mod.def("merge_pieces", &merge_pieces, py::arg("n_models"), py::arg("block"), py::arg("first"));

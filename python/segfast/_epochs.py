@@ -124,11 +124,14 @@ def run_epochs(stack, X, y, segments, per_model: np.ndarray, config: TrainConfig
 
         def run_epoch(active, epoch, start, weights):
             c = config
-            return _core.train_epoch(dims, stack.params, velocity, anchor, c.proximal_mu, X, y, segments.order,
-                                     segments.offsets, active, epoch, c.seed, c.batch_size, c.lr, c.momentum,
-                                     c.weight_decay, c.flip_width, threads, start, weights, first_model,
-                                     fused.block if fused else 0, fused.first if fused else 0,
-                                     bool(fused and fused.pieces and weights is not None))
+            settings = _core.EpochSettings(
+                batch_size=c.batch_size, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                proximal_mu=c.proximal_mu, seed=c.seed, flip_width=c.flip_width, n_jobs=threads,
+                first_model=first_model, merge_block=fused.block if fused else 0,
+                merge_first=fused.first if fused else 0,
+                merge_pieces=bool(fused and fused.pieces and weights is not None))
+            return _core.train_epoch(dims, stack.params, velocity, anchor, X, y, segments.order, segments.offsets,
+                                     active, epoch, settings, start=start, merge_weights=weights)
     else:
         if fused is not None and (fused.pieces or fused.block):
             raise ValueError("merge pieces are a CPU feature (segfast.distributed); not with a GPU")
