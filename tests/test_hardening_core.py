@@ -1,14 +1,17 @@
 """Reproducers of the hardening probe's findings in the kernels' boundary: non-finite or huge
 parameters in the assignment solver and k-means, parameter counts that wrap, thread counts
 without bound, weights whose sum overflows, and arguments that slipped past their checks."""
+import ast
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import segfast
+from conftest import blobs
 from segfast import MLPStack, Segments, _core
 from segfast.align import permute_units
-
-from conftest import blobs
 
 
 @pytest.fixture
@@ -179,3 +182,40 @@ def test_rounds_resume_needs_a_run_directory(trained):
     _, X, y = trained
     with pytest.raises(ValueError, match="resume=True needs out="):
         segfast.rounds([12, 9, 3], X, y, segfast.segment(y, 4, seed=0), rounds=1, resume=True, progress=False)
+
+
+def stub_signatures(tree_body):
+    """{name: [parameter names]} of the functions (first overload) and classes' __init__ in a stub body."""
+    out = {}
+    for node in tree_body:
+        if isinstance(node, ast.FunctionDef) and node.name not in out:
+            args = node.args
+            out[node.name] = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg != "self"]
+        elif isinstance(node, ast.ClassDef):
+            out[node.name] = None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out[node.target.id] = None
+    return out
+
+
+def bound_parameters(fn):
+    """Parameter names from pybind11's signature line, e.g. 'f(a: int, b: object = None) -> int'."""
+    inside = fn.__doc__.splitlines()[0].split("(", 1)[1].rsplit(") ->", 1)[0]
+    return [p for p in re.findall(r"(?:^|, )\*?(\w+):", inside) if p != "self"]
+
+
+def test_the_typing_stub_names_what_the_extension_has():
+    tree = ast.parse((Path(_core.__file__).parent / "_core.pyi").read_text())
+    aliases = {"_F32", "_F64", "_I32", "_I64", "_U8", "_Bool", "_TestingModule"}
+    stub = {k: v for k, v in stub_signatures(tree.body).items() if k not in aliases}
+    testing = next(n for n in tree.body if getattr(n, "name", "") == "_TestingModule")
+    cuda_only = {"cuda_device_name", "cuda_memory_in_use", "cuda_predict_proba", "cuda_evaluate", "CudaMemoryError",
+                 "CudaTrainer", "cuda_resident_plan"}
+    for module, names in ((_core, stub), (_core._testing, stub_signatures(testing.body))):
+        public = {n for n in dir(module) if not n.startswith("__")}
+        expected = set(names) if _core.has_cuda else set(names) - cuda_only
+        assert public == expected, module.__name__
+        for name in expected:
+            obj = getattr(module, name)
+            if names[name] is not None and callable(obj) and not isinstance(obj, type):
+                assert bound_parameters(obj) == names[name], name

@@ -4,12 +4,11 @@ import itertools
 import numpy as np
 import pytest
 
+import reference
 import segfast
+from conftest import blobs
 from segfast import MLPStack, _core
 from segfast.merge import rank_weights
-
-import reference
-from conftest import blobs
 
 
 @pytest.fixture(scope="module")
