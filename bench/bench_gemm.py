@@ -22,15 +22,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (TORCH_MISSING, ForeignLoad, Table, best_seconds, blas_description, cpu_name,  # noqa: E402
+from _common import (TORCH_MISSING, ForeignLoad, Table, best_seconds, blas_description, cpu_name,
                      fmt, optional_import, segfast_build, wait_for_quiet, warm_up_cpu)
 
-from segfast import _core  # noqa: E402
+from segfast import _core
 
 BATCH = 32
 LR = 1e-3  # small, so thousands of repeated SGD epilogues keep the weights finite

@@ -281,7 +281,7 @@ def main() -> int:
             seg = segfast.segment(y, wl.n_models, "iid", seed=SEED)
             if device == "cuda":
                 longest = int(seg.sizes.max())
-                plan = segfast._core.cuda_resident_plan(
+                plan = segfast._core._testing.cuda_resident_plan(
                     list(wl.dims), wl.n_models, min(BATCH, longest), False, longest <= BATCH
                 )
                 plans.append(f"{wl.name}: {plan}")

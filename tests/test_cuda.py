@@ -150,7 +150,7 @@ def test_a_gpu_out_of_memory_is_a_memory_error_that_says_so(problem):
 
 @gpu
 def test_the_benchmark_shapes_take_the_resident_epoch():
-    plan = segfast._core.cuda_resident_plan
+    plan = segfast._core._testing.cuda_resident_plan
     for dims, n, rows, one_step in [([784, 128, 10], 10, 32, False), ([784, 128, 10], 100, 32, False),
                                     ([784, 32, 10], 1000, 32, False), ([784, 16, 10], 1_000_000, 6, True)]:
         for momentum in (False, True):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._engine import LocalEngine
 from ._validate import positive_int
-from .datasets import Shards, load_shards, segment_rows
+from .shards import Shards, load_shards, segment_rows
 from .results import fingerprint
 from .segments import Segments
 from .stack import MLPStack

@@ -80,6 +80,18 @@ def positive_int(value, name: str, maximum: int = 2**31 - 1) -> int:
     return integer(value, name, 1, maximum)
 
 
+def as_index(value, name: str, n: int, of: str) -> int:
+    """An index into n things, negative from the end, in [0, n): a TypeError where it is no integer
+    (a bool too: numpy would read it as a mask and add an axis), an IndexError out of range, as
+    Python's own indexing."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)
+    if not -n <= value < n:
+        raise IndexError(f"{name} {value} out of range for {of}")
+    return value % n
+
+
 def seed(value, name: str = "seed") -> int:
     """A random seed: the C++ streams key on a uint64."""
     return integer(value, name, 0, 2**64 - 1)

@@ -3,7 +3,7 @@ the worker that holds them.
 
 What it is for: more segments, data or rounds than one machine holds. The segments are cut into
 blocks; each block's rows go to a worker once (scattered from this process, or read there from
-shard files written by segfast.datasets.save_shards) and stay there. In a round only weights
+shard files written by segfast.shards.save_shards) and stay there. In a round only weights
 travel: the global row to each block, and back the block's share of the merge. Each task trains
 its block with the same C++ core as segfast.train, its random streams keyed by global model
 index, so a run ends bit-identical to the single-machine run whatever the number of workers and
@@ -31,8 +31,7 @@ from .stack import MLPStack
 
 __all__ = ["train", "rounds"]
 
-# the fused merge adds its models in at most this many blocks (cpp/train.h)
-_MERGE_BLOCKS = getattr(_core, "MERGE_BLOCK", 64)
+_MERGE_BLOCKS = _core.MERGE_BLOCK  # the fused merge adds its models in at most this many blocks
 
 
 # -- one round's block on a worker --------------------------------------------------------------
@@ -49,13 +48,6 @@ def _buffer(key, n: int, n_params: int) -> np.ndarray:
 def _release(token: str) -> None:
     for key in [k for k in _BUFFERS if k[0] == token]:
         del _BUFFERS[key]
-
-
-def _view(dims, params: np.ndarray) -> MLPStack:
-    """A stack over rows of a worker's buffer (MLPStack.from_params would copy them)."""
-    stack = MLPStack.__new__(MLPStack)
-    stack.dims, stack.params, stack.diverged = tuple(dims), params, np.zeros(len(params), dtype=bool)
-    return stack
 
 
 def _subset(segments: Segments, ids: np.ndarray) -> Segments:
@@ -92,7 +84,7 @@ def _train_part(block: Block, buffer_key, dims, ids, first, epochs, config: Trai
     fused = None if weights is None else FusedMerge(weights, block=merge_block, first=first, pieces=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by round position
-        hist, merged = run_epochs(_view(dims, part.rows), block.X, block.y, _subset(block.segments, ids),
+        hist, merged = run_epochs(MLPStack._wrap(dims, part.rows), block.X, block.y, _subset(block.segments, ids),
                                   np.full(n, epochs), config, get_worker().state.nthreads, start_epoch=start_epoch,
                                   start_row=start_row, first_model=first, fused=fused)
     part.loss[:], part.diverged[:], part.epochs[:] = hist.loss, hist.diverged, hist.epochs
@@ -204,7 +196,7 @@ def rounds(stack_or_architecture, X, y=None, segments=None, rounds: int = 20, lo
     """segfast.rounds with the local training on a Dask cluster; same arguments, same result.
 
     X, y, segments: arrays as segfast.rounds takes them (each block's rows are scattered to a
-    worker once), or shards in place of X (a segfast.datasets.Shards or a shard directory, with
+    worker once), or shards in place of X (a segfast.shards.Shards or a shard directory, with
     y=None; segments=None, or the segments the shards were written for, checked): each worker
     reads only its own blocks' files. client: a dask.distributed.Client. blocks: how many blocks
     of segments (default: one per worker); with shards, blocks are whole shards.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core, _validate
-from ._validate import integer, npz_array, npz_header, npz_open
+from ._validate import as_index, integer, npz_array, npz_header, npz_open
 
 _FORMAT = "segfast.MLPStack/1"
 # More parameters per model than this (4 TiB of float32) is a forged or mistyped architecture;
@@ -65,18 +65,6 @@ def _check_save_path(path: Path) -> None:
         raise ValueError(f"path {path} exists and is not a regular file; save needs a file name")
     if not path.parent.is_dir():
         raise ValueError(f"path {path}: its folder {path.parent} does not exist (or is not a folder)")
-
-
-def _index(value, name: str, n: int, of: str) -> int:  # TODO(_validate): index(value, name, n, of)
-    """An index into n things, negative from the end, in [0, n): a TypeError where it is no integer
-    (a bool too: numpy would read it as a mask and add an axis), an IndexError out of range, as
-    Python's own indexing."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    value = int(value)
-    if not -n <= value < n:
-        raise IndexError(f"{name} {value} out of range for {of}")
-    return value % n
 
 
 def _check_params(params, n_params: int, dims) -> np.ndarray:
@@ -200,7 +188,7 @@ class MLPStack:
 
     # -- per-layer views ----------------------------------------------------------------------
     def _offsets(self, layer: int) -> tuple[int, int, int, int]:
-        layer = _index(layer, "layer", self.n_layers, f"{self.n_layers} layers")
+        layer = as_index(layer, "layer", self.n_layers, f"{self.n_layers} layers")
         offset = sum(a * b + b for a, b in zip(self.dims[:layer], self.dims[1 : layer + 1]))
         return offset, self.dims[layer], self.dims[layer + 1], offset + self.dims[layer] * self.dims[layer + 1]
 
@@ -225,7 +213,7 @@ class MLPStack:
 
     def __getitem__(self, index) -> MLPStack:
         if isinstance(index, numbers.Integral) and not isinstance(index, bool):
-            return self.select([_index(index, "model", self.n_models, f"a stack of {self.n_models}")])
+            return self.select([as_index(index, "model", self.n_models, f"a stack of {self.n_models}")])
         return self.select(index)
 
     def copy(self) -> MLPStack:
@@ -321,7 +309,7 @@ class MLPStack:
     def state_dict(self, model: int = 0) -> dict[str, np.ndarray]:
         """Model ``model`` as the state dict of ``nn.Sequential(Linear, ReLU, Linear, ...)``:
         keys ``0.weight`` (d1, d0), ``0.bias``, ``2.weight``, ... as numpy arrays (copies)."""
-        model = _index(model, "model", self.n_models, f"a stack of {self.n_models}")
+        model = as_index(model, "model", self.n_models, f"a stack of {self.n_models}")
         out = {}
         for layer in range(self.n_layers):
             out[f"{2 * layer}.weight"] = self.weights(layer)[model].T.copy()
