@@ -15,6 +15,7 @@ Results are checked against numpy in float64 before anything is timed.
 
     python bench/bench_gemm.py [--calls 2000] [--rounds 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,20 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from _common import (TORCH_MISSING, ForeignLoad, Table, best_seconds, blas_description, cpu_name,
-                     fmt, optional_import, segfast_build, wait_for_quiet, warm_up_cpu)
 
+from _common import (
+    TORCH_MISSING,
+    ForeignLoad,
+    Table,
+    best_seconds,
+    blas_description,
+    cpu_name,
+    fmt,
+    optional_import,
+    segfast_build,
+    wait_for_quiet,
+    warm_up_cpu,
+)
 from segfast import _core
 
 BATCH = 32
@@ -36,11 +48,11 @@ LR = 1e-3  # small, so thousands of repeated SGD epilogues keep the weights fini
 @dataclass(frozen=True)
 class Case:
     name: str
-    m: int              # output rows
-    n: int              # output columns
-    k: int              # inner dimension
-    trans_a: bool       # A is stored (k, m) and used transposed: the weight gradient
-    epilogue: str       # "store", "bias_relu" or "sgd"
+    m: int  # output rows
+    n: int  # output columns
+    k: int  # inner dimension
+    trans_a: bool  # A is stored (k, m) and used transposed: the weight gradient
+    epilogue: str  # "store", "bias_relu" or "sgd"
 
     @property
     def flop(self) -> float:
@@ -50,14 +62,18 @@ class Case:
 def cases() -> list:
     out = []
     for h in (128, 32):
-        out += [Case(f"fwd      32x784 @ 784x{h}", BATCH, h, 784, False, "store"),
-                Case(f"fwd+relu 32x784 @ 784x{h}", BATCH, h, 784, False, "bias_relu"),
-                Case(f"wgrad    (32x784)^T @ 32x{h}", 784, h, BATCH, True, "store"),
-                Case(f"wgrad+sgd (32x784)^T @ 32x{h}", 784, h, BATCH, True, "sgd")]
+        out += [
+            Case(f"fwd      32x784 @ 784x{h}", BATCH, h, 784, False, "store"),
+            Case(f"fwd+relu 32x784 @ 784x{h}", BATCH, h, 784, False, "bias_relu"),
+            Case(f"wgrad    (32x784)^T @ 32x{h}", 784, h, BATCH, True, "store"),
+            Case(f"wgrad+sgd (32x784)^T @ 32x{h}", 784, h, BATCH, True, "sgd"),
+        ]
     for h in (128, 32):
-        out += [Case(f"fwd      32x{h} @ {h}x10", BATCH, 10, h, False, "store"),
-                Case(f"wgrad    (32x{h})^T @ 32x10", h, 10, BATCH, True, "store"),
-                Case(f"wgrad+sgd (32x{h})^T @ 32x10", h, 10, BATCH, True, "sgd")]
+        out += [
+            Case(f"fwd      32x{h} @ {h}x10", BATCH, 10, h, False, "store"),
+            Case(f"wgrad    (32x{h})^T @ 32x10", h, 10, BATCH, True, "store"),
+            Case(f"wgrad+sgd (32x{h})^T @ 32x10", h, 10, BATCH, True, "sgd"),
+        ]
     return out
 
 
@@ -85,6 +101,7 @@ def expected(case: Case, a, b, bias, c0) -> np.ndarray:
 
 # -- one callable per library: each computes the case's result into c, in place --------------------
 
+
 def segfast_call(case: Case, a, b, bias, c):
     kw = {"trans_a": case.trans_a, "epilogue": case.epilogue}
     if case.epilogue == "bias_relu":
@@ -99,10 +116,12 @@ def numpy_call(case: Case, a, b, bias, c):
     if case.epilogue == "store":
         return lambda: np.matmul(at, b, out=c)
     if case.epilogue == "bias_relu":
+
         def run():
             np.matmul(at, b, out=c)
             np.add(c, bias, out=c)
             np.maximum(c, 0.0, out=c)
+
         return run
     tmp = np.empty_like(c)  # numpy has no fused update: the gradient needs its own buffer
 
@@ -110,6 +129,7 @@ def numpy_call(case: Case, a, b, bias, c):
         np.matmul(at, b, out=tmp)
         np.multiply(tmp, LR, out=tmp)
         np.subtract(c, tmp, out=c)
+
     return sgd
 
 
@@ -119,9 +139,11 @@ def torch_call(torch, case: Case, a, b, bias, c):
     if case.epilogue == "store":
         return lambda: torch.mm(at, tb, out=tc)
     if case.epilogue == "bias_relu":
+
         def run():
             torch.addmm(tbias, at, tb, out=tc)  # bias fused by BLAS's beta; ReLU separate
             tc.relu_()
+
         return run
     return lambda: tc.addmm_(at, tb, alpha=-LR)  # c -= lr * a.T @ b, one call
 
@@ -143,7 +165,7 @@ def one_core_peak(torch, rng) -> dict:
     every overhead is hidden."""
     big = rng.random((2048, 2048), dtype=np.float32)
     out = np.empty_like(big)
-    flop = 2.0 * 2048 ** 3
+    flop = 2.0 * 2048**3
     np.matmul(big, big, out=out)
     peaks = {"numpy": flop / best_seconds(lambda: np.matmul(big, big, out=out), 2, 3) / 1e9}
     if torch is not None:
@@ -222,16 +244,30 @@ def main(argv=None) -> int:
     # one measurement can come out low and flatter every 'of core'. The higher one is used.
     peaks.append(one_core_peak(torch, rng))
     peak = max(max(p.values()) for p in peaks)
-    print("one-core float32 GEMM peak (2048^3) before / after: "
-          + "; ".join(f"{lib} " + " / ".join(f"{p[lib]:.1f}" for p in peaks) for lib in peaks[0])
-          + f" GFLOP/s; peak = {peak:.1f}")
-    print(f"best of {args.rounds} rounds of {args.calls} calls; 'GFLOP/s' counts the whole call, 'net' "
-          "subtracts the library's 1x1 call time ('-' where that is most of the call), 'of core' = GFLOP/s / "
-          "peak;\n'segfast x' = library time / segfast time; 'other' = share of the machine's CPU "
-          "used by other processes while the product's rows were timed\n")
+    print(
+        "one-core float32 GEMM peak (2048^3) before / after: "
+        + "; ".join(f"{lib} " + " / ".join(f"{p[lib]:.1f}" for p in peaks) for lib in peaks[0])
+        + f" GFLOP/s; peak = {peak:.1f}"
+    )
+    print(
+        f"best of {args.rounds} rounds of {args.calls} calls; 'GFLOP/s' counts the whole call, 'net' "
+        "subtracts the library's 1x1 call time ('-' where that is most of the call), 'of core' = GFLOP/s / "
+        "peak;\n'segfast x' = library time / segfast time; 'other' = share of the machine's CPU "
+        "used by other processes while the product's rows were timed\n"
+    )
 
-    table = Table([("product", 30, "<"), ("library", 7, "<"), ("us/call", 8, ">"), ("GFLOP/s", 8, ">"),
-                   ("net", 6, ">"), ("of core", 7, ">"), ("segfast x", 9, ">"), ("other", 5, ">")])
+    table = Table(
+        [
+            ("product", 30, "<"),
+            ("library", 7, "<"),
+            ("us/call", 8, ">"),
+            ("GFLOP/s", 8, ">"),
+            ("net", 6, ">"),
+            ("of core", 7, ">"),
+            ("segfast x", 9, ">"),
+            ("other", 5, ">"),
+        ]
+    )
     table.header()
     for case, best, other in timings:
         for lib, s in best.items():
@@ -239,19 +275,30 @@ def main(argv=None) -> int:
             # 'net' means nothing once the call overhead is most of the time.
             net = f"{case.flop / work / 1e9:.1f}" if work > 0.25 * s else "-"
             gf = case.flop / s / 1e9
-            table.row(case.name if lib == "segfast" else "", lib, f"{s * 1e6:.2f}", f"{gf:.1f}", net,
-                      f"{gf / peak:.0%}", f"{s / best['segfast']:.2f}x",
-                      fmt(other, ".0%") if lib == "segfast" else "")
+            table.row(
+                case.name if lib == "segfast" else "",
+                lib,
+                f"{s * 1e6:.2f}",
+                f"{gf:.1f}",
+                net,
+                f"{gf / peak:.0%}",
+                f"{s / best['segfast']:.2f}x",
+                fmt(other, ".0%") if lib == "segfast" else "",
+            )
 
     # One thread runs here, so other processes only compete once they need more than the other cores.
     cores = os.cpu_count() or 1
     limit = max(0.05, 1.0 - 1.0 / cores)
-    print(f"\nother processes used {fmt(overall, '.0%')} of the machine's CPU over all timings "
-          f"(this script: 1 of {cores} cores; rows too short to tell show '-')")
+    print(
+        f"\nother processes used {fmt(overall, '.0%')} of the machine's CPU over all timings "
+        f"(this script: 1 of {cores} cores; rows too short to tell show '-')"
+    )
     busy = [case.name for case, _, other in timings if other is not None and other > limit]
     if busy:
-        print(f"\nWARNING: other processes used > {limit:.0%} of the machine while timing: {', '.join(busy)}; "
-              "rerun on a quiet machine for clean numbers")
+        print(
+            f"\nWARNING: other processes used > {limit:.0%} of the machine while timing: {', '.join(busy)}; "
+            "rerun on a quiet machine for clean numbers"
+        )
     if limits is not None:
         limits.restore_original_limits()
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

@@ -1,4 +1,5 @@
 """Plain numpy (float64) versions of segfast's kernels: the oracles the C++ is checked against."""
+
 import numpy as np
 
 
@@ -6,9 +7,9 @@ def unpack(dims, row):
     """Split one parameter row into [(W (d_in, d_out), b (d_out,)), ...] float64 copies."""
     layers, offset = [], 0
     for d_in, d_out in zip(dims[:-1], dims[1:]):
-        W = row[offset:offset + d_in * d_out].reshape(d_in, d_out).astype(np.float64)
+        W = row[offset : offset + d_in * d_out].reshape(d_in, d_out).astype(np.float64)
         offset += d_in * d_out
-        b = row[offset:offset + d_out].astype(np.float64)
+        b = row[offset : offset + d_out].astype(np.float64)
         offset += d_out
         layers.append((W, b))
     return layers
@@ -76,16 +77,16 @@ def _views(dims, row):
     """Writable views [(W, b), ...] into a float32 parameter row."""
     layers, offset = [], 0
     for d_in, d_out in zip(dims[:-1], dims[1:]):
-        W = row[offset:offset + d_in * d_out].reshape(d_in, d_out)
+        W = row[offset : offset + d_in * d_out].reshape(d_in, d_out)
         offset += d_in * d_out
-        layers.append((W, row[offset:offset + d_out]))
+        layers.append((W, row[offset : offset + d_out]))
         offset += d_out
     return layers
 
 
 def _unit_features(dims, row, h, dtype):
     """(d_in + 1 + d_out, d): column j is hidden unit j's incoming weights, bias, outgoing weights."""
-    (W, b), (W_next, _) = _views(dims, row)[h:h + 2]
+    (W, b), (W_next, _) = _views(dims, row)[h : h + 2]
     return np.concatenate([W, b[None, :], W_next.T]).astype(dtype, copy=False)
 
 
@@ -104,9 +105,9 @@ def align_to(dims, target, row, perm, dtype=np.float64):
             r, q = linear_sum_assignment(score, maximize=True)
             identity = np.trace(score)
             if score[r, q].sum() > identity + 1e-9 * (1 + abs(identity)):
-                (W, b), (W_next, _) = _views(dims, row)[h:h + 2]
+                (W, b), (W_next, _) = _views(dims, row)[h : h + 2]
                 W[...], b[...], W_next[...] = W[:, q], b[q], W_next[q, :]
-                p = perm[offsets[h]:offsets[h + 1]]
+                p = perm[offsets[h] : offsets[h + 1]]
                 p[...] = p[q]
                 changed = True
         moved |= changed

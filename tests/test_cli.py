@@ -1,4 +1,5 @@
 """The `segfast` command end to end on the shipped data set."""
+
 import json
 import subprocess
 import sys
@@ -6,7 +7,6 @@ import sys
 import pytest
 
 import segfast
-
 from segfast.cli import main
 
 

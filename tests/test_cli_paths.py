@@ -1,7 +1,7 @@
 """The CLI checks every path before it trains, says where an interrupted run stands, and tells
 its version: a newcomer's first hour (issue: bad paths found after training lost the results)."""
+
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,15 +16,21 @@ def _run(tmp_path, *flags):
     return main(["run", "--epochs", "1", "--quiet", *flags])
 
 
-@pytest.mark.parametrize("make, flags, says", [
-    (lambda d: (d / "adir").mkdir(), lambda d: ["-o", str(d / "adir")], "--output .*is a directory"),
-    (lambda d: None, lambda d: ["-o", str(d / "nope" / "x.json")], "--output .*does not exist"),
-    (lambda d: (d / "afile").write_text("x"), lambda d: ["-o", str(d / "r.json"), "--out", str(d / "afile")],
-     "--out .*is a file"),
-    (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume"], "--resume needs --out"),
-    (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume", "--out", str(d / "none")], "no run to resume"),
-    (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--data-dir", str(d / "missing")], "--data-dir .*no such"),
-])
+@pytest.mark.parametrize(
+    "make, flags, says",
+    [
+        (lambda d: (d / "adir").mkdir(), lambda d: ["-o", str(d / "adir")], "--output .*is a directory"),
+        (lambda d: None, lambda d: ["-o", str(d / "nope" / "x.json")], "--output .*does not exist"),
+        (
+            lambda d: (d / "afile").write_text("x"),
+            lambda d: ["-o", str(d / "r.json"), "--out", str(d / "afile")],
+            "--out .*is a file",
+        ),
+        (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume"], "--resume needs --out"),
+        (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume", "--out", str(d / "none")], "no run to resume"),
+        (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--data-dir", str(d / "missing")], "--data-dir .*no such"),
+    ],
+)
 def test_bad_paths_are_one_line_errors_before_any_training(tmp_path, capsys, make, flags, says):
     make(tmp_path)
     start = time.perf_counter()
@@ -33,6 +39,7 @@ def test_bad_paths_are_one_line_errors_before_any_training(tmp_path, capsys, mak
     assert "segment models" not in out and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     import re
+
     assert re.search(says, err), err
     assert time.perf_counter() - start < 5  # refused at once, not after training
     assert not list(tmp_path.glob("**/*.tmp"))
@@ -40,6 +47,7 @@ def test_bad_paths_are_one_line_errors_before_any_training(tmp_path, capsys, mak
 
 def test_version(capsys):
     from segfast import __version__
+
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0
@@ -48,9 +56,23 @@ def test_version(capsys):
 
 def test_ctrl_c_says_where_the_run_stands_and_exits_130(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-c", "import sys; from segfast.cli import main; sys.exit(main(sys.argv[1:]))",
-           "run", "--rounds", "200", "--epochs", "1", "--segments", "4", "--quiet", "--out", str(run_dir),
-           "-o", str(tmp_path / "r.json")]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from segfast.cli import main; sys.exit(main(sys.argv[1:]))",
+        "run",
+        "--rounds",
+        "200",
+        "--epochs",
+        "1",
+        "--segments",
+        "4",
+        "--quiet",
+        "--out",
+        str(run_dir),
+        "-o",
+        str(tmp_path / "r.json"),
+    ]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = run_dir / "rounds.jsonl"
     deadline = time.time() + 120
@@ -72,6 +94,7 @@ def test_results_have_short_reprs(rng):
 
     import segfast
     from conftest import blobs
+
     X, y = blobs(rng, n=200, d=6, classes=3)
     seg = segfast.segment(y, 50, seed=0)
     hist = segfast.train(segfast.MLPStack([6, 4, 3], 50), X, y, seg, epochs=3)
@@ -97,6 +120,7 @@ def test_a_run_directory_holds_everything_and_reruns_bit_for_bit(tmp_path, capsy
     import numpy as np
 
     from segfast import MLPStack
+
     first, second = tmp_path / "first", tmp_path / "second"
     flags = ["--epochs", "1", "--rounds", "2", "--segments", "3", "--hidden", "16", "--seed", "5", "--quiet"]
     assert main(["run", *flags, "--out", str(first)]) == 0

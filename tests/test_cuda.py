@@ -1,12 +1,12 @@
 """The CUDA path: a clear error where it cannot run, and on a GPU the same results as the CPU
 on the same minibatches (float32 tolerance: the GPU sums in another order)."""
+
 import numpy as np
 import pytest
 
 import segfast
-from segfast import MLPStack, Segments
-
 from conftest import blobs
+from segfast import MLPStack, Segments
 
 gpu = pytest.mark.skipif(not segfast.cuda_available(), reason="needs a CUDA build and a GPU")
 
@@ -46,6 +46,7 @@ def test_device_auto_is_the_gpu_where_one_is_usable(problem):
     X, y, seg = problem
     want = "cuda" if segfast.cuda_available() else "cpu"
     from segfast._device import check_device
+
     assert check_device("auto") == want
     start = MLPStack([36, 8, 5], 5, seed=1)
     auto, there = start.copy(), start.copy()
@@ -83,11 +84,13 @@ def test_cuda_without_gpu_or_cuda_build_says_which_is_missing(problem):
 def test_predict_and_evaluate_match_the_cpu(rng, dims):
     X, y = blobs(rng, n=1000, d=36, classes=5)
     stack = MLPStack(dims, 7, init="independent", seed=2)
-    np.testing.assert_allclose(segfast.predict_proba(stack, X, device="cuda"), segfast.predict_proba(stack, X),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        segfast.predict_proba(stack, X, device="cuda"), segfast.predict_proba(stack, X), atol=1e-5
+    )
     few = X[:5]  # few rows: the small-rows kernel
-    np.testing.assert_allclose(segfast.predict_proba(stack, few, device="cuda"), segfast.predict_proba(stack, few),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        segfast.predict_proba(stack, few, device="cuda"), segfast.predict_proba(stack, few), atol=1e-5
+    )
     gpu_eval, cpu_eval = segfast.evaluate(stack, X, y, device="cuda"), segfast.evaluate(stack, X, y)
     np.testing.assert_allclose(gpu_eval.loss, cpu_eval.loss, rtol=1e-5)
     np.testing.assert_allclose(gpu_eval.accuracy, cpu_eval.accuracy, atol=1.5 / len(X))
@@ -107,13 +110,16 @@ def test_prediction_kernels_on_odd_shapes(rng, dims, rows):
 
 @gpu
 @pytest.mark.parametrize("hidden", [1, 10, 33, 257])  # one CTA; one; clusters of 4; of 16 (non-portable)
-@pytest.mark.parametrize("options", [
-    dict(),
-    dict(momentum=0.9, weight_decay=1e-3, batch_size=8),
-    dict(proximal_mu=0.1, batch_size=16, epochs=[2, 1, 0, 2, 1]),
-    # one-row steps: 300 of them for the last model, where float32 rounding grows fastest
-    dict(batch_size=1, momentum=0.5, epochs=1, lr=0.01),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(momentum=0.9, weight_decay=1e-3, batch_size=8),
+        dict(proximal_mu=0.1, batch_size=16, epochs=[2, 1, 0, 2, 1]),
+        # one-row steps: 300 of them for the last model, where float32 rounding grows fastest
+        dict(batch_size=1, momentum=0.5, epochs=1, lr=0.01),
+    ],
+)
 def test_the_resident_epoch_matches_the_layered_path_and_the_cpu(rng, monkeypatch, hidden, options):
     """resident_epoch.cu (one launch an epoch, weights on chip) against the per-layer path and the
     CPU: 37 features (not a multiple of 4), 7 classes, a one-row segment and segments shorter
@@ -151,8 +157,12 @@ def test_a_gpu_out_of_memory_is_a_memory_error_that_says_so(problem):
 @gpu
 def test_the_benchmark_shapes_take_the_resident_epoch():
     plan = segfast._core._testing.cuda_resident_plan
-    for dims, n, rows, one_step in [([784, 128, 10], 10, 32, False), ([784, 128, 10], 100, 32, False),
-                                    ([784, 32, 10], 1000, 32, False), ([784, 16, 10], 1_000_000, 6, True)]:
+    for dims, n, rows, one_step in [
+        ([784, 128, 10], 10, 32, False),
+        ([784, 128, 10], 100, 32, False),
+        ([784, 32, 10], 1000, 32, False),
+        ([784, 16, 10], 1_000_000, 6, True),
+    ]:
         for momentum in (False, True):
             assert plan(dims, n, rows, momentum, one_step)["ok"], (dims, n, rows, momentum)
     assert not plan([784, 128, 10], 100, 33, False)["ok"]  # minibatches over 32 rows
@@ -182,19 +192,23 @@ def test_the_resident_epoch_at_full_size(rng, monkeypatch, momentum):
     plain = start.copy()
     segfast.train(plain, X, y, seg, epochs=1, lr=0.01, momentum=momentum, seed=3, device="cuda")
     assert np.array_equal(plain.params, stack.params)
-    assert np.array_equal(segfast.predict_proba(plain, X, device="cuda"),
-                          segfast.predict_proba(stack, X, device="cuda"))
+    assert np.array_equal(
+        segfast.predict_proba(plain, X, device="cuda"), segfast.predict_proba(stack, X, device="cuda")
+    )
 
 
 @gpu
-@pytest.mark.parametrize("options", [
-    dict(),
-    dict(momentum=0.9, weight_decay=1e-3),
-    dict(proximal_mu=0.1, momentum=0.5),
-    dict(batch_size=16, augment=None, epochs=[3, 1, 0, 2, 3]),
-    dict(batch_size=8, momentum=0.9),  # minibatches of <= 8 rows: the small-rows forward kernel
-    dict(batch_size=64, weight_decay=1e-3),  # 64 rows: the tiled kernel for the forward and most updates
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(momentum=0.9, weight_decay=1e-3),
+        dict(proximal_mu=0.1, momentum=0.5),
+        dict(batch_size=16, augment=None, epochs=[3, 1, 0, 2, 3]),
+        dict(batch_size=8, momentum=0.9),  # minibatches of <= 8 rows: the small-rows forward kernel
+        dict(batch_size=64, weight_decay=1e-3),  # 64 rows: the tiled kernel for the forward and most updates
+    ],
+)
 @pytest.mark.parametrize("dims", [[36, 24, 5], [36, 40, 12, 5]])
 def test_training_matches_the_cpu_on_the_same_minibatches(problem, dims, options):
     X, y, seg = problem
@@ -218,8 +232,7 @@ def test_the_tiled_kernel_and_the_special_ones_agree(problem, monkeypatch, batch
     for choice in ("tiled", "auto"):
         monkeypatch.setenv("SEGFAST_CUDA_KERNELS", choice)
         stack = start.copy()
-        segfast.train(stack, X, y, seg, epochs=2, momentum=0.9, weight_decay=1e-3, batch_size=batch_size,
-                      device="cuda")
+        segfast.train(stack, X, y, seg, epochs=2, momentum=0.9, weight_decay=1e-3, batch_size=batch_size, device="cuda")
         np.testing.assert_allclose(stack.params, cpu.params, atol=ATOL, rtol=RTOL, err_msg=choice)
 
 

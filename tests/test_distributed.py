@@ -1,6 +1,7 @@
 """segfast.distributed on a real Dask LocalCluster (worker processes on loopback): bit-identical
 to the single-machine run, shard files, a worker killed mid-round, a client killed and resumed,
 clear errors."""
+
 import json
 import os
 import signal
@@ -12,10 +13,9 @@ import numpy as np
 import pytest
 
 import segfast
+from conftest import blobs
 from segfast import MLPStack
 from segfast import distributed as sd
-
-from conftest import blobs
 
 dd = pytest.importorskip("dask.distributed")
 
@@ -23,8 +23,7 @@ DIMS = [16, 12, 4]
 
 
 def _cluster():
-    return dd.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=":0")
+    return dd.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0")
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +54,22 @@ def test_train_is_bit_identical_for_any_block_count(client, data, blocks):
     np.testing.assert_array_equal(got.epochs, want.epochs)
 
 
-@pytest.mark.parametrize("merge,fraction", [("uniform", 1.0), ("weighted", 1.0), ("uniform", 0.7),
-                                            ({"method": "weighted"}, 0.7), ("median", 1.0)])
+@pytest.mark.parametrize(
+    "merge,fraction",
+    [("uniform", 1.0), ("weighted", 1.0), ("uniform", 0.7), ({"method": "weighted"}, 0.7), ("median", 1.0)],
+)
 def test_three_rounds_are_bit_identical_for_any_block_count(client, data, merge, fraction):
     X, y, val, seg = data
-    kw = dict(rounds=3, local_epochs=[1, 2], merge=merge, fraction=fraction, momentum=0.5, val=val,
-              val_segments=False, progress=False)
+    kw = dict(
+        rounds=3,
+        local_epochs=[1, 2],
+        merge=merge,
+        fraction=fraction,
+        momentum=0.5,
+        val=val,
+        val_segments=False,
+        progress=False,
+    )
     here = segfast.rounds(DIMS, X, y, seg, **kw)
     # fraction 0.7: 140 models a round in blocks of 3, which cut across the placed blocks
     for blocks in (None, 5):
@@ -108,9 +117,9 @@ def test_shard_files_round_trip(data, tmp_path):
     assert again.fingerprints == shards.fingerprints and again.files == shards.files
     for k in range(again.n_shards):
         Xk, yk, order, offsets = again.load(k)
-        assert len(Xk) == len(np.unique(seg.order[seg.offsets[again.bounds[k]]:seg.offsets[again.bounds[k + 1]]]))
+        assert len(Xk) == len(np.unique(seg.order[seg.offsets[again.bounds[k]] : seg.offsets[again.bounds[k + 1]]]))
         for i in range(again.bounds[k], again.bounds[k + 1]):
-            rows = order[offsets[i - again.bounds[k]]:offsets[i - again.bounds[k] + 1]]
+            rows = order[offsets[i - again.bounds[k]] : offsets[i - again.bounds[k] + 1]]
             np.testing.assert_array_equal(Xk[rows], X[seg[i]])  # same rows, same order
             np.testing.assert_array_equal(yk[rows], y[seg[i]])
     with pytest.raises(ValueError, match="already holds shards"):
@@ -242,9 +251,12 @@ def test_bad_input_gives_clear_errors(client, data):
         sd.rounds(DIMS, X, y + 10, seg, rounds=1, client=client, progress=False)
     with pytest.raises(ValueError, match="segment 0 is empty"):
         sd.rounds(DIMS, X, y, [np.arange(0), np.arange(5)], rounds=1, client=client, progress=False)
-    with dd.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty, dd.Client(empty) as c:
-        with pytest.raises(ValueError, match="client has no workers"):
-            sd.rounds(DIMS, X, y, seg, client=c)
+    with (
+        dd.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty,
+        dd.Client(empty) as c,
+        pytest.raises(ValueError, match="client has no workers"),
+    ):
+        sd.rounds(DIMS, X, y, seg, client=c)
 
 
 def test_without_dask_the_error_says_how_to_install(data, monkeypatch):

@@ -1,6 +1,7 @@
 """The fuzzer's short run (tests/fuzz: a seeded grammar of hostile arguments to every public
 entry point, each batch in its own process): no crash, no hang, and every failure a ValueError,
 TypeError or MemoryError. The long run for release checks: python -m tests.fuzz --n 20000."""
+
 import os
 
 from fuzz.runner import run  # tests/ is on the path (pytest puts it there, beside conftest.py)

@@ -1,5 +1,6 @@
 """The gemm kernel against numpy, for every epilogue, odd shapes and both A layouts, on both kernel
 sets (the fast one this CPU runs and the reference loops)."""
+
 import os
 import platform
 import subprocess
@@ -73,8 +74,18 @@ def test_fused_sgd_update(rng, m, n, k, momentum, reference):
     want_w = w - lr * (want_v if momentum else step)
     c = w.copy()
     vel = v.copy() if momentum else None
-    _core._testing.gemm(a, b, c, trans_a=True, epilogue="sgd", velocity=vel, lr=lr, momentum=momentum, weight_decay=wd,
-                        reference=reference)
+    _core._testing.gemm(
+        a,
+        b,
+        c,
+        trans_a=True,
+        epilogue="sgd",
+        velocity=vel,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=wd,
+        reference=reference,
+    )
     np.testing.assert_allclose(c, want_w, rtol=1e-4, atol=1e-5 * np.sqrt(k))
     if momentum:
         np.testing.assert_allclose(vel, want_v, rtol=1e-4, atol=1e-4 * np.sqrt(k))
@@ -86,8 +97,9 @@ def test_fused_update_with_proximal_term(rng, reference):
     w = rng.standard_normal((37, 50)).astype(np.float32)
     anchor = rng.standard_normal((37, 50)).astype(np.float32)
     c = w.copy()
-    _core._testing.gemm(a, b, c, trans_a=True, epilogue="sgd", lr=0.1, weight_decay=0.01, anchor=anchor, prox=0.3,
-               reference=reference)
+    _core._testing.gemm(
+        a, b, c, trans_a=True, epilogue="sgd", lr=0.1, weight_decay=0.01, anchor=anchor, prox=0.3, reference=reference
+    )
     np.testing.assert_allclose(c, w - 0.1 * (grad + 0.01 * w + 0.3 * (w - anchor)), rtol=1e-4, atol=1e-5)
 
 
@@ -115,8 +127,13 @@ def test_kernel_set_follows_the_cpu_and_the_override(setting):
     env = {k: v for k, v in os.environ.items() if k != "SEGFAST_GEMM"}
     if setting is not None:
         env["SEGFAST_GEMM"] = setting
-    got = subprocess.run([sys.executable, "-c", "from segfast import _core; print(_core.gemm_kernel())"], env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
+    got = subprocess.run(
+        [sys.executable, "-c", "from segfast import _core; print(_core.gemm_kernel())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     want = "avx512" if setting != "reference" and cpu_runs_avx512() else "reference"
     assert got == want
 

@@ -1,6 +1,7 @@
 """Reproducers of the hardening probe's findings in the kernels' boundary: non-finite or huge
 parameters in the assignment solver and k-means, parameter counts that wrap, thread counts
 without bound, weights whose sum overflows, and arguments that slipped past their checks."""
+
 import ast
 import re
 from pathlib import Path
@@ -33,8 +34,11 @@ def test_non_finite_parameters_are_refused_not_a_crash(trained, bad):
     stack, X, y = trained
     forged = stack.copy()
     forged.params[1, 5] = bad
-    for call in (lambda: segfast.align(forged, 0), lambda: segfast.merge(forged, align=True),
-                 lambda: segfast.cluster(forged, k=2)):
+    for call in (
+        lambda: segfast.align(forged, 0),
+        lambda: segfast.merge(forged, align=True),
+        lambda: segfast.cluster(forged, k=2),
+    ):
         with pytest.raises(ValueError, match="finite"):
             call()
     with pytest.raises(ValueError, match="finite"):
@@ -46,7 +50,7 @@ def test_non_finite_parameters_are_refused_not_a_crash(trained, bad):
 @pytest.mark.parametrize("power", [70, 100])  # 1.2e21 and 1.3e30: the similarities overflowed float32
 def test_huge_finite_parameters_align_and_cluster_like_the_unscaled_ones(trained, power):
     stack, _, _ = trained
-    big = MLPStack.from_params(stack.dims, stack.params * np.float32(2.0 ** power))
+    big = MLPStack.from_params(stack.dims, stack.params * np.float32(2.0**power))
     want, got = segfast.align(stack, 0), segfast.align(big, 0)
     assert np.array_equal(got.permutations, want.permutations)
     assert np.array_equal(got.params, permute_units(big.dims, big.params, want.permutations))
@@ -54,7 +58,7 @@ def test_huge_finite_parameters_align_and_cluster_like_the_unscaled_ones(trained
     assert np.isfinite(merged.params).all()
     a, b = segfast.cluster(stack, k=2), segfast.cluster(big, k=2)
     assert np.array_equal(a.labels, b.labels)
-    np.testing.assert_array_equal(b.centroids.params, a.centroids.params * np.float32(2.0 ** power))
+    np.testing.assert_array_equal(b.centroids.params, a.centroids.params * np.float32(2.0**power))
 
 
 def test_assignment_solver_refuses_non_finite_scores():
@@ -77,32 +81,39 @@ def test_thread_counts_are_capped_at_the_machine(trained):
     cores = _core.available_threads()
     assert _core.resolve_threads(200_000_000) == cores
     from segfast._threads import resolve_n_jobs
+
     assert resolve_n_jobs(2**31) == cores and resolve_n_jobs(2**200) == cores
     want = segfast.predict_proba(stack, X[:48])
-    assert np.array_equal(segfast.Ensemble(stack, "soft", n_jobs=2 * 10**8).predict_proba(X[:48]),
-                          segfast.Ensemble(stack, "soft").predict_proba(X[:48]))
+    assert np.array_equal(
+        segfast.Ensemble(stack, "soft", n_jobs=2 * 10**8).predict_proba(X[:48]),
+        segfast.Ensemble(stack, "soft").predict_proba(X[:48]),
+    )
     assert np.array_equal(segfast.predict_proba(stack, X[:48], n_jobs=2**31), want)
 
 
 def test_weights_near_the_float_limit_are_normalised_not_overflowed(trained):
     stack, X, _ = trained
     huge = np.full(stack.n_models, 1e308)
-    np.testing.assert_allclose(segfast.merge(stack, "weighted", weights=huge).params,
-                               segfast.merge(stack).params, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        segfast.merge(stack, "weighted", weights=huge).params, segfast.merge(stack).params, rtol=1e-6, atol=1e-7
+    )
     weighted = segfast.Ensemble(stack, "weighted", weights=huge).predict_proba(X)
     np.testing.assert_allclose(weighted, segfast.Ensemble(stack, "soft").predict_proba(X), rtol=1e-5, atol=1e-6)
     assert weighted.sum(axis=1).min() > 0.99
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda s: segfast.merge(s, "uniform", temperature=True), "temperature"),
-    (lambda s: segfast.merge(s, "uniform", margin=True), "margin"),
-    (lambda s: segfast.merge(s, "uniform", margin=-0.5), "margin"),
-    (lambda s: segfast.merge(s, "uniform", margin=float("nan")), "margin"),
-    (lambda s: segfast.cluster(s, k=2, max_iter=True), "max_iter"),
-    (lambda s: segfast.cluster(s, k_max=1), "k_max"),
-    (lambda s: segfast.cluster(s, k=2, seed=2**200), "seed"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda s: segfast.merge(s, "uniform", temperature=True), "temperature"),
+        (lambda s: segfast.merge(s, "uniform", margin=True), "margin"),
+        (lambda s: segfast.merge(s, "uniform", margin=-0.5), "margin"),
+        (lambda s: segfast.merge(s, "uniform", margin=float("nan")), "margin"),
+        (lambda s: segfast.cluster(s, k=2, max_iter=True), "max_iter"),
+        (lambda s: segfast.cluster(s, k_max=1), "k_max"),
+        (lambda s: segfast.cluster(s, k=2, seed=2**200), "seed"),
+    ],
+)
 def test_arguments_that_slipped_past_their_checks(trained, call, name):
     stack, _, _ = trained
     with pytest.raises(ValueError, match=name):
@@ -132,8 +143,12 @@ def test_segments_validate_needs_a_row_count():
 def test_numbers_beyond_their_fields_name_the_argument(trained):
     stack, X, y = trained
     seg = segfast.segment(y, 4, seed=0)
-    for kw, name in [({"proximal_mu": 2**1100}, "proximal_mu"), ({"weight_decay": 2**1100}, "weight_decay"),
-                     ({"lr": -(2**1100)}, "lr"), ({"batch_size": 2**200}, "batch_size")]:
+    for kw, name in [
+        ({"proximal_mu": 2**1100}, "proximal_mu"),
+        ({"weight_decay": 2**1100}, "weight_decay"),
+        ({"lr": -(2**1100)}, "lr"),
+        ({"batch_size": 2**200}, "batch_size"),
+    ]:
         with pytest.raises(ValueError, match=name):
             segfast.train(stack, X, y, seg, **kw)
     for n_models in (2**63, 2**40):
@@ -150,8 +165,11 @@ def test_counts_past_their_integers_are_refused_naming_them(trained):
     stack, X, y = trained
     seg = segfast.segment(y, 4, seed=0)
     before = stack.params.copy()
-    for kw, name in [({"epochs": 2**63}, "epochs"), ({"epochs": [2**62] * 4}, "epochs"),
-                     ({"batch_size": 2**31}, "batch_size")]:
+    for kw, name in [
+        ({"epochs": 2**63}, "epochs"),
+        ({"epochs": [2**62] * 4}, "epochs"),
+        ({"batch_size": 2**31}, "batch_size"),
+    ]:
         with pytest.raises(ValueError, match=name):
             segfast.train(stack, X, y, seg, **kw)
     assert np.array_equal(stack.params, before)  # epochs=2**63 once wrapped to no training at all
@@ -171,6 +189,7 @@ def test_a_batch_size_above_every_segment_allocates_no_more_than_the_segments(tr
 
 def test_final_loss_is_each_models_last_trained_epoch():
     from segfast.train import History
+
     loss = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, np.nan, np.nan, 5.0], [np.nan, np.nan, np.nan, 6.0]])
     hist = History(loss=loss, diverged=np.zeros(4, bool), epochs=np.zeros(4, np.int64))
     np.testing.assert_array_equal(hist.final_loss, [2.0, np.nan, 3.0, 6.0])
@@ -209,8 +228,15 @@ def test_the_typing_stub_names_what_the_extension_has():
     aliases = {"_F32", "_F64", "_I32", "_I64", "_U8", "_Bool", "_TestingModule"}
     stub = {k: v for k, v in stub_signatures(tree.body).items() if k not in aliases}
     testing = next(n for n in tree.body if getattr(n, "name", "") == "_TestingModule")
-    cuda_only = {"cuda_device_name", "cuda_memory_in_use", "cuda_predict_proba", "cuda_evaluate", "CudaMemoryError",
-                 "CudaTrainer", "cuda_resident_plan"}
+    cuda_only = {
+        "cuda_device_name",
+        "cuda_memory_in_use",
+        "cuda_predict_proba",
+        "cuda_evaluate",
+        "CudaMemoryError",
+        "CudaTrainer",
+        "cuda_resident_plan",
+    }
     for module, names in ((_core, stub), (_core._testing, stub_signatures(testing.body))):
         public = {n for n in dir(module) if not n.startswith("__")}
         expected = set(names) if _core.has_cuda else set(names) - cuda_only

@@ -1,5 +1,6 @@
 """Files from disk are input too: forged or damaged shard manifests, IDX files and saved stacks are
 ValueErrors naming the file, found before anything is allocated from the sizes they declare."""
+
 import gzip
 import json
 import os
@@ -83,20 +84,23 @@ def test_shards_load_checks_the_file_again(shards):
     loaded.load(0)
 
 
-@pytest.mark.parametrize("fields,match", [
-    (dict(bounds=[0, 4, 2, 6, 8]), r"bounds must rise strictly, but bounds\[2\] = 2 follows 4"),
-    (dict(bounds=[0, 2, 2, 6, 8]), r"bounds must rise"),
-    (dict(bounds=[0, 2, 4, 6, 9]), r"bounds must run from 0 to 8"),
-    (dict(bounds=[-2, 2, 4, 6, 8]), r"bounds must hold integers >= 0, but bounds\[0\] = -2"),
-    (dict(sizes=[5, 5, 5, -5, 5, 5, 5, 5]), r"sizes must hold integers >= 1, but sizes\[3\] = -5"),
-    (dict(sizes=[5, 5, 5, 5.5, 5, 5, 5, 5]), r"sizes\[3\] = 5.5"),
-    (dict(n_features=-5), r"n_features must be an integer >= 1, got -5"),
-    (dict(n_features="3"), r"n_features must be an integer"),
-    (dict(n_labels=0), r"n_labels must be an integer >= 1"),
-    (dict(sizes=None), r"field 'sizes' is missing"),
-    (dict(files=[["shard-00000.npz", "x"]]), r"files must be 4 \[name, fingerprint\] pairs"),
-    (dict(fingerprints={"X": "a"}), r"fingerprints must map"),
-])
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        (dict(bounds=[0, 4, 2, 6, 8]), r"bounds must rise strictly, but bounds\[2\] = 2 follows 4"),
+        (dict(bounds=[0, 2, 2, 6, 8]), r"bounds must rise"),
+        (dict(bounds=[0, 2, 4, 6, 9]), r"bounds must run from 0 to 8"),
+        (dict(bounds=[-2, 2, 4, 6, 8]), r"bounds must hold integers >= 0, but bounds\[0\] = -2"),
+        (dict(sizes=[5, 5, 5, -5, 5, 5, 5, 5]), r"sizes must hold integers >= 1, but sizes\[3\] = -5"),
+        (dict(sizes=[5, 5, 5, 5.5, 5, 5, 5, 5]), r"sizes\[3\] = 5.5"),
+        (dict(n_features=-5), r"n_features must be an integer >= 1, got -5"),
+        (dict(n_features="3"), r"n_features must be an integer"),
+        (dict(n_labels=0), r"n_labels must be an integer >= 1"),
+        (dict(sizes=None), r"field 'sizes' is missing"),
+        (dict(files=[["shard-00000.npz", "x"]]), r"files must be 4 \[name, fingerprint\] pairs"),
+        (dict(fingerprints={"X": "a"}), r"fingerprints must map"),
+    ],
+)
 def test_load_shards_refuses_bad_manifest_fields(shards, fields, match):
     manifest = edit_manifest(shards, **fields)
     with pytest.raises(ValueError, match=match) as err:
@@ -190,8 +194,9 @@ def npy_member(zf, name, shape, dtype, fill=None):
     `fill` gives the bytes, zeros by default."""
     dtype = np.dtype(dtype)
     with zf.open(name + ".npy", "w", force_zip64=True) as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                 "fortran_order": False, "shape": shape})
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        )
         if fill is not None:
             f.write(fill)
             return
@@ -202,8 +207,15 @@ def npy_member(zf, name, shape, dtype, fill=None):
             left -= n
 
 
-def forged_stack(path, dims=(4, 3, 2), params_shape=(1, 23), diverged_shape=(1,), format_shape=(),
-                 params_dtype="<f4", diverged_dtype="|b1"):
+def forged_stack(
+    path,
+    dims=(4, 3, 2),
+    params_shape=(1, 23),
+    diverged_shape=(1,),
+    format_shape=(),
+    params_dtype="<f4",
+    diverged_dtype="|b1",
+):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         if format_shape == ():
             npy_member(zf, "format", (), "<U18", "segfast.MLPStack/1".encode("utf-32-le"))
@@ -221,12 +233,15 @@ def test_forged_stack_file_helper_makes_loadable_files(tmp_path):
     assert back.dims == (4, 3, 2) and back.params.shape == (1, 23) and not back.diverged.any()
 
 
-@pytest.mark.parametrize("forged", [
-    dict(params_shape=(1, 25 * 10**6)),          # 100 MB of params for dims needing 23 per model
-    dict(format_shape=(2 * 10**6,)),              # a 144 MB "format" string array
-    dict(dims=np.zeros(12 * 10**6, dtype=np.int64)),  # 96 MB of widths
-    dict(diverged_shape=(100 * 10**6,)),         # 100 MB of flags for 1 model
-])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        dict(params_shape=(1, 25 * 10**6)),  # 100 MB of params for dims needing 23 per model
+        dict(format_shape=(2 * 10**6,)),  # a 144 MB "format" string array
+        dict(dims=np.zeros(12 * 10**6, dtype=np.int64)),  # 96 MB of widths
+        dict(diverged_shape=(100 * 10**6,)),  # 100 MB of flags for 1 model
+    ],
+)
 def test_load_checks_declared_sizes_before_allocating(tmp_path, forged):
     path = forged_stack(tmp_path / "forged.npz", **forged)
     assert path.stat().st_size < 2 * MiB
@@ -235,11 +250,14 @@ def test_load_checks_declared_sizes_before_allocating(tmp_path, forged):
     assert peak < 16 * MiB
 
 
-@pytest.mark.parametrize("dims,params_shape,match", [
-    ([2**20, 2**20, 2**20, 2], (1, 8), r"dims .* parameters per model, more than 2\*\*40"),
-    ([4, 0, 2], (1, 8), r"every width in dims must be an integer >= 1"),
-    ([4, 2**31, 2], (1, 8), r"every width in dims must be <= 2147483647"),
-])
+@pytest.mark.parametrize(
+    "dims,params_shape,match",
+    [
+        ([2**20, 2**20, 2**20, 2], (1, 8), r"dims .* parameters per model, more than 2\*\*40"),
+        ([4, 0, 2], (1, 8), r"every width in dims must be an integer >= 1"),
+        ([4, 2**31, 2], (1, 8), r"every width in dims must be <= 2147483647"),
+    ],
+)
 def test_load_refuses_huge_or_empty_layers(tmp_path, dims, params_shape, match):
     path = forged_stack(tmp_path / "wide.npz", dims=dims, params_shape=params_shape)
     with pytest.raises(ValueError, match=match) as err:
@@ -247,11 +265,14 @@ def test_load_refuses_huge_or_empty_layers(tmp_path, dims, params_shape, match):
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize("dims", [
-    [2**21, 2**20, 2],                 # 2**41 parameters: more than 2**40
-    [2**31 - 1] * 6 + [2],             # a count past int64 (wrapped a size_t in C++ once)
-    [2**31, 2],                        # wider than the C++ int that holds a width
-])
+@pytest.mark.parametrize(
+    "dims",
+    [
+        [2**21, 2**20, 2],  # 2**41 parameters: more than 2**40
+        [2**31 - 1] * 6 + [2],  # a count past int64 (wrapped a size_t in C++ once)
+        [2**31, 2],  # wider than the C++ int that holds a width
+    ],
+)
 def test_from_params_and_init_refuse_overflowing_widths(dims):
     with pytest.raises(ValueError, match="dims"):
         MLPStack.from_params(dims, np.zeros((1, 8), dtype=np.float32))
@@ -274,22 +295,33 @@ def damaged(kind, path):
         with open(path, "wb") as f:
             np.save(f, stack.params)
     elif kind == "flipped byte":
-        np.savez_compressed(path, format=np.array("segfast.MLPStack/1"), dims=np.array(stack.dims),
-                            params=stack.params, diverged=stack.diverged)
+        np.savez_compressed(
+            path,
+            format=np.array("segfast.MLPStack/1"),
+            dims=np.array(stack.dims),
+            params=stack.params,
+            diverged=stack.diverged,
+        )
         raw = bytearray(path.read_bytes())
         start = raw.index(b"params.npy") + 200  # inside the deflated params
-        raw[start:start + 16] = bytes(16)
+        raw[start : start + 16] = bytes(16)
         path.write_bytes(bytes(raw))
     elif kind == "missing member":
         np.savez(path, format=np.array("segfast.MLPStack/1"), dims=np.array(stack.dims))
     elif kind == "object params":
-        np.savez(path, format=np.array("segfast.MLPStack/1"), dims=np.array(stack.dims),
-                 params=np.array([[object()]], dtype=object), diverged=stack.diverged)
+        np.savez(
+            path,
+            format=np.array("segfast.MLPStack/1"),
+            dims=np.array(stack.dims),
+            params=np.array([[object()]], dtype=object),
+            diverged=stack.diverged,
+        )
     return path
 
 
-@pytest.mark.parametrize("kind", ["truncated", "empty", "not a zip", "npy", "flipped byte",
-                                  "missing member", "object params"])
+@pytest.mark.parametrize(
+    "kind", ["truncated", "empty", "not a zip", "npy", "flipped byte", "missing member", "object params"]
+)
 def test_load_damaged_file_is_a_value_error_naming_it(tmp_path, kind):
     path = damaged(kind, tmp_path / "models.npz")
     with pytest.raises(ValueError) as err:
@@ -305,12 +337,16 @@ def test_load_missing_file_is_still_file_not_found(tmp_path):
 # ---------------------------------------------------------------- params and diverged
 
 
-@pytest.mark.parametrize("params", [
-    np.zeros((1, 23), dtype=np.complex64),
-    np.full((1, 23), "1.5"),
-    np.zeros((1, 23), dtype=bool),
-    np.zeros((1, 23), dtype=object),
-], ids=["complex", "str", "bool", "object"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        np.zeros((1, 23), dtype=np.complex64),
+        np.full((1, 23), "1.5"),
+        np.zeros((1, 23), dtype=bool),
+        np.zeros((1, 23), dtype=object),
+    ],
+    ids=["complex", "str", "bool", "object"],
+)
 def test_from_params_refuses_non_real_params(params):
     with pytest.raises(TypeError, match="params must be a real floating or integer array"):
         MLPStack.from_params([4, 3, 2], params)
@@ -322,13 +358,16 @@ def test_from_params_accepts_real_params():
         assert stack.params.dtype == np.float32 and (stack.params == 1).all()
 
 
-@pytest.mark.parametrize("diverged,error,match", [
-    (np.array([True]), ValueError, r"diverged must have shape \(3,\)"),
-    (np.array([True, False, True, False]), ValueError, r"diverged must have shape \(3,\)"),
-    (np.ones((3, 1), dtype=bool), ValueError, r"diverged must have shape \(3,\)"),
-    (np.array([0, 1, 0]), TypeError, "diverged must be a bool array"),
-    (np.array([0.0, 1.0, 0.0]), TypeError, "diverged must be a bool array"),
-])
+@pytest.mark.parametrize(
+    "diverged,error,match",
+    [
+        (np.array([True]), ValueError, r"diverged must have shape \(3,\)"),
+        (np.array([True, False, True, False]), ValueError, r"diverged must have shape \(3,\)"),
+        (np.ones((3, 1), dtype=bool), ValueError, r"diverged must have shape \(3,\)"),
+        (np.array([0, 1, 0]), TypeError, "diverged must be a bool array"),
+        (np.array([0.0, 1.0, 0.0]), TypeError, "diverged must be a bool array"),
+    ],
+)
 def test_from_params_refuses_bad_diverged(diverged, error, match):
     with pytest.raises(error, match=match):
         MLPStack.from_params([4, 3, 2], np.zeros((3, 23)), diverged)
@@ -341,14 +380,17 @@ def test_from_params_copies_diverged():
     assert stack.diverged.tolist() == [True, False]
 
 
-@pytest.mark.parametrize("forged,match", [
-    (dict(params_dtype="<c8"), "params must be a real"),
-    (dict(params_dtype="<U4"), "params must be a real"),
-    (dict(params_dtype="|b1"), "params must be a real"),
-    (dict(diverged_shape=(0,)), r"diverged must be \(1,\) bool"),
-    (dict(params_shape=(3, 23)), r"diverged must be \(3,\) bool"),
-    (dict(diverged_dtype="<i8"), r"diverged must be \(1,\) bool"),
-])
+@pytest.mark.parametrize(
+    "forged,match",
+    [
+        (dict(params_dtype="<c8"), "params must be a real"),
+        (dict(params_dtype="<U4"), "params must be a real"),
+        (dict(params_dtype="|b1"), "params must be a real"),
+        (dict(diverged_shape=(0,)), r"diverged must be \(1,\) bool"),
+        (dict(params_shape=(3, 23)), r"diverged must be \(3,\) bool"),
+        (dict(diverged_dtype="<i8"), r"diverged must be \(1,\) bool"),
+    ],
+)
 def test_load_refuses_bad_params_and_diverged(tmp_path, forged, match):
     path = forged_stack(tmp_path / "bad.npz", **forged)
     with pytest.raises(ValueError, match=match) as err:

@@ -6,6 +6,7 @@ one: the child process wraps os.replace, so the library has no test hook) and at
 moments. The default run kills 6 times or so; SEGFAST_LONG_KILL_TEST=1 runs every write point of three
 configurations and random kills (about 200 kills, a few minutes).
 """
+
 import csv
 import io
 import json
@@ -50,14 +51,19 @@ CHILD = textwrap.dedent("""
 CONFIGS = {
     "fedavgm": dict(val=True, local_epochs=[1, 2], server_momentum=0.5),
     "median-sampled": dict(val=False, merge="median", fraction=0.5, lr_decay=0.9, seed=3),
-    "weighted-prox": dict(val=True, merge="weighted", fraction=0.6, server_lr=0.7, proximal_mu=0.1,
-                          momentum=0.9, progressive={"max": 4}),
+    "weighted-prox": dict(
+        val=True, merge="weighted", fraction=0.6, server_lr=0.7, proximal_mu=0.1, momentum=0.9, progressive={"max": 4}
+    ),
 }
 
 
 def start(out, kw, mode="none", n=0):
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(out), json.dumps(kw), mode, str(n)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(out), json.dumps(kw), mode, str(n)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(out, kw) -> dict:

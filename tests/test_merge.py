@@ -1,4 +1,5 @@
 """merge(), align(), REPAIR and the assignment solver against numpy references."""
+
 import itertools
 
 import numpy as np
@@ -53,8 +54,11 @@ def test_assignment_from_a_similar_problem_stays_optimal(rng, kind):
     """The warm starts (a similar problem's column prices or row duals) change only the path
     to the answer: each gives the optimum of the new problem, whatever the old duals were."""
     n = 125
-    base = {"normal": rng.standard_normal((n, n)), "ties": rng.integers(0, 3, (n, n)),
-            "diagonal": 3 * np.eye(n) + rng.standard_normal((n, n))}[kind]
+    base = {
+        "normal": rng.standard_normal((n, n)),
+        "ties": rng.integers(0, 3, (n, n)),
+        "diagonal": 3 * np.eye(n) + rng.standard_normal((n, n)),
+    }[kind]
     old = base.astype(np.float32)
     prices, row_duals = np.zeros(n), np.zeros(n)
     perm, _ = _core._testing.max_assignment(old, prices=prices, row_duals=row_duals)
@@ -65,8 +69,11 @@ def test_assignment_from_a_similar_problem_stays_optimal(rng, kind):
     for change in (0.01, 0.3, 3.0):
         new = (base + change * rng.standard_normal((n, n))).astype(np.float32)
         _, want = _core._testing.max_assignment(new, reference=True)
-        for start, kwargs in [("prices", {"prices": prices.copy()}), ("row_duals", {"row_duals": row_duals.copy()}),
-                              ("prices", {"prices": rng.standard_normal(n) * 10})]:
+        for start, kwargs in [
+            ("prices", {"prices": prices.copy()}),
+            ("row_duals", {"row_duals": row_duals.copy()}),
+            ("prices", {"prices": rng.standard_normal(n) * 10}),
+        ]:
             perm, total = _core._testing.max_assignment(new, start=start, **kwargs)
             assert sorted(perm) == list(range(n))
             assert total == pytest.approx(want, rel=1e-6, abs=1e-6)
@@ -119,8 +126,9 @@ def test_reductions_match_numpy(trained):
         assert merged.n_models == 1, name
         np.testing.assert_allclose(merged.params[0], want, rtol=1e-5, atol=1e-6, err_msg=name)
     segs = segfast.segment(np.zeros(103, int), 5, "contiguous")
-    np.testing.assert_allclose(segfast.merge(stack, "weighted", weights=segs).params[0],
-                               (segs.sizes / 103) @ P, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        segfast.merge(stack, "weighted", weights=segs).params[0], (segs.sizes / 103) @ P, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_rank_weights_follow_the_notes_exactly():
@@ -164,7 +172,7 @@ def test_alignment_keeps_every_function(rng, dims):
     for row in aligned.permutations:
         offset = 0
         for width in dims[1:-1]:
-            assert sorted(row[offset:offset + width]) == list(range(width))
+            assert sorted(row[offset : offset + width]) == list(range(width))
             offset += width
 
 
@@ -284,23 +292,26 @@ def test_diverged_models_are_left_out(trained):
         segfast.merge(bad)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(method="average"), ValueError, "unknown merge method"),
-    (dict(method="weighted"), ValueError, "needs weights="),
-    (dict(method="weighted", weights=[1, 2]), ValueError, "one weight per model"),
-    (dict(method="weighted", weights=[1, -1, 1, 1, 1]), ValueError, "weights must be >= 0"),
-    (dict(method="weighted", weights=[1, np.nan, 1, 1, 1]), ValueError, "finite"),
-    (dict(method="weighted", weights=[0, 0, 0, 0, 0]), ValueError, "sum to a positive"),
-    (dict(method="rank"), ValueError, "needs val="),
-    (dict(method="greedy"), ValueError, "needs val="),
-    (dict(method="loss", val=(np.zeros((3, 20)), np.zeros(3, int)), temperature=0), ValueError, "temperature"),
-    (dict(val=(np.zeros((3, 19)), np.zeros(3, int))), ValueError, "val X has 19 features"),
-    (dict(val=np.zeros((3, 20))), TypeError, "val must be an"),
-    (dict(repair=np.zeros((1, 20))), ValueError, "at least 2 calibration rows"),
-    (dict(method="trimmed", trim=0.5), ValueError, "trim must be"),
-    (dict(method="cluster-merge", k=6), ValueError, "k=6 is larger than the number of models"),
-    (dict(weights=[1, 1, 1, 1, 1]), ValueError, "only used by method='weighted'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(method="average"), ValueError, "unknown merge method"),
+        (dict(method="weighted"), ValueError, "needs weights="),
+        (dict(method="weighted", weights=[1, 2]), ValueError, "one weight per model"),
+        (dict(method="weighted", weights=[1, -1, 1, 1, 1]), ValueError, "weights must be >= 0"),
+        (dict(method="weighted", weights=[1, np.nan, 1, 1, 1]), ValueError, "finite"),
+        (dict(method="weighted", weights=[0, 0, 0, 0, 0]), ValueError, "sum to a positive"),
+        (dict(method="rank"), ValueError, "needs val="),
+        (dict(method="greedy"), ValueError, "needs val="),
+        (dict(method="loss", val=(np.zeros((3, 20)), np.zeros(3, int)), temperature=0), ValueError, "temperature"),
+        (dict(val=(np.zeros((3, 19)), np.zeros(3, int))), ValueError, "val X has 19 features"),
+        (dict(val=np.zeros((3, 20))), TypeError, "val must be an"),
+        (dict(repair=np.zeros((1, 20))), ValueError, "at least 2 calibration rows"),
+        (dict(method="trimmed", trim=0.5), ValueError, "trim must be"),
+        (dict(method="cluster-merge", k=6), ValueError, "k=6 is larger than the number of models"),
+        (dict(weights=[1, 1, 1, 1, 1]), ValueError, "only used by method='weighted'"),
+    ],
+)
 def test_merge_bad_input(trained, kwargs, error, match):
     stack, _ = trained
     with pytest.raises(error, match=match):

@@ -1,11 +1,11 @@
 """Forward pass, loss, gradients and SGD steps of the C++ core against tests/reference.py."""
+
 import numpy as np
 import pytest
 
+import reference as ref
 import segfast
 from segfast import Segments
-
-import reference as ref
 
 ARCHS = [[6, 5, 3], [20, 16, 4], [12, 9, 7, 5], [30, 17, 33, 8, 4]]
 

@@ -6,15 +6,14 @@ The hashes depend on the gemm kernel set (sums run in a different order), so the
 table per kernel set; CI runs the suite on both. They were taken before the refactor of issue 16
 and stayed unchanged through it.
 """
+
 import hashlib
 
 import numpy as np
-import pytest
 
 import segfast
-from segfast import MLPStack
-
 from conftest import blobs
+from segfast import MLPStack
 
 PINNED = {
     "avx512": {
@@ -83,8 +82,20 @@ def results() -> dict:
     out = {}
 
     stack = MLPStack([16, 12, 4], 8, seed=1)
-    hist = segfast.train(stack, X, y, seg, epochs=np.arange(1, 9) % 3 + 1, batch_size=16, lr=0.05, momentum=0.9,
-                         weight_decay=1e-4, proximal_mu=0.01, seed=5, n_jobs=2)
+    hist = segfast.train(
+        stack,
+        X,
+        y,
+        seg,
+        epochs=np.arange(1, 9) % 3 + 1,
+        batch_size=16,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-4,
+        proximal_mu=0.01,
+        seed=5,
+        n_jobs=2,
+    )
     out["train"] = _digest(stack.params, hist.loss)
     flipped = MLPStack([16, 8, 4], 8, seed=2)
     segfast.train(flipped, X, y, seg, epochs=2, augment="hflip", seed=1, n_jobs=2)
@@ -95,7 +106,8 @@ def results() -> dict:
         merged = segfast.merge(stack, method, val=(Xv, yv), seed=0, n_jobs=2, **kw)
         out[f"merge_{method}"] = _digest(merged.params)
     out["merge_align_repair_rescale"] = _digest(
-        segfast.merge(stack, "uniform", val=(Xv, yv), align=True, repair=X[:200], rescale=True, n_jobs=2).params)
+        segfast.merge(stack, "uniform", val=(Xv, yv), align=True, repair=X[:200], rescale=True, n_jobs=2).params
+    )
     out["merge_cluster-merge"] = _digest(segfast.merge(stack, "cluster-merge", k=2, seed=0, n_jobs=2).params)
     out["align"] = _digest(segfast.align(stack, 2, n_jobs=2).params)
     clustering = segfast.cluster(stack, k=None, seed=0, n_jobs=2)
@@ -106,13 +118,44 @@ def results() -> dict:
         ens.fit(Xv, yv, X_train=X, y_train=y, segments=seg)
         out[f"ensemble_{method}"] = _digest(ens.predict_proba(X[:300]))
 
-    res = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, local_epochs=[1, 2], lr=0.05, momentum=0.5, seed=4,
-                         val=(Xv, yv), n_jobs=2, progress=False)
-    out["rounds_fused"] = _digest(res.global_model.params, res.local_models.params, res.best_model.params,
-                                  np.array([h["global_accuracy"] for h in res.history]))
-    res = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, merge={"method": "rank", "align": True}, fraction=0.5,
-                         server_lr=0.8, server_momentum=0.5, proximal_mu=0.01, lr_decay=0.9, seed=6,
-                         val=(Xv, yv), val_segments=False, n_jobs=2, progress=False)
+    res = segfast.rounds(
+        [16, 12, 4],
+        X,
+        y,
+        seg,
+        rounds=3,
+        local_epochs=[1, 2],
+        lr=0.05,
+        momentum=0.5,
+        seed=4,
+        val=(Xv, yv),
+        n_jobs=2,
+        progress=False,
+    )
+    out["rounds_fused"] = _digest(
+        res.global_model.params,
+        res.local_models.params,
+        res.best_model.params,
+        np.array([h["global_accuracy"] for h in res.history]),
+    )
+    res = segfast.rounds(
+        [16, 12, 4],
+        X,
+        y,
+        seg,
+        rounds=3,
+        merge={"method": "rank", "align": True},
+        fraction=0.5,
+        server_lr=0.8,
+        server_momentum=0.5,
+        proximal_mu=0.01,
+        lr_decay=0.9,
+        seed=6,
+        val=(Xv, yv),
+        val_segments=False,
+        n_jobs=2,
+        progress=False,
+    )
     out["rounds_rank_fedavgm"] = _digest(res.global_model.params, res.local_models.params)
     return out
 

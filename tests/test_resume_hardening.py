@@ -1,5 +1,6 @@
 """Resuming a run directory: a kill after the last checkpoint, forged or damaged files, numpy
 scalars in the config, bools where numbers are meant."""
+
 import json
 import os
 import shutil
@@ -12,10 +13,9 @@ import numpy as np
 import pytest
 
 import segfast
+from conftest import blobs
 from segfast import MLPStack
 from segfast.cli import main
-
-from conftest import blobs
 
 DIMS = [16, 12, 4]
 
@@ -68,20 +68,25 @@ KILLED_AFTER_LAST_CHECKPOINT = textwrap.dedent("""
 
 def run_killed(tmp_path, rounds, call):
     script = tmp_path / "killed.py"
-    script.write_text(KILLED_AFTER_LAST_CHECKPOINT.format(tests=os.path.dirname(__file__), rounds=rounds)
-                      + textwrap.dedent(call))
+    script.write_text(
+        KILLED_AFTER_LAST_CHECKPOINT.format(tests=os.path.dirname(__file__), rounds=rounds) + textwrap.dedent(call)
+    )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
 
 
 def test_a_kill_after_the_last_checkpoint_keeps_the_segment_models(data, finished, tmp_path):
     out = tmp_path / "killed"
-    run_killed(tmp_path, 3, f"""
+    run_killed(
+        tmp_path,
+        3,
+        f"""
         rng = np.random.default_rng(0)
         X, y = blobs(rng, n=1200, d=16, classes=4, spread=1.5)
         seg = segfast.segment(y[:1000], 5, "iid", seed=0)
         segfast.rounds({DIMS}, X[:1000], y[:1000], seg, val=(X[1000:], y[1000:]), out={str(out)!r}, **{KW!r})
-        """)
+        """,
+    )
     resumed = resume(data, out)
     whole = finished[1]
     assert resumed.local_models is not None
@@ -94,8 +99,22 @@ def test_a_kill_after_the_last_checkpoint_keeps_the_segment_models(data, finishe
 
 
 def test_cli_resume_after_a_kill_after_the_last_checkpoint(tmp_path, capsys):
-    args = ["run", "--segments", "2", "--hidden", "8", "--epochs", "1", "--rounds", "2", "--quiet",
-            "--out", str(tmp_path / "run"), "-o", str(tmp_path / "r.json")]
+    args = [
+        "run",
+        "--segments",
+        "2",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--rounds",
+        "2",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+        "-o",
+        str(tmp_path / "r.json"),
+    ]
     run_killed(tmp_path, 2, f"from segfast.cli import main; main({args!r})")
     assert main(args + ["--resume"]) == 0, capsys.readouterr().err
     assert len(json.loads((tmp_path / "r.json").read_text())["val_accuracy"]) == 2
@@ -137,24 +156,27 @@ def forge_checkpoint(out, **changes):
 P = sum(a * b + b for a, b in zip(DIMS[:-1], DIMS[1:]))
 
 
-@pytest.mark.parametrize("changes,match", [
-    (dict(round=np.int64(-1)), "round is -1, outside this run of 3"),
-    (dict(round=np.int64(3)), "round is 3, outside"),
-    (dict(round=np.int64(10**6)), "round is 1000000, outside"),
-    (dict(round=np.int64(2**62)), "outside"),  # summed local epochs over range(2**62): hung
-    (dict(round=np.float64(1.0)), "round must be an integer scalar"),
-    (dict(round=np.array([1])), "round must be an integer scalar"),
-    (dict(server_buffer=np.float64(0.0)), r"server_buffer must be \(%d,\) float64" % P),
-    (dict(server_buffer=np.zeros(P + 1)), "server_buffer must be"),
-    (dict(server_buffer=np.zeros(P, dtype=np.float32)), "server_buffer must be"),
-    (dict(server_buffer=np.array([None] * P)), "Python objects"),
-    (dict(server_buffer=np.full(P, np.inf)), "server_buffer holds NaN or infinite"),
-    (dict(**{"global": np.zeros(P, dtype=np.float64)}), "global must be"),
-    (dict(**{"global": np.full(P, np.nan, dtype=np.float32)}), "global holds NaN"),
-    (dict(round=None), "has no array 'round'"),
-    (dict(server_buffer=None), "has no array 'server_buffer'"),
-    (dict(**{"global": None}), "has no array 'global'"),
-])
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(round=np.int64(-1)), "round is -1, outside this run of 3"),
+        (dict(round=np.int64(3)), "round is 3, outside"),
+        (dict(round=np.int64(10**6)), "round is 1000000, outside"),
+        (dict(round=np.int64(2**62)), "outside"),  # summed local epochs over range(2**62): hung
+        (dict(round=np.float64(1.0)), "round must be an integer scalar"),
+        (dict(round=np.array([1])), "round must be an integer scalar"),
+        (dict(server_buffer=np.float64(0.0)), rf"server_buffer must be \({P},\) float64"),
+        (dict(server_buffer=np.zeros(P + 1)), "server_buffer must be"),
+        (dict(server_buffer=np.zeros(P, dtype=np.float32)), "server_buffer must be"),
+        (dict(server_buffer=np.array([None] * P)), "Python objects"),
+        (dict(server_buffer=np.full(P, np.inf)), "server_buffer holds NaN or infinite"),
+        (dict(**{"global": np.zeros(P, dtype=np.float64)}), "global must be"),
+        (dict(**{"global": np.full(P, np.nan, dtype=np.float32)}), "global holds NaN"),
+        (dict(round=None), "has no array 'round'"),
+        (dict(server_buffer=None), "has no array 'server_buffer'"),
+        (dict(**{"global": None}), "has no array 'global'"),
+    ],
+)
 def test_forged_checkpoints_are_refused(data, run_copy, changes, match):
     forge_checkpoint(run_copy, **changes)
     with pytest.raises(ValueError, match="checkpoint.npz") as info:
@@ -172,17 +194,22 @@ def write_lines(path, lines):
     path.write_text("".join(line + "\n" for line in lines))
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda lines: lines[:2], r"holds 2 round\(s\), but checkpoint.npz records 3"),
-    (lambda lines: lines + lines[-1:] + lines[-1:], r"holds 5 round\(s\)"),
-    (lambda lines: ["{not json"] + lines[1:], "line 1 is not JSON"),
-    (lambda lines: ["[1, 2]"] + lines[1:], "line 1 must be a JSON object"),
-    (lambda lines: [lines[1]] + lines[1:], "line 1: round must be 1, got 2"),
-    (lambda lines: [json.dumps(dict(json.loads(lines[0]), round=True))] + lines[1:], "round must be 1, got True"),
-    (lambda lines: [json.dumps(dict(json.loads(lines[0]), global_accuracy="high"))] + lines[1:],
-     "global_accuracy must be a number"),
-    (lambda lines: [json.dumps({"round": 1})] + lines[1:], "global_accuracy must be a number"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda lines: lines[:2], r"holds 2 round\(s\), but checkpoint.npz records 3"),
+        (lambda lines: lines + lines[-1:] + lines[-1:], r"holds 5 round\(s\)"),
+        (lambda lines: ["{not json"] + lines[1:], "line 1 is not JSON"),
+        (lambda lines: ["[1, 2]"] + lines[1:], "line 1 must be a JSON object"),
+        (lambda lines: [lines[1]] + lines[1:], "line 1: round must be 1, got 2"),
+        (lambda lines: [json.dumps(dict(json.loads(lines[0]), round=True))] + lines[1:], "round must be 1, got True"),
+        (
+            lambda lines: [json.dumps(dict(json.loads(lines[0]), global_accuracy="high"))] + lines[1:],
+            "global_accuracy must be a number",
+        ),
+        (lambda lines: [json.dumps({"round": 1})] + lines[1:], "global_accuracy must be a number"),
+    ],
+)
 def test_forged_histories_are_refused(data, run_copy, edit, match):
     path = run_copy / "rounds.jsonl"
     write_lines(path, edit(path.read_text().splitlines()))
@@ -197,11 +224,14 @@ def test_a_missing_history_is_refused(data, run_copy):
         resume(data, run_copy)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("[]", "must hold a JSON object"),
-    ("{", "is not a readable JSON file"),
-    ("\udcff", "is not a readable JSON file"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("[]", "must hold a JSON object"),
+        ("{", "is not a readable JSON file"),
+        ("\udcff", "is not a readable JSON file"),
+    ],
+)
 def test_forged_configs_are_refused(data, run_copy, text, match):
     (run_copy / "config.json").write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(ValueError, match="config.json") as info:
@@ -230,8 +260,16 @@ def test_temporary_files_a_kill_left_are_removed_on_resume(data, run_copy):
 # -- arguments ------------------------------------------------------------------------------------------
 def test_numpy_scalars_are_written_as_json_numbers(data, tmp_path):
     X, y, _, seg = data
-    kw = dict(rounds=np.int64(2), lr=np.float32(0.1), fraction=np.float64(0.6), seed=np.int64(1),
-              batch_size=np.int64(16), server_lr=np.float32(1.0), local_epochs=np.int32(1), progress=False)
+    kw = dict(
+        rounds=np.int64(2),
+        lr=np.float32(0.1),
+        fraction=np.float64(0.6),
+        seed=np.int64(1),
+        batch_size=np.int64(16),
+        server_lr=np.float32(1.0),
+        local_epochs=np.int32(1),
+        progress=False,
+    )
     out = tmp_path / "run"
     first = segfast.rounds(DIMS, X, y, seg, out=out, **kw)
     config = json.loads((out / "config.json").read_text())
@@ -258,6 +296,7 @@ def test_absurd_round_counts_are_refused_at_once(data, value):
 
 def test_more_rounds_extend_a_finished_run_as_if_asked_from_the_start(tmp_path):
     import segfast
+
     rng = np.random.default_rng(0)
     X = rng.standard_normal((240, 6)).astype(np.float32)
     y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)

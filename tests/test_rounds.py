@@ -1,4 +1,5 @@
 """rounds(): equivalences, seeding, server updates, run directories, resume after a kill."""
+
 import json
 import os
 import signal
@@ -10,9 +11,8 @@ import numpy as np
 import pytest
 
 import segfast
-from segfast import MLPStack
-
 from conftest import blobs
+from segfast import MLPStack
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,10 @@ def test_uniform_rounds_equal_manual_fedavg(data):
 def test_rounds_are_bit_identical_for_any_thread_count(data, merge):
     X, y, _, _ = data
     seg = segfast.segment(y, 70, "iid", seed=1)  # more models than the fused merge's 64 blocks
-    runs = [segfast.rounds([16, 12, 4], X, y, seg, rounds=2, merge=merge, n_jobs=n, progress=False).global_model.params
-            for n in (1, 2)]
+    runs = [
+        segfast.rounds([16, 12, 4], X, y, seg, rounds=2, merge=merge, n_jobs=n, progress=False).global_model.params
+        for n in (1, 2)
+    ]
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -63,8 +65,16 @@ def test_fused_weighted_merge_equals_segfast_merge(data, tmp_path):
     want = segfast.merge(local, "weighted", weights=seg)
     np.testing.assert_allclose(fused.global_model.params, want.params, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="weights must be >= 0"):
-        segfast.rounds(start, X, y, seg, rounds=1, merge={"method": "weighted", "weights": [1, -1, 1, 1, 1]},
-                       progress=False, out=tmp_path / "bad")
+        segfast.rounds(
+            start,
+            X,
+            y,
+            seg,
+            rounds=1,
+            merge={"method": "weighted", "weights": [1, -1, 1, 1, 1]},
+            progress=False,
+            out=tmp_path / "bad",
+        )
     assert not (tmp_path / "bad").exists()  # refused before the run directory was created
 
 
@@ -93,8 +103,9 @@ def test_progressive_schedule_and_evaluation(data):
     X, y, val, seg = data
     sched = segfast.schedule.progressive(start=1, factor=2, every=2, max=4)
     assert [sched(r) for r in range(7)] == [1, 1, 2, 2, 4, 4, 4]
-    result = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=sched, val=val, progress=False,
-                            merge={"method": "weighted"})
+    result = segfast.rounds(
+        [16, 12, 4], X, y, seg, rounds=5, local_epochs=sched, val=val, progress=False, merge={"method": "weighted"}
+    )
     assert [h["local_epochs"] for h in result.history] == [1, 1, 2, 2, 4]
     last = result.history[-1]
     assert last["global_accuracy"] > 0.6
@@ -118,13 +129,20 @@ def test_run_directory_is_complete_and_parses(data, tmp_path):
     out = tmp_path / "run"
     result = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, val=val, out=out, progress=False)
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "rounds.jsonl", "summary.csv", "checkpoint.npz", "best.npz", "final.npz",
-            "local_models.npz"} <= names
+    assert {
+        "config.json",
+        "rounds.jsonl",
+        "summary.csv",
+        "checkpoint.npz",
+        "best.npz",
+        "final.npz",
+        "local_models.npz",
+    } <= names
     assert not any(n.endswith(".tmp") for n in names)
     config = json.loads((out / "config.json").read_text())
     assert config["segfast_version"] == segfast.__version__ and config["rounds"] == 3
-    lines = [json.loads(l) for l in (out / "rounds.jsonl").read_text().splitlines()]
-    assert [l["round"] for l in lines] == [1, 2, 3]
+    lines = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [line["round"] for line in lines] == [1, 2, 3]
     assert (out / "summary.csv").read_text().splitlines()[0].startswith("round,")
     np.testing.assert_array_equal(MLPStack.load(out / "final.npz").params, result.global_model.params)
     # the same out again without resume is refused, files untouched
@@ -165,24 +183,39 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path):
     proc = subprocess.run([sys.executable, str(script), "2", str(out)], capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert len((out / "rounds.jsonl").read_text().splitlines()) == 2
-    resumed = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], val=val, out=out,
-                             resume=True, server_momentum=0.5, progress=False)
-    whole = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], val=val,
-                           server_momentum=0.5, progress=False)
+    resumed = segfast.rounds(
+        [16, 12, 4],
+        X,
+        y,
+        seg,
+        rounds=5,
+        local_epochs=[1, 2],
+        val=val,
+        out=out,
+        resume=True,
+        server_momentum=0.5,
+        progress=False,
+    )
+    whole = segfast.rounds(
+        [16, 12, 4], X, y, seg, rounds=5, local_epochs=[1, 2], val=val, server_momentum=0.5, progress=False
+    )
     np.testing.assert_array_equal(resumed.global_model.params, whole.global_model.params)
     assert [h["global_accuracy"] for h in resumed.history] == [h["global_accuracy"] for h in whole.history]
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(merge="average"), ValueError, "unknown merge method"),
-    (dict(rounds=0), ValueError, "rounds must be an integer >= 1"),
-    (dict(fraction=0.0), ValueError, r"fraction must be in \(0, 1\]"),
-    (dict(fraction=1.5), ValueError, r"fraction must be in \(0, 1\]"),
-    (dict(server_momentum=1.0), ValueError, "server_momentum must be < 1"),
-    (dict(local_epochs=0), ValueError, "local_epochs must give integers >= 1"),
-    (dict(val=np.zeros(3)), TypeError, "val must be an"),
-    (dict(colour="red"), TypeError, "unexpected argument"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(merge="average"), ValueError, "unknown merge method"),
+        (dict(rounds=0), ValueError, "rounds must be an integer >= 1"),
+        (dict(fraction=0.0), ValueError, r"fraction must be in \(0, 1\]"),
+        (dict(fraction=1.5), ValueError, r"fraction must be in \(0, 1\]"),
+        (dict(server_momentum=1.0), ValueError, "server_momentum must be < 1"),
+        (dict(local_epochs=0), ValueError, "local_epochs must give integers >= 1"),
+        (dict(val=np.zeros(3)), TypeError, "val must be an"),
+        (dict(colour="red"), TypeError, "unexpected argument"),
+    ],
+)
 def test_rounds_bad_input(data, kwargs, error, match):
     X, y, _, seg = data
     with pytest.raises(error, match=match):

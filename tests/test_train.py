@@ -1,11 +1,11 @@
 """train(): determinism, learning on real data, per-model epochs, augmentation, divergence, bad input."""
+
 import numpy as np
 import pytest
 
 import segfast
-from segfast import MLPStack, Segments
-
 from conftest import blobs
+from segfast import MLPStack, Segments
 
 
 @pytest.fixture
@@ -130,38 +130,50 @@ def test_accepts_convertible_inputs(problem):
     np.testing.assert_array_equal(a.params, c.params)
 
 
-@pytest.mark.parametrize("change,error,match", [
-    (lambda a: dict(a, X=a["X"][0]), ValueError, "X must be 2-D"),
-    (lambda a: dict(a, X=np.where(a["X"] > 1, np.nan, a["X"])), ValueError, "X holds .* NaN"),
-    (lambda a: dict(a, X=np.full_like(a["X"], np.inf)), ValueError, "X holds .* NaN or infinite"),
-    (lambda a: dict(a, X=a["X"].astype(complex)), ValueError, "Complex data not supported"),
-    (lambda a: dict(a, X=a["X"].astype(str)), TypeError, "X must be a numeric array"),
-    (lambda a: dict(a, X=a["X"][:, :5]), ValueError, "X has 5 features, but the stack is expecting 20"),
-    (lambda a: dict(a, y=a["y"].astype(float)), TypeError, "y must hold integer class labels"),
-    (lambda a: dict(a, y=a["y"] + 4), ValueError, r"y holds labels in \[4, 7\] but the models have 4 classes"),
-    (lambda a: dict(a, y=a["y"] - 1), ValueError, r"labels must be in \[0, 3\]"),
-    (lambda a: dict(a, y=a["y"][:-1]), ValueError, "y has 899 labels but X has 900 rows"),
-    (lambda a: dict(a, segments=segfast.segment(a["y"], 5)), ValueError, "5 segments but the stack has 6 models"),
-    (lambda a: dict(a, segments=Segments.from_indices([np.arange(10)] * 5 + [np.arange(0)])), ValueError, "segment 5 is empty"),
-    (lambda a: dict(a, segments=Segments.from_indices([np.arange(10)] * 5 + [np.array([900])])), ValueError, "900"),
-    (lambda a: dict(a, segments="iid"), TypeError, "segments must be"),
-    (lambda a: dict(a, batch_size=0), ValueError, "batch_size must be an integer >= 1"),
-    (lambda a: dict(a, lr=float("nan")), ValueError, "lr must be a finite number"),
-    (lambda a: dict(a, lr=-1.0), ValueError, "lr must be >= 0"),
-    (lambda a: dict(a, momentum=float("inf")), ValueError, "momentum must be a finite"),
-    (lambda a: dict(a, epochs=-1), ValueError, "epochs must be an integer >= 0"),
-    (lambda a: dict(a, epochs=[1, 2]), ValueError, "one per model"),
-    (lambda a: dict(a, n_jobs=0), ValueError, "n_jobs must be -1"),
-    (lambda a: dict(a, seed=-3), ValueError, "seed must be"),
-    (lambda a: dict(a, stack="model"), TypeError, "stack must be a segfast.MLPStack"),
-])
+@pytest.mark.parametrize(
+    "change,error,match",
+    [
+        (lambda a: dict(a, X=a["X"][0]), ValueError, "X must be 2-D"),
+        (lambda a: dict(a, X=np.where(a["X"] > 1, np.nan, a["X"])), ValueError, "X holds .* NaN"),
+        (lambda a: dict(a, X=np.full_like(a["X"], np.inf)), ValueError, "X holds .* NaN or infinite"),
+        (lambda a: dict(a, X=a["X"].astype(complex)), ValueError, "Complex data not supported"),
+        (lambda a: dict(a, X=a["X"].astype(str)), TypeError, "X must be a numeric array"),
+        (lambda a: dict(a, X=a["X"][:, :5]), ValueError, "X has 5 features, but the stack is expecting 20"),
+        (lambda a: dict(a, y=a["y"].astype(float)), TypeError, "y must hold integer class labels"),
+        (lambda a: dict(a, y=a["y"] + 4), ValueError, r"y holds labels in \[4, 7\] but the models have 4 classes"),
+        (lambda a: dict(a, y=a["y"] - 1), ValueError, r"labels must be in \[0, 3\]"),
+        (lambda a: dict(a, y=a["y"][:-1]), ValueError, "y has 899 labels but X has 900 rows"),
+        (lambda a: dict(a, segments=segfast.segment(a["y"], 5)), ValueError, "5 segments but the stack has 6 models"),
+        (
+            lambda a: dict(a, segments=Segments.from_indices([np.arange(10)] * 5 + [np.arange(0)])),
+            ValueError,
+            "segment 5 is empty",
+        ),
+        (lambda a: dict(a, segments=Segments.from_indices([np.arange(10)] * 5 + [np.array([900])])), ValueError, "900"),
+        (lambda a: dict(a, segments="iid"), TypeError, "segments must be"),
+        (lambda a: dict(a, batch_size=0), ValueError, "batch_size must be an integer >= 1"),
+        (lambda a: dict(a, lr=float("nan")), ValueError, "lr must be a finite number"),
+        (lambda a: dict(a, lr=-1.0), ValueError, "lr must be >= 0"),
+        (lambda a: dict(a, momentum=float("inf")), ValueError, "momentum must be a finite"),
+        (lambda a: dict(a, epochs=-1), ValueError, "epochs must be an integer >= 0"),
+        (lambda a: dict(a, epochs=[1, 2]), ValueError, "one per model"),
+        (lambda a: dict(a, n_jobs=0), ValueError, "n_jobs must be -1"),
+        (lambda a: dict(a, seed=-3), ValueError, "seed must be"),
+        (lambda a: dict(a, stack="model"), TypeError, "stack must be a segfast.MLPStack"),
+    ],
+)
 def test_bad_input_names_the_argument(problem, change, error, match):
     X, y, seg = problem
     args = change(dict(stack=MLPStack([20, 16, 4], 6), X=X, y=y, segments=seg))
     params = args["stack"].params.copy() if isinstance(args["stack"], MLPStack) else None
     with pytest.raises(error, match=match):
-        segfast.train(args["stack"], args["X"], args["y"], args["segments"], **{
-            k: v for k, v in args.items() if k not in ("stack", "X", "y", "segments")})
+        segfast.train(
+            args["stack"],
+            args["X"],
+            args["y"],
+            args["segments"],
+            **{k: v for k, v in args.items() if k not in ("stack", "X", "y", "segments")},
+        )
     if params is not None:  # nothing was touched
         assert np.array_equal(args["stack"].params, params)
 
@@ -210,16 +222,34 @@ def test_merge_pieces_of_parts_add_up_to_the_whole_call_exactly(rng):
                 open_sum, open_block = row, position // 3
         return total + open_sum
 
-    _, whole = run_epochs(MLPStack([10, 7, 3], 10), X, y, segments, np.full(10, 2), config, 2, start_row=start,
-                          fused=FusedMerge(weights, block=3, pieces=True))
+    _, whole = run_epochs(
+        MLPStack([10, 7, 3], 10),
+        X,
+        y,
+        segments,
+        np.full(10, 2),
+        config,
+        2,
+        start_row=start,
+        fused=FusedMerge(weights, block=3, pieces=True),
+    )
     assert [p for p, _ in whole.pieces] == [0, 3, 6, 9]
     np.testing.assert_array_equal(fold(whole.pieces), whole.total)
     pieces = []
     for a, b in [(0, 4), (4, 5), (5, 10)]:
         part = Segments.from_indices([segments[i] for i in range(a, b)])
-        _, merged = run_epochs(MLPStack([10, 7, 3], b - a), X, y, part, np.full(b - a, 2), config, 2,
-                               start_row=start, first_model=a, fused=FusedMerge(weights[a:b], block=3, first=a,
-                                                                                pieces=True))
+        _, merged = run_epochs(
+            MLPStack([10, 7, 3], b - a),
+            X,
+            y,
+            part,
+            np.full(b - a, 2),
+            config,
+            2,
+            start_row=start,
+            first_model=a,
+            fused=FusedMerge(weights[a:b], block=3, first=a, pieces=True),
+        )
         pieces += merged.pieces
     assert [p for p, _ in pieces] == [0, 3, 4, 5, 6, 9]
     np.testing.assert_array_equal(fold(pieces), whole.total)

@@ -27,9 +27,7 @@ N_TEST_PER_CLASS = 200
 def _read_idx():
     # Load datasets.py by path, so the script runs before the C++ extension is built
     # (importing the segfast package would import segfast._core).
-    spec = importlib.util.spec_from_file_location(
-        "segfast_datasets", ROOT / "python" / "segfast" / "datasets.py"
-    )
+    spec = importlib.util.spec_from_file_location("segfast_datasets", ROOT / "python" / "segfast" / "datasets.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

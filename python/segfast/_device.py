@@ -1,5 +1,6 @@
 """device="cpu", "cuda" or "auto": which engine runs the kernels, with a clear error when CUDA
 can't. "auto" is the GPU where one is usable (a CUDA build and a visible GPU), else the CPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,11 +22,13 @@ def check_device(device) -> str:
             raise RuntimeError(
                 "device='cuda' needs segfast built with CUDA, and this build has none: reinstall it on a "
                 "machine where nvcc is on PATH (the default SEGFAST_CUDA=AUTO then builds the CUDA path), or "
-                "require it with: pip install . -C cmake.define.SEGFAST_CUDA=ON")
+                "require it with: pip install . -C cmake.define.SEGFAST_CUDA=ON"
+            )
         reason = _core.cuda_unavailable_reason()
         if reason:
-            raise RuntimeError(f"device='cuda': this build of segfast has CUDA, but this machine has no usable "
-                               f"GPU ({reason})")
+            raise RuntimeError(
+                f"device='cuda': this build of segfast has CUDA, but this machine has no usable GPU ({reason})"
+            )
     return device
 
 
@@ -52,14 +55,14 @@ def predict_proba(dims, params, X, device: str, threads: int):
 _COMBINE_MODES = ("proba", "votes", "log_proba")
 
 
-def combine(dims, params, X, mode: str, model_weights, row_weights, device: str, threads: int,
-            with_votes: bool = False):
+def combine(
+    dims, params, X, mode: str, model_weights, row_weights, device: str, threads: int, with_votes: bool = False
+):
     """_core.combine on either device. On the GPU the forward passes (nearly all the work) run
     there, and the weighted sum over models of the (N, n, C) result is formed here."""
     device = check_device(device)
     if device == "cpu":
-        return _core.combine(list(dims), params, X, mode, model_weights, row_weights, threads,
-                             with_votes=with_votes)
+        return _core.combine(list(dims), params, X, mode, model_weights, row_weights, threads, with_votes=with_votes)
     if mode not in _COMBINE_MODES:
         raise ValueError(f"mode must be one of {_COMBINE_MODES}, got {mode!r}")
     scores = _core.cuda_predict_proba(list(dims), params, X, log=mode == "log_proba")  # (N, n, C)
@@ -80,8 +83,5 @@ def combine_scores(scores, mode: str, model_weights, row_weights, with_votes: bo
         votes = np.zeros((n_rows, classes))
         np.add.at(votes, (np.arange(n_rows)[None, :], top), weight.T)
         votes = votes.astype(np.float32)
-    if mode == "votes":
-        out = votes
-    else:
-        out = np.einsum("rm,mrc->rc", weight, scores.astype(np.float64)).astype(np.float32)
+    out = votes if mode == "votes" else np.einsum("rm,mrc->rc", weight, scores.astype(np.float64)).astype(np.float32)
     return (out, votes) if with_votes else out

@@ -5,6 +5,7 @@ rounds loop (rounds.run_rounds) serves both.
 What it is not: the rounds loop itself (merging, the server step, evaluation and the run
 directory are rounds.py's), nor the training loop (_epochs.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,8 +42,17 @@ class Engine:
         """Hashes of the data and the segments, for the run directory's config."""
         raise NotImplementedError
 
-    def round(self, chosen: np.ndarray, epochs: int, config: TrainConfig, threads: int, start_epoch: int,
-              start_row: np.ndarray, fused_weights: np.ndarray | None, download: bool) -> RoundTraining:
+    def round(
+        self,
+        chosen: np.ndarray,
+        epochs: int,
+        config: TrainConfig,
+        threads: int,
+        start_epoch: int,
+        start_row: np.ndarray,
+        fused_weights: np.ndarray | None,
+        download: bool,
+    ) -> RoundTraining:
         """Train segments ``chosen`` (sorted) for ``epochs`` from ``start_row``, their random
         streams keyed by round position and ``start_epoch`` + epoch. ``fused_weights``: sum
         the trained models with these weights inside the last epoch. ``download``: the caller
@@ -65,8 +75,11 @@ class LocalEngine(Engine):
         self.local = self.gpu = None  # the segment models (and their GPU copy), reused from round to round
 
     def fingerprints(self) -> dict:
-        return {"X": fingerprint(self.X), "y": fingerprint(self.y),
-                "segments": fingerprint(self.segments.order, self.segments.offsets)}
+        return {
+            "X": fingerprint(self.X),
+            "y": fingerprint(self.y),
+            "segments": fingerprint(self.segments.order, self.segments.offsets),
+        }
 
     def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused_weights, download):
         n = len(chosen)
@@ -79,8 +92,19 @@ class LocalEngine(Engine):
                 self.gpu = _core.CudaTrainer(list(self.dims), self.X, self.y)
             self.gpu.resize_models(n)
         fused = None if fused_weights is None else FusedMerge(fused_weights)
-        history, merged = run_epochs(self.local, self.X, self.y, part, np.full(n, epochs), config, threads,
-                                     start_epoch=start_epoch, start_row=start_row, fused=fused, gpu=self.gpu,
-                                     download=download)
+        history, merged = run_epochs(
+            self.local,
+            self.X,
+            self.y,
+            part,
+            np.full(n, epochs),
+            config,
+            threads,
+            start_epoch=start_epoch,
+            start_row=start_row,
+            fused=fused,
+            gpu=self.gpu,
+            download=download,
+        )
         local = self.local
         return RoundTraining(history, None if merged is None else merged.total, lambda: local)

@@ -4,6 +4,7 @@ the CUDA path all check their settings into one TrainConfig and call run_epochs.
 What it is not: argument checking of the data (the entry points do it once, at the boundary) or
 the choice of where training runs (_engine.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,8 @@ import numpy as np
 
 from . import _core
 from ._progress import Progress
-from ._validate import finite_float, positive_int, seed as checked_seed
+from ._validate import finite_float, positive_int
+from ._validate import seed as checked_seed
 
 
 @dataclass
@@ -23,16 +25,18 @@ class History:
     """What train() saw. ``loss[e, i]``: model i's mean training loss in epoch e (NaN when the
     model did not train that epoch); ``diverged[i]``: its loss became NaN or inf."""
 
-    loss: np.ndarray                      # (epochs, N)
-    diverged: np.ndarray                  # (N,) bool
-    epochs: np.ndarray                    # (N,) epochs each model finished
+    loss: np.ndarray  # (epochs, N)
+    diverged: np.ndarray  # (N,) bool
+    epochs: np.ndarray  # (N,) epochs each model finished
     seconds: list = field(default_factory=list)  # wall time of each epoch
 
     def __repr__(self) -> str:  # the arrays are (epochs, models): a summary, not a dump
         last = self.loss[-1] if len(self.loss) else np.array([np.nan])
         mean = f"{np.nanmean(last):.4f}" if np.isfinite(last).any() else "nan"
-        return (f"History(epochs={self.loss.shape[0]}, models={self.loss.shape[1]}, mean loss in the last "
-                f"epoch {mean}, diverged={int(self.diverged.sum())}, seconds={sum(self.seconds):.3f})")
+        return (
+            f"History(epochs={self.loss.shape[0]}, models={self.loss.shape[1]}, mean loss in the last "
+            f"epoch {mean}, diverged={int(self.diverged.sum())}, seconds={sum(self.seconds):.3f})"
+        )
 
     @property
     def final_loss(self) -> np.ndarray:
@@ -56,17 +60,31 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     proximal_mu: float = 0.0
-    seed: int = 0        # keys the shuffles' random streams, with (model, epoch)
+    seed: int = 0  # keys the shuffles' random streams, with (model, epoch)
     flip_width: int = 0  # augment="hflip": the side of the square images flipped left-right; 0: none
 
     @classmethod
-    def checked(cls, n_features: int, *, batch_size=32, lr=0.05, momentum=0.0, weight_decay=0.0,
-                proximal_mu=0.0, seed=0, augment=None) -> TrainConfig:
-        return cls(batch_size=positive_int(batch_size, "batch_size"), lr=finite_float(lr, "lr", minimum=0.0),
-                   momentum=finite_float(momentum, "momentum", minimum=0.0),
-                   weight_decay=finite_float(weight_decay, "weight_decay", minimum=0.0),
-                   proximal_mu=finite_float(proximal_mu, "proximal_mu", minimum=0.0), seed=checked_seed(seed),
-                   flip_width=_flip_width(augment, n_features))
+    def checked(
+        cls,
+        n_features: int,
+        *,
+        batch_size=32,
+        lr=0.05,
+        momentum=0.0,
+        weight_decay=0.0,
+        proximal_mu=0.0,
+        seed=0,
+        augment=None,
+    ) -> TrainConfig:
+        return cls(
+            batch_size=positive_int(batch_size, "batch_size"),
+            lr=finite_float(lr, "lr", minimum=0.0),
+            momentum=finite_float(momentum, "momentum", minimum=0.0),
+            weight_decay=finite_float(weight_decay, "weight_decay", minimum=0.0),
+            proximal_mu=finite_float(proximal_mu, "proximal_mu", minimum=0.0),
+            seed=checked_seed(seed),
+            flip_width=_flip_width(augment, n_features),
+        )
 
 
 def _flip_width(augment, n_features: int) -> int:
@@ -103,9 +121,23 @@ class MergedSum:
     pieces: list | None = None
 
 
-def run_epochs(stack, X, y, segments, per_model: np.ndarray, config: TrainConfig, threads: int, *,
-               progress: bool = False, start_epoch: int = 0, start_row=None, first_model: int = 0,
-               fused: FusedMerge | None = None, gpu=None, download: bool = True) -> tuple[History, MergedSum | None]:
+def run_epochs(
+    stack,
+    X,
+    y,
+    segments,
+    per_model: np.ndarray,
+    config: TrainConfig,
+    threads: int,
+    *,
+    progress: bool = False,
+    start_epoch: int = 0,
+    start_row=None,
+    first_model: int = 0,
+    fused: FusedMerge | None = None,
+    gpu=None,
+    download: bool = True,
+) -> tuple[History, MergedSum | None]:
     """Train ``stack`` in place on checked inputs: model i ``per_model[i]`` epochs on rows
     ``segments[i]``. start_row: a (P,) row every model is reset to first, written by the C++
     epoch itself (a round's broadcast, fused). first_model: the global index of model 0, which
@@ -117,21 +149,43 @@ def run_epochs(stack, X, y, segments, per_model: np.ndarray, config: TrainConfig
     if gpu is None:
         velocity = np.zeros_like(stack.params) if config.momentum > 0 else None
         if config.proximal_mu > 0:
-            anchor = (np.repeat(start_row[None], stack.n_models, axis=0) if start_row is not None
-                      else stack.params.copy())
+            anchor = (
+                np.repeat(start_row[None], stack.n_models, axis=0) if start_row is not None else stack.params.copy()
+            )
         else:
             anchor = None
 
         def run_epoch(active, epoch, start, weights):
             c = config
             settings = _core.EpochSettings(
-                batch_size=c.batch_size, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                proximal_mu=c.proximal_mu, seed=c.seed, flip_width=c.flip_width, n_jobs=threads,
-                first_model=first_model, merge_block=fused.block if fused else 0,
+                batch_size=c.batch_size,
+                lr=c.lr,
+                momentum=c.momentum,
+                weight_decay=c.weight_decay,
+                proximal_mu=c.proximal_mu,
+                seed=c.seed,
+                flip_width=c.flip_width,
+                n_jobs=threads,
+                first_model=first_model,
+                merge_block=fused.block if fused else 0,
                 merge_first=fused.first if fused else 0,
-                merge_pieces=bool(fused and fused.pieces and weights is not None))
-            return _core.train_epoch(dims, stack.params, velocity, anchor, X, y, segments.order, segments.offsets,
-                                     active, epoch, settings, start=start, merge_weights=weights)
+                merge_pieces=bool(fused and fused.pieces and weights is not None),
+            )
+            return _core.train_epoch(
+                dims,
+                stack.params,
+                velocity,
+                anchor,
+                X,
+                y,
+                segments.order,
+                segments.offsets,
+                active,
+                epoch,
+                settings,
+                start=start,
+                merge_weights=weights,
+            )
     else:
         if fused is not None and (fused.pieces or fused.block):
             raise ValueError("merge pieces are a CPU feature (segfast.distributed); not with a GPU")
@@ -140,11 +194,29 @@ def run_epochs(stack, X, y, segments, per_model: np.ndarray, config: TrainConfig
 
         def run_epoch(active, epoch, start, weights):
             c = config
-            return gpu.epoch(segments.order, segments.offsets, active, epoch, c.seed, c.batch_size, c.lr, c.momentum,
-                             c.weight_decay, c.proximal_mu, c.flip_width, first_model, threads, start, weights)
-    history = History(loss=np.full((n_epochs, stack.n_models), np.nan),
-                      diverged=np.zeros(stack.n_models, dtype=bool),
-                      epochs=np.zeros(stack.n_models, dtype=np.int64))
+            return gpu.epoch(
+                segments.order,
+                segments.offsets,
+                active,
+                epoch,
+                c.seed,
+                c.batch_size,
+                c.lr,
+                c.momentum,
+                c.weight_decay,
+                c.proximal_mu,
+                c.flip_width,
+                first_model,
+                threads,
+                start,
+                weights,
+            )
+
+    history = History(
+        loss=np.full((n_epochs, stack.n_models), np.nan),
+        diverged=np.zeros(stack.n_models, dtype=bool),
+        epochs=np.zeros(stack.n_models, dtype=np.int64),
+    )
     merged = None
     bar = Progress(n_epochs, "train", enabled=progress)
     try:
@@ -152,23 +224,29 @@ def run_epochs(stack, X, y, segments, per_model: np.ndarray, config: TrainConfig
             active = ((per_model > e) & ~history.diverged & ~stack.diverged).astype(np.uint8)
             start = time.perf_counter()
             weights = fused.weights if fused is not None and e == n_epochs - 1 else None
-            loss, diverged, *sums = run_epoch(active, np.full(stack.n_models, start_epoch + e, dtype=np.int64),
-                                              start_row if e == 0 else None, weights)
+            loss, diverged, *sums = run_epoch(
+                active, np.full(stack.n_models, start_epoch + e, dtype=np.int64), start_row if e == 0 else None, weights
+            )
             if sums:
                 merged = MergedSum(sums[0])
-            if len(sums) == 2:
+            if len(sums) == 2:  # pieces: asked for by a FusedMerge, with the total
+                assert fused is not None and merged is not None
                 bounds = _core.merge_pieces(stack.n_models, fused.block, fused.first)
                 merged.pieces = [(fused.first + a, row) for (a, _), row in zip(bounds, sums[1])]
             history.seconds.append(time.perf_counter() - start)
             history.loss[e] = loss
-            history.epochs += (active.astype(bool) & ~diverged)
+            history.epochs += active.astype(bool) & ~diverged
             if diverged.any():
                 history.diverged |= diverged
                 stack.diverged |= diverged
                 names = ", ".join(str(i) for i in np.flatnonzero(diverged))
-                warnings.warn(f"model(s) {names} diverged in epoch {e + 1} (loss became NaN or inf); they keep "
-                              "their parameters from the end of their last finished epoch and are marked in "
-                              "stack.diverged. Try a smaller lr.", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"model(s) {names} diverged in epoch {e + 1} (loss became NaN or inf); they keep "
+                    "their parameters from the end of their last finished epoch and are marked in "
+                    "stack.diverged. Try a smaller lr.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             bar.advance(f"loss {np.nanmean(loss):.4f}" if np.isfinite(loss).any() else "")
     finally:  # also on Ctrl-C: the models as they were at the end of the last finished epoch
         if gpu is not None and download:

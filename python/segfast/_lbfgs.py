@@ -1,5 +1,6 @@
 """A small, deterministic L-BFGS minimiser (two-loop recursion, Armijo backtracking), so that
 the learned combiners need nothing beyond numpy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,8 @@ def minimize(fun_grad, x0: np.ndarray, max_iter: int = 300, memory: int = 10, gt
     """Minimise f(x), where ``fun_grad(x)`` returns (f, grad). Returns the best x found."""
     x = np.array(x0, dtype=np.float64)
     f, g = fun_grad(x)
-    s_hist, y_hist = [], []
+    s_hist: list[np.ndarray] = []
+    y_hist: list[np.ndarray] = []
     for _ in range(max_iter):
         if np.linalg.norm(g, np.inf) < gtol:
             break

@@ -4,6 +4,7 @@ placing blocks again when a worker is lost.
 
 What it is not: the training tasks or the rounds (distributed.py).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -15,9 +16,9 @@ import numpy as np
 
 from ._engine import LocalEngine
 from ._validate import positive_int
-from .shards import Shards, load_shards, segment_rows
 from .results import fingerprint
 from .segments import Segments
+from .shards import Shards, load_shards, segment_rows
 from .stack import MLPStack
 
 _RETRIES = 3  # times a round is rerun after losing a worker that held blocks
@@ -37,8 +38,10 @@ def workers_of(client) -> list:
         raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
     workers = sorted(client.nthreads())
     if not workers:
-        raise ValueError("client has no workers: start some (e.g. LocalCluster(n_workers=2), or dask worker "
-                         "processes pointed at the scheduler) or wait for them with client.wait_for_workers(n)")
+        raise ValueError(
+            "client has no workers: start some (e.g. LocalCluster(n_workers=2), or dask worker "
+            "processes pointed at the scheduler) or wait for them with client.wait_for_workers(n)"
+        )
     return workers
 
 
@@ -63,8 +66,12 @@ def read_block(shards: Shards, u: int, v: int) -> Block:
     starts = np.cumsum([0] + [len(p[2]) for p in parts])
     order = np.concatenate([p[2] + b for p, b in zip(parts, base)])
     offsets = np.concatenate([[0]] + [p[3][1:] + s for p, s in zip(parts, starts)])
-    return Block(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                  Segments(order, offsets), int(shards.bounds[u]))
+    return Block(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        Segments(order, offsets),
+        int(shards.bounds[u]),
+    )
 
 
 class ArraysSource:
@@ -94,24 +101,34 @@ class ShardsSource:
         self.shards = shards
         missing = shards.missing()
         if missing:
-            raise FileNotFoundError(f"{len(missing)} of the {shards.n_shards} shard files listed in {shards.path} are "
-                                    f"missing (the first: {missing[0]}); write them again with save_shards")
+            raise FileNotFoundError(
+                f"{len(missing)} of the {shards.n_shards} shard files listed in {shards.path} are "
+                f"missing (the first: {missing[0]}); write them again with save_shards"
+            )
         if segments is not None:
             if isinstance(segments, (list, tuple)):
                 segments = Segments.from_indices(segments)
             if not isinstance(segments, Segments):
-                raise TypeError(f"segments must be a segfast.Segments, a list of index arrays or None, got "
-                                f"{type(segments).__name__}")
+                raise TypeError(
+                    f"segments must be a segfast.Segments, a list of index arrays or None, got "
+                    f"{type(segments).__name__}"
+                )
             if fingerprint(segments.order, segments.offsets) != shards.fingerprints["segments"]:
-                raise ValueError(f"segments do not match the shard files in {shards.path}: they were written for "
-                                 f"other segments ({shards.n_segments} of them); pass segments=None to use theirs, "
-                                 "or write the shards again")
+                raise ValueError(
+                    f"segments do not match the shard files in {shards.path}: they were written for "
+                    f"other segments ({shards.n_segments} of them); pass segments=None to use theirs, "
+                    "or write the shards again"
+                )
         if shards.n_features != start.n_features:
-            raise ValueError(f"the shards in {shards.path} have {shards.n_features} features, but the models expect "
-                             f"{start.n_features}")
+            raise ValueError(
+                f"the shards in {shards.path} have {shards.n_features} features, but the models expect "
+                f"{start.n_features}"
+            )
         if shards.n_labels > start.n_classes:
-            raise ValueError(f"the shards in {shards.path} hold labels up to {shards.n_labels - 1}, but the models "
-                             f"have {start.n_classes} classes")
+            raise ValueError(
+                f"the shards in {shards.path} hold labels up to {shards.n_labels - 1}, but the models "
+                f"have {start.n_classes} classes"
+            )
         self.sizes = shards.sizes
         self.cuts = shards.bounds  # blocks are whole shards
 
@@ -120,14 +137,24 @@ class ShardsSource:
 
     def place(self, client, first: int, stop: int, worker: str):
         u, v = np.searchsorted(self.shards.bounds, [first, stop])
-        return client.submit(read_block, self.shards, int(u), int(v), workers=[worker], pure=False, key=f"segfast-shards-{uuid.uuid4().hex[:12]}-{u}")
+        return client.submit(
+            read_block,
+            self.shards,
+            int(u),
+            int(v),
+            workers=[worker],
+            pure=False,
+            key=f"segfast-shards-{uuid.uuid4().hex[:12]}-{u}",
+        )
 
 
 def data_source(X, y, segments, start: MLPStack):
     if isinstance(X, (Shards, str, Path)):
         if y is not None:
-            raise ValueError("with shards (a Shards or a shard directory in place of X) y must be None: the labels "
-                             "are in the shard files")
+            raise ValueError(
+                "with shards (a Shards or a shard directory in place of X) y must be None: the labels "
+                "are in the shard files"
+            )
         return ShardsSource(X, segments, start)
     if y is None or segments is None:
         raise ValueError("X as an array needs y and segments too (or pass shards in place of X)")
@@ -160,8 +187,9 @@ class Placement:
         self.bounds = plan_blocks(np.asarray(source.cuts), n_blocks, align)
         # Neighbouring blocks share a worker: a block's merge sums go on from the one before it.
         self.workers = [workers[i * len(workers) // (len(self.bounds) - 1)] for i in range(len(self.bounds) - 1)]
-        self.data = [source.place(client, int(a), int(b), w)
-                     for a, b, w in zip(self.bounds[:-1], self.bounds[1:], self.workers)]
+        self.data = [
+            source.place(client, int(a), int(b), w) for a, b, w in zip(self.bounds[:-1], self.bounds[1:], self.workers)
+        ]
 
     def run(self, submit):
         """submit(data futures) -> future(s) of tasks pinned to self.workers; their results."""
@@ -189,8 +217,9 @@ class Placement:
             if worker not in alive or data.status in ("cancelled", "lost"):
                 load = {w: self.workers.count(w) for w in alive}
                 self.workers[t] = min(alive, key=load.get)
-                self.data[t] = self.source.place(self.client, int(self.bounds[t]), int(self.bounds[t + 1]),
-                                                 self.workers[t])
+                self.data[t] = self.source.place(
+                    self.client, int(self.bounds[t]), int(self.bounds[t + 1]), self.workers[t]
+                )
 
     def close(self):
         self.data = []  # the last references: Dask forgets the blocks' data

@@ -1,4 +1,5 @@
 """A dependency-free progress bar on stderr, advanced between C++ calls."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """The one place that turns ``n_jobs`` into a thread count (-1 = all cores)."""
+
 from __future__ import annotations
 
 import numbers

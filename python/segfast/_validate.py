@@ -1,4 +1,5 @@
 """Checks shared by every entry point: each names the argument and the problem."""
+
 from __future__ import annotations
 
 import numbers
@@ -23,16 +24,18 @@ def as_features(X, name: str = "X", n_features: int | None = None, who: str = "t
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer) or X.dtype == bool):
         raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows, features), got shape {X.shape}. Reshape your data: "
-                         f"{name}.reshape(-1, 1) for one feature, {name}.reshape(1, -1) for one row")
+        raise ValueError(
+            f"{name} must be 2-D (rows, features), got shape {X.shape}. Reshape your data: "
+            f"{name}.reshape(-1, 1) for one feature, {name}.reshape(1, -1) for one row"
+        )
     if X.shape[0] == 0:
         raise ValueError(f"{name} has no rows: Found array with 0 sample(s) (shape={X.shape})")
     if X.shape[1] == 0:
-        raise ValueError(f"{name} has no features: Found array with 0 feature(s) (shape={X.shape}) while a "
-                         "minimum of 1 is required.")
+        raise ValueError(
+            f"{name} has no features: Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features, but {who} is expecting {n_features} "
-                         "features as input")
+        raise ValueError(f"{name} has {X.shape[1]} features, but {who} is expecting {n_features} features as input")
     X = np.ascontiguousarray(X, dtype=np.float32)
     first = _core.first_non_finite(X)
     if first >= 0:
@@ -58,19 +61,30 @@ def as_labels(y, n_rows: int, n_classes: int | None, name: str = "y") -> np.ndar
             raise ValueError(f"{name} must hold labels >= 0, found {int(y.min())}")
     elif len(y) and (y.min() < 0 or y.max() >= n_classes):
         lo, hi = int(y.min()), int(y.max())
-        raise ValueError(f"{name} holds labels in [{lo}, {hi}] but the models have {n_classes} classes "
-                         f"(labels must be in [0, {n_classes - 1}])")
+        raise ValueError(
+            f"{name} holds labels in [{lo}, {hi}] but the models have {n_classes} classes "
+            f"(labels must be in [0, {n_classes - 1}])"
+        )
     return y
 
 
 def integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """An int (numpy integers too; never a bool, which is an int subclass but surely a mistake)
     in [minimum, maximum], as a plain Python int."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or (minimum is not None and value < minimum) or (maximum is not None and value > maximum)):
-        bounds = "".join(part for part in (f" >= {minimum}" if minimum is not None else "",
-                                           " and" if minimum is not None and maximum is not None else "",
-                                           f" <= {maximum}" if maximum is not None else ""))
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or (minimum is not None and int(value) < minimum)
+        or (maximum is not None and int(value) > maximum)
+    ):
+        bounds = "".join(
+            part
+            for part in (
+                f" >= {minimum}" if minimum is not None else "",
+                " and" if minimum is not None and maximum is not None else "",
+                f" <= {maximum}" if maximum is not None else "",
+            )
+        )
         raise ValueError(f"{name} must be an integer{bounds}, got {value!r}")
     return int(value)
 
@@ -109,8 +123,7 @@ def epochs_per_model(epochs, n_models: int) -> np.ndarray:
         if epochs.dtype == bool or not np.issubdtype(epochs.dtype, np.integer) or epochs.shape != (n_models,):
             raise ValueError(f"epochs must be an int or {n_models} ints (one per model), got {epochs!r}")
     if (epochs < 0).any() or (epochs > MAX_EPOCHS).any():
-        raise ValueError(f"epochs must be >= 0 and <= {MAX_EPOCHS}, got values from {epochs.min()} to "
-                         f"{epochs.max()}")
+        raise ValueError(f"epochs must be >= 0 and <= {MAX_EPOCHS}, got values from {epochs.min()} to {epochs.max()}")
     return epochs.astype(np.int64)
 
 
@@ -173,15 +186,17 @@ def npz_open(file, name=None):
 
     name = str(file) if name is None else name
     try:
-        fid = file if hasattr(file, "read") else open(file, "rb")
+        fid = file if hasattr(file, "read") else open(file, "rb")  # noqa: SIM115 (returned open, closed by the caller)
     except IsADirectoryError:
         raise ValueError(f"{name} is a directory, not an .npz file") from None
     try:
         head = fid.read(4)
         fid.seek(0)
         if head not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise ValueError(f"{name} is not an .npz file (a zip archive of .npy arrays): it begins with "
-                             f"{head.hex(' ') or 'nothing, it is empty'}")
+            raise ValueError(
+                f"{name} is not an .npz file (a zip archive of .npy arrays): it begins with "
+                f"{head.hex(' ') or 'nothing, it is empty'}"
+            )
         try:
             return np.lib.npyio.NpzFile(fid, own_fid=fid is not file, allow_pickle=False)
         except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError) as e:
@@ -198,8 +213,17 @@ def _npz_errors():
     import zlib
 
     # what zipfile, zlib and numpy's .npy reader raise on damaged bytes; RuntimeError: encrypted
-    return (zipfile.BadZipFile, zlib.error, struct.error, EOFError, KeyError, ValueError, OSError,
-            NotImplementedError, RuntimeError)
+    return (
+        zipfile.BadZipFile,
+        zlib.error,
+        struct.error,
+        EOFError,
+        KeyError,
+        ValueError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+    )
 
 
 def npz_header(npz, key: str, name) -> tuple:
@@ -226,20 +250,26 @@ def npz_header(npz, key: str, name) -> tuple:
     except _npz_errors() as e:
         raise ValueError(f"{name}: array {key!r} is damaged: {e}") from None
     if dtype.hasobject:
-        raise ValueError(f"{name}: array {key!r} holds Python objects, which only pickle could load; "
-                         "segfast never unpickles")
+        raise ValueError(
+            f"{name}: array {key!r} holds Python objects, which only pickle could load; segfast never unpickles"
+        )
     need = start + math.prod(shape) * dtype.itemsize  # Python ints: a forged shape cannot wrap
     if info.file_size != need:
-        raise ValueError(f"{name}: array {key!r} declares shape {shape} of {dtype} ({need} bytes with "
-                         f"its header) but the archive stores {info.file_size} bytes for it")
+        raise ValueError(
+            f"{name}: array {key!r} declares shape {shape} of {dtype} ({need} bytes with "
+            f"its header) but the archive stores {info.file_size} bytes for it"
+        )
     # the sizes in a zip's directory are forgeable too: hold them to the bytes really there
     archive = npz.zip.fp.seek(0, 2)  # safe: zipfile seeks to its own position before each read
-    if (info.header_offset + info.compress_size > archive
-            or (info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size)
-            or (info.compress_type == zipfile.ZIP_DEFLATED
-                and info.file_size > inflated_size_bound(info.compress_size))):
-        raise ValueError(f"{name}: array {key!r} declares {info.file_size} bytes, more than the "
-                         f"{info.compress_size} bytes stored for it (in an archive of {archive}) can hold")
+    if (
+        info.header_offset + info.compress_size > archive
+        or (info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size)
+        or (info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > inflated_size_bound(info.compress_size))
+    ):
+        raise ValueError(
+            f"{name}: array {key!r} declares {info.file_size} bytes, more than the "
+            f"{info.compress_size} bytes stored for it (in an archive of {archive}) can hold"
+        )
     return shape, dtype
 
 

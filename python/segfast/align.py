@@ -1,4 +1,5 @@
 """align(): permute hidden units so that models line up, without changing what they compute."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,7 @@ def align(stack: MLPStack, reference=0, *, max_iter: int = 10, n_jobs: int = -1,
     """
     check_stack(stack)
     if rounds is not None:
-        warnings.warn("align(): rounds= is deprecated and will be removed; use max_iter=", FutureWarning,
-                      stacklevel=2)
+        warnings.warn("align(): rounds= is deprecated and will be removed; use max_iter=", FutureWarning, stacklevel=2)
         max_iter = rounds
     max_iter = integer(max_iter, "max_iter", 0, 2**31 - 1)
     threads = resolve_n_jobs(n_jobs)
@@ -46,17 +46,18 @@ def align(stack: MLPStack, reference=0, *, max_iter: int = 10, n_jobs: int = -1,
         return out
     if isinstance(reference, bool) or not isinstance(reference, numbers.Integral):
         raise TypeError(f"reference must be a model index or a one-model MLPStack, got {reference!r}")
-    if not -stack.n_models <= reference < stack.n_models:
+    if not -stack.n_models <= int(reference) < stack.n_models:
         raise ValueError(f"reference {reference} is not a model index of a stack of {stack.n_models}")
     out = stack.copy()
-    out.permutations, out.align_iterations = _align_stack(stack.dims, out.params,
-                                                          int(reference) % stack.n_models, max_iter, threads)
+    out.permutations, out.align_iterations = _align_stack(
+        stack.dims, out.params, int(reference) % stack.n_models, max_iter, threads
+    )
     return out
 
 
 # Unit similarities are float32 sums of products of weights: weights up to 2^40 keep them finite
 # (2^80 a product, 2^100 for a million of them, under float32's 2^128).
-_SCORE_LIMIT = 2.0 ** 40
+_SCORE_LIMIT = 2.0**40
 
 
 def _align_stack(dims, params: np.ndarray, reference: int, max_iter: int, threads: int):
@@ -84,18 +85,18 @@ def permute_units(dims, params: np.ndarray, perms: np.ndarray) -> np.ndarray:
     rows = np.arange(n)[:, None]
     off = unit = 0
     before = None  # the permutation of this layer's inputs (None: the data's features)
-    for l, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        w = params[:, off:off + a * b].reshape(n, a, b)
-        bias = params[:, off + a * b:off + a * b + b]
-        now = perms[:, unit:unit + b].astype(np.intp) if l < len(dims) - 2 else None
+    for layer, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        w = params[:, off : off + a * b].reshape(n, a, b)
+        bias = params[:, off + a * b : off + a * b + b]
+        now = perms[:, unit : unit + b].astype(np.intp) if layer < len(dims) - 2 else None
         if before is not None:
             w = w[rows, before, :]
         if now is not None:
             w = np.take_along_axis(w, now[:, None, :], axis=2)
             bias = np.take_along_axis(bias, now, axis=1)
             unit += b
-        out[:, off:off + a * b] = w.reshape(n, -1)
-        out[:, off + a * b:off + a * b + b] = bias
+        out[:, off : off + a * b] = w.reshape(n, -1)
+        out[:, off + a * b : off + a * b + b] = bias
         off += a * b + b
         before = now
     return out

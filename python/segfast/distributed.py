@@ -11,6 +11,7 @@ blocks. What it is not: a scheduler. Running tasks and moving results are Dask's
 extra: pip install "segfast[dask]"); segfast only pins each block's tasks to the worker that
 holds its rows and, when that worker is lost, places the block again and reruns the round.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,7 +24,7 @@ import numpy as np
 from . import _core
 from ._engine import Engine, RoundTraining
 from ._epochs import FusedMerge, History, TrainConfig, run_epochs
-from ._placement import Block, Placement, data_source, dask_distributed, workers_of
+from ._placement import Block, Placement, dask_distributed, data_source, workers_of
 from ._validate import check_stack, epochs_per_model, integer
 from .rounds import RoundsResult, run_rounds, start_model
 from .segments import Segments
@@ -53,7 +54,7 @@ def _release(token: str) -> None:
 def _subset(segments: Segments, ids: np.ndarray) -> Segments:
     if ids[-1] - ids[0] + 1 == len(ids):  # consecutive: a slice of the order, no copy
         lo, hi = segments.offsets[ids[0]], segments.offsets[ids[-1] + 1]
-        return Segments(segments.order[lo:hi], segments.offsets[ids[0]:ids[-1] + 2] - lo)
+        return Segments(segments.order[lo:hi], segments.offsets[ids[0] : ids[-1] + 2] - lo)
     return Segments.from_indices([segments[i] for i in ids])
 
 
@@ -72,21 +73,47 @@ class _Part:
         return self.rows.nbytes + sum(s.nbytes for _, s in self.sums) + self.loss.nbytes
 
 
-def _train_part(block: Block, buffer_key, dims, ids, first, epochs, config: TrainConfig, start_epoch, start_row,
-                weights, merge_block):
+def _train_part(
+    block: Block,
+    buffer_key,
+    dims,
+    ids,
+    first,
+    epochs,
+    config: TrainConfig,
+    start_epoch,
+    start_row,
+    weights,
+    merge_block,
+):
     from dask.distributed import get_worker
 
     n = len(ids)
-    part = _Part(_buffer(buffer_key, n, start_row.size), np.full((epochs, n), np.nan), np.zeros(n, dtype=bool),
-                 np.zeros(n, dtype=np.int64), first + n)
+    part = _Part(
+        _buffer(buffer_key, n, start_row.size),
+        np.full((epochs, n), np.nan),
+        np.zeros(n, dtype=bool),
+        np.zeros(n, dtype=np.int64),
+        first + n,
+    )
     # The merge fused into the last epoch, in the pieces of the single-machine call over all
     # positions (cpp/train.h, merge_pieces): _fold adds them on in that call's order.
     fused = None if weights is None else FusedMerge(weights, block=merge_block, first=first, pieces=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by round position
-        hist, merged = run_epochs(MLPStack._wrap(dims, part.rows), block.X, block.y, _subset(block.segments, ids),
-                                  np.full(n, epochs), config, get_worker().state.nthreads, start_epoch=start_epoch,
-                                  start_row=start_row, first_model=first, fused=fused)
+        hist, merged = run_epochs(
+            MLPStack._wrap(dims, part.rows),
+            block.X,
+            block.y,
+            _subset(block.segments, ids),
+            np.full(n, epochs),
+            config,
+            get_worker().state.nthreads,
+            start_epoch=start_epoch,
+            start_row=start_row,
+            first_model=first,
+            fused=fused,
+        )
     part.loss[:], part.diverged[:], part.epochs[:] = hist.loss, hist.diverged, hist.epochs
     if merged is not None:
         part.sums = merged.pieces or []
@@ -122,9 +149,12 @@ def _fold(carry, part: _Part, block: int, n: int) -> dict:
 def _warn_diverged(diverged: np.ndarray, epochs: np.ndarray) -> None:
     for e in np.unique(epochs[diverged]):
         names = ", ".join(str(i) for i in np.flatnonzero(diverged & (epochs == e)))
-        warnings.warn(f"model(s) {names} diverged in epoch {e + 1} (loss became NaN or inf); they keep their "
-                      "parameters from the end of their last finished epoch. Try a smaller lr.", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"model(s) {names} diverged in epoch {e + 1} (loss became NaN or inf); they keep their "
+            "parameters from the end of their last finished epoch. Try a smaller lr.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class _OnCluster(Engine):
@@ -156,11 +186,24 @@ class _OnCluster(Engine):
                     continue
                 name = f"{self.token}-{self.calls}-{t}"
                 part = self.client.submit(
-                    _train_part, data[t], (self.token, t), self.dims, chosen[a:b] - bounds[t], int(a), epochs,
-                    config, start_epoch, start_row, None if fused is None else fused[a:b], block,
-                    key=f"segfast-train-{name}", workers=[self.placement.workers[t]])
-                carry = self.client.submit(_fold, carry, part, block, n, key=f"segfast-fold-{name}",
-                                           workers=[self.placement.workers[t]])
+                    _train_part,
+                    data[t],
+                    (self.token, t),
+                    self.dims,
+                    chosen[a:b] - bounds[t],
+                    int(a),
+                    epochs,
+                    config,
+                    start_epoch,
+                    start_row,
+                    None if fused is None else fused[a:b],
+                    block,
+                    key=f"segfast-train-{name}",
+                    workers=[self.placement.workers[t]],
+                )
+                carry = self.client.submit(
+                    _fold, carry, part, block, n, key=f"segfast-fold-{name}", workers=[self.placement.workers[t]]
+                )
                 parts.append(part)
             self.parts = parts
             return carry
@@ -174,10 +217,15 @@ class _OnCluster(Engine):
 
         def local_models():  # pulled from the workers only when something reads them
             if not local:
-                rows = self.client.gather([self.client.submit(_rows, p, pure=False, workers=[w])
-                                           for p, w in zip(self.parts, self.placement.workers)])
+                rows = self.client.gather(
+                    [
+                        self.client.submit(_rows, p, pure=False, workers=[w])
+                        for p, w in zip(self.parts, self.placement.workers)
+                    ]
+                )
                 local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged)
             return local["stack"]
+
         return RoundTraining(hist, None if fused is None else carry["sum"], local_models)
 
     def close(self):
@@ -191,8 +239,19 @@ def _rows(part: _Part) -> np.ndarray:
     return part.rows
 
 
-def rounds(stack_or_architecture, X, y=None, segments=None, rounds: int = 20, local_epochs=1, merge="uniform", *,
-           client, blocks=None, **options) -> RoundsResult:
+def rounds(
+    stack_or_architecture,
+    X,
+    y=None,
+    segments=None,
+    rounds: int = 20,
+    local_epochs=1,
+    merge="uniform",
+    *,
+    client,
+    blocks=None,
+    **options,
+) -> RoundsResult:
     """segfast.rounds with the local training on a Dask cluster; same arguments, same result.
 
     X, y, segments: arrays as segfast.rounds takes them (each block's rows are scattered to a
@@ -225,14 +284,38 @@ def _train_rows(block: Block, rows, dims, per_model, config: TrainConfig, start_
     stack = MLPStack.from_params(dims, rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by model index
-        hist, _ = run_epochs(stack, block.X, block.y, block.segments, per_model, config,
-                             get_worker().state.nthreads, start_epoch=start_epoch, first_model=block.first)
+        hist, _ = run_epochs(
+            stack,
+            block.X,
+            block.y,
+            block.segments,
+            per_model,
+            config,
+            get_worker().state.nthreads,
+            start_epoch=start_epoch,
+            first_model=block.first,
+        )
     return stack.params, hist
 
 
-def train(stack: MLPStack, X, y=None, segments=None, *, epochs=1, batch_size: int = 32, lr: float = 0.05,
-          momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None,
-          proximal_mu: float = 0.0, start_epoch: int = 0, client, blocks=None) -> History:
+def train(
+    stack: MLPStack,
+    X,
+    y=None,
+    segments=None,
+    *,
+    epochs=1,
+    batch_size: int = 32,
+    lr: float = 0.05,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    augment=None,
+    proximal_mu: float = 0.0,
+    start_epoch: int = 0,
+    client,
+    blocks=None,
+) -> History:
     """segfast.train with each block of models trained on a Dask worker; same result, bit for bit.
 
     X, y, segments as in :func:`rounds` (arrays, or shards in place of X). The models' rows go to
@@ -246,8 +329,16 @@ def train(stack: MLPStack, X, y=None, segments=None, *, epochs=1, batch_size: in
     if len(source.sizes) != stack.n_models:
         raise ValueError(f"segments has {len(source.sizes)} segments but the stack has {stack.n_models} models")
     per_model = epochs_per_model(epochs, stack.n_models)
-    config = TrainConfig.checked(stack.n_features, batch_size=batch_size, lr=lr, momentum=momentum,
-                                 weight_decay=weight_decay, proximal_mu=proximal_mu, seed=seed, augment=augment)
+    config = TrainConfig.checked(
+        stack.n_features,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        proximal_mu=proximal_mu,
+        seed=seed,
+        augment=augment,
+    )
     start_epoch = integer(start_epoch, "start_epoch", 0, 2**62 - 1)
     t0 = time.perf_counter()
     placement = Placement(client, source, blocks, 1)
@@ -258,8 +349,11 @@ def train(stack: MLPStack, X, y=None, segments=None, *, epochs=1, batch_size: in
         for t, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             w = [placement.workers[t]]
             rows = client.scatter(stack.params[a:b], workers=w, hash=False)
-            futures.append(client.submit(_train_rows, data[t], rows, stack.dims, per_model[a:b], config,
-                                         start_epoch, pure=False, workers=w))
+            futures.append(
+                client.submit(
+                    _train_rows, data[t], rows, stack.dims, per_model[a:b], config, start_epoch, pure=False, workers=w
+                )
+            )
         return futures
 
     try:
@@ -267,11 +361,18 @@ def train(stack: MLPStack, X, y=None, segments=None, *, epochs=1, batch_size: in
     finally:
         placement.close()
     n_epochs = int(per_model.max(initial=0))
-    hist = History(loss=np.full((n_epochs, stack.n_models), np.nan), diverged=np.zeros(stack.n_models, dtype=bool),
-                   epochs=np.zeros(stack.n_models, dtype=np.int64))
+    hist = History(
+        loss=np.full((n_epochs, stack.n_models), np.nan),
+        diverged=np.zeros(stack.n_models, dtype=bool),
+        epochs=np.zeros(stack.n_models, dtype=np.int64),
+    )
     for a, b, (params, part) in zip(bounds[:-1], bounds[1:], results):
         stack.params[a:b] = params
-        hist.loss[:part.loss.shape[0], a:b], hist.diverged[a:b], hist.epochs[a:b] = part.loss, part.diverged, part.epochs
+        hist.loss[: part.loss.shape[0], a:b], hist.diverged[a:b], hist.epochs[a:b] = (
+            part.loss,
+            part.diverged,
+            part.epochs,
+        )
     stack.diverged |= hist.diverged
     hist.seconds.append(time.perf_counter() - t0)
     if hist.diverged.any():

@@ -194,10 +194,10 @@ class Ensemble(ParamsMixin):
             def hits(j):  # (n, N): which models got each row's j-th nearest neighbour right
                 return right[idx[:, j]]
         else:
-            idx = [_core.knn(X, rows, self.k, threads)[0] for rows in self.segment_rows_]
+            idxs = [_core.knn(X, rows, self.k, threads)[0] for rows in self.segment_rows_]
 
             def hits(j):
-                return np.stack([c[i[:, j]] for c, i in zip(self.segment_correct_, idx)], axis=1)
+                return np.stack([c[i[:, j]] for c, i in zip(self.segment_correct_, idxs)], axis=1)
 
         # One (n, N) slice per neighbour rank instead of the (N, n, k) tensor: 0.1 s -> 0.01 s for
         # 100 models, 10,000 rows and k = 20.

@@ -1,15 +1,17 @@
 """merge(): many segment models into one (or one per cluster), with every strategy in one call."""
+
 from __future__ import annotations
 
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 
 from . import _core
 from ._device import check_device
 from ._threads import resolve_n_jobs
-from ._validate import as_features, as_labels, check_stack, val_pair
+from ._validate import as_features, check_stack, val_pair
 from .align import align as align_stack
 from .cluster import cluster
 from .predict import evaluate
@@ -35,8 +37,9 @@ def rank_weights(losses: np.ndarray) -> np.ndarray:
 
 def _explicit_weights(weights, n_models: int) -> np.ndarray:
     if weights is None:
-        raise ValueError("method='weighted' needs weights= (an array of N weights, or the Segments "
-                         "to weight by segment size)")
+        raise ValueError(
+            "method='weighted' needs weights= (an array of N weights, or the Segments to weight by segment size)"
+        )
     if isinstance(weights, Segments):
         weights = weights.sizes
     w = np.asarray(weights, dtype=np.float64)
@@ -93,10 +96,24 @@ def _rescale(merged: MLPStack, sources: MLPStack) -> None:
             merged.weights(layer)[...] *= np.float32(target / norm)
 
 
-def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, align: bool = False,
-          repair=None, rescale: bool = False, temperature: float = 1.0, trim: float = 0.1,
-          k=None, margin: float = 0.1, seed: int = 0, return_details: bool = False, n_jobs: int = -1,
-          device: str = "cpu"):
+def merge(
+    stack: MLPStack,
+    method: str = "uniform",
+    *,
+    weights=None,
+    val=None,
+    align: bool = False,
+    repair=None,
+    rescale: bool = False,
+    temperature: float = 1.0,
+    trim: float = 0.1,
+    k=None,
+    margin: float = 0.1,
+    seed: int = 0,
+    return_details: bool = False,
+    n_jobs: int = -1,
+    device: str = "cpu",
+):
     """Merge the models of ``stack`` into one model (a one-model MLPStack).
 
     method:
@@ -146,8 +163,11 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
     if keep.size == 0:
         raise ValueError("every model of the stack diverged: nothing to merge")
     if keep.size < stack.n_models:
-        warnings.warn(f"leaving out diverged model(s) {', '.join(map(str, np.flatnonzero(stack.diverged)))}",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"leaving out diverged model(s) {', '.join(map(str, np.flatnonzero(stack.diverged)))}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         if method == "weighted":
             explicit = explicit[keep]
             if explicit.sum() <= 0:
@@ -155,7 +175,7 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
             explicit = explicit / explicit.sum()
         stack = stack.select(keep)
 
-    details = {"models": keep}
+    details: dict[str, Any] = {"models": keep}
     val_eval = evaluate(stack, *val, n_jobs=threads, device=device) if val is not None else None
     if align:
         reference = int(np.argmin(val_eval.loss)) if val_eval is not None else 0
@@ -176,10 +196,12 @@ def merge(stack: MLPStack, method: str = "uniform", *, weights=None, val=None, a
         elif method == "weighted":
             w = explicit
         elif method == "loss":
+            assert val_eval is not None  # merge() checked: these methods need val
             z = -val_eval.loss / temperature
             w = np.exp(z - z.max())
             w /= w.sum()
         elif method == "rank":
+            assert val_eval is not None
             w = rank_weights(val_eval.loss)
         else:  # greedy
             w = _greedy_soup(stack, val, threads, device)

@@ -1,4 +1,5 @@
 """Every model of a stack on the same rows, in one C++ call."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -12,7 +13,7 @@ from .stack import MLPStack
 
 
 class Evaluation(NamedTuple):
-    loss: np.ndarray      # (N,) mean cross-entropy
+    loss: np.ndarray  # (N,) mean cross-entropy
     accuracy: np.ndarray  # (N,) share of rows predicted right
 
 

@@ -6,6 +6,7 @@ and standard deviation in the source models and in the merged one, and folds an 
 correction into the merged weights so that every unit gets back the (weighted) average of the
 sources' statistics. The result is a plain MLP again.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,7 @@ from . import _core
 from .stack import MLPStack
 
 
-def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights: np.ndarray,
-           n_jobs: int) -> MLPStack:
+def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights: np.ndarray, n_jobs: int) -> MLPStack:
     """Renormalise the one-model ``merged`` against the (aligned) ``sources``, in a copy
     (n_jobs: threads, already resolved: >= 1)."""
     dims = list(merged.dims)
@@ -27,8 +27,8 @@ def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights: np
         # Layer by layer: correcting layer l changes what every later layer sees.
         width = dims[layer + 1]
         m, s = _core.preactivation_stats(dims, out.params, X_calib, n_jobs)
-        m, s = m[0, offset:offset + width], s[0, offset:offset + width]
-        t_mean, t_std = target_mean[offset:offset + width], target_std[offset:offset + width]
+        m, s = m[0, offset : offset + width], s[0, offset : offset + width]
+        t_mean, t_std = target_mean[offset : offset + width], target_std[offset : offset + width]
         # Dead units (no spread) keep their weights: there is nothing to rescale.
         scale = np.where(s > 1e-8, t_std / np.maximum(s, 1e-8), 1.0)
         shift = np.where(s > 1e-8, t_mean - m * scale, 0.0)

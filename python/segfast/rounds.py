@@ -6,6 +6,7 @@ call an epoch for all of them), merge with any method of segfast.merge, apply th
 Every random choice is keyed by (seed, round), so a run resumed from its last checkpoint ends
 exactly where an uninterrupted run ends.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -15,14 +16,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _device, schedule as schedules
+from . import _device
+from . import schedule as schedules
 from ._device import check_device
 from ._engine import Engine, LocalEngine
 from ._epochs import TrainConfig
 from ._progress import Progress
 from ._threads import resolve_n_jobs
-from ._validate import finite_float, integer, seed as checked_seed, val_pair
-from .merge import METHODS as MERGE_METHODS, _explicit_weights, merge as merge_models
+from ._validate import finite_float, integer, val_pair
+from ._validate import seed as checked_seed
+from .merge import METHODS as MERGE_METHODS
+from .merge import _explicit_weights
+from .merge import merge as merge_models
 from .predict import evaluate
 from .results import RunDirectory, fingerprint
 from .stack import MLPStack
@@ -35,18 +40,18 @@ _MAX_ROUNDS = 10**6
 
 @dataclass
 class RoundsResult:
-    global_model: MLPStack          # the final global model (one model)
-    history: list                   # one dict per round
-    best_model: MLPStack = None     # the global model of the round with the best eval accuracy
-    local_models: MLPStack = None   # the segment models of the last round, before merging
-    run_dir: object = None
+    global_model: MLPStack  # the final global model (one model)
+    history: list  # one dict per round
+    best_model: MLPStack | None = None  # the global model of the round with the best val accuracy
+    local_models: MLPStack | None = None  # the segment models of the last round, before merging
+    run_dir: RunDirectory | None = None
 
     def __repr__(self) -> str:  # a summary: the history has one dict per round
         last = self.history[-1] if self.history else {}
         acc = f", global accuracy {100 * last['global_accuracy']:.2f}%" if "global_accuracy" in last else ""
         local = f", {self.local_models.n_models} local models" if self.local_models is not None else ""
-        return (f"RoundsResult({len(self.history)} rounds, dims {list(self.global_model.dims)}{acc}{local}"
-                f"{f', run directory {self.run_dir.path}' if getattr(self.run_dir, 'path', None) else ''})")
+        where = f", run directory {self.run_dir.path}" if self.run_dir is not None else ""
+        return f"RoundsResult({len(self.history)} rounds, dims {list(self.global_model.dims)}{acc}{local}{where})"
 
 
 def _merge_spec(merge):
@@ -58,10 +63,11 @@ def _merge_spec(merge):
     else:
         raise TypeError(f"merge must be a method name or a dict of segfast.merge arguments, got {merge!r}")
     if spec["method"] not in MERGE_METHODS or spec["method"] == "cluster-merge":
-        raise ValueError(f"unknown merge method {spec['method']!r} for rounds; choose one of "
-                         f"{', '.join(m for m in MERGE_METHODS if m != 'cluster-merge')}")
+        raise ValueError(
+            f"unknown merge method {spec['method']!r} for rounds; choose one of "
+            f"{', '.join(m for m in MERGE_METHODS if m != 'cluster-merge')}"
+        )
     return spec
-
 
 
 _TRAIN_OPTIONS = ("lr", "batch_size", "momentum", "weight_decay", "augment")  # what rounds passes to local SGD
@@ -72,15 +78,15 @@ class _Plan:
     """rounds()' arguments, checked once before anything is written."""
 
     n_rounds: int
-    local_epochs: object      # an int, a list or a schedule (segfast.schedule)
-    merge: dict               # segfast.merge's arguments, "method" included
+    local_epochs: object  # an int, a list or a schedule (segfast.schedule)
+    merge: dict  # segfast.merge's arguments, "method" included
     fraction: float
-    n_chosen: int             # participants a round
+    n_chosen: int  # participants a round
     server_lr: float
     server_momentum: float
     lr_decay: float
-    config: TrainConfig       # local SGD; its lr is round 0's
-    train_options: dict       # the local SGD options as given, but lr (config.json records them)
+    config: TrainConfig  # local SGD; its lr is round 0's
+    train_options: dict  # the local SGD options as given, but lr (config.json records them)
     threads: int
     val: tuple | None
     val_segments: bool
@@ -100,18 +106,35 @@ def _renamed(options: dict) -> dict:
         if old in options:
             if options.get(new, default) is not default:
                 raise TypeError(f"pass {new}= only ({old}= is its deprecated name)")
-            warnings.warn(f"rounds(): {old}= is deprecated and will be removed; use {new}=", FutureWarning,
-                          stacklevel=4)  # _renamed, run_rounds, rounds (or distributed.rounds), the caller
+            warnings.warn(
+                f"rounds(): {old}= is deprecated and will be removed; use {new}=", FutureWarning, stacklevel=4
+            )  # _renamed, run_rounds, rounds (or distributed.rounds), the caller
             options[new] = options.pop(old)
     return options
 
 
-def _checked_plan(start: MLPStack, n_segments: int, n_rounds, local_epochs, merge, *, fraction=1.0, server_lr=1.0,
-                  server_momentum=0.0, proximal_mu=0.0, lr_decay=1.0, val=None, val_segments=True, seed=0, n_jobs=-1,
-                  device="cpu", **train_options) -> _Plan:
+def _checked_plan(
+    start: MLPStack,
+    n_segments: int,
+    n_rounds,
+    local_epochs,
+    merge,
+    *,
+    fraction=1.0,
+    server_lr=1.0,
+    server_momentum=0.0,
+    proximal_mu=0.0,
+    lr_decay=1.0,
+    val=None,
+    val_segments=True,
+    seed=0,
+    n_jobs=-1,
+    device="cpu",
+    **train_options,
+) -> _Plan:
     n_rounds = integer(n_rounds, "rounds", 1, _MAX_ROUNDS)
     # a bool is a Real, but fraction=True is a mistake, as it is for every other number here
-    if isinstance(fraction, bool) or not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+    if isinstance(fraction, bool) or not (isinstance(fraction, numbers.Real) and 0 < float(fraction) <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     fraction = float(fraction)
     server_lr = finite_float(server_lr, "server_lr", minimum=0.0)
@@ -123,8 +146,10 @@ def _checked_plan(start: MLPStack, n_segments: int, n_rounds, local_epochs, merg
     if "weights" in spec:
         # Checked before anything is written: a bad value must not leave a half-begun run directory.
         if fraction < 1:
-            raise ValueError("explicit merge weights need fraction=1 (the participants change every round); "
-                             "use method='weighted' without weights to weight by segment size")
+            raise ValueError(
+                "explicit merge weights need fraction=1 (the participants change every round); "
+                "use method='weighted' without weights to weight by segment size"
+            )
         spec["weights"] = _explicit_weights(spec["weights"], n_segments)
     for r in range(n_rounds):
         schedules.resolve(local_epochs, r)
@@ -132,30 +157,60 @@ def _checked_plan(start: MLPStack, n_segments: int, n_rounds, local_epochs, merg
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
     config = TrainConfig.checked(start.n_features, proximal_mu=proximal_mu, seed=checked_seed(seed), **train_options)
-    return _Plan(n_rounds=n_rounds, local_epochs=local_epochs, merge=spec, fraction=fraction,
-                 n_chosen=max(1, int(round(fraction * n_segments))) if fraction < 1 else n_segments,
-                 server_lr=server_lr, server_momentum=server_momentum, lr_decay=lr_decay, config=config,
-                 train_options={k: v for k, v in train_options.items() if k != "lr"}, threads=resolve_n_jobs(n_jobs),
-                 val=val_pair(val, start.n_features, start.n_classes), val_segments=bool(val_segments),
-                 device=device)
+    return _Plan(
+        n_rounds=n_rounds,
+        local_epochs=local_epochs,
+        merge=spec,
+        fraction=fraction,
+        n_chosen=max(1, int(round(fraction * n_segments))) if fraction < 1 else n_segments,
+        server_lr=server_lr,
+        server_momentum=server_momentum,
+        lr_decay=lr_decay,
+        config=config,
+        train_options={k: v for k, v in train_options.items() if k != "lr"},
+        threads=resolve_n_jobs(n_jobs),
+        val=val_pair(val, start.n_features, start.n_classes),
+        val_segments=bool(val_segments),
+        device=device,
+    )
 
 
 def start_model(stack_or_architecture, seed) -> MLPStack:
     """rounds()' first argument as a one-model stack (a copy: the caller's stays as it was)."""
     if isinstance(stack_or_architecture, MLPStack):
         if stack_or_architecture.n_models != 1:
-            raise ValueError(f"rounds starts from one global model; got a stack of {stack_or_architecture.n_models}"
-                             " (pass stack[0] or the layer widths)")
+            raise ValueError(
+                f"rounds starts from one global model; got a stack of {stack_or_architecture.n_models}"
+                " (pass stack[0] or the layer widths)"
+            )
         return stack_or_architecture.copy()
     return MLPStack(stack_or_architecture, n_models=1, seed=seed)
 
 
-def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs=1, merge="uniform", *,
-           fraction: float = 1.0, server_lr: float = 1.0, server_momentum: float = 0.0,
-           proximal_mu: float = 0.0, lr_decay: float = 1.0, val=None, val_segments: bool = True,
-           out=None, resume: bool = False,
-           seed: int = 0, n_jobs: int = -1, progress: bool = True, device: str = "cpu",
-           **train_options) -> RoundsResult:
+def rounds(
+    stack_or_architecture,
+    X,
+    y,
+    segments,
+    rounds: int = 20,
+    local_epochs=1,
+    merge="uniform",
+    *,
+    fraction: float = 1.0,
+    server_lr: float = 1.0,
+    server_momentum: float = 0.0,
+    proximal_mu: float = 0.0,
+    lr_decay: float = 1.0,
+    val=None,
+    val_segments: bool = True,
+    out=None,
+    resume: bool = False,
+    seed: int = 0,
+    n_jobs: int = -1,
+    progress: bool = True,
+    device: str = "cpu",
+    **train_options,
+) -> RoundsResult:
     """Simulate ``rounds`` rounds of federated training of one global model over ``segments``.
 
     stack_or_architecture: a one-model MLPStack (the shared start) or layer widths like
@@ -179,14 +234,32 @@ def rounds(stack_or_architecture, X, y, segments, rounds: int = 20, local_epochs
     start = start_model(stack_or_architecture, seed)
     device = check_device(device)
     engine = LocalEngine(start, X, y, segments, device)
-    return run_rounds(engine, start, rounds, local_epochs, merge, fraction=fraction, server_lr=server_lr,
-                      server_momentum=server_momentum, proximal_mu=proximal_mu, lr_decay=lr_decay, val=val,
-                      val_segments=val_segments, out=out, resume=resume, seed=seed, n_jobs=n_jobs,
-                      progress=progress, device=device, **train_options)
+    return run_rounds(
+        engine,
+        start,
+        rounds,
+        local_epochs,
+        merge,
+        fraction=fraction,
+        server_lr=server_lr,
+        server_momentum=server_momentum,
+        proximal_mu=proximal_mu,
+        lr_decay=lr_decay,
+        val=val,
+        val_segments=val_segments,
+        out=out,
+        resume=resume,
+        seed=seed,
+        n_jobs=n_jobs,
+        progress=progress,
+        device=device,
+        **train_options,
+    )
 
 
-def run_rounds(engine: Engine, start: MLPStack, n_rounds, local_epochs, merge, *, out=None, resume=False,
-               progress=True, **options) -> RoundsResult:
+def run_rounds(
+    engine: Engine, start: MLPStack, n_rounds, local_epochs, merge, *, out=None, resume=False, progress=True, **options
+) -> RoundsResult:
     """The rounds loop, with local training on ``engine`` (this process, or a Dask cluster for
     segfast.distributed). ``options``: rounds()' keyword arguments."""
     plan = _checked_plan(start, len(engine.sizes), n_rounds, local_epochs, merge, **_renamed(options))
@@ -216,7 +289,7 @@ def run_rounds(engine: Engine, start: MLPStack, n_rounds, local_epochs, merge, *
         t0 = time.perf_counter()
         chosen = plan.participants(r, len(engine.sizes))
         epochs = schedules.resolve(plan.local_epochs, r)
-        lr = plan.config.lr * plan.lr_decay ** r
+        lr = plan.config.lr * plan.lr_decay**r
         merge_args = dict(plan.merge)
         method = merge_args.pop("method")
         if method == "weighted" and "weights" not in merge_args:
@@ -230,8 +303,9 @@ def run_rounds(engine: Engine, start: MLPStack, n_rounds, local_epochs, merge, *
             fused = _explicit_weights(merge_args["weights"], len(chosen))  # checked: finite, >= 0, positive sum
         # On the GPU the segment models come back only when something here reads them.
         download = fused is None or (plan.val is not None and plan.val_segments) or r == plan.n_rounds - 1
-        trained = engine.round(chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before,
-                               global_params, fused, download)
+        trained = engine.round(
+            chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before, global_params, fused, download
+        )
         local = trained.models
         epochs_before += epochs
         t1 = time.perf_counter()
@@ -242,8 +316,14 @@ def run_rounds(engine: Engine, start: MLPStack, n_rounds, local_epochs, merge, *
         t2 = time.perf_counter()
 
         hist = trained.history
-        record = {"round": r + 1, "local_epochs": epochs, "lr": lr, "participants": len(chosen),
-                  "train_loss": float(np.nanmean(hist.final_loss)), "diverged": int(hist.diverged.sum())}
+        record = {
+            "round": r + 1,
+            "local_epochs": epochs,
+            "lr": lr,
+            "participants": len(chosen),
+            "train_loss": float(np.nanmean(hist.final_loss)),
+            "diverged": int(hist.diverged.sum()),
+        }
         if plan.val is not None:
             record.update(_evaluated(plan, start.dims, global_params, local))
             if record["global_accuracy"] > best[0]:
@@ -258,30 +338,44 @@ def run_rounds(engine: Engine, start: MLPStack, n_rounds, local_epochs, merge, *
                 # Keeping the segment models in the checkpoint instead would make it n_segments
                 # times larger every round.
                 run_dir.finish(MLPStack.from_params(start.dims, global_params[None]), local())
-            run_dir.write_round(history, {"round": r, "global": global_params, "server_buffer": server_buffer},
-                                best[1] if best[1] is not None and best[0] == record.get("global_accuracy") else None)
-        bar.advance(f"acc {100 * record['global_accuracy']:.2f}%" if "global_accuracy" in record
-                    else f"loss {record['train_loss']:.4f}")
+            run_dir.write_round(
+                history,
+                {"round": r, "global": global_params, "server_buffer": server_buffer},
+                best[1] if best[1] is not None and best[0] == record.get("global_accuracy") else None,
+            )
+        bar.advance(
+            f"acc {100 * record['global_accuracy']:.2f}%"
+            if "global_accuracy" in record
+            else f"loss {record['train_loss']:.4f}"
+        )
 
     final = MLPStack.from_params(start.dims, global_params[None])
     best_model = MLPStack.from_params(start.dims, best[1][None]) if best[1] is not None else None
+    local_models = None
     if local is not None:
-        local = local()
+        local_models = local()
     elif run_dir is not None:  # resumed after its last checkpoint: every round had finished
-        local = run_dir.load_local(plan.n_chosen)
+        local_models = run_dir.load_local(plan.n_chosen)
         run_dir.finish(final, None)  # from the checkpoint, the authority on the final model
-    return RoundsResult(final, history, best_model, local, run_dir)
+    return RoundsResult(final, history, best_model, local_models, run_dir)
 
 
 def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
     """config.json: what a resumed run must match (the data's fingerprints included; the key
     names are the run directory's format, kept from earlier versions: "eval" is the val rows)."""
     return {
-        "dims": list(start.dims), "rounds": plan.n_rounds, "local_epochs": schedules.describe(plan.local_epochs),
+        "dims": list(start.dims),
+        "rounds": plan.n_rounds,
+        "local_epochs": schedules.describe(plan.local_epochs),
         "merge": {k: (v if not isinstance(v, np.ndarray) else "array") for k, v in plan.merge.items()},
-        "fraction": plan.fraction, "server_lr": plan.server_lr, "server_momentum": plan.server_momentum,
-        "proximal_mu": plan.config.proximal_mu, "lr": plan.config.lr, "lr_decay": plan.lr_decay,
-        "seed": plan.config.seed, "train": dict(plan.train_options),
+        "fraction": plan.fraction,
+        "server_lr": plan.server_lr,
+        "server_momentum": plan.server_momentum,
+        "proximal_mu": plan.config.proximal_mu,
+        "lr": plan.config.lr,
+        "lr_decay": plan.lr_decay,
+        "seed": plan.config.seed,
+        "train": dict(plan.train_options),
         "data": dict(engine.fingerprints(), eval=None if plan.val is None else fingerprint(*plan.val)),
         "start": fingerprint(start.params),
     }
@@ -295,20 +389,31 @@ def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict) -> np.nd
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
         val = plan.val if method in ("loss", "rank", "greedy", "cluster-best") else None
-        return merge_models(trained.models(), method, val=val, seed=plan.config.seed, n_jobs=plan.threads,
-                            device=plan.device, **merge_args).params[0]
+        return merge_models(
+            trained.models(),
+            method,
+            val=val,
+            seed=plan.config.seed,
+            n_jobs=plan.threads,
+            device=plan.device,
+            **merge_args,
+        ).params[0]
 
 
 def _evaluated(plan: _Plan, dims, global_params: np.ndarray, local) -> dict:
     """The round's accuracies on the val rows: the global model's, and with val_segments the
     segment models' and their soft vote's."""
-    loss, acc = _device.evaluate(dims, global_params[None], *plan.val, plan.device, plan.threads)
+    assert plan.val is not None  # called only with val rows
+    X, y = plan.val
+    loss, acc = _device.evaluate(dims, global_params[None], X, y, plan.device, plan.threads)
     record = {"global_loss": float(loss[0]), "global_accuracy": float(acc[0])}
     if plan.val_segments:
         from .ensemble import Ensemble  # ensemble imports merge, which this module imports
 
-        seg = evaluate(local(), *plan.val, n_jobs=plan.threads, device=plan.device).accuracy
-        record.update(segment_accuracy_mean=float(seg.mean()), segment_accuracy_std=float(seg.std()),
-                      ensemble_accuracy=Ensemble(local(), "soft", n_jobs=plan.threads,
-                                                 device=plan.device).score(*plan.val))
+        seg = evaluate(local(), X, y, n_jobs=plan.threads, device=plan.device).accuracy
+        record.update(
+            segment_accuracy_mean=float(seg.mean()),
+            segment_accuracy_std=float(seg.std()),
+            ensemble_accuracy=Ensemble(local(), "soft", n_jobs=plan.threads, device=plan.device).score(X, y),
+        )
     return record

@@ -102,6 +102,11 @@ class MLPStack:
     only on (seed, i), so a stack of 10 begins with the same models as the first 10 of 100.
     """
 
+    # set by segfast.align on the stacks it returns: each model's unit permutations
+    # ((N, hidden units), original indices) and how many matching passes it made
+    permutations: np.ndarray
+    align_iterations: int
+
     def __init__(self, dims, n_models: int = 1, init: str = "independent", seed: int = 0):
         self.dims = _check_dims(dims)
         n_models = integer(n_models, "n_models", minimum=1)

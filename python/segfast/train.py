@@ -1,4 +1,5 @@
 """train(): minibatch SGD of every model of a stack on its own segment, one C++ call an epoch."""
+
 from __future__ import annotations
 
 from . import _core, _device
@@ -11,10 +12,25 @@ from .stack import MLPStack
 __all__ = ["History", "train"]
 
 
-def train(stack: MLPStack, X, y, segments, *, epochs=1, batch_size: int = 32, lr: float = 0.05,
-          momentum: float = 0.0, weight_decay: float = 0.0, seed: int = 0, augment=None,
-          n_jobs: int = -1, progress: bool = False, proximal_mu: float = 0.0, start_epoch: int = 0,
-          device: str = "cpu") -> History:
+def train(
+    stack: MLPStack,
+    X,
+    y,
+    segments,
+    *,
+    epochs=1,
+    batch_size: int = 32,
+    lr: float = 0.05,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    augment=None,
+    n_jobs: int = -1,
+    progress: bool = False,
+    proximal_mu: float = 0.0,
+    start_epoch: int = 0,
+    device: str = "cpu",
+) -> History:
     """Train every model of ``stack`` in place, model i on rows ``segments[i]`` of (X, y).
 
     Softmax cross-entropy, minibatch SGD (PyTorch's rule: ``v = momentum*v + g + wd*w;
@@ -41,8 +57,16 @@ def train(stack: MLPStack, X, y, segments, *, epochs=1, batch_size: int = 32, lr
     y = as_labels(y, len(X), stack.n_classes)
     segments = as_segments(segments, len(X), stack.n_models)
     per_model = epochs_per_model(epochs, stack.n_models)
-    config = TrainConfig.checked(stack.n_features, batch_size=batch_size, lr=lr, momentum=momentum,
-                                 weight_decay=weight_decay, proximal_mu=proximal_mu, seed=seed, augment=augment)
+    config = TrainConfig.checked(
+        stack.n_features,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        proximal_mu=proximal_mu,
+        seed=seed,
+        augment=augment,
+    )
     threads = resolve_n_jobs(n_jobs)
     # epoch numbers are int64 in the random streams' keys: room for any number of epochs after it
     start_epoch = integer(start_epoch, "start_epoch", 0, 2**62 - 1)
@@ -50,5 +74,6 @@ def train(stack: MLPStack, X, y, segments, *, epochs=1, batch_size: int = 32, lr
     if _device.check_device(device) == "cuda":
         gpu = _core.CudaTrainer(list(stack.dims), X, y)
         gpu.set_models(stack.params)
-    return run_epochs(stack, X, y, segments, per_model, config, threads, progress=progress, start_epoch=start_epoch,
-                      gpu=gpu)[0]
+    return run_epochs(
+        stack, X, y, segments, per_model, config, threads, progress=progress, start_epoch=start_epoch, gpu=gpu
+    )[0]

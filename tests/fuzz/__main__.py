@@ -1,4 +1,5 @@
 """python -m tests.fuzz [--n 20000] [--seed 0]: the long fuzz run for release checks."""
+
 import argparse
 import sys
 
@@ -13,11 +14,15 @@ def main() -> int:
     args = parser.parse_args()
     report = run(range(args.seed, args.seed + args.n))
     print(report.summary())
-    for title, rows in (("crashes", report.crashes), ("hangs", report.hangs), ("unexpected", report.unexpected),
-                        ("rejections not naming the argument", report.unnamed)):
+    for title, rows in (
+        ("crashes", report.crashes),
+        ("hangs", report.hangs),
+        ("unexpected", report.unexpected),
+        ("rejections not naming the argument", report.unnamed),
+    ):
         if rows:
             print(f"\n{title}:")
-            for row in rows[:args.show]:
+            for row in rows[: args.show]:
                 print("  ", *row)
     return 1 if report.crashes or report.hangs or report.unexpected else 0
 

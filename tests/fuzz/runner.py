@@ -1,5 +1,6 @@
 """Runs fuzz cases in worker processes, a batch a process, so that a crash (a signal) or a hang
 is caught and pinned on its case: a batch that dies or times out is rerun case by case."""
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,10 @@ for seed in {seeds!r}:
 @dataclass
 class Report:
     outcomes: dict = field(default_factory=lambda: {"ok": 0, "rejected": 0, "unexpected": 0})
-    crashes: list = field(default_factory=list)     # (seed, entry, arg, signal or exit code)
-    hangs: list = field(default_factory=list)       # (seed, entry, arg)
+    crashes: list = field(default_factory=list)  # (seed, entry, arg, signal or exit code)
+    hangs: list = field(default_factory=list)  # (seed, entry, arg)
     unexpected: list = field(default_factory=list)  # (seed, entry, arg, value, message)
-    unnamed: list = field(default_factory=list)     # rejections whose message does not name the argument
+    unnamed: list = field(default_factory=list)  # rejections whose message does not name the argument
 
     @property
     def named_share(self) -> float:
@@ -35,17 +36,26 @@ class Report:
 
     def summary(self) -> str:
         o = self.outcomes
-        return (f"{sum(o.values()) + len(self.crashes) + len(self.hangs)} cases: {o['ok']} ran, {o['rejected']} "
-                f"rejected ({100 * self.named_share:.1f}% naming the argument), {len(self.unexpected)} unexpected "
-                f"exceptions, {len(self.crashes)} crashes, {len(self.hangs)} hangs")
+        return (
+            f"{sum(o.values()) + len(self.crashes) + len(self.hangs)} cases: {o['ok']} ran, {o['rejected']} "
+            f"rejected ({100 * self.named_share:.1f}% naming the argument), {len(self.unexpected)} unexpected "
+            f"exceptions, {len(self.crashes)} crashes, {len(self.hangs)} hangs"
+        )
 
 
 # Rejections name the argument by its own name or by how the API spells it in messages.
-_ALIASES = {"X": ("X", "features", "rows"), "y": ("y", "label"), "segments": ("segment", "order", "offsets"),
-            "dims": ("dims", "width", "layer", "parameters"), "stack": ("stack", "MLPStack", "features", "dims",
-                                                                          "classes", "param", "models"),
-            "method_e": ("method",), "epochs": ("epoch",), "lr": ("lr", "server_lr"),
-            "momentum": ("momentum",), "n_models": ("n_models", "allocate")}
+_ALIASES = {
+    "X": ("X", "features", "rows"),
+    "y": ("y", "label"),
+    "segments": ("segment", "order", "offsets"),
+    "dims": ("dims", "width", "layer", "parameters"),
+    "stack": ("stack", "MLPStack", "features", "dims", "classes", "param", "models"),
+    "method_e": ("method",),
+    "epochs": ("epoch",),
+    "lr": ("lr", "server_lr"),
+    "momentum": ("momentum",),
+    "n_models": ("n_models", "allocate"),
+}
 
 
 def _names(arg: str, message: str) -> bool:
@@ -67,10 +77,11 @@ def _run(seeds, timeout: float):
 
 def run(seeds, batch: int = 50, batch_timeout: float = 120.0, case_timeout: float = 30.0) -> Report:
     from .cases import make_case
+
     report = Report()
     seeds = list(seeds)
     for start in range(0, len(seeds), batch):
-        part = seeds[start:start + batch]
+        part = seeds[start : start + batch]
         lines, end = _run(part, batch_timeout)
         done = {line[0] for line in lines}
         if end is not None:  # rerun what the batch did not finish, one case a process
