@@ -111,6 +111,12 @@ def seed(value, name: str = "seed") -> int:
     return integer(value, name, 0, 2**64 - 1)
 
 
+def start_epoch(value) -> int:
+    """The number of the first epoch (the random streams key on it): int64 in C++, with room left
+    for any number of epochs after it."""
+    return integer(value, "start_epoch", 0, 2**62 - 1)
+
+
 MAX_EPOCHS = 10**6  # a call's epochs (and a round's): more is a mistyped count, or one that wraps int64
 
 

@@ -25,7 +25,8 @@ from . import _core
 from ._engine import Engine, RoundTraining
 from ._epochs import FusedMerge, History, TrainConfig, run_epochs
 from ._placement import Block, Placement, dask_distributed, data_source, workers_of
-from ._validate import check_stack, epochs_per_model, integer
+from ._validate import check_stack, epochs_per_model
+from ._validate import start_epoch as checked_start_epoch
 from .rounds import RoundsResult, run_rounds, start_model
 from .segments import Segments
 from .stack import MLPStack
@@ -339,7 +340,7 @@ def train(
         seed=seed,
         augment=augment,
     )
-    start_epoch = integer(start_epoch, "start_epoch", 0, 2**62 - 1)
+    start_epoch = checked_start_epoch(start_epoch)
     t0 = time.perf_counter()
     placement = Placement(client, source, blocks, 1)
     bounds = placement.bounds

@@ -5,7 +5,8 @@ from __future__ import annotations
 from . import _core, _device
 from ._epochs import History, TrainConfig, run_epochs
 from ._threads import resolve_n_jobs
-from ._validate import as_features, as_labels, check_stack, epochs_per_model, integer
+from ._validate import as_features, as_labels, check_stack, epochs_per_model
+from ._validate import start_epoch as checked_start_epoch
 from .segments import as_segments
 from .stack import MLPStack
 
@@ -68,8 +69,7 @@ def train(
         augment=augment,
     )
     threads = resolve_n_jobs(n_jobs)
-    # epoch numbers are int64 in the random streams' keys: room for any number of epochs after it
-    start_epoch = integer(start_epoch, "start_epoch", 0, 2**62 - 1)
+    start_epoch = checked_start_epoch(start_epoch)
     gpu = None
     if _device.check_device(device) == "cuda":
         gpu = _core.CudaTrainer(list(stack.dims), X, y)
