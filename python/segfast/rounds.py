@@ -267,20 +267,7 @@ def run_rounds(
         raise ValueError("resume=True needs out=, the run directory to continue")
     run_dir = None if out is None else RunDirectory(out, _run_config(plan, engine, start), resume)
 
-    global_params = start.params[0].astype(np.float32).copy()
-    # Server state in float64: with server_lr 1 and no momentum the update is then exactly a
-    # replacement by the merged model (float32 would round g + (m - g)).
-    server_buffer = np.zeros(global_params.shape, dtype=np.float64)
-    history, first_round, best = [], 0, (-np.inf, None)
-    if run_dir is not None and run_dir.resumed:
-        # every field read back is checked against the config and the other files (ValueError naming them)
-        state = run_dir.load_checkpoint(start.n_params)
-        global_params, server_buffer, first_round = state["global"], state["server_buffer"], state["round"] + 1
-        history = run_dir.history(first_round, plan.val is not None)
-        best_params = run_dir.load_best(plan.val is not None)
-        if best_params is not None:
-            best = (max(h["global_accuracy"] for h in history), best_params)
-
+    global_params, server_buffer, first_round, history, best = _first_state(plan, start, run_dir)
     bar = Progress(plan.n_rounds, "round", enabled=progress)
     bar.done = first_round
     epochs_before = sum(schedules.resolve(plan.local_epochs, r) for r in range(first_round))
@@ -290,17 +277,7 @@ def run_rounds(
         chosen = plan.participants(r, len(engine.sizes))
         epochs = schedules.resolve(plan.local_epochs, r)
         lr = plan.config.lr * plan.lr_decay**r
-        merge_args = dict(plan.merge)
-        method = merge_args.pop("method")
-        if method == "weighted" and "weights" not in merge_args:
-            merge_args["weights"] = engine.sizes[chosen]
-        # Plain averages are fused into the last local epoch (each model added while its row is
-        # in cache), like the broadcast (start_row) is fused into the first.
-        fused = None
-        if method == "uniform" and not merge_args:
-            fused = np.ones(len(chosen))
-        elif method == "weighted" and set(merge_args) == {"weights"}:
-            fused = _explicit_weights(merge_args["weights"], len(chosen))  # checked: finite, >= 0, positive sum
+        method, merge_args, fused = _round_merge(plan, engine.sizes[chosen])
         # On the GPU the segment models come back only when something here reads them.
         download = fused is None or (plan.val is not None and plan.val_segments) or r == plan.n_rounds - 1
         trained = engine.round(
@@ -358,6 +335,40 @@ def run_rounds(
         local_models = run_dir.load_local(plan.n_chosen)
         run_dir.finish(final, None)  # from the checkpoint, the authority on the final model
     return RoundsResult(final, history, best_model, local_models, run_dir)
+
+
+def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None):
+    """(global row, server buffer, first round to run, history, (best accuracy, its row)): a
+    fresh start, or what a resumed run directory holds."""
+    global_params = start.params[0].astype(np.float32).copy()
+    # Server state in float64: with server_lr 1 and no momentum the update is then exactly a
+    # replacement by the merged model (float32 would round g + (m - g)).
+    server_buffer = np.zeros(global_params.shape, dtype=np.float64)
+    if run_dir is None or not run_dir.resumed:
+        return global_params, server_buffer, 0, [], (-np.inf, None)
+    # every field read back is checked against the config and the other files (ValueError naming them)
+    state = run_dir.load_checkpoint(start.n_params)
+    first_round = state["round"] + 1
+    history = run_dir.history(first_round, plan.val is not None)
+    best_params = run_dir.load_best(plan.val is not None)
+    best = (max(h["global_accuracy"] for h in history), best_params) if best_params is not None else (-np.inf, None)
+    return state["global"], state["server_buffer"], first_round, history, best
+
+
+def _round_merge(plan: _Plan, sizes: np.ndarray):
+    """(method, its other arguments, fused weights or None) for a round whose participants hold
+    ``sizes`` rows. Plain averages are fused into the last local epoch (each model added while
+    its row is in cache), like the broadcast (start_row) is fused into the first."""
+    merge_args = dict(plan.merge)
+    method = merge_args.pop("method")
+    if method == "weighted" and "weights" not in merge_args:
+        merge_args["weights"] = sizes
+    fused = None
+    if method == "uniform" and not merge_args:
+        fused = np.ones(len(sizes))
+    elif method == "weighted" and set(merge_args) == {"weights"}:
+        fused = _explicit_weights(merge_args["weights"], len(sizes))  # checked: finite, >= 0, positive sum
+    return method, merge_args, fused
 
 
 def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
