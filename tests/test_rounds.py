@@ -1,5 +1,6 @@
 """rounds(): equivalences, seeding, server updates, run directories, resume after a kill."""
 
+import io
 import json
 import os
 import signal
@@ -245,3 +246,19 @@ def test_rounds_needs_one_start_model(data):
     X, y, _, seg = data
     with pytest.raises(ValueError, match="one global model"):
         segfast.rounds(MLPStack([16, 12, 4], 2), X, y, seg, progress=False)
+
+
+def test_progress_bar_names_what_it_shows(data, monkeypatch):
+    """On a terminal, one bar over the rounds (starting at the first round still to run) whose
+    note says the accuracy is the global model's on the val rows."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    X, y, val, seg = data
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    segfast.rounds([16, 12, 4], X, y, seg, rounds=2, val=val, val_segments=False)
+    shown = terminal.getvalue()
+    assert "round: 100%" in shown and "2/2" in shown and "val accuracy" in shown

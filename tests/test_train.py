@@ -1,5 +1,8 @@
 """train(): determinism, learning on real data, per-model epochs, augmentation, divergence, bad input."""
 
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -178,11 +181,26 @@ def test_bad_input_names_the_argument(problem, change, error, match):
         assert np.array_equal(args["stack"].params, params)
 
 
-def test_progress_bar_writes_per_epoch(problem, capsys):
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(problem, monkeypatch, capsys):
+    """A bar per epoch with the training loss on a terminal; nothing (no carriage returns) when
+    standard error is a file or a pipe, and nothing with progress=False."""
     X, y, seg = problem
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     segfast.train(MLPStack([20, 16, 4], 6), X, y, seg, epochs=2, progress=True)
-    err = capsys.readouterr().err
-    assert "train 1/2" in err and "train 2/2" in err
+    shown = terminal.getvalue()
+    assert "train: 100%" in shown and "2/2" in shown and "train loss" in shown
+    terminal.truncate(0)
+    segfast.train(MLPStack([20, 16, 4], 6), X, y, seg, epochs=2, progress=False)
+    assert terminal.getvalue().strip("\x00") == ""
+    monkeypatch.undo()
+    segfast.train(MLPStack([20, 16, 4], 6), X, y, seg, epochs=2, progress=True)
+    assert capsys.readouterr().err == ""  # pytest's capture is not a terminal
 
 
 def test_a_block_trained_alone_matches_the_whole_stack(rng):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from ._progress import Progress
+from ._progress import progress_bar
 from ._validate import finite_float, positive_int
 from ._validate import seed as checked_seed
 
@@ -218,7 +218,7 @@ def run_epochs(
         epochs=np.zeros(stack.n_models, dtype=np.int64),
     )
     merged = None
-    bar = Progress(n_epochs, "train", enabled=progress)
+    bar = progress_bar(n_epochs, "train", "epoch", enabled=progress)
     try:
         for e in range(n_epochs):
             active = ((per_model > e) & ~history.diverged & ~stack.diverged).astype(np.uint8)
@@ -247,8 +247,11 @@ def run_epochs(
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            bar.advance(f"loss {np.nanmean(loss):.4f}" if np.isfinite(loss).any() else "")
+            if np.isfinite(loss).any():
+                bar.set_postfix_str(f"train loss {np.nanmean(loss):.4f}", refresh=False)
+            bar.update()
     finally:  # also on Ctrl-C: the models as they were at the end of the last finished epoch
+        bar.close()
         if gpu is not None and download:
             gpu.get_models(stack.params)
     return history, merged

@@ -1,26 +1,19 @@
-"""A dependency-free progress bar on stderr, advanced between C++ calls."""
+"""Progress bars (tqdm), advanced between C++ calls: one place for how they look and when they
+show (on a terminal only, so a log file gets no carriage returns)."""
 
 from __future__ import annotations
 
-import sys
-import time
+from tqdm.auto import tqdm
 
 
-class Progress:
-    def __init__(self, total: int, label: str, enabled: bool = True, stream=None):
-        self.total, self.label, self.enabled = total, label, enabled
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-        self.done = 0
-
-    def advance(self, note: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        elapsed = time.perf_counter() - self.start
-        bar = "#" * filled + "." * (width - filled)
-        end = "\n" if self.done >= self.total else ""
-        self.stream.write(f"\r{self.label} {self.done}/{self.total} [{bar}] {elapsed:6.1f}s {note}{end}")
-        self.stream.flush()
+def progress_bar(total: int, label: str, unit: str, enabled: bool = True, initial: int = 0) -> tqdm:
+    """A bar of ``total`` steps starting at ``initial``; ``enabled=False`` hides it, and so does
+    a standard error that is not a terminal."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=label,
+        unit=unit,
+        disable=None if enabled else True,  # None: tqdm shows it only on a terminal
+        dynamic_ncols=True,
+    )

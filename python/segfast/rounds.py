@@ -21,7 +21,7 @@ from . import schedule as schedules
 from ._device import check_device
 from ._engine import Engine, LocalEngine
 from ._epochs import TrainConfig
-from ._progress import Progress
+from ._progress import progress_bar
 from ._threads import resolve_n_jobs
 from ._validate import finite_float, integer, val_pair
 from ._validate import seed as checked_seed
@@ -268,63 +268,64 @@ def run_rounds(
     run_dir = None if out is None else RunDirectory(out, _run_config(plan, engine, start), resume)
 
     global_params, server_buffer, first_round, history, best = _first_state(plan, start, run_dir)
-    bar = Progress(plan.n_rounds, "round", enabled=progress)
-    bar.done = first_round
     epochs_before = sum(schedules.resolve(plan.local_epochs, r) for r in range(first_round))
     local = None  # returns the segment models of the last round
-    for r in range(first_round, plan.n_rounds):
-        t0 = time.perf_counter()
-        chosen = plan.participants(r, len(engine.sizes))
-        epochs = schedules.resolve(plan.local_epochs, r)
-        lr = plan.config.lr * plan.lr_decay**r
-        method, merge_args, fused = _round_merge(plan, engine.sizes[chosen])
-        # On the GPU the segment models come back only when something here reads them.
-        download = fused is None or (plan.val is not None and plan.val_segments) or r == plan.n_rounds - 1
-        trained = engine.round(
-            chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before, global_params, fused, download
-        )
-        local = trained.models
-        epochs_before += epochs
-        t1 = time.perf_counter()
-
-        merged = _merged(plan, trained, fused, method, merge_args)
-        server_buffer = plan.server_momentum * server_buffer + (merged.astype(np.float64) - global_params)
-        global_params = (global_params + plan.server_lr * server_buffer).astype(np.float32)
-        t2 = time.perf_counter()
-
-        hist = trained.history
-        record = {
-            "round": r + 1,
-            "local_epochs": epochs,
-            "lr": lr,
-            "participants": len(chosen),
-            "train_loss": float(np.nanmean(hist.final_loss)),
-            "diverged": int(hist.diverged.sum()),
-        }
-        if plan.val is not None:
-            record.update(_evaluated(plan, start.dims, global_params, local))
-            if record["global_accuracy"] > best[0]:
-                best = (record["global_accuracy"], global_params.copy())
-        record.update(seconds_train=t1 - t0, seconds_merge=t2 - t1, seconds_eval=time.perf_counter() - t2)
-        history.append(record)
-        if run_dir is not None:
-            if r == plan.n_rounds - 1:
-                # The end-of-run files go before the checkpoint that marks the run finished, so that
-                # checkpoint always has them beside it; a kill before it redoes the last round from
-                # the checkpoint before, which (keyed by (seed, round)) writes them again bit for bit.
-                # Keeping the segment models in the checkpoint instead would make it n_segments
-                # times larger every round.
-                run_dir.finish(MLPStack.from_params(start.dims, global_params[None]), local())
-            run_dir.write_round(
-                history,
-                {"round": r, "global": global_params, "server_buffer": server_buffer},
-                best[1] if best[1] is not None and best[0] == record.get("global_accuracy") else None,
+    with progress_bar(plan.n_rounds, "round", "round", enabled=progress, initial=first_round) as bar:
+        for r in range(first_round, plan.n_rounds):
+            t0 = time.perf_counter()
+            chosen = plan.participants(r, len(engine.sizes))
+            epochs = schedules.resolve(plan.local_epochs, r)
+            lr = plan.config.lr * plan.lr_decay**r
+            method, merge_args, fused = _round_merge(plan, engine.sizes[chosen])
+            # On the GPU the segment models come back only when something here reads them.
+            download = fused is None or (plan.val is not None and plan.val_segments) or r == plan.n_rounds - 1
+            trained = engine.round(
+                chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before, global_params, fused, download
             )
-        bar.advance(
-            f"acc {100 * record['global_accuracy']:.2f}%"
-            if "global_accuracy" in record
-            else f"loss {record['train_loss']:.4f}"
-        )
+            local = trained.models
+            epochs_before += epochs
+            t1 = time.perf_counter()
+
+            merged = _merged(plan, trained, fused, method, merge_args)
+            server_buffer = plan.server_momentum * server_buffer + (merged.astype(np.float64) - global_params)
+            global_params = (global_params + plan.server_lr * server_buffer).astype(np.float32)
+            t2 = time.perf_counter()
+
+            hist = trained.history
+            record = {
+                "round": r + 1,
+                "local_epochs": epochs,
+                "lr": lr,
+                "participants": len(chosen),
+                "train_loss": float(np.nanmean(hist.final_loss)),
+                "diverged": int(hist.diverged.sum()),
+            }
+            if plan.val is not None:
+                record.update(_evaluated(plan, start.dims, global_params, local))
+                if record["global_accuracy"] > best[0]:
+                    best = (record["global_accuracy"], global_params.copy())
+            record.update(seconds_train=t1 - t0, seconds_merge=t2 - t1, seconds_eval=time.perf_counter() - t2)
+            history.append(record)
+            if run_dir is not None:
+                if r == plan.n_rounds - 1:
+                    # The end-of-run files go before the checkpoint that marks the run finished, so that
+                    # checkpoint always has them beside it; a kill before it redoes the last round from
+                    # the checkpoint before, which (keyed by (seed, round)) writes them again bit for bit.
+                    # Keeping the segment models in the checkpoint instead would make it n_segments
+                    # times larger every round.
+                    run_dir.finish(MLPStack.from_params(start.dims, global_params[None]), local())
+                run_dir.write_round(
+                    history,
+                    {"round": r, "global": global_params, "server_buffer": server_buffer},
+                    best[1] if best[1] is not None and best[0] == record.get("global_accuracy") else None,
+                )
+            bar.set_postfix_str(
+                f"val accuracy {100 * record['global_accuracy']:.2f}%"
+                if "global_accuracy" in record
+                else f"train loss {record['train_loss']:.4f}",
+                refresh=False,
+            )
+            bar.update()
 
     final = MLPStack.from_params(start.dims, global_params[None])
     best_model = MLPStack.from_params(start.dims, best[1][None]) if best[1] is not None else None
