@@ -17,7 +17,7 @@ from .stack import MLPStack
 from .train import History, train
 
 try:
-    __version__ = _version("segfast")
+    __version__ = _version("segfast-mlp")  # the distribution; the import name is segfast
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+unknown"
 

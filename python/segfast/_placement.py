@@ -29,7 +29,9 @@ def dask_distributed():
     try:
         import dask.distributed
     except ImportError as e:
-        raise ImportError('segfast.distributed needs Dask: pip install "segfast[dask]" (or "dask[distributed]")') from e
+        raise ImportError(
+            'segfast.distributed needs Dask: pip install "segfast-mlp[dask]" (or "dask[distributed]")'
+        ) from e
     return dask.distributed
 
 

@@ -8,7 +8,7 @@ travel: the global row to each block, and back the block's share of the merge. E
 its block with the same C++ core as segfast.train, its random streams keyed by global model
 index, so a run ends bit-identical to the single-machine run whatever the number of workers and
 blocks. What it is not: a scheduler. Running tasks and moving results are Dask's (an optional
-extra: pip install "segfast[dask]"); segfast only pins each block's tasks to the worker that
+extra: pip install "segfast-mlp[dask]"); segfast only pins each block's tasks to the worker that
 holds its rows and, when that worker is lost, places the block again and reruns the round.
 """
 
