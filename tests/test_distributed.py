@@ -262,5 +262,5 @@ def test_bad_input_gives_clear_errors(client, data):
 def test_without_dask_the_error_says_how_to_install(data, monkeypatch):
     X, y, _, seg = data
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # what an environment without Dask sees
-    with pytest.raises(ImportError, match=r'pip install "segfast\[dask\]"'):
+    with pytest.raises(ImportError, match=r'pip install "segfast-mlp\[dask\]"'):
         sd.rounds(DIMS, X, y, seg, client=None)
