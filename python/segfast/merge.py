@@ -24,7 +24,7 @@ _NEEDS_VAL = ("loss", "rank", "greedy", "cluster-best")
 
 
 def rank_weights(losses: np.ndarray) -> np.ndarray:
-    """The design notes' scheme: sort by loss; the best gets 1/2, the next 1/4, ..., and the
+    """Ranked weights: sort by loss; the best gets 1/2, the next 1/4, ..., and the
     last gets the rest (so the last two get the same share)."""
     n = len(losses)
     order = np.argsort(losses, kind="stable")

@@ -1,7 +1,7 @@
 """REPAIR-style renormalisation of a merged model.
 
-Averaging models shrinks the spread of each hidden unit's pre-activation (the design notes'
-"the averaged weights are scaled down"). REPAIR measures, on calibration rows, each unit's mean
+Averaging models shrinks the spread of each hidden unit's pre-activation (the merged weights
+come out scaled down). REPAIR measures, on calibration rows, each unit's mean
 and standard deviation in the source models and in the merged one, and folds an affine
 correction into the merged weights so that every unit gets back the (weighted) average of the
 sources' statistics. The result is a plain MLP again.

@@ -1,5 +1,5 @@
-"""Schedules for the local work of each round ("progressively increase the number of
-iterations with each grand epoch", in the design notes' words)."""
+"""Schedules for the local work of each round: local epochs that grow round by round, so early
+rounds stay close to the global model and later ones refine further."""
 
 from __future__ import annotations
 

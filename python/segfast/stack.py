@@ -97,7 +97,7 @@ class MLPStack:
     """N ReLU MLPs with the same layer widths ``dims``, e.g. ``MLPStack([784, 128, 10], 10)``.
 
     ``init="independent"`` draws each model's start on its own; ``init="shared"`` gives every
-    model the same start (the design notes' "same starting point"). Both use PyTorch's default
+    model the same start (the shared starting point that makes plain averaging work). Both use PyTorch's default
     for ``nn.Linear``: weights and biases uniform in +-1/sqrt(fan_in). Model i's draw depends
     only on (seed, i), so a stack of 10 begins with the same models as the first 10 of 100.
     """
