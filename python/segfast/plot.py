@@ -1,4 +1,17 @@
-"""Plots of a run (matplotlib, an optional extra: pip install 'segfast[plot]')."""
+"""Plots of a run (matplotlib, an optional extra: pip install 'segfast[plot]').
+
+Three figures. Each has a ``*_figure`` function that returns the matplotlib Figure (to show in a
+notebook, restyle or test) and a ``plot_*`` function that saves it as a PNG file:
+
+    accuracy.png          validation accuracy per round: the merged model, the segment models'
+                          mean and spread, their soft-vote ensemble
+    weight_map.png        where the segment models and the merged model sit in weight space: a
+                          2-D PCA of every model's parameters, one dot per model
+    segment_accuracy.png  each segment model's validation accuracy, against the merged model's
+                          and the ensemble's
+
+``plot_run(dir)`` draws all that a run directory has the data for.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +22,10 @@ import numpy as np
 
 from .cluster import weight_map
 from .stack import MLPStack
+
+_LABEL_AT_MOST = 30  # segment dots and bars are numbered up to this many models; more would be a smear
+_MERGED = "merged (global) model"
+_LARGEST_DOT = 220.0  # area in points² of the largest segment's dot
 
 
 def _pyplot():
@@ -22,73 +39,260 @@ def _pyplot():
     return plt
 
 
-def plot_rounds(history: list, path) -> Path:
-    """Accuracy per round: the global model, the segment models' mean and spread, the soft-vote
-    ensemble. ``history`` is RoundsResult.history (or the lines of rounds.jsonl)."""
+def _save(fig, path) -> Path:
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def _models(n: int) -> str:
+    return f"{n} model" if n == 1 else f"{n} models"
+
+
+def _cluster_colours(clusters, n_models: int):
+    """One colour per model from its cluster label (None: no clusters), and the distinct labels."""
+    if clusters is None:
+        return None, []
+    clusters = np.asarray(clusters)
+    if clusters.shape != (n_models,):
+        raise ValueError(f"clusters must hold one label per segment model ({n_models}), got shape {clusters.shape}")
+    labels = list(np.unique(clusters))
+    palette = _pyplot().get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colours = [palette(labels.index(c) % palette.N) for c in clusters]
+    return colours, labels
+
+
+def rounds_figure(history: list):
+    """Validation accuracy per round: the merged (global) model, the segment models' mean and
+    spread, the soft-vote ensemble. ``history`` is RoundsResult.history (or the lines of
+    rounds.jsonl); its accuracies were measured on the val rows given to rounds(val=...)."""
     plt = _pyplot()
     rounds = [h["round"] for h in history]
     if not rounds or "global_accuracy" not in history[0]:
         raise ValueError("the history has no evaluation: run rounds() with val=(X, y) to plot accuracy")
     acc = lambda key: 100 * np.array([h[key] for h in history])  # noqa: E731
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
     if "segment_accuracy_mean" in history[0]:
         mean, std = acc("segment_accuracy_mean"), acc("segment_accuracy_std")
-        ax.fill_between(
-            rounds, mean - std, mean + std, alpha=0.2, color="tab:gray", label="segment models (mean +- sd)"
-        )
-        ax.plot(rounds, mean, color="tab:gray")
+        ax.fill_between(rounds, mean - std, mean + std, alpha=0.2, color="tab:gray", label="segment models: ± 1 sd")
+        ax.plot(rounds, mean, marker=".", color="tab:gray", label="segment models: mean")
         ax.plot(rounds, acc("ensemble_accuracy"), marker=".", color="tab:orange", label="soft-vote ensemble")
-    ax.plot(rounds, acc("global_accuracy"), marker="o", color="tab:blue", label="global (merged) model")
+    ax.plot(rounds, acc("global_accuracy"), marker="o", color="tab:blue", label=_MERGED)
+    ax.set_title("Validation accuracy per round")
     ax.set_xlabel("round")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    # Below the axes: inside, it would hide the lines of some run or other.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9, frameon=False)
+    return fig
 
 
-def plot_weight_map(segment_models: MLPStack, merged: MLPStack, path, extra: dict | None = None) -> Path:
-    """The design notes' "spatial distribution" plot: segment and merged models in one 2-D PCA
-    of weight space (``extra`` adds labelled stacks, e.g. cluster centroids)."""
+def plot_rounds(history: list, path) -> Path:
+    """rounds_figure(history) saved as a PNG file at ``path``."""
+    return _save(rounds_figure(history), path)
+
+
+def explained_variance(*stacks: MLPStack) -> np.ndarray:
+    """The share of the models' variance that weight_map's two axes hold, (2,) in [0, 1]: the
+    same centred parameters, their top two squared singular values over the total."""
+    X = np.concatenate([s.params for s in stacks]).astype(np.float64)
+    X -= X.mean(axis=0)
+    total = float(np.square(X).sum())
+    top = np.linalg.svd(X, compute_uv=False)[:2] ** 2
+    share = np.zeros(2)
+    share[: len(top)] = top / total if total > 0 else 0.0  # identical models: no variance to share
+    return share
+
+
+def weight_map_figure(
+    segment_models: MLPStack,
+    merged: MLPStack,
+    extra: dict | None = None,
+    *,
+    sizes=None,
+    clusters=None,
+    round_number: int | None = None,
+    title: str | None = None,
+):
+    """Where the segment models and the merged model sit in weight space: one 2-D PCA of all
+    their parameters (weight_map), axes with the share of the variance each holds.
+
+    ``extra`` adds labelled stacks (e.g. ``{"cluster centroids": clustering.centroids}``);
+    ``sizes`` (rows per segment) makes each dot's area proportional to its segment's size;
+    ``clusters`` (a label per segment model) colours the dots by cluster; ``round_number`` names
+    the round the segment models come from in the title, ``title`` replaces it. Segment dots
+    are numbered by their index in the stack when there are at most 30.
+    """
     plt = _pyplot()
     extra = extra or {}
+    n = segment_models.n_models
     coords = weight_map(segment_models, merged, *extra.values())
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.scatter(*coords[0].T, s=18, color="tab:gray", label="segment models")
-    ax.scatter(*coords[1].T, s=120, marker="*", color="tab:red", label="merged model")
-    for (name, _), xy in zip(extra.items(), coords[2:]):
-        ax.scatter(*xy.T, s=60, marker="D", label=name)
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.legend()
+    share = explained_variance(segment_models, merged, *extra.values())
+    fig, ax = plt.subplots(figsize=(8, 5.6))
+
+    area = np.full(n, 28.0)
+    if sizes is not None:
+        sizes = np.asarray(sizes, dtype=np.float64)
+        if sizes.shape != (n,) or not (sizes > 0).all():
+            raise ValueError(f"sizes must hold one positive row count per segment model ({n}), got {sizes!r}")
+        area = _LARGEST_DOT * sizes / sizes.max()  # area, not radius, in proportion: how eyes read dot size
+    colours, labels = _cluster_colours(clusters, n)
+    common = dict(s=area, alpha=0.8, edgecolors="white", linewidths=0.5, zorder=2)
+    if colours is None:
+        ax.scatter(*coords[0].T, color="tab:gray", label="segment models", **common)
+    else:
+        ax.scatter(*coords[0].T, c=colours, **common)
+        for c in labels:  # one legend entry per cluster, with its size
+            members = np.flatnonzero(np.asarray(clusters) == c)
+            ax.scatter([], [], s=40, color=colours[members[0]], label=f"cluster {c} ({_models(len(members))})")
+    if n <= _LABEL_AT_MOST:
+        for i, (xy, s) in enumerate(zip(coords[0], area)):
+            off = 0.36 * np.sqrt(s) + 1  # just outside the dot: s is the square of its diameter in points
+            ax.annotate(str(i), xy, xytext=(off, off), textcoords="offset points", fontsize=7, color="0.25")
+    ax.scatter(*coords[1].T, s=220, marker="*", color="tab:red", edgecolors="black", linewidths=0.5, zorder=3)
+    ax.scatter([], [], s=120, marker="*", color="tab:red", edgecolors="black", linewidths=0.5, label=_MERGED)
+    for (name, _), xy, marker in zip(extra.items(), coords[2:], "Ds^vP"):  # hollow: the dots show through
+        ax.scatter(
+            *xy.T, s=70, marker=marker, facecolors="none", edgecolors="black", linewidths=1.2, label=name, zorder=3
+        )
+
+    models = "Segment models" if round_number is None else f"Segment models of round {round_number}"
+    ax.set_title(title if title is not None else f"{models} and the merged model in weight space")
+    ax.set_xlabel(f"PC 1 ({100 * share[0]:.0f}% of variance)")
+    ax.set_ylabel(f"PC 2 ({100 * share[1]:.0f}% of variance)")
+    ax.set_aspect("equal", adjustable="datalim")  # one unit of weight distance is as long on both axes
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9)
+    if sizes is not None:  # a second legend: what the dot sizes mean
+        ax.add_artist(legend)
+        shown = np.unique(np.round(np.quantile(sizes, [0.0, 0.5, 1.0])).astype(int))
+        handles = [ax.scatter([], [], s=_LARGEST_DOT * v / sizes.max(), color="0.6") for v in shown]
+        ax.legend(
+            handles,
+            [f"{v} rows" for v in shown],
+            title="segment size\n(dot area)",
+            loc="lower left",
+            bbox_to_anchor=(1.02, 0.0),
+            borderaxespad=0,
+            fontsize=9,
+            labelspacing=1.2,
+            borderpad=0.9,
+        )
+    fig.tight_layout()  # makes room for the legends right of the axes
+    return fig
+
+
+def plot_weight_map(segment_models: MLPStack, merged: MLPStack, path, extra: dict | None = None, **options) -> Path:
+    """weight_map_figure(segment_models, merged, extra, **options) saved as a PNG file at ``path``;
+    the options are its sizes, clusters, round_number and title."""
+    return _save(weight_map_figure(segment_models, merged, extra, **options), path)
+
+
+def segment_accuracy_figure(
+    accuracies,
+    *,
+    clusters=None,
+    merged: float | None = None,
+    ensemble: float | None = None,
+    round_number: int | None = None,
+    title: str | None = None,
+):
+    """A bar per segment model's validation accuracy (fractions in [0, 1], one per model in the
+    stack's order), coloured by cluster where ``clusters`` gives a label per model, with the
+    merged model's and the ensemble's validation accuracy as reference lines."""
+    plt = _pyplot()
+    acc = 100 * np.asarray(accuracies, dtype=np.float64)
+    if acc.ndim != 1 or len(acc) == 0:
+        raise ValueError(f"accuracies must be one number per segment model, got shape {acc.shape}")
+    n = len(acc)
+    colours, labels = _cluster_colours(clusters, n)
+    fig, ax = plt.subplots(figsize=(min(12, max(7, 0.25 * n + 2)), 4.8), constrained_layout=True)
+    ax.bar(np.arange(n), acc, color=colours if colours is not None else "tab:gray", width=0.75, zorder=2)
+    for c in labels:  # one legend entry per cluster, with its size
+        members = np.flatnonzero(np.asarray(clusters) == c)
+        ax.fill_between([], [], color=colours[members[0]], label=f"cluster {c} ({_models(len(members))})")
+    ax.axhline(acc.mean(), color="0.3", linestyle=":", label=f"segment models: mean {acc.mean():.1f}%", zorder=3)
+    if merged is not None:
+        ax.axhline(100 * merged, color="tab:blue", label=f"{_MERGED}: {100 * merged:.1f}%", zorder=3)
+    if ensemble is not None:
+        ax.axhline(
+            100 * ensemble, color="tab:orange", linestyle="--", label=f"ensemble: {100 * ensemble:.1f}%", zorder=3
+        )
+    models = "segment model" if round_number is None else f"segment model of round {round_number}"
+    ax.set_title(title if title is not None else f"Validation accuracy of each {models}")
+    ax.set_xlabel("segment model")
+    if n <= _LABEL_AT_MOST:
+        ax.set_xticks(np.arange(n))
+    else:
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3, zorder=0)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=9, frameon=False)
+    return fig
+
+
+def plot_segment_accuracy(accuracies, path, **options) -> Path:
+    """segment_accuracy_figure(accuracies, **options) saved as a PNG file at ``path``; the options
+    are its clusters, merged, ensemble, round_number and title."""
+    return _save(segment_accuracy_figure(accuracies, **options), path)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
+        raise ValueError(f"{path} is not a readable JSON file: {e}") from None
 
 
 def plot_run(run_dir) -> list:
-    """Both plots of a run directory, saved as PNG files into it."""
+    """The plots a run directory has the data for, saved as PNG files into it: accuracy.png
+    (rounds.jsonl of a run with val rows), weight_map.png (local_models.npz and final.npz) and
+    segment_accuracy.png (results.json, which `segfast run --out DIR` writes there). Sizes and
+    cluster labels come from results.json's segment_sizes and segment_clusters where it has them
+    for every segment model. Returns the paths written."""
     run_dir = Path(run_dir)
     lines = (run_dir / "rounds.jsonl").read_text().splitlines() if (run_dir / "rounds.jsonl").exists() else []
     if not lines:
         raise ValueError(f"{run_dir} holds no finished round (no rounds.jsonl)")
     written = []
     history = [json.loads(line) for line in lines]
+    last_round = history[-1].get("round")
     if "global_accuracy" in history[0]:
         written.append(plot_rounds(history, run_dir / "accuracy.png"))
-    if (run_dir / "local_models.npz").exists() and (run_dir / "final.npz").exists():
+    results = _read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
+    local_path = run_dir / "local_models.npz"
+    n_models = MLPStack.load(local_path).n_models if local_path.exists() else None
+    # Per model only where results.json has one value per model of local_models.npz (with
+    # fraction < 1 the last round trained fewer models than there are segments).
+    per_model = {
+        key: results[key]
+        for key in ("segment_sizes", "segment_clusters", "val_accuracy")
+        if isinstance(results.get(key), list) and (n_models is None or len(results[key]) == n_models)
+    }
+    if local_path.exists() and (run_dir / "final.npz").exists():
         written.append(
             plot_weight_map(
-                MLPStack.load(run_dir / "local_models.npz"),
+                MLPStack.load(local_path),
                 MLPStack.load(run_dir / "final.npz"),
                 run_dir / "weight_map.png",
+                sizes=per_model.get("segment_sizes"),
+                clusters=per_model.get("segment_clusters"),
+                round_number=last_round,
+            )
+        )
+    if "val_accuracy" in per_model:
+        written.append(
+            plot_segment_accuracy(
+                per_model["val_accuracy"],
+                run_dir / "segment_accuracy.png",
+                clusters=per_model.get("segment_clusters"),
+                merged=results.get("merged_val_accuracy"),
+                ensemble=results.get("ensemble_val_accuracy"),
+                round_number=last_round,
             )
         )
     return written
