@@ -89,8 +89,9 @@ def _scaled(params: np.ndarray):
 def weight_map(*stacks: MLPStack, method: str = "pca"):
     """2-D coordinates of every model of every stack in one shared weight-space projection.
 
-    Returns one (n_models, 2) array per stack (a single array for a single stack), for the
-    design notes' "spatial distribution" plot of segment, merged and centroid models.
+    Returns one (n_models, 2) array per stack (a single array for a single stack): where
+    segment, merged and centroid models sit relative to each other, as plot.weight_map_figure
+    draws them.
     """
     if not stacks:
         raise ValueError("weight_map needs at least one stack")
