@@ -7,6 +7,8 @@ What it is not: the training tasks or the rounds (distributed.py).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import uuid
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -22,6 +24,9 @@ from .shards import Shards, load_shards, segment_rows
 from .stack import MLPStack
 
 _RETRIES = 3  # times a round is rerun after losing a worker that held blocks
+# What a wait that timed out raises: one class from Python 3.11 on, three before it (Dask's wait
+# raises asyncio's, a future's result concurrent.futures').
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
 _POLL_S = 1.0  # while a round runs, how often to look whether a worker holding a block is gone
 
 
@@ -205,7 +210,7 @@ class Placement:
                             dd.wait(futures, timeout=_POLL_S)
                             return self.client.gather(futures)
                         return futures.result(timeout=_POLL_S)
-                    except TimeoutError:
+                    except _TIMEOUTS:
                         if not set(self.workers) <= set(self.client.nthreads()):
                             raise CancelledError("a worker holding blocks is gone") from None
             except CancelledError:
