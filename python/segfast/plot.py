@@ -1,4 +1,4 @@
-"""Plots of a run (matplotlib, an optional extra: pip install 'segfast[plot]').
+"""Plots of a run (matplotlib, an optional extra: pip install 'segfast-mlp[plot]').
 
 Three figures. Each has a ``*_figure`` function that returns the matplotlib Figure (to show in a
 notebook, restyle or test) and a ``plot_*`` function that saves it as a PNG file:
@@ -32,7 +32,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'segfast[plot]' (or pip install matplotlib)") from None
+        raise ImportError("plots need matplotlib: pip install 'segfast-mlp[plot]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
 
