@@ -32,7 +32,9 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'segfast-mlp[plot]' (or pip install matplotlib)") from None
+        raise ImportError(
+            "plots need matplotlib: pip install 'segfast-mlp[plot]' (or pip install matplotlib)"
+        ) from None
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
 
