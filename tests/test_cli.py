@@ -44,7 +44,7 @@ def test_errors_exit_with_a_message(tmp_path, capsys):
     assert "unknown option" in capsys.readouterr().err
     if not segfast.cuda_available():  # asking for a GPU that is not there: a message, no traceback
         assert main(["run", "--device", "cuda", "--quiet", "-o", str(tmp_path / "y.json")]) == 2
-        assert "device='cuda'" in capsys.readouterr().err
+        assert "--device cuda" in capsys.readouterr().err
 
 
 def test_info_and_help_as_a_console_script():
@@ -53,3 +53,54 @@ def test_info_and_help_as_a_console_script():
     assert "CUDA:" in info.stdout
     helptext = subprocess.run([sys.executable, "-m", "segfast.cli", "run", "--help"], capture_output=True, text=True)
     assert "--segments" in helptext.stdout and "--rounds" in helptext.stdout
+    assert "--merge-temperature" in helptext.stdout and "cluster-merge" in helptext.stdout
+    for command in ([], ["run"], ["rerun"], ["plot"], ["info"]):  # the design notes do not ship
+        shown = subprocess.run(
+            [sys.executable, "-m", "segfast.cli", *command, "--help"], capture_output=True, text=True
+        )
+        assert shown.returncode == 0 and "design" not in shown.stdout.lower()
+
+
+@pytest.mark.parametrize(
+    "flags, says, not_said",
+    [
+        (["--segments", "0"], "--segments must be an integer >= 1", "n_segments"),
+        (["--segments", "100000"], "--segments 100000 exceeds the 9000 training rows", "rows of y"),
+        (["--epochs", "0"], "--epochs must be an integer >= 1 and <= 1000000, got 0\n", "round 0"),
+        (["--progressive", "--epochs", "0"], "--epochs must be an integer >= 1", "max"),
+        (["--server-momentum", "1"], "--server-momentum must be < 1", "server_momentum"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1", "batch_size"),
+        (["--val", "100000"], "--val 100000 leaves no training rows", "val ="),
+        (["--data", "mnist", "--data-dir", "."], "then pass --data-dir or set", "data_dir"),
+    ],
+)
+def test_library_errors_name_the_flags(tmp_path, flags, says, not_said):
+    done = subprocess.run(
+        [sys.executable, "-m", "segfast.cli", "run", "--quiet", "--epochs", "1", *flags],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert says in done.stderr and not_said not in done.stderr, done.stderr
+
+
+def test_flag_names_replace_python_names_only_where_they_name_an_argument():
+    from segfast.cli import _in_flags
+
+    assert (
+        _in_flags("k=3 is larger than the number of models (2)")
+        == "--clusters 3 is larger than the number of models (2)"
+    )
+    assert _in_flags("device='cuda': no GPU") == "--device cuda: no GPU"
+    assert (
+        _in_flags("temperature must be a finite number > 0, got 0")
+        == "--merge-temperature must be a finite number > 0, got 0"
+    )
+    assert _in_flags("seed must be an integer >= 0") == "--seed must be an integer >= 0"
+    # words that merely look like argument names stay as they are
+    assert (
+        _in_flags("unknown merge method 'x' for rounds; choose one")
+        == "unknown merge method 'x' for rounds; choose one"
+    )
+    assert _in_flags("--out run_dir/val=3: a file") == "--out run_dir/val=3: a file"

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from . import _core, datasets, schedule
 from .ensemble import METHODS as ENSEMBLE_METHODS
 from .ensemble import Ensemble
 from .merge import METHODS as MERGE_METHODS
+from .merge import merge
 from .predict import evaluate
 from .rounds import rounds
 from .segments import SCHEMES, segment
@@ -22,11 +27,48 @@ from .split import holdout
 from .stack import MLPStack
 
 
+class _CommandError(ValueError):
+    """An error the command finds itself: its message already speaks in flags."""
+
+
 def _widths(text: str) -> list[int]:
     try:
-        return [int(w) for w in text.split(",") if w.strip()]
+        widths = [int(w) for w in text.split(",") if w.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated widths like 128 or 256,128, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"every width must be >= 1, got {text!r}")
+    return widths
+
+
+def _integer_from(minimum: int):
+    """An argparse type: an integer >= minimum."""
+
+    def parse(text) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _number_where(accepts, shown: str):
+    """An argparse type: a finite number that ``accepts``, described as ``shown`` in errors."""
+
+    def parse(text) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {shown}, got {text!r}") from None
+        if not (math.isfinite(value) and accepts(value)):
+            raise argparse.ArgumentTypeError(f"must be a number {shown}, got {text}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,13 +122,56 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="rounds: broadcast, train locally, merge, repeat (1 = train once and merge)",
     )
-    run.add_argument(
+    merging = run.add_argument_group("merging the segment models (segfast.merge)")
+    merging.add_argument(
         "--merge",
         default="uniform",
-        choices=[m for m in MERGE_METHODS if m != "cluster-merge"],
-        help="how segment models are merged each round (uniform)",
+        choices=MERGE_METHODS,
+        help="how segment models are merged each round (uniform); cluster-merge makes one model per "
+        "cluster of segment models, so it is for one round only (--rounds 1)",
     )
-    run.add_argument("--align", action="store_true", help="align hidden units before merging")
+    merging.add_argument("--align", action="store_true", help="align hidden units before merging")
+    merging.add_argument(
+        "--merge-temperature",
+        metavar="T",
+        type=_number_where(lambda t: t > 0, "> 0"),
+        default=None,
+        help="--merge loss: weights are the softmax of minus the validation losses over this temperature (1)",
+    )
+    merging.add_argument(
+        "--merge-trim",
+        metavar="SHARE",
+        type=_number_where(lambda t: 0 <= t < 0.5, "in [0, 0.5)"),
+        default=None,
+        help="--merge trimmed: share of the values left out at each end of every weight (0.1)",
+    )
+    merging.add_argument(
+        "--clusters",
+        metavar="K",
+        type=_integer_from(1),
+        default=None,
+        help="--merge cluster-best or cluster-merge: number of k-means clusters of segment models "
+        "(default: the best silhouette score; needs 3 segments or more)",
+    )
+    merging.add_argument(
+        "--cluster-margin",
+        metavar="MARGIN",
+        type=_number_where(lambda m: 0 <= m < 1, "in [0, 1)"),
+        default=None,
+        help="--merge cluster-best: the best cluster's merge is kept when its validation loss beats the "
+        "runner-up's by this share, else every cluster's merge is averaged (0.1)",
+    )
+    merging.add_argument(
+        "--repair-rows",
+        metavar="N",
+        type=_integer_from(2),
+        default=None,
+        help="REPAIR: after each merge, rescale the merged model's hidden units to the segment models' "
+        "statistics on this many training rows (a sample drawn with --seed) (off)",
+    )
+    merging.add_argument(
+        "--rescale", action="store_true", help="after each merge, restore each layer's mean weight norm"
+    )
     run.add_argument("--fraction", type=float, default=1.0, help="share of segments taking part each round (1)")
     run.add_argument("--server-momentum", type=float, default=0.0, help="FedAvgM server momentum (0)")
     run.add_argument("--server-lr", type=float, default=1.0, help="server learning rate (1)")
@@ -105,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (0)")
     run.add_argument(
         "--val",
-        type=int,
+        type=_integer_from(1),
         default=None,
         help="validation rows taken from the end of the training rows "
         "(default: 1000 for the shipped data, 5000 otherwise)",
@@ -153,32 +238,85 @@ def _check_paths(args) -> None:
         args.output = str(Path(args.out) / "results.json") if args.out is not None else "segfast-results.json"
     output = Path(args.output)
     if output.is_dir():
-        raise ValueError(f"--output {output}: is a directory; give a file name such as {output / 'results.json'}")
+        raise _CommandError(f"--output {output}: is a directory; give a file name such as {output / 'results.json'}")
     if output.exists() and not output.is_file():
-        raise ValueError(f"--output {output}: exists and is not a regular file")
+        raise _CommandError(f"--output {output}: exists and is not a regular file")
     into_run_dir = args.out is not None and output.parent.resolve() == Path(args.out).resolve()
     if not into_run_dir and not output.parent.is_dir():
-        raise ValueError(f"--output {output}: the folder {output.parent} does not exist")
+        raise _CommandError(f"--output {output}: the folder {output.parent} does not exist")
     if not into_run_dir and not os.access(output.parent, os.W_OK):
-        raise ValueError(f"--output {output}: the folder {output.parent} is not writable")
+        raise _CommandError(f"--output {output}: the folder {output.parent} is not writable")
     if args.resume and args.out is None:
-        raise ValueError("--resume needs --out DIR, the run directory to continue")
+        raise _CommandError("--resume needs --out DIR, the run directory to continue")
     if args.out is not None:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out}: is a file, not a run directory")
+            raise _CommandError(f"--out {out}: is a file, not a run directory")
         if not args.resume and (out / "config.json").is_file():
-            raise ValueError(
+            raise _CommandError(
                 f"--out {out}: already holds a run; add --resume to continue it, or choose another directory"
             )
         if args.resume and not (out / "config.json").is_file():
-            raise ValueError(
+            raise _CommandError(
                 f"--out {out}: holds no run to resume (no {out / 'config.json'}); leave out --resume to start one there"
             )
         if not args.resume and not out.exists() and not out.parent.is_dir():
-            raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
+            raise _CommandError(f"--out {out}: the folder {out.parent} does not exist")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise ValueError(f"--data-dir {args.data_dir}: no such directory")
+        raise _CommandError(f"--data-dir {args.data_dir}: no such directory")
+
+
+# Which merge methods use each merge flag: a flag given for another method would change nothing.
+_USED_BY = {
+    "merge_temperature": ("loss",),
+    "merge_trim": ("trimmed",),
+    "clusters": ("cluster-best", "cluster-merge"),
+    "cluster_margin": ("cluster-best",),
+}
+
+
+def _check_merge(args) -> None:
+    """The merge flags against the method and the rounds, before any work: segfast.merge
+    checks its arguments only when a round ends."""
+    for dest, methods in _USED_BY.items():
+        if getattr(args, dest) is not None and args.merge not in methods:
+            raise _CommandError(
+                f"--{dest.replace('_', '-')} applies to --merge {' or '.join(methods)}, not {args.merge}"
+            )
+    if args.merge == "cluster-merge" and (args.repair_rows is not None or args.rescale):
+        raise _CommandError(
+            f"{'--repair-rows' if args.repair_rows is not None else '--rescale'} applies to a merge into one "
+            "model, not to cluster-merge's one model per cluster"
+        )
+    if args.merge == "cluster-merge" and args.rounds != 1:
+        raise _CommandError(
+            "--merge cluster-merge makes one model per cluster, and a round broadcasts one model: use it "
+            "with --rounds 1 (it then merges the segment models at the end), or --merge cluster-best for rounds"
+        )
+    if args.merge.startswith("cluster-"):
+        if args.clusters is not None and args.clusters > args.segments:
+            raise _CommandError(f"--clusters {args.clusters} is more than the {args.segments} segment models")
+        if args.clusters is None and args.segments < 3:
+            raise _CommandError(
+                f"--merge {args.merge}: choosing the number of clusters needs 3 segments or more; give --clusters"
+            )
+
+
+def _merge_arguments(args, X_train) -> dict:
+    """segfast.merge's keyword arguments that the merge flags set (none when none is given)."""
+    arguments = {
+        "temperature": args.merge_temperature,
+        "trim": args.merge_trim,
+        "k": args.clusters,
+        "margin": args.cluster_margin,
+        "rescale": args.rescale or None,
+    }
+    if args.repair_rows is not None:
+        if args.repair_rows > len(X_train):
+            raise _CommandError(f"--repair-rows {args.repair_rows} is more than the {len(X_train)} training rows")
+        rows = np.random.default_rng(args.seed).choice(len(X_train), args.repair_rows, replace=False)
+        arguments["repair"] = X_train[np.sort(rows)]
+    return {name: value for name, value in arguments.items() if value is not None}
 
 
 def _interrupted(args) -> int:
@@ -201,11 +339,13 @@ def _interrupted(args) -> int:
 
 def _run(args) -> int:
     _check_paths(args)
+    _check_merge(args)
     data = datasets.load(args.data, data_dir=args.data_dir)
-    if args.out is not None:
-        _record_command(args)
     val = args.val if args.val is not None else (1000 if args.data == "default" else 5000)
     split = holdout(data, val=val)
+    merge_arguments = _merge_arguments(args, split.X_train)
+    if args.out is not None:
+        _record_command(args)
     segs = segment(split.y_train, args.segments, args.scheme, alpha=args.alpha, seed=args.seed)
     dims = [data.n_features, *args.hidden, data.n_classes]
     start = MLPStack(dims, n_models=1, seed=args.seed)
@@ -215,6 +355,11 @@ def _run(args) -> int:
         f"{args.scheme} segments, {len(split.y_val)} validation rows, MLP {'-'.join(map(str, dims))}, "
         f"{args.rounds} round(s)"
     )
+    # cluster-merge ends with one model per cluster: the round merges uniformly, the end by clusters.
+    cluster_merge = args.merge == "cluster-merge"
+    round_merge = {"method": "uniform" if cluster_merge else args.merge, "align": args.align}
+    if not cluster_merge:
+        round_merge.update(merge_arguments)
     begin = time.perf_counter()
     result = rounds(
         start,
@@ -223,7 +368,7 @@ def _run(args) -> int:
         segs,
         rounds=args.rounds,
         local_epochs=local,
-        merge={"method": args.merge, "align": args.align},
+        merge=round_merge,
         fraction=args.fraction,
         server_lr=args.server_lr,
         server_momentum=args.server_momentum,
@@ -256,9 +401,10 @@ def _run(args) -> int:
     acc = 100 * val_eval.accuracy
     print(f"\nsegment models: mean {acc.mean():.2f}%, min {acc.min():.2f}%, max {acc.max():.2f}% validation accuracy")
     print(
-        f"merged ({args.merge}{', aligned' if args.align else ''}): {100 * merged_val.accuracy[0]:.2f}%   "
+        f"merged ({round_merge['method']}{', aligned' if args.align else ''}): {100 * merged_val.accuracy[0]:.2f}%   "
         f"ensemble ({args.ensemble}): {100 * ens.score(*split.val):.2f}%   ({seconds:.2f} s)"
     )
+    clusters = _cluster_merge(args, models, split, merge_arguments) if cluster_merge else {}
     test = {}
     if len(split.y_test):
         test = {
@@ -280,6 +426,7 @@ def _run(args) -> int:
         "ensemble_val_accuracy": ens.score(*split.val),
         "test_accuracy": {k: (float(v) if not isinstance(v, list) else v) for k, v in test.items()},
         "seconds": seconds,
+        **clusters,
     }
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
@@ -291,20 +438,59 @@ def _run(args) -> int:
     return 0
 
 
+def _cluster_merge(args, models: MLPStack, split, merge_arguments: dict) -> dict:
+    """--merge cluster-merge: the segment models merged into one model per cluster, printed, saved
+    as DIR/clusters.npz with --out, and returned as results.json's entries."""
+    merged, details = merge(
+        models,
+        "cluster-merge",
+        val=split.val,
+        align=args.align,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        device=args.device,
+        return_details=True,
+        **merge_arguments,
+    )
+    kept, labels = details["models"], details["labels"]
+    members = [[int(i) for i in kept[labels == c]] for c in range(merged.n_models)]
+    accuracy = evaluate(merged, *split.val, n_jobs=args.n_jobs, device=args.device).accuracy
+    print(
+        f"\ncluster-merge: {merged.n_models} cluster models{' (silhouette chose k)' if args.clusters is None else ''}"
+    )
+    for c, segments in enumerate(members):
+        print(f"{c:>7} {100 * accuracy[c]:>7.2f}% val acc   segments {', '.join(map(str, segments))}")
+    entries = {"cluster_segments": members, "cluster_val_accuracy": accuracy.tolist()}
+    if len(split.y_test):
+        test = evaluate(merged, *split.test, n_jobs=args.n_jobs, device=args.device).accuracy
+        entries["cluster_test_accuracy"] = test.tolist()
+    if len(kept) == models.n_models:  # the plots colour segment models by cluster
+        entries["segment_clusters"] = [int(c) for c in labels]
+    if args.out is not None:
+        merged.save(Path(args.out) / "clusters.npz")
+    return entries
+
+
 def _record_command(args) -> None:
     """DIR/command.json: the options that make the run, so that `segfast run --config
     DIR/command.json` (or `segfast rerun DIR`) redoes it. Written before training; a resume
-    must ask for the same run."""
+    must ask for the same run (it may ask for more rounds)."""
     path = Path(args.out) / "command.json"
     options = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_THE_RUN}
     if args.resume and path.is_file():
         try:
             recorded = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-        differ = sorted(k for k in set(recorded) | set(options) if k != "rounds" and recorded.get(k) != options.get(k))
+            raise _CommandError(f"{path}: not valid JSON ({e})") from None
+        # An option newer than the recorded run was, for that run, at its default.
+        run = _run_parser(_parser())
+        differ = sorted(
+            k
+            for k in set(recorded) | set(options)
+            if k != "rounds" and recorded.get(k, run.get_default(k)) != options.get(k)
+        )
         if differ:
-            raise ValueError(f"--resume: {path} records another run (it differs in {', '.join(differ)})")
+            raise _CommandError(f"--resume: {path} records another run (it differs in {', '.join(differ)})")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(options, indent=2) + "\n")
@@ -326,7 +512,7 @@ def _plots(run_dir) -> None:
 def _rerun(args) -> int:
     recorded = Path(args.rundir) / "command.json"
     if not recorded.is_file():
-        raise ValueError(f"{args.rundir}: no command.json (a run directory of `segfast run --out` holds one)")
+        raise _CommandError(f"{args.rundir}: no command.json (a run directory of `segfast run --out` holds one)")
     argv = ["run", "--config", str(recorded), "--out", args.out] + (["--quiet"] if args.quiet else [])
     return main(argv)
 
@@ -359,6 +545,38 @@ def _info() -> int:
     return 0
 
 
+def _run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    return parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr,index]
+
+
+def _config_value(action: argparse.Action, key: str, value, path) -> object:
+    """A --config value as its flag would give it, or a one-line error naming the file and the
+    option: argparse would answer a value of the wrong type with its whole usage text."""
+    if action.nargs == 0:  # a switch such as --align
+        if not isinstance(value, bool):
+            raise _CommandError(f"{path}: {key} must be true or false, got {value!r}")
+        return value
+    if value is None and action.default is None:  # an option left unset (command.json writes null)
+        return None
+    if action.type is None:
+        if not isinstance(value, str):
+            raise _CommandError(f"{path}: {key} must be text, got {value!r}")
+    else:
+        kind = {int: "an integer", float: "a number", _widths: "a list of widths such as [256, 128]"}
+        text = ",".join(map(str, value)) if isinstance(value, list) and action.type is _widths else str(value)
+        try:
+            value = action.type(text)  # type: ignore[operator]
+        except argparse.ArgumentTypeError as e:
+            raise _CommandError(f"{path}: {key}: {e}") from None
+        except ValueError:
+            raise _CommandError(
+                f"{path}: {key} must be {kind.get(action.type, 'another value')}, got {value!r}"
+            ) from None
+    if action.choices is not None and value not in action.choices:
+        raise _CommandError(f"{path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return value
+
+
 def _with_config(parser, argv):
     """Parse argv; a --config TOML file supplies defaults that explicit flags override."""
     args = parser.parse_args(argv)
@@ -372,22 +590,79 @@ def _with_config(parser, argv):
             with open(args.config, "rb") as f:
                 loaded = json.load(f) if str(args.config).endswith(".json") else tomllib.load(f)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(
+            raise _CommandError(
                 f"--config {args.config}: not valid {'JSON' if str(args.config).endswith('.json') else 'TOML'}: {e}"
             ) from None
         except OSError as e:
-            raise ValueError(f"--config {args.config}: cannot be read: {e.strerror}") from None
+            raise _CommandError(f"--config {args.config}: cannot be read: {e.strerror}") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"--config {args.config}: must hold a table of options, got {type(loaded).__name__}")
-        values = {k.replace("-", "_"): v for k, v in loaded.items()}
-        run = parser._subparsers._group_actions[0].choices["run"]
-        known = {a.dest for a in run._actions}
-        unknown = set(values) - known
+            raise _CommandError(f"--config {args.config}: must hold a table of options, got {type(loaded).__name__}")
+        run = _run_parser(parser)
+        actions = {a.dest: a for a in run._actions if a.dest not in ("help", "config")}
+        unknown = {k for k in loaded if k.replace("-", "_") not in actions}
         if unknown:
-            raise ValueError(f"{args.config}: unknown option(s) {', '.join(sorted(unknown))}")
-        run.set_defaults(**values)
+            raise _CommandError(f"{args.config}: unknown option(s) {', '.join(sorted(unknown))}")
+        run.set_defaults(
+            **{
+                k.replace("-", "_"): _config_value(actions[k.replace("-", "_")], k, v, args.config)
+                for k, v in loaded.items()
+            }
+        )
         args = parser.parse_args(argv)
     return args
+
+
+# The library's argument names as the flags that set them: its messages speak to a Python caller.
+_FLAGS = {
+    "n_segments": "--segments",
+    "local_epochs": "--epochs",
+    "max": "--epochs",  # schedule.progressive(max=--epochs)
+    "rounds": "--rounds",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "momentum": "--momentum",
+    "weight_decay": "--weight-decay",
+    "proximal_mu": "--proximal-mu",
+    "fraction": "--fraction",
+    "server_lr": "--server-lr",
+    "server_momentum": "--server-momentum",
+    "alpha": "--alpha",
+    "val": "--val",
+    "seed": "--seed",
+    "n_jobs": "--n-jobs",
+    "device": "--device",
+    "data_dir": "--data-dir",
+    "temperature": "--merge-temperature",
+    "trim": "--merge-trim",
+    "k": "--clusters",
+    "margin": "--cluster-margin",
+    "repair": "--repair-rows",
+}
+# A name followed by " must", " = ", "='value'", "=value" or a bare "=" (as in "pass data_dir=").
+_NAMED = re.compile(
+    r"(?<![\w\-./])(" + "|".join(_FLAGS) + r")(?:(?P<must> must\b)|(?: = |=)'?(?P<value>[^\s',;:)]*)'?)"
+)
+_PHRASES = (  # what is left of Python once the names are flags
+    ("--epochs must give integers", "--epochs must be an integer"),
+    (" for round 0", ""),  # --epochs is the same every round (or 1, 1, 2, ... up to it)
+    ("rows of y", "training rows"),
+    ("load('default')", "--data default"),
+)
+
+
+def _in_flags(message: str) -> str:
+    """A library error as the command line says it: n_segments -> --segments, data_dir= -> --data-dir."""
+
+    def flag(match: re.Match) -> str:
+        name = _FLAGS[match.group(1)]
+        if match.group("must"):
+            return name + " must"
+        return f"{name} {match.group('value')}" if match.group("value") else name
+
+    message = _NAMED.sub(flag, message)
+    for python, flags in _PHRASES:
+        message = message.replace(python, flags)
+    return message
 
 
 def main(argv=None) -> int:
@@ -404,8 +679,11 @@ def main(argv=None) -> int:
         return _info()
     except KeyboardInterrupt:
         return _interrupted(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError) as error:
+    except _CommandError as error:
         print(f"segfast: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError) as error:  # the library's
+        print(f"segfast: error: {_in_flags(str(error))}", file=sys.stderr)
         return 2
 
 
