@@ -215,9 +215,19 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path):
         (dict(local_epochs=0), ValueError, "local_epochs must give integers >= 1"),
         (dict(val=np.zeros(3)), TypeError, "val must be an"),
         (dict(colour="red"), TypeError, "unexpected argument"),
+        # merge options are refused before any training, not at the end of the first round
+        (dict(merge="loss"), ValueError, "needs val="),
+        (dict(merge={"method": "median", "margin": 2}), ValueError, "margin must be"),
+        (dict(merge={"method": "trimmed", "trim": 0.7}), ValueError, "trim must be"),
+        (dict(merge={"method": "uniform", "weights": [1] * 5}), ValueError, "weights= is only used"),
+        (dict(merge={"method": "uniform", "colour": 1}), TypeError, "merge has unknown option"),
     ],
 )
-def test_rounds_bad_input(data, kwargs, error, match):
+def test_rounds_bad_input(data, kwargs, error, match, monkeypatch):
+    """Each refused before any training (the engine's round would fail the test)."""
+    from segfast._engine import LocalEngine
+
+    monkeypatch.setattr(LocalEngine, "round", lambda *args: pytest.fail("trained before refusing"))
     X, y, _, seg = data
     with pytest.raises(error, match=match):
         segfast.rounds([16, 12, 4], X, y, seg, progress=False, **kwargs)

@@ -96,6 +96,45 @@ def _rescale(merged: MLPStack, sources: MLPStack) -> None:
             merged.weights(layer)[...] *= np.float32(target / norm)
 
 
+def checked_options(
+    n_features: int,
+    n_classes: int,
+    n_models: int,
+    method: str,
+    *,
+    weights=None,
+    val=None,
+    repair=None,
+    temperature=1.0,
+    trim=0.1,
+    margin=0.1,
+):
+    """merge()'s checks of its options for ``n_models`` models of these widths, without merging:
+    rounds() runs them before any training. Returns (val pair or None, repair rows or
+    None, normalised explicit weights or None)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
+    val = val_pair(val, n_features, n_classes)
+    if method in _NEEDS_VAL and val is None:
+        raise ValueError(f"method={method!r} needs val=(X_val, y_val) to rank the models")
+    if repair is not None:
+        repair = as_features(repair, "repair", n_features)
+        if len(repair) < 2:
+            raise ValueError("repair needs at least 2 calibration rows")
+    if not (_real(temperature) is not None and np.isfinite(_real(temperature)) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if not (_real(trim) is not None and 0 <= trim < 0.5):
+        raise ValueError(f"trim must be in [0, 0.5), got {trim!r}")
+    if not (_real(margin) is not None and 0 <= margin < 1):
+        raise ValueError(f"margin must be a number in [0, 1), got {margin!r}")
+    explicit = None
+    if method == "weighted":
+        explicit = _explicit_weights(weights, n_models)
+    elif weights is not None:
+        raise ValueError(f"weights= is only used by method='weighted', not {method!r}")
+    return val, repair, explicit
+
+
 def merge(
     stack: MLPStack,
     method: str = "uniform",
@@ -137,27 +176,20 @@ def merge(
     weight once: sending the stack to the GPU for it would cost more than it saves).
     """
     check_stack(stack)
-    if method not in METHODS:
-        raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
     threads = resolve_n_jobs(n_jobs)
     device = check_device(device)
-    val = val_pair(val, stack.n_features, stack.n_classes)
-    if method in _NEEDS_VAL and val is None:
-        raise ValueError(f"method={method!r} needs val=(X_val, y_val) to rank the models")
-    if repair is not None:
-        repair = as_features(repair, "repair", stack.n_features)
-        if len(repair) < 2:
-            raise ValueError("repair needs at least 2 calibration rows")
-    if not (_real(temperature) is not None and np.isfinite(_real(temperature)) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if not (_real(trim) is not None and 0 <= trim < 0.5):
-        raise ValueError(f"trim must be in [0, 0.5), got {trim!r}")
-    if not (_real(margin) is not None and 0 <= margin < 1):
-        raise ValueError(f"margin must be a number in [0, 1), got {margin!r}")
-    if method == "weighted":
-        explicit = _explicit_weights(weights, stack.n_models)
-    elif weights is not None:
-        raise ValueError(f"weights= is only used by method='weighted', not {method!r}")
+    val, repair, explicit = checked_options(
+        stack.n_features,
+        stack.n_classes,
+        stack.n_models,
+        method,
+        weights=weights,
+        val=val,
+        repair=repair,
+        temperature=temperature,
+        trim=trim,
+        margin=margin,
+    )
 
     keep = np.flatnonzero(~stack.diverged)
     if keep.size == 0:

@@ -26,7 +26,7 @@ from ._threads import resolve_n_jobs
 from ._validate import finite_float, integer, val_pair
 from ._validate import seed as checked_seed
 from .merge import METHODS as MERGE_METHODS
-from .merge import _explicit_weights
+from .merge import _explicit_weights, checked_options
 from .merge import merge as merge_models
 from .predict import evaluate
 from .results import RunDirectory, fingerprint
@@ -113,6 +113,23 @@ def _renamed(options: dict) -> dict:
     return options
 
 
+_MERGE_OPTIONS = {"method", "weights", "align", "repair", "rescale", "temperature", "trim", "k", "margin"}
+
+
+def _check_merge_early(spec: dict, start: MLPStack, n_chosen: int, val) -> None:
+    """What segfast.merge would refuse at the end of the first round, refused before any training."""
+    unknown = set(spec) - _MERGE_OPTIONS
+    if unknown:
+        raise TypeError(f"merge has unknown option(s) {sorted(unknown)}; rounds() takes {sorted(_MERGE_OPTIONS)}")
+    method = spec["method"]
+    weights = spec.get("weights", np.ones(n_chosen)) if method == "weighted" else spec.get("weights")
+    options = {key: spec[key] for key in ("repair", "temperature", "trim", "margin") if key in spec}
+    uses_val = method in ("loss", "rank", "greedy", "cluster-best")  # _merged gives val to these only
+    checked_options(
+        start.n_features, start.n_classes, n_chosen, method, weights=weights, val=val if uses_val else None, **options
+    )
+
+
 def _checked_plan(
     start: MLPStack,
     n_segments: int,
@@ -151,6 +168,8 @@ def _checked_plan(
                 "use method='weighted' without weights to weight by segment size"
             )
         spec["weights"] = _explicit_weights(spec["weights"], n_segments)
+    n_chosen = max(1, int(round(fraction * n_segments))) if fraction < 1 else n_segments
+    _check_merge_early(spec, start, n_chosen, val)
     for r in range(n_rounds):
         schedules.resolve(local_epochs, r)
     unknown = set(train_options) - set(_TRAIN_OPTIONS)
@@ -162,7 +181,7 @@ def _checked_plan(
         local_epochs=local_epochs,
         merge=spec,
         fraction=fraction,
-        n_chosen=max(1, int(round(fraction * n_segments))) if fraction < 1 else n_segments,
+        n_chosen=n_chosen,
         server_lr=server_lr,
         server_momentum=server_momentum,
         lr_decay=lr_decay,
