@@ -31,6 +31,8 @@ def segfast(*flags, cwd=None):
         (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume"], "--resume needs --out"),
         (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--resume", "--out", str(d / "none")], "no run to resume"),
         (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--data-dir", str(d / "missing")], "--data-dir .*no such"),
+        # an option that earlier versions accepted and then ignored
+        (lambda d: None, lambda d: ["-o", str(d / "r.json"), "--init", "independent"], "--init independent: "),
     ],
 )
 def test_bad_paths_are_one_line_errors_before_any_training(tmp_path, make, flags, says):

@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         "--init",
         default="shared",
         choices=["shared", "independent"],
-        help="same starting point for every model, or one each (shared)",
+        help="shared: every segment model starts from the same model, the only start segfast run has "
+        "(independent is refused: use the Python API for one start per segment)",
     )
     run.add_argument(
         "--config",
@@ -340,6 +341,11 @@ def _interrupted(args) -> int:
 def _run(args) -> int:
     _check_paths(args)
     _check_merge(args)
+    if args.init == "independent":  # accepted by earlier versions, which then used a shared start anyway
+        raise _CommandError(
+            "--init independent: segfast run trains in rounds from one shared start; for one start per "
+            "segment use Python: segfast.MLPStack(dims, n, init='independent'), segfast.train, segfast.merge"
+        )
     data = datasets.load(args.data, data_dir=args.data_dir)
     val = args.val if args.val is not None else (1000 if args.data == "default" else 5000)
     split = holdout(data, val=val)
