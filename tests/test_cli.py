@@ -35,6 +35,23 @@ def test_rounds_run_directory_config_file_and_plot(tmp_path, capsys):
     assert (run_dir / "accuracy.png").stat().st_size > 1000 and (run_dir / "weight_map.png").exists()
 
 
+def test_a_sampled_last_round_reports_the_segments_that_took_part(tmp_path, capsys):
+    """--fraction < 1: the table, results.json and the plots name the last round's participants
+    (by segment index, with their own sizes), not the first rows of the segment list."""
+    run_dir = tmp_path / "run"
+    flags = ["--segments", "8", "--scheme", "dirichlet", "--fraction", "0.5", "--rounds", "2", "--epochs", "1"]
+    assert main(["run", *flags, "--hidden", "16", "--quiet", "--out", str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((run_dir / "results.json").read_text())
+    took_part = results["local_segments"]
+    assert len(took_part) == 4 == len(results["val_accuracy"]) and took_part == sorted(set(took_part))
+    assert took_part != [0, 1, 2, 3]  # seed 0 samples others: the test would not tell otherwise
+    assert "4 of 8 segments took part" in printed
+    table = printed.split("took part)")[1].strip().split("\n\n")[0].splitlines()
+    rows = [line.split()[:2] for line in table]
+    assert rows == [[str(i), str(results["segment_sizes"][i])] for i in took_part]
+
+
 def test_errors_exit_with_a_message(tmp_path, capsys):
     assert main(["run", "--data", "no-such-set", "-o", str(tmp_path / "x.json")]) == 2
     assert "unknown" in capsys.readouterr().err.lower()

@@ -153,6 +153,19 @@ def test_segment_accuracy_figure_bars_clusters_and_reference_lines(tmp_path):
         plot.segment_accuracy_figure(np.zeros((2, 2)))
 
 
+def test_figures_name_the_segments_a_sampled_round_trained(rng):
+    """fraction < 1: the models are a sample of the segments, and the figures say which."""
+    took_part = [2, 5, 9, 11, 14]
+    ax = plot.segment_accuracy_figure([0.6, 0.7, 0.5, 0.8, 0.65], segments=took_part).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "5", "9", "11", "14"]
+    assert ax.get_xlabel() == "segment"
+    segments, merged = stacks(rng, n=5)
+    ax = plot.weight_map_figure(segments, merged, segments=took_part).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["2", "5", "9", "11", "14"]
+    with pytest.raises(ValueError, match="one segment index per segment model"):
+        plot.segment_accuracy_figure([0.6, 0.7], segments=took_part)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A finished run directory of rounds() with val rows, and a results.json as `segfast run` writes."""
@@ -183,6 +196,19 @@ def test_plot_run_draws_every_figure_the_run_directory_has_data_for(run_dir, tmp
     assert [p.name for p in written] == ["accuracy.png", "weight_map.png", "segment_accuracy.png"]
     for path in written:
         assert_png(path)
+
+    # A sampled last round: local_segments picks the sizes of the segments that took part.
+    sizes = [50, 60, 70, 80, 90, 100, 110, 120]
+    sampled = dict(results, segment_sizes=sizes, local_segments=[0, 2, 3, 5, 6, 7])
+    (out / "results.json").write_text(json.dumps(sampled))
+    drawn = {}
+    real_map, real_bars = plot.plot_weight_map, plot.plot_segment_accuracy
+    with pytest.MonkeyPatch.context() as patch:  # the real figures, with their options recorded
+        patch.setattr(plot, "plot_weight_map", lambda *a, **o: drawn.setdefault("map", o) and real_map(*a, **o))
+        patch.setattr(plot, "plot_segment_accuracy", lambda *a, **o: drawn.setdefault("bars", o) and real_bars(*a, **o))
+        assert [p.name for p in plot.plot_run(out)] == ["accuracy.png", "weight_map.png", "segment_accuracy.png"]
+    assert drawn["map"]["sizes"] == [50, 70, 80, 100, 110, 120]
+    assert drawn["map"]["segments"] == drawn["bars"]["segments"] == [0, 2, 3, 5, 6, 7]
 
     # Per-model lists that do not match local_models.npz (another run's results) are left out.
     (out / "results.json").write_text(json.dumps(dict(results, val_accuracy=[0.5, 0.6])))

@@ -90,7 +90,7 @@ def test_server_momentum_and_learning_rate(data):
     assert not np.allclose(moment.global_model.params, plain.global_model.params)
 
 
-def test_fraction_sampling_is_seeded(data):
+def test_fraction_sampling_is_seeded(data, tmp_path):
     X, y, _, seg = data
     a = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, fraction=0.4, seed=5, progress=False)
     b = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, fraction=0.4, seed=5, progress=False)
@@ -98,6 +98,17 @@ def test_fraction_sampling_is_seeded(data):
     np.testing.assert_array_equal(a.global_model.params, b.global_model.params)
     assert not np.array_equal(a.global_model.params, c.global_model.params)
     assert all(h["participants"] == 2 for h in a.history)
+    # The local models are the last round's participants, named by local_segments.
+    assert a.local_models.n_models == 2 and a.local_segments.shape == (2,)
+    assert np.all(np.diff(a.local_segments) > 0) and a.local_segments.max() < len(seg)
+    full = segfast.rounds([16, 12, 4], X, y, seg, rounds=1, progress=False)
+    np.testing.assert_array_equal(full.local_segments, np.arange(len(seg)))
+    # A resume of the finished run loads its local models and names the same segments.
+    options = dict(rounds=3, fraction=0.4, seed=5, progress=False, out=tmp_path / "run")
+    segfast.rounds([16, 12, 4], X, y, seg, **options)
+    again = segfast.rounds([16, 12, 4], X, y, seg, resume=True, **options)
+    np.testing.assert_array_equal(again.local_segments, a.local_segments)
+    np.testing.assert_array_equal(again.local_models.params, a.local_models.params)
 
 
 def test_progressive_schedule_and_evaluation(data):

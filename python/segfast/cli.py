@@ -400,17 +400,23 @@ def _run(args) -> int:
     ens = Ensemble(models, args.ensemble, tiebreak=result.global_model, n_jobs=args.n_jobs, device=args.device)
     ens.fit(*split.val)
 
-    print(f"\n{'segment':>7} {'rows':>6} {'val loss':>9} {'val acc':>8}   (segment models of the last round)")
-    for i in range(models.n_models):
+    # The segment of each model: the last round's participants (rounds() names them whenever it
+    # returns local models; all segments in order is what an older result would mean).
+    trained = result.local_segments if result.local_segments is not None else np.arange(models.n_models)
+    took_part = "" if len(trained) == len(segs) else f": {len(trained)} of {len(segs)} segments took part"
+    print(
+        f"\n{'segment':>7} {'rows':>6} {'val loss':>9} {'val acc':>8}   (segment models of the last round{took_part})"
+    )
+    for i, seg in enumerate(trained):
         flag = "  diverged" if models.diverged[i] else ""
-        print(f"{i:>7} {segs.sizes[i]:>6} {val_eval.loss[i]:>9.4f} {100 * val_eval.accuracy[i]:>7.2f}%{flag}")
+        print(f"{seg:>7} {segs.sizes[seg]:>6} {val_eval.loss[i]:>9.4f} {100 * val_eval.accuracy[i]:>7.2f}%{flag}")
     acc = 100 * val_eval.accuracy
     print(f"\nsegment models: mean {acc.mean():.2f}%, min {acc.min():.2f}%, max {acc.max():.2f}% validation accuracy")
     print(
         f"merged ({round_merge['method']}{', aligned' if args.align else ''}): {100 * merged_val.accuracy[0]:.2f}%   "
         f"ensemble ({args.ensemble}): {100 * ens.score(*split.val):.2f}%   ({seconds:.2f} s)"
     )
-    clusters = _cluster_merge(args, models, split, merge_arguments) if cluster_merge else {}
+    clusters = _cluster_merge(args, models, trained, split, merge_arguments) if cluster_merge else {}
     test = {}
     if len(split.y_test):
         test = {
@@ -425,6 +431,7 @@ def _run(args) -> int:
         "config": {k: v for k, v in vars(args).items() if k != "command"},
         "dims": dims,
         "segment_sizes": segs.sizes.tolist(),
+        "local_segments": trained.tolist(),  # the segment of each entry of the per-model lists
         "rounds": result.history,
         "val_loss": val_eval.loss.tolist(),
         "val_accuracy": val_eval.accuracy.tolist(),
@@ -444,7 +451,7 @@ def _run(args) -> int:
     return 0
 
 
-def _cluster_merge(args, models: MLPStack, split, merge_arguments: dict) -> dict:
+def _cluster_merge(args, models: MLPStack, segments: np.ndarray, split, merge_arguments: dict) -> dict:
     """--merge cluster-merge: the segment models merged into one model per cluster, printed, saved
     as DIR/clusters.npz with --out, and returned as results.json's entries."""
     merged, details = merge(
@@ -459,13 +466,13 @@ def _cluster_merge(args, models: MLPStack, split, merge_arguments: dict) -> dict
         **merge_arguments,
     )
     kept, labels = details["models"], details["labels"]
-    members = [[int(i) for i in kept[labels == c]] for c in range(merged.n_models)]
+    members = [[int(segments[i]) for i in kept[labels == c]] for c in range(merged.n_models)]
     accuracy = evaluate(merged, *split.val, n_jobs=args.n_jobs, device=args.device).accuracy
     print(
         f"\ncluster-merge: {merged.n_models} cluster models{' (silhouette chose k)' if args.clusters is None else ''}"
     )
-    for c, segments in enumerate(members):
-        print(f"{c:>7} {100 * accuracy[c]:>7.2f}% val acc   segments {', '.join(map(str, segments))}")
+    for c, in_cluster in enumerate(members):
+        print(f"{c:>7} {100 * accuracy[c]:>7.2f}% val acc   segments {', '.join(map(str, in_cluster))}")
     entries = {"cluster_segments": members, "cluster_val_accuracy": accuracy.tolist()}
     if len(split.y_test):
         test = evaluate(merged, *split.test, n_jobs=args.n_jobs, device=args.device).accuracy

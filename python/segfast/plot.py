@@ -65,6 +65,17 @@ def _cluster_colours(clusters, n_models: int):
     return colours, labels
 
 
+def _segment_labels(segments, n_models: int) -> list:
+    """What each segment model is called on a figure: its segment's index where ``segments`` says
+    which segment each model trained on (fraction < 1: a sample of them), else its place."""
+    if segments is None:
+        return [str(i) for i in range(n_models)]
+    segments = np.asarray(segments)
+    if segments.shape != (n_models,):
+        raise ValueError(f"segments must hold one segment index per segment model ({n_models}), got {segments!r}")
+    return [str(int(i)) for i in segments]
+
+
 def rounds_figure(history: list):
     """Validation accuracy per round: the merged (global) model, the segment models' mean and
     spread, the soft-vote ensemble. ``history`` is RoundsResult.history (or the lines of
@@ -115,6 +126,7 @@ def weight_map_figure(
     *,
     sizes=None,
     clusters=None,
+    segments=None,
     round_number: int | None = None,
     title: str | None = None,
 ):
@@ -125,11 +137,13 @@ def weight_map_figure(
     ``sizes`` (rows per segment) makes each dot's area proportional to its segment's size;
     ``clusters`` (a label per segment model) colours the dots by cluster; ``round_number`` names
     the round the segment models come from in the title, ``title`` replaces it. Segment dots
-    are numbered by their index in the stack when there are at most 30.
+    are numbered when there are at most 30: by ``segments`` (the segment each model trained on)
+    where given, else by their index in the stack.
     """
     plt = _pyplot()
     extra = extra or {}
     n = segment_models.n_models
+    names = _segment_labels(segments, n)
     coords = weight_map(segment_models, merged, *extra.values())
     share = explained_variance(segment_models, merged, *extra.values())
     fig, ax = plt.subplots(figsize=(8, 5.6))
@@ -150,9 +164,9 @@ def weight_map_figure(
             members = np.flatnonzero(np.asarray(clusters) == c)
             ax.scatter([], [], s=40, color=colours[members[0]], label=f"cluster {c} ({_models(len(members))})")
     if n <= _LABEL_AT_MOST:
-        for i, (xy, s) in enumerate(zip(coords[0], area)):
+        for name, xy, s in zip(names, coords[0], area):
             off = 0.36 * np.sqrt(s) + 1  # just outside the dot: s is the square of its diameter in points
-            ax.annotate(str(i), xy, xytext=(off, off), textcoords="offset points", fontsize=7, color="0.25")
+            ax.annotate(name, xy, xytext=(off, off), textcoords="offset points", fontsize=7, color="0.25")
     ax.scatter(*coords[1].T, s=220, marker="*", color="tab:red", edgecolors="black", linewidths=0.5, zorder=3)
     ax.scatter([], [], s=120, marker="*", color="tab:red", edgecolors="black", linewidths=0.5, label=_MERGED)
     for (name, _), xy, marker in zip(extra.items(), coords[2:], "Ds^vP"):  # hollow: the dots show through
@@ -188,7 +202,7 @@ def weight_map_figure(
 
 def plot_weight_map(segment_models: MLPStack, merged: MLPStack, path, extra: dict | None = None, **options) -> Path:
     """weight_map_figure(segment_models, merged, extra, **options) saved as a PNG file at ``path``;
-    the options are its sizes, clusters, round_number and title."""
+    the options are its sizes, clusters, segments, round_number and title."""
     return _save(weight_map_figure(segment_models, merged, extra, **options), path)
 
 
@@ -196,6 +210,7 @@ def segment_accuracy_figure(
     accuracies,
     *,
     clusters=None,
+    segments=None,
     merged: float | None = None,
     ensemble: float | None = None,
     round_number: int | None = None,
@@ -203,12 +218,14 @@ def segment_accuracy_figure(
 ):
     """A bar per segment model's validation accuracy (fractions in [0, 1], one per model in the
     stack's order), coloured by cluster where ``clusters`` gives a label per model, with the
-    merged model's and the ensemble's validation accuracy as reference lines."""
+    merged model's and the ensemble's validation accuracy as reference lines. ``segments`` (the
+    segment each model trained on) labels the bars where given."""
     plt = _pyplot()
     acc = 100 * np.asarray(accuracies, dtype=np.float64)
     if acc.ndim != 1 or len(acc) == 0:
         raise ValueError(f"accuracies must be one number per segment model, got shape {acc.shape}")
     n = len(acc)
+    names = _segment_labels(segments, n)
     colours, labels = _cluster_colours(clusters, n)
     fig, ax = plt.subplots(figsize=(min(12, max(7, 0.25 * n + 2)), 4.8), constrained_layout=True)
     ax.bar(np.arange(n), acc, color=colours if colours is not None else "tab:gray", width=0.75, zorder=2)
@@ -224,9 +241,11 @@ def segment_accuracy_figure(
         )
     models = "segment model" if round_number is None else f"segment model of round {round_number}"
     ax.set_title(title if title is not None else f"Validation accuracy of each {models}")
-    ax.set_xlabel("segment model")
-    if n <= _LABEL_AT_MOST:
-        ax.set_xticks(np.arange(n))
+    ax.set_xlabel("segment" if segments is not None else "segment model")
+    if n <= _LABEL_AT_MOST or segments is not None:  # a sample of segments: every bar says which
+        ax.set_xticks(
+            np.arange(n), names, fontsize=None if n <= _LABEL_AT_MOST else 6, rotation=0 if n <= _LABEL_AT_MOST else 90
+        )
     else:
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlim(-0.6, n - 0.4)
@@ -239,7 +258,7 @@ def segment_accuracy_figure(
 
 def plot_segment_accuracy(accuracies, path, **options) -> Path:
     """segment_accuracy_figure(accuracies, **options) saved as a PNG file at ``path``; the options
-    are its clusters, merged, ensemble, round_number and title."""
+    are its clusters, segments, merged, ensemble, round_number and title."""
     return _save(segment_accuracy_figure(accuracies, **options), path)
 
 
@@ -268,11 +287,20 @@ def plot_run(run_dir) -> list:
     results = _read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
     local_path = run_dir / "local_models.npz"
     n_models = MLPStack.load(local_path).n_models if local_path.exists() else None
-    # Per model only where results.json has one value per model of local_models.npz (with
-    # fraction < 1 the last round trained fewer models than there are segments).
+    # With fraction < 1 the last round trained a sample of the segments: results.json's
+    # local_segments names them, and the per-segment sizes are picked for those.
+    local_segments = results.get("local_segments")
+    sizes = results.get("segment_sizes")
+    if (
+        isinstance(local_segments, list)
+        and isinstance(sizes, list)
+        and all(isinstance(i, int) and 0 <= i < len(sizes) for i in local_segments)
+    ):
+        results = {**results, "segment_sizes": [sizes[i] for i in local_segments]}
+    # Per model only where results.json has one value per model of local_models.npz.
     per_model = {
         key: results[key]
-        for key in ("segment_sizes", "segment_clusters", "val_accuracy")
+        for key in ("segment_sizes", "segment_clusters", "val_accuracy", "local_segments")
         if isinstance(results.get(key), list) and (n_models is None or len(results[key]) == n_models)
     }
     if local_path.exists() and (run_dir / "final.npz").exists():
@@ -283,6 +311,7 @@ def plot_run(run_dir) -> list:
                 run_dir / "weight_map.png",
                 sizes=per_model.get("segment_sizes"),
                 clusters=per_model.get("segment_clusters"),
+                segments=per_model.get("local_segments"),
                 round_number=last_round,
             )
         )
@@ -292,6 +321,7 @@ def plot_run(run_dir) -> list:
                 per_model["val_accuracy"],
                 run_dir / "segment_accuracy.png",
                 clusters=per_model.get("segment_clusters"),
+                segments=per_model.get("local_segments"),
                 merged=results.get("merged_val_accuracy"),
                 ensemble=results.get("ensemble_val_accuracy"),
                 round_number=last_round,

@@ -45,6 +45,9 @@ class RoundsResult:
     best_model: MLPStack | None = None  # the global model of the round with the best val accuracy
     local_models: MLPStack | None = None  # the segment models of the last round, before merging
     run_dir: RunDirectory | None = None
+    # The segment each local model trained on: the last round's participants (all segments, in
+    # order, unless fraction < 1).
+    local_segments: np.ndarray | None = None
 
     def __repr__(self) -> str:  # a summary: the history has one dict per round
         last = self.history[-1] if self.history else {}
@@ -354,7 +357,8 @@ def run_rounds(
     elif run_dir is not None:  # resumed after its last checkpoint: every round had finished
         local_models = run_dir.load_local(plan.n_chosen)
         run_dir.finish(final, None)  # from the checkpoint, the authority on the final model
-    return RoundsResult(final, history, best_model, local_models, run_dir)
+    local_segments = plan.participants(plan.n_rounds - 1, len(engine.sizes)) if local_models is not None else None
+    return RoundsResult(final, history, best_model, local_models, run_dir, local_segments)
 
 
 def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None):
