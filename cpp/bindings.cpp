@@ -130,8 +130,10 @@ py::array_t<float> predict_proba_py(const std::vector<int>& dims, py::handle par
     return probs;
 }
 
+// with_vote also returns the models' soft vote (their summed probabilities, combine's "proba")
+// from the same forward pass: what a round's val_segments needs, at half the cost of two passes.
 py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, py::handle y_obj,
-                      int n_jobs) {
+                      int n_jobs, bool with_vote) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
@@ -139,13 +141,20 @@ py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::h
     auto y = expect<std::int64_t>(y_obj, "y", {n_rows});
     check_labels(y.data(), n_rows, arch.n_out());
     py::array_t<double> loss(n_models), accuracy(n_models);
-    double* l = loss.mutable_data();
-    double* a = accuracy.mutable_data();
+    const ModelScores scores{y.data(), loss.mutable_data(), accuracy.mutable_data()};
+    py::array_t<float> vote(with_vote ? std::vector<py::ssize_t>{n_rows, static_cast<py::ssize_t>(arch.n_out())}
+                                      : std::vector<py::ssize_t>{0});
+    float* summed = with_vote ? vote.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;
-        evaluate(arch, params.data(), static_cast<int>(n_models), x.data(), y.data(), n_rows, l, a,
-                 resolve_threads(n_jobs));
+        if (with_vote)
+            combine(arch, params.data(), static_cast<int>(n_models), x.data(), n_rows, Combine::Proba, nullptr, nullptr,
+                    summed, resolve_threads(n_jobs), nullptr, &scores);
+        else
+            evaluate(arch, params.data(), static_cast<int>(n_models), x.data(), y.data(), n_rows, scores.loss,
+                     scores.accuracy, resolve_threads(n_jobs));
     }
+    if (with_vote) return py::make_tuple(loss, accuracy, vote);
     return py::make_tuple(loss, accuracy);
 }
 
@@ -385,8 +394,9 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("merge_pieces", &merge_pieces, py::arg("n_models"), py::arg("block"), py::arg("first"));
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
-    mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"),
-            py::arg("n_jobs"));
+    mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"),
+            py::arg("with_vote") = false,
+            "(loss, accuracy) per model; with_vote=True adds the summed probabilities (n, C) from the same pass");
     mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
             py::arg("max_rounds"), py::arg("n_jobs"));
     mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));

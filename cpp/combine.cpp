@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "buffer.h"
@@ -32,8 +33,15 @@ struct Scratch {
 }  // namespace
 
 void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows, Combine mode,
-             const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes) {
+             const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes,
+             const ModelScores* scores) {
     const int C = arch.n_out(), d = arch.n_in();
+    if (scores && (model_weights || row_weights))
+        throw std::invalid_argument("combine: model scores need every model on every row (no weights)");
+    // Per (256-row block, model) partial sums, added in block order at the end as evaluate() adds them.
+    const std::int64_t all_blocks = (n_rows + kBlockRows - 1) / kBlockRows;
+    std::vector<double> block_loss(scores ? static_cast<std::size_t>(all_blocks) * n_models : 0, 0.0);
+    std::vector<std::int64_t> block_correct(block_loss.size(), 0);
     const std::int64_t per_row = std::max<std::int64_t>(1, static_cast<std::int64_t>(n_models) * C);
     const std::int64_t span = std::min<std::int64_t>(
         n_rows, std::max<std::int64_t>(kBlockRows,
@@ -64,8 +72,12 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     if (!row_weights || row_weights[(r0 + c0 + i) * n_models + m] != 0.f) s.picked.push_back(i);
                 const int count = static_cast<int>(s.picked.size());
                 if (count == 0) continue;
-                if (!packed) pack_weights(arch, w, s.packed.data());
-                packed = true;
+                // Packing pays back over several chunks; for one (a span of at most 256 rows: many
+                // models, or few rows) it would cost more than the forward pass it speeds up.
+                if (!packed && rows > kBlockRows) {
+                    pack_weights(arch, w, s.packed.data());
+                    packed = true;
+                }
                 const float* in = x + (r0 + c0) * d;
                 if (count < chunk) {
                     for (int t = 0; t < count; ++t) {
@@ -74,7 +86,7 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     }
                     in = s.ws.input.data();
                 }
-                const float* z = forward(arch, w, in, count, s.ws, s.packed.data());
+                const float* z = forward(arch, w, in, count, s.ws, packed ? s.packed.data() : nullptr);
                 for (int t = 0; t < count; ++t)
                     std::copy(z + static_cast<std::size_t>(t) * C, z + static_cast<std::size_t>(t + 1) * C,
                               logits.data() + ((c0 + s.picked[t]) * n_models + m) * C);
@@ -97,6 +109,13 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     const float* zi = logits.data() + (i * n_models + m) * C;
                     double* a = s.acc.data();
                     const int top = argmax_logit(zi, C);
+                    if (scores) {  // cross_entropy()'s arithmetic, so the numbers are evaluate()'s
+                        const std::size_t slot = static_cast<std::size_t>((r / kBlockRows) * n_models + m);
+                        const std::int64_t label = scores->labels[r];
+                        const float total = sum_shifted_exp(zi, C, zi[top]);
+                        block_loss[slot] += static_cast<double>(std::log(total) + zi[top] - zi[label]);
+                        block_correct[slot] += (top == label);
+                    }
                     if (votes) s.vote_acc[top] += weight;
                     if (mode == Combine::Votes) {
                         a[top] += weight;
@@ -116,6 +135,17 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     for (int c = 0; c < C; ++c) votes[r * C + c] = static_cast<float>(s.vote_acc[c]);
             }
         });
+    }
+    if (!scores) return;
+    for (int m = 0; m < n_models; ++m) {
+        double total = 0.0;
+        std::int64_t correct = 0;
+        for (std::int64_t b = 0; b < all_blocks; ++b) {
+            total += block_loss[static_cast<std::size_t>(b) * n_models + m];
+            correct += block_correct[static_cast<std::size_t>(b) * n_models + m];
+        }
+        scores->loss[m] = n_rows > 0 ? total / static_cast<double>(n_rows) : 0.0;
+        scores->accuracy[m] = n_rows > 0 ? static_cast<double>(correct) / static_cast<double>(n_rows) : 0.0;
     }
 }
 

@@ -14,10 +14,20 @@ enum class Combine {
     LogProba,  // sum_i w * log softmax(f_i(x))
 };
 
+// Each model's own score on labelled rows, from the forward pass that combines them: the same
+// numbers as evaluate() (cross-entropy and accuracy, summed in the same 256-row blocks and order).
+struct ModelScores {
+    const std::int64_t* labels;  // (n_rows,) in [0, classes)
+    double* loss;                // (n_models,) mean cross-entropy
+    double* accuracy;            // (n_models,)
+};
+
 // out: (n_rows, classes). The weight of model i on row r is model_weights[i] (when given) times
 // row_weights[r * n_models + i] (when given); missing factors count as 1. votes, when given,
-// (n_rows, classes) also receives the weighted votes from the same forward pass.
+// (n_rows, classes) also receives the weighted votes from the same forward pass; scores, when
+// given (only without weights: every model must see every row), each model's own score.
 void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows, Combine mode,
-             const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes = nullptr);
+             const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes = nullptr,
+             const ModelScores* scores = nullptr);
 
 }  // namespace segfast

@@ -194,6 +194,27 @@ def test_combine_over_several_spans_and_strips(rng):
         np.testing.assert_array_equal(got, one)  # the sums do not depend on the thread count
 
 
+def test_evaluate_with_vote_is_evaluate_and_combine_in_one_pass(rng):
+    """The rounds' segment scoring: every model's loss and accuracy and their summed probabilities,
+    bit for bit those of evaluate() and combine(), over several spans (the first case) and ragged
+    256-row blocks, on 1 and 2 threads; a label out of range is refused."""
+    from segfast import _core
+
+    for dims, n_models, n_rows in (([3, 70, 1100], 20, 600), ([12, 10, 4], 7, 1000), ([5, 3, 2], 1, 1)):
+        stack = MLPStack(dims, n_models, seed=2)
+        stack.params[:] = 0.5 * rng.standard_normal(stack.params.shape).astype(np.float32)
+        X = rng.standard_normal((n_rows, dims[0])).astype(np.float32)
+        y = rng.integers(0, dims[-1], n_rows)
+        loss, accuracy = _core.evaluate(dims, stack.params, X, y, 2)
+        summed = _core.combine(dims, stack.params, X, "proba", None, None, 2)
+        for threads in (1, 2):
+            got = _core.evaluate(dims, stack.params, X, y, threads, with_vote=True)
+            for a, b in zip(got, (loss, accuracy, summed)):
+                np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="label"):
+        _core.evaluate(dims, stack.params, X, np.array([dims[-1]]), 1, with_vote=True)
+
+
 def test_competence_on_the_training_region(setup):
     stack, segs, train, val, test = setup
     k = 5

@@ -129,6 +129,39 @@ def test_progressive_schedule_and_evaluation(data):
     assert float(segfast.evaluate(result.best_model, *val).accuracy[0]) == best
 
 
+def test_segment_scoring_rows_per_round(data):
+    """val_segments: "auto" scores the segment models and their vote on a quarter of a
+    participant's rows of a seeded val subsample (the same rows every round), the last round on every val row;
+    True every row each round; an int that many rows; False never. Each number is the one
+    evaluate() and Ensemble.score() give for that round's segment models on those rows."""
+    X, y, val, seg = data  # 5 segments of 200 rows, 200 val rows
+    kw = dict(local_epochs=[1, 2, 1, 4, 1], val=val, progress=False, seed=4)
+    auto = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, **kw)
+    assert [h["segments_val_rows"] for h in auto.history] == [50, 100, 50, 200, 200]  # 200 rows x epochs / 4; last: all
+    last = auto.history[-1]
+    scores = segfast.evaluate(auto.local_models, *val).accuracy
+    assert (last["segment_accuracy_mean"], last["segment_accuracy_std"]) == (float(scores.mean()), float(scores.std()))
+    assert last["ensemble_accuracy"] == segfast.Ensemble(auto.local_models, "soft").score(*val)
+
+    # Round 1 on its 50 rows: the models of a one-round run are round 1's (keyed by seed and round).
+    first = segfast.rounds([16, 12, 4], X, y, seg, rounds=1, **dict(kw, val_segments=False)).local_models
+    keep = np.sort(np.random.default_rng([4, 0x5E9]).permutation(len(val[1]))[:50])
+    rows = (val[0][keep], val[1][keep])
+    scores = segfast.evaluate(first, *rows).accuracy
+    assert auto.history[0]["segment_accuracy_mean"] == float(scores.mean())
+    assert auto.history[0]["ensemble_accuracy"] == segfast.Ensemble(first, "soft").score(*rows)
+    fixed = segfast.rounds([16, 12, 4], X, y, seg, rounds=3, **dict(kw, val_segments=50))
+    assert [h["segments_val_rows"] for h in fixed.history] == [50, 50, 200]
+    assert fixed.history[0]["segment_accuracy_mean"] == auto.history[0]["segment_accuracy_mean"]  # same rows
+
+    every = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, **dict(kw, val_segments=True))
+    assert [h["segments_val_rows"] for h in every.history] == [200] * 5
+    assert every.history[-1] == {**last, **{k: every.history[-1][k] for k in last if k.startswith("seconds")}}
+    never = segfast.rounds([16, 12, 4], X, y, seg, rounds=5, **dict(kw, val_segments=False))
+    assert not any("segments_val_rows" in h or "ensemble_accuracy" in h for h in never.history)
+    np.testing.assert_array_equal(never.global_model.params, auto.global_model.params)  # scoring trains nothing
+
+
 def test_fedprox_changes_local_training(data):
     X, y, _, seg = data
     a = segfast.rounds([16, 12, 4], X, y, seg, rounds=2, progress=False)
@@ -226,6 +259,8 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path):
         (dict(local_epochs=0), ValueError, "local_epochs must give integers >= 1"),
         (dict(val=np.zeros(3)), TypeError, "val must be an"),
         (dict(colour="red"), TypeError, "unexpected argument"),
+        (dict(val_segments="some"), ValueError, "val_segments must be True, False, 'auto' or a number"),
+        (dict(val_segments=0), ValueError, "val_segments must be"),
         # merge options are refused before any training, not at the end of the first round
         (dict(merge="loss"), ValueError, "needs val="),
         (dict(merge={"method": "median", "margin": 2}), ValueError, "margin must be"),

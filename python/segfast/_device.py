@@ -52,6 +52,15 @@ def predict_proba(dims, params, X, device: str, threads: int):
     return _core.predict_proba(list(dims), params, X, threads)
 
 
+def evaluate_and_vote(dims, params, X, y, device: str, threads: int):
+    """(loss, accuracy, summed probabilities) of every model on (X, y): on the CPU from one forward
+    pass; on the GPU from its evaluate and predict passes."""
+    if check_device(device) == "cpu":
+        return _core.evaluate(list(dims), params, X, y, threads, with_vote=True)
+    loss, accuracy = evaluate(dims, params, X, y, device, threads)
+    return loss, accuracy, combine(dims, params, X, "proba", None, None, device, threads)
+
+
 _COMBINE_MODES = ("proba", "votes", "log_proba")
 
 

@@ -265,8 +265,9 @@ def rounds(
 
     What travels each round: the global model to each block, and back a running sum of the
     merge (float64, P numbers, passed from block to block). Merges other than the plain and
-    weighted average, and val with val_segments=True, also pull every segment model to this
-    process each round; the last round's segment models come back once, at the end.
+    weighted average, and val with val_segments (its default "auto" included), also pull every
+    segment model to this process each round; the last round's segment models come back once,
+    at the end. val_segments=False keeps a round's traffic to the merge sum.
     """
     dask_distributed()
     if "device" in options:

@@ -84,13 +84,16 @@ def rounds_figure(history: list):
     rounds = [h["round"] for h in history]
     if not rounds or "global_accuracy" not in history[0]:
         raise ValueError("the history has no evaluation: run rounds() with val=(X, y) to plot accuracy")
-    acc = lambda key: 100 * np.array([h[key] for h in history])  # noqa: E731
+    acc = lambda key: 100 * np.array([h[key] for h in history if key in h])  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
-    if "segment_accuracy_mean" in history[0]:
+    # The segment models are scored in the rounds whose records have their accuracies
+    # (rounds' val_segments: on all val rows or a subsample, and always in the last round).
+    scored = [h["round"] for h in history if "segment_accuracy_mean" in h]
+    if scored:
         mean, std = acc("segment_accuracy_mean"), acc("segment_accuracy_std")
-        ax.fill_between(rounds, mean - std, mean + std, alpha=0.2, color="tab:gray", label="segment models: ± 1 sd")
-        ax.plot(rounds, mean, marker=".", color="tab:gray", label="segment models: mean")
-        ax.plot(rounds, acc("ensemble_accuracy"), marker=".", color="tab:orange", label="soft-vote ensemble")
+        ax.fill_between(scored, mean - std, mean + std, alpha=0.2, color="tab:gray", label="segment models: ± 1 sd")
+        ax.plot(scored, mean, marker=".", color="tab:gray", label="segment models: mean")
+        ax.plot(scored, acc("ensemble_accuracy"), marker=".", color="tab:orange", label="soft-vote ensemble")
     ax.plot(rounds, acc("global_accuracy"), marker="o", color="tab:blue", label=_MERGED)
     ax.set_title("Validation accuracy per round")
     ax.set_xlabel("round")

@@ -28,7 +28,6 @@ from ._validate import seed as checked_seed
 from .merge import METHODS as MERGE_METHODS
 from .merge import _explicit_weights, checked_options
 from .merge import merge as merge_models
-from .predict import evaluate
 from .results import RunDirectory, fingerprint
 from .stack import MLPStack
 
@@ -36,6 +35,12 @@ from .stack import MLPStack
 # least one epoch); an unbounded one would spin in rounds()' check of the schedule, round by
 # round, before any training.
 _MAX_ROUNDS = 10**6
+
+# val_segments="auto": the segment models and their vote are scored on as many val rows as
+# AUTO_VAL_SHARE times the rows one participant trained on in the round, so the scoring costs a
+# fixed share of the round's training however many segments take part: with the global model's
+# evaluation, 10-15% of a round (bench/bench_rounds.py measures it; 0.5 gave 19-23%).
+AUTO_VAL_SHARE = 0.25
 
 
 @dataclass
@@ -92,7 +97,7 @@ class _Plan:
     train_options: dict  # the local SGD options as given, but lr (config.json records them)
     threads: int
     val: tuple | None
-    val_segments: bool
+    val_segments: bool | int | str  # True, False, "auto" or a number of val rows a round
     device: str
 
     def participants(self, r: int, n_segments: int) -> np.ndarray:
@@ -102,10 +107,32 @@ class _Plan:
         rng = np.random.default_rng([self.config.seed, r])
         return np.sort(rng.choice(n_segments, self.n_chosen, replace=False))
 
+    def segments_val_rows(self, r: int, rows_trained: int) -> int:
+        """How many val rows round r scores the segment models (and their vote) on: all of them in
+        the last round (unless val_segments=False), else as val_segments says; 0 for none."""
+        n_val = 0 if self.val is None else len(self.val[1])
+        if self.val_segments is False:
+            return 0
+        if self.val_segments is True or r == self.n_rounds - 1:
+            return n_val
+        if self.val_segments == "auto":
+            return min(n_val, int(AUTO_VAL_SHARE * rows_trained / self.n_chosen))
+        return min(n_val, int(self.val_segments))
+
+    def val_subsample(self, rows: int) -> tuple:
+        """The first ``rows`` of one seeded order of the val rows (the same rows every round, so
+        rounds compare), in their original order."""
+        assert self.val is not None  # asked for only with val rows
+        X, y = self.val
+        if rows == len(y):
+            return X, y
+        keep = np.sort(np.random.default_rng([self.config.seed, 0x5E9]).permutation(len(y))[:rows])
+        return X[keep], y[keep]
+
 
 def _renamed(options: dict) -> dict:
     """The old names of val/val_segments (deprecated: they named one idea two ways)."""
-    for old, new, default in (("eval", "val", None), ("eval_segments", "val_segments", True)):
+    for old, new, default in (("eval", "val", None), ("eval_segments", "val_segments", "auto")):
         if old in options:
             if options.get(new, default) is not default:
                 raise TypeError(f"pass {new}= only ({old}= is its deprecated name)")
@@ -146,7 +173,7 @@ def _checked_plan(
     proximal_mu=0.0,
     lr_decay=1.0,
     val=None,
-    val_segments=True,
+    val_segments="auto",
     seed=0,
     n_jobs=-1,
     device="cpu",
@@ -192,9 +219,19 @@ def _checked_plan(
         train_options={k: v for k, v in train_options.items() if k != "lr"},
         threads=resolve_n_jobs(n_jobs),
         val=val_pair(val, start.n_features, start.n_classes),
-        val_segments=bool(val_segments),
+        val_segments=_checked_val_segments(val_segments),
         device=device,
     )
+
+
+def _checked_val_segments(val_segments):
+    if isinstance(val_segments, (bool, np.bool_)):
+        return bool(val_segments)
+    if isinstance(val_segments, str) and val_segments == "auto":
+        return val_segments
+    if isinstance(val_segments, numbers.Integral) and val_segments >= 1:
+        return int(val_segments)
+    raise ValueError(f"val_segments must be True, False, 'auto' or a number of val rows >= 1, got {val_segments!r}")
 
 
 def start_model(stack_or_architecture, seed) -> MLPStack:
@@ -224,7 +261,7 @@ def rounds(
     proximal_mu: float = 0.0,
     lr_decay: float = 1.0,
     val=None,
-    val_segments: bool = True,
+    val_segments: bool | int | str = "auto",
     out=None,
     resume: bool = False,
     seed: int = 0,
@@ -244,8 +281,13 @@ def rounds(
     the server step ``global += server_lr * m`` with ``m = server_momentum * m + (merged - global)``
     (FedAvgM; 1 and 0 give plain replacement). proximal_mu: FedProx's proximal term in local
     training. lr_decay: the local learning rate is multiplied by it every round. val: (X, y)
-    or a Split evaluated every round: the global model, and with val_segments=True also every
-    segment model and their soft-vote ensemble (which costs a forward pass of every model).
+    or a Split evaluated every round: the global model on every row, and the segment models
+    and their soft-vote ensemble as ``val_segments`` says (one forward pass of every model over
+    the rows it picks). "auto" (the default) scores them on a seeded subsample of the val rows,
+    a quarter as many as the rows a participant trained on that round, so the evaluation stays
+    near a tenth of the round whatever the number of segments; True on every val row; an int on that
+    many rows; False never. The last round scores them on every val row (unless False); each
+    round's record says on how many (``segments_val_rows``).
     out: a run directory (config.json, rounds.jsonl, summary.csv, checkpoint, best and final
     weights), resumable with ``resume=True``.
     Other keyword arguments go to segfast.train (lr, batch_size, momentum, weight_decay, augment).
@@ -299,8 +341,9 @@ def run_rounds(
             epochs = schedules.resolve(plan.local_epochs, r)
             lr = plan.config.lr * plan.lr_decay**r
             method, merge_args, fused = _round_merge(plan, engine.sizes[chosen])
+            segment_rows = plan.segments_val_rows(r, epochs * int(engine.sizes[chosen].sum()))
             # On the GPU the segment models come back only when something here reads them.
-            download = fused is None or (plan.val is not None and plan.val_segments) or r == plan.n_rounds - 1
+            download = fused is None or segment_rows > 0 or r == plan.n_rounds - 1
             trained = engine.round(
                 chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before, global_params, fused, download
             )
@@ -323,7 +366,7 @@ def run_rounds(
                 "diverged": int(hist.diverged.sum()),
             }
             if plan.val is not None:
-                record.update(_evaluated(plan, start.dims, global_params, local))
+                record.update(_evaluated(plan, start.dims, global_params, local, segment_rows))
                 if record["global_accuracy"] > best[0]:
                     best = (record["global_accuracy"], global_params.copy())
             record.update(seconds_train=t1 - t0, seconds_merge=t2 - t1, seconds_eval=time.perf_counter() - t2)
@@ -435,20 +478,22 @@ def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict) -> np.nd
         ).params[0]
 
 
-def _evaluated(plan: _Plan, dims, global_params: np.ndarray, local) -> dict:
-    """The round's accuracies on the val rows: the global model's, and with val_segments the
-    segment models' and their soft vote's."""
+def _evaluated(plan: _Plan, dims, global_params: np.ndarray, local, segment_rows: int) -> dict:
+    """The round's accuracies on the val rows: the global model's on all of them, and on
+    ``segment_rows`` of them the segment models' and their soft vote's, from one forward pass."""
     assert plan.val is not None  # called only with val rows
     X, y = plan.val
     loss, acc = _device.evaluate(dims, global_params[None], X, y, plan.device, plan.threads)
     record = {"global_loss": float(loss[0]), "global_accuracy": float(acc[0])}
-    if plan.val_segments:
-        from .ensemble import Ensemble  # ensemble imports merge, which this module imports
-
-        seg = evaluate(local(), X, y, n_jobs=plan.threads, device=plan.device).accuracy
+    if segment_rows:
+        X, y = plan.val_subsample(segment_rows)
+        models = local()
+        _, seg, summed = _device.evaluate_and_vote(models.dims, models.params, X, y, plan.device, plan.threads)
         record.update(
+            segments_val_rows=segment_rows,
             segment_accuracy_mean=float(seg.mean()),
             segment_accuracy_std=float(seg.std()),
-            ensemble_accuracy=Ensemble(local(), "soft", n_jobs=plan.threads, device=plan.device).score(X, y),
+            # Ensemble(models, "soft").score(X, y), from the same forward pass
+            ensemble_accuracy=float(np.mean((summed / models.n_models).argmax(axis=1) == y)),
         )
     return record
