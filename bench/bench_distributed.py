@@ -13,7 +13,12 @@ to the local one. Measured:
     connection counted once) of a 20-round run minus that of a 1-round run, over 19 rounds; as a
     multiple of one model's parameters (float32) and of the whole stack's (target <= 2x).
 
-    python bench/bench_distributed.py [--rounds 20] [--repeats 3]
+Then the fixed cost of a distributed round by round length: the scattered run with 1, 5 and 20
+local epochs a round (--epochs), fixed cost = distributed - local seconds per round (target
+< 30 ms), overhead (target <= 15% for rounds of 0.5 s or more).
+
+    python bench/bench_distributed.py [--rounds 20] [--repeats 3] [--workers 2] [--threads 1]
+                                      [--epochs 1,5,20]
 """
 
 from __future__ import annotations
@@ -47,10 +52,42 @@ def seconds_per_round(result) -> float:
     return statistics.median(r["seconds_train"] + r["seconds_merge"] + r["seconds_eval"] for r in result.history[1:])
 
 
+def fixed_cost_by_round_length(client, start, X, y, segs, args) -> list:
+    """Local and distributed seconds per round for rounds of several lengths (local epochs):
+    the difference is what going distributed costs a round, whatever the round's work."""
+    rounds = max(4, args.rounds // 4)
+    print(f"\nfixed cost a round, {rounds} rounds each, scattered data, {args.workers}x{args.threads} workers:")
+    table = Table(
+        [("local epochs", 12, ">"), ("local s", 8, ">"), ("dask s", 8, ">"), ("fixed ms", 9, ">"), ("overhead", 9, ">")]
+    )
+    table.header()
+    targets = []
+    for epochs in (int(e) for e in args.epochs.split(",")):
+        kw = dict(rounds=rounds, local_epochs=epochs, progress=False, lr=LR, batch_size=BATCH)
+        here = statistics.median(
+            seconds_per_round(segfast.rounds(start, X, y, segs, **kw)) for _ in range(args.repeats)
+        )
+        there = statistics.median(
+            seconds_per_round(segfast.distributed.rounds(start, X, y, segs, **kw, client=client))
+            for _ in range(args.repeats)
+        )
+        fixed, overhead = there - here, there / here - 1
+        table.row(str(epochs), f"{here:.3f}", f"{there:.3f}", f"{1000 * fixed:.1f}", f"{100 * overhead:+.1f}%")
+        targets.append((f"E={epochs}: fixed cost < 30 ms a round", 1000 * fixed, " ms", fixed < 0.030))
+        if here >= 0.5:
+            targets.append(
+                (f"E={epochs} ({here:.2f} s rounds): overhead <= 15%", 100 * overhead, "%", overhead <= 0.15)
+            )
+    return targets
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    parser.add_argument("--epochs", default="1,5,20", help="local epochs a round for the fixed-cost table")
     args = parser.parse_args()
     from dask.distributed import Client, LocalCluster
 
@@ -93,7 +130,11 @@ def main():
     targets = []
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+            n_workers=args.workers,
+            threads_per_worker=args.threads,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -112,7 +153,7 @@ def main():
             per_round, per_bytes = statistics.median(times), statistics.median(moved)
             overhead = per_round / local - 1
             table.row(
-                f"2-worker LocalCluster, {name}",
+                f"{args.workers}x{args.threads} LocalCluster, {name}",
                 f"{per_round:.4f}",
                 f"{100 * overhead:+.1f}%",
                 f"{per_bytes:,.0f}",
@@ -131,6 +172,7 @@ def main():
                 )
             )
             targets.append((f"{name}: bit-identical to the local run", float(same), "", same))
+        targets += fixed_cost_by_round_length(client, start, X, y, segs, args)
     shutil.rmtree(shard_dir)
     if other is not None:
         print(f"\nother processes used {100 * other:.0f}% of the CPU during the local runs")
