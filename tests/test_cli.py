@@ -52,6 +52,31 @@ def test_a_sampled_last_round_reports_the_segments_that_took_part(tmp_path, caps
     assert rows == [[str(i), str(results["segment_sizes"][i])] for i in took_part]
 
 
+@pytest.mark.parametrize(
+    "flags,scored",
+    [
+        ([], [225, 1000]),  # auto: a quarter of a segment's 900 rows, then every val row
+        (["--val-segments", "all"], [1000, 1000]),
+        (["--val-segments", "37"], [37, 1000]),
+        (["--val-segments", "none"], [None, None]),
+    ],
+)
+def test_val_segments_chooses_the_rows_that_score_the_segment_models(tmp_path, flags, scored):
+    run_dir = tmp_path / "run"
+    base = ["run", "--rounds", "2", "--epochs", "1", "--hidden", "16", "--quiet", "--out", str(run_dir)]
+    assert main(base + flags) == 0
+    records = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+    assert [r.get("segments_val_rows") for r in records] == scored
+    recorded = json.loads((run_dir / "command.json").read_text())["val_segments"]
+    assert recorded == (flags[1] if flags else "auto")  # so that rerun scores the same rows
+
+
+def test_val_segments_refuses_what_it_cannot_read(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--val-segments", "some"])
+    assert "--val-segments: must be auto, all, none or a number of rows >= 1" in capsys.readouterr().err
+
+
 def test_errors_exit_with_a_message(tmp_path, capsys):
     assert main(["run", "--data", "no-such-set", "-o", str(tmp_path / "x.json")]) == 2
     assert "unknown" in capsys.readouterr().err.lower()

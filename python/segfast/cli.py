@@ -56,6 +56,25 @@ def _integer_from(minimum: int):
     return parse
 
 
+def _val_segments(text: str) -> str:
+    """--val-segments: auto, all, none or a number of val rows (kept as given: command.json
+    records it; _rounds_val_segments turns it into rounds()' argument)."""
+    if text in _VAL_SEGMENTS:
+        return text
+    try:
+        _integer_from(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be auto, all, none or a number of rows >= 1, got {text!r}") from None
+    return str(int(text))
+
+
+_VAL_SEGMENTS = {"auto": "auto", "all": True, "none": False}
+
+
+def _rounds_val_segments(text: str):
+    return _VAL_SEGMENTS[text] if text in _VAL_SEGMENTS else int(text)
+
+
 def _number_where(accepts, shown: str):
     """An argparse type: a finite number that ``accepts``, described as ``shown`` in errors."""
 
@@ -195,6 +214,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="validation rows taken from the end of the training rows "
         "(default: 1000 for the shipped data, 5000 otherwise)",
+    )
+    run.add_argument(
+        "--val-segments",
+        type=_val_segments,
+        default="auto",
+        metavar="{auto,all,none,N}",
+        help="val rows that score the segment models and their vote each round: auto (a share of "
+        "the round's cost), all, none, or N rows; the last round always uses every val row (auto)",
     )
     run.add_argument("--seed", type=int, default=0, help="seed for segments, initialisation and minibatches (0)")
     run.add_argument("--n-jobs", type=int, default=-1, help="threads; -1 = all cores (-1)")
@@ -380,6 +407,7 @@ def _run(args) -> int:
         server_momentum=args.server_momentum,
         proximal_mu=args.proximal_mu,
         val=split.val,
+        val_segments=_rounds_val_segments(args.val_segments),
         out=args.out,
         resume=args.resume,
         seed=args.seed,
