@@ -9,8 +9,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "align.h"
@@ -39,13 +41,24 @@ struct EpochSettings {
     float lr = 0.f, momentum = 0.f, weight_decay = 0.f;
     float proximal_mu = 0.f;  // the proximal term's coefficient; used only with an anchor
     std::uint64_t seed = 0;
-    int flip_width = 0;            // > 0: random left-right flips of rows seen as images of this width
-    int n_jobs = -1;               // threads, as resolve_threads reads them
-    std::int64_t first_model = 0;  // global index of model 0: keys the random streams
-    std::int64_t merge_block = 0;  // with merge_weights: models per merge block (0: ceil(n / MERGE_BLOCK))
-    std::int64_t merge_first = 0;  // with merge_weights: position of model 0 in a larger call
-    bool merge_pieces = false;     // with merge_weights: also return the merge's pieces
+    int flip_width = 0;                  // > 0: random left-right flips of rows seen as images of this width
+    int n_jobs = -1;                     // threads, as resolve_threads reads them
+    std::int64_t first_model = 0;        // global index of model 0: keys the random streams
+    std::int64_t merge_block = 0;        // with merge_weights: models per merge block (0: ceil(n / MERGE_BLOCK))
+    std::int64_t merge_first = 0;        // with merge_weights: position of model 0 in a larger call
+    bool merge_pieces = false;           // with merge_weights: also return the merge's pieces
+    std::string loss = "cross_entropy";  // or "mse" / "huber": y is then (n_rows, k) float32 targets
+    float huber_delta = 1.f;
 };
+
+LossSpec loss_of(const EpochSettings& set) {
+    if (set.loss == "cross_entropy") return {};
+    if (set.loss != "mse" && set.loss != "huber")
+        throw py::value_error("loss must be 'cross_entropy', 'mse' or 'huber', got '" + set.loss + "'");
+    if (!(set.huber_delta > 0.f) || !std::isfinite(set.huber_delta))
+        throw py::value_error("huber_delta must be a finite number > 0, got " + std::to_string(set.huber_delta));
+    return {set.loss == "mse" ? Loss::Mse : Loss::Huber, set.huber_delta};
+}
 
 py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py::handle velocity_obj,
                          py::handle anchor_obj, py::handle x_obj, py::handle y_obj, py::handle order_obj,
@@ -68,13 +81,22 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     }
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
     const py::ssize_t n_rows = x.shape(0);
-    auto y = expect<std::int64_t>(y_obj, "y", {n_rows});
+    const LossSpec loss = loss_of(set);
+    Array<std::int64_t> y;  // class labels, or
+    Array<float> targets;   // regression targets
+    if (loss.kind == Loss::CrossEntropy) {
+        y = expect<std::int64_t>(y_obj, "y", {n_rows});
+    } else {
+        targets = expect<float>(y_obj, "y", {n_rows, arch.n_out()});
+        if (first_non_finite(targets.data(), static_cast<std::size_t>(targets.size()), 1) >= 0)
+            throw py::value_error("y holds NaN or inf: regression targets must be finite");
+    }
     auto order = expect<std::int64_t>(order_obj, "order", {-1});
     auto offsets = expect<std::int64_t>(offsets_obj, "offsets", {n_models + 1});
     auto active = expect<std::uint8_t>(active_obj, "active", {n_models});
     auto epoch = expect<std::int64_t>(epoch_obj, "epoch", {n_models});
     check_epoch(arch, n_models, n_rows, order, offsets, set.batch_size, set.flip_width);
-    check_labels(y.data(), n_rows, arch.n_out());
+    if (loss.kind == Loss::CrossEntropy) check_labels(y.data(), n_rows, arch.n_out());
 
     py::array_t<double> mean_loss(n_models);
     py::array_t<std::uint8_t> diverged(n_models);
@@ -84,9 +106,13 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
         start = expect<float>(start_obj, "start", {static_cast<py::ssize_t>(arch.n_params)});
         start_row = start.data();
     }
-    EpochInputs in{x.data(), y.data(), order.data(), offsets.data(), active.data(), epoch.data(), start_row};
+    const EpochInputs in{x.data(),      loss.kind == Loss::CrossEntropy ? y.data() : nullptr,
+                         order.data(),  offsets.data(),
+                         active.data(), epoch.data(),
+                         start_row,     loss.kind == Loss::CrossEntropy ? nullptr : targets.data()};
     const SgdStep sgd{set.lr, set.momentum, set.weight_decay, set.proximal_mu};
-    const EpochConfig cfg{set.batch_size, sgd, set.seed, set.flip_width, set.first_model, resolve_threads(set.n_jobs)};
+    const EpochConfig cfg{
+        set.batch_size, sgd, set.seed, set.flip_width, set.first_model, resolve_threads(set.n_jobs), loss};
     EpochResult out{mean_loss.mutable_data(), diverged.mutable_data()};
     Array<double> merge_weights;
     py::array_t<double> merged, pieces;
@@ -365,14 +391,17 @@ PYBIND11_MODULE(_core, mod) {
                               "The settings of one train_epoch call (every argument that is not an array).")
         .def(py::init([](int batch_size, float lr, float momentum, float weight_decay, float proximal_mu,
                          std::uint64_t seed, int flip_width, int n_jobs, std::int64_t first_model,
-                         std::int64_t merge_block, std::int64_t merge_first, bool merge_pieces) {
-                 return EpochSettings{batch_size, lr,     momentum,    weight_decay, proximal_mu, seed,
-                                      flip_width, n_jobs, first_model, merge_block,  merge_first, merge_pieces};
+                         std::int64_t merge_block, std::int64_t merge_first, bool merge_pieces, std::string loss,
+                         float huber_delta) {
+                 return EpochSettings{batch_size,  lr,           momentum,        weight_decay, proximal_mu,
+                                      seed,        flip_width,   n_jobs,          first_model,  merge_block,
+                                      merge_first, merge_pieces, std::move(loss), huber_delta};
              }),
              py::kw_only(), py::arg("batch_size"), py::arg("lr"), py::arg("momentum") = 0.f,
              py::arg("weight_decay") = 0.f, py::arg("proximal_mu") = 0.f, py::arg("seed") = 0,
              py::arg("flip_width") = 0, py::arg("n_jobs") = -1, py::arg("first_model") = 0, py::arg("merge_block") = 0,
-             py::arg("merge_first") = 0, py::arg("merge_pieces") = false)
+             py::arg("merge_first") = 0, py::arg("merge_pieces") = false, py::arg("loss") = "cross_entropy",
+             py::arg("huber_delta") = 1.f)
         .def_readwrite("batch_size", &EpochSettings::batch_size)
         .def_readwrite("lr", &EpochSettings::lr)
         .def_readwrite("momentum", &EpochSettings::momentum)
@@ -384,7 +413,9 @@ PYBIND11_MODULE(_core, mod) {
         .def_readwrite("first_model", &EpochSettings::first_model)
         .def_readwrite("merge_block", &EpochSettings::merge_block)
         .def_readwrite("merge_first", &EpochSettings::merge_first)
-        .def_readwrite("merge_pieces", &EpochSettings::merge_pieces);
+        .def_readwrite("merge_pieces", &EpochSettings::merge_pieces)
+        .def_readwrite("loss", &EpochSettings::loss)
+        .def_readwrite("huber_delta", &EpochSettings::huber_delta);
     mod.def("train_epoch", &train_epoch_py, py::arg("dims"), py::arg("params"), py::arg("velocity"), py::arg("anchor"),
             py::arg("X"), py::arg("y"), py::arg("order"), py::arg("offsets"), py::arg("active"), py::arg("epoch"),
             py::arg("settings"), py::arg("start") = py::none(), py::arg("merge_weights") = py::none(),

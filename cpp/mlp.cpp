@@ -21,6 +21,7 @@ Workspace::Workspace(const Arch& arch, int rows) : max_rows(rows) {
     back_t.resize(rows * widest);
     bias_grad.resize(widest);
     labels.resize(rows);
+    targets.resize(static_cast<std::size_t>(rows) * arch.n_out());
 }
 
 void pack_weights(const Arch& arch, const float* params, float* packed) {
@@ -103,6 +104,18 @@ double softmax_xent_grad(const float* z, const std::int64_t* y, int rows, int cl
     return loss;
 }
 
+// d/dr of one output's regression loss, r = z - t (before the mean over outputs and rows).
+float loss_slope(float r, const LossSpec& loss) {
+    if (loss.kind == Loss::Mse) return 2.f * r;
+    return r > loss.delta ? loss.delta : (r < -loss.delta ? -loss.delta : r);
+}
+
+float loss_value(float r, const LossSpec& loss) {
+    if (loss.kind == Loss::Mse) return r * r;
+    const float a = std::fabs(r);
+    return a <= loss.delta ? 0.5f * r * r : loss.delta * (a - 0.5f * loss.delta);
+}
+
 void sgd_vector(float* w, float* velocity, const float* anchor, const float* grad, int n, const SgdStep& s) {
     for (int j = 0; j < n; ++j) {
         float step = grad[j] + s.weight_decay * w[j];
@@ -117,13 +130,32 @@ void sgd_vector(float* w, float* velocity, const float* anchor, const float* gra
 
 }  // namespace
 
+double regression_loss(const float* z, const float* t, int rows, int k, const LossSpec& loss, float* grad) {
+    double total = 0.0;
+    const float inv_k = 1.f / static_cast<float>(k);
+    const float scale = inv_k / static_cast<float>(rows);
+    for (int i = 0; i < rows; ++i) {
+        double row_loss = 0.0;
+        for (int c = 0; c < k; ++c) {
+            const std::ptrdiff_t at = static_cast<std::ptrdiff_t>(i) * k + c;
+            const float r = z[at] - t[at];
+            row_loss += static_cast<double>(loss_value(r, loss));
+            if (grad) grad[at] = scale * loss_slope(r, loss);
+        }
+        total += row_loss * static_cast<double>(inv_k);
+    }
+    return total;
+}
+
 double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows, const SgdStep& sgd,
-                Workspace& ws) {
+                Workspace& ws, const LossSpec& loss_spec) {
     const int L = arch.n_layers();
-    const float* logits = forward(arch, params, ws.input.data(), rows, ws);
+    const float* out = forward(arch, params, ws.input.data(), rows, ws);
     float* grad = ws.grad.data();
     float* grad_next = ws.grad_next.data();
-    const double loss = softmax_xent_grad(logits, ws.labels.data(), rows, arch.n_out(), grad);
+    const double loss = loss_spec.kind == Loss::CrossEntropy
+                            ? softmax_xent_grad(out, ws.labels.data(), rows, arch.n_out(), grad)
+                            : regression_loss(out, ws.targets.data(), rows, arch.n_out(), loss_spec, grad);
     if (!std::isfinite(loss)) return loss;
 
     for (int l = L - 1; l >= 0; --l) {

@@ -10,6 +10,16 @@
 
 namespace segfast {
 
+// The training loss on the output layer z (rows, k): softmax cross-entropy against class labels,
+// or, for regression, the mean squared error or the Huber loss against k float targets a row,
+// each averaged over the k outputs (as torch's MSELoss and HuberLoss average over elements).
+enum class Loss { CrossEntropy, Mse, Huber };
+
+struct LossSpec {
+    Loss kind = Loss::CrossEntropy;
+    float delta = 1.f;  // Huber: quadratic for |z - t| <= delta, linear beyond
+};
+
 // Per-thread scratch, sized once for an architecture and a largest row count.
 struct Workspace {
     int max_rows = 0;
@@ -21,6 +31,7 @@ struct Workspace {
     Buffer<float> snapshot;            // (2 * n_params,) a model's parameters and velocity at epoch start
     std::vector<std::int64_t> rows;    // the segment's row indices, shuffled each epoch
     std::vector<std::int64_t> labels;  // (max_rows,) labels of the minibatch
+    Buffer<float> targets;             // (max_rows, k) regression targets of the minibatch
 
     Workspace(const Arch& arch, int max_rows);
 };
@@ -45,12 +56,16 @@ void softmax_rows(float* z, int rows, int classes);
 void cross_entropy(const float* z, const std::int64_t* y, int rows, int classes, double* loss_sum,
                    std::int64_t* n_correct);
 
-// One SGD step of one model on the minibatch in ws.input / ws.labels (`rows` rows):
-// forward, softmax cross-entropy (mean over rows), backward, and the update of every layer
-// fused into its gradient product. velocity is the model's momentum row or nullptr; anchor
-// the row the proximal term pulls toward (with sgd.prox > 0) or nullptr.
+// Sum over rows of the regression loss of outputs z (rows, k) against targets t (rows, k), and
+// with grad given, dLoss/dz of the mean over rows written into it: (rows, k).
+double regression_loss(const float* z, const float* t, int rows, int k, const LossSpec& loss, float* grad = nullptr);
+
+// One SGD step of one model on the minibatch in ws.input and ws.labels (or ws.targets for a
+// regression loss), `rows` rows: forward, the loss (mean over rows), backward, and the update of
+// every layer fused into its gradient product. velocity is the model's momentum row or nullptr;
+// anchor the row the proximal term pulls toward (with sgd.prox > 0) or nullptr.
 // Returns the summed loss of the rows; if it is not finite the parameters are left untouched.
 double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows, const SgdStep& sgd,
-                Workspace& ws);
+                Workspace& ws, const LossSpec& loss = {});
 
 }  // namespace segfast

@@ -25,7 +25,13 @@ void gather(const Arch& arch, const EpochInputs& in, const std::int64_t* rows, i
     for (int i = 0; i < count; ++i) {
         const float* src = in.x + rows[i] * d;
         float* dst = ws.input.data() + static_cast<std::ptrdiff_t>(i) * d;
-        ws.labels[i] = in.y[rows[i]];
+        if (in.targets) {
+            const int k = arch.n_out();
+            std::memcpy(ws.targets.data() + static_cast<std::ptrdiff_t>(i) * k, in.targets + rows[i] * k,
+                        sizeof(float) * k);
+        } else {
+            ws.labels[i] = in.y[rows[i]];
+        }
         if (flip_width > 0 && (stream.next() >> 63)) {
             for (int r = 0; r < d; r += flip_width)
                 for (int c = 0; c < flip_width; ++c) dst[r + c] = src[r + flip_width - 1 - c];
@@ -91,7 +97,7 @@ void train_epoch(const Arch& arch, float* params, float* velocity, const float* 
         for (std::int64_t start = 0; start < count; start += cfg.batch_size) {
             const int rows = static_cast<int>(std::min<std::int64_t>(cfg.batch_size, count - start));
             gather(arch, in, ws.rows.data() + start, rows, cfg.flip_width, stream, ws);
-            const double batch_loss = sgd_step(arch, w, v, a, rows, cfg.sgd, ws);
+            const double batch_loss = sgd_step(arch, w, v, a, rows, cfg.sgd, ws, cfg.loss);
             if (!std::isfinite(batch_loss)) {
                 loss = batch_loss;
                 diverge();

@@ -6,6 +6,7 @@
 
 #include "arch.h"
 #include "gemm.h"
+#include "mlp.h"
 
 namespace segfast {
 
@@ -18,6 +19,7 @@ struct EpochConfig {
     // on its own (one block per worker) draws exactly the minibatches it would draw in the whole.
     std::int64_t first_model = 0;
     int n_threads = 1;
+    LossSpec loss;  // cross-entropy against EpochInputs::y, or a regression loss against ::targets
 };
 
 struct EpochInputs {
@@ -28,6 +30,7 @@ struct EpochInputs {
     const std::uint8_t* active = nullptr;   // (n_models,) 0 = skip this model this epoch
     const std::int64_t* epoch = nullptr;    // (n_models,) the model's epoch number: keys its random stream
     const float* start_row = nullptr;       // (n_params,) or null: every active model starts from it
+    const float* targets = nullptr;         // (n_rows, k) regression targets, with a regression loss
 };
 
 struct EpochResult {

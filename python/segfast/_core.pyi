@@ -40,6 +40,8 @@ class EpochSettings:
     merge_block: int
     merge_first: int
     merge_pieces: bool
+    loss: str  # "cross_entropy" (y: int64 labels) or "mse" / "huber" (y: float32 (n_rows, k) targets)
+    huber_delta: float
     def __init__(
         self,
         *,
@@ -55,6 +57,8 @@ class EpochSettings:
         merge_block: int = 0,
         merge_first: int = 0,
         merge_pieces: bool = False,
+        loss: str = "cross_entropy",
+        huber_delta: float = 1.0,
     ) -> None: ...
 
 # (mean loss (n_models,), diverged (n_models,)); with merge_weights also merged (n_params,) and,
