@@ -104,7 +104,8 @@ def main():
             epoch.append(time.perf_counter() - t)
         ratio = per_round / float(np.median(epoch))
         print(
-            f"  a round (global model evaluated) = {ratio:.2f}x one train() epoch of the same models ({np.median(epoch):.3f} s)"
+            f"  a round (global model evaluated) = {ratio:.2f}x one train() epoch of the same models "
+            f"({np.median(epoch):.3f} s)"
         )
         targets.append((f"{name}: a round <= 1.2x its training epoch", ratio, "x", ratio <= 1.2))
         defaults = segfast.rounds(
@@ -120,7 +121,7 @@ def main():
         )
         targets.append((f"{name}: default evaluation <= 20% of a round", 100 * share, "%", share <= 0.20))
         if have_torch:
-            times, acc = torch_fedavg(dims, X, y, segs, X_test, y_test, args.rounds, start.state_dict())
+            times, acc = torch_fedavg(dims, X, y, segs, X_test, y_test, args.rounds, start.state_dict(0))
             anchor = float(np.median(times))
             print(
                 f"  torch.func vmap {anchor:.3f} s/round (median), final accuracy {100 * acc[-1]:.2f}%  "

@@ -70,6 +70,9 @@ def test_state_dict_round_trip_and_layout():
     assert state["0.weight"].shape == (5, 6) and state["4.bias"].shape == (3,)
     back = MLPStack.from_state_dict(state)
     np.testing.assert_array_equal(back.params[0], stack.params[1])
+    with pytest.raises(ValueError, match="holds 2 models: pass the one you want"):
+        stack.state_dict()  # not silently model 0
+    assert list(stack[1].state_dict()) == list(state)  # one model: the index may be left out
     with pytest.raises(ValueError, match="do not chain"):
         MLPStack.from_state_dict({**state, "2.weight": np.zeros((4, 4))})
     with pytest.raises(ValueError, match="0, 2, 4"):

@@ -311,9 +311,15 @@ class MLPStack:
             return cls.from_params(dims, npz_array(f, "params", path), npz_array(f, "diverged", path))
 
     # -- PyTorch-style state dicts --------------------------------------------------------------
-    def state_dict(self, model: int = 0) -> dict[str, np.ndarray]:
+    def state_dict(self, model: int | None = None) -> dict[str, np.ndarray]:
         """Model ``model`` as the state dict of ``nn.Sequential(Linear, ReLU, Linear, ...)``:
-        keys ``0.weight`` (d1, d0), ``0.bias``, ``2.weight``, ... as numpy arrays (copies)."""
+        keys ``0.weight`` (d1, d0), ``0.bias``, ``2.weight``, ... as numpy arrays (copies).
+        ``model`` may be left out only for a one-model stack. For PyTorch, ``to_torch(model)``
+        gives the module itself, or convert: ``{k: torch.from_numpy(v) for k, v in ...items()}``."""
+        if model is None:
+            if self.n_models > 1:  # model 0 of many, silently, would be the wrong model more often than not
+                raise ValueError(f"this stack holds {self.n_models} models: pass the one you want, state_dict(model)")
+            model = 0
         model = as_index(model, "model", self.n_models, f"a stack of {self.n_models}")
         out = {}
         for layer in range(self.n_layers):
