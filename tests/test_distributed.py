@@ -162,15 +162,19 @@ def test_shard_errors_name_the_problem(client, data, tmp_path):
 
 
 class _KillOnce(dd.WorkerPlugin):
-    """SIGKILLs the worker process (its own id) as it starts its first training task."""
+    """SIGKILLs one worker process (its own id) as it starts its first training task."""
 
     def __init__(self, marker):
         self.marker = marker
 
     def transition(self, key, start, finish, **kwargs):
-        if finish == "executing" and str(key).startswith("segfast-train-") and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            os.kill(os.getpid(), signal.SIGKILL)
+        if finish != "executing" or not str(key).startswith("segfast-train-"):
+            return
+        try:  # O_EXCL: of two workers starting at once, only the one that creates the marker dies
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.mark.parametrize("placed", ["scattered", "shards"])
