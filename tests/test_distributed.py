@@ -177,6 +177,37 @@ class _KillOnce(dd.WorkerPlugin):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class _KillTwo(dd.WorkerPlugin):
+    """SIGKILLs the workers that start the first two training tasks: both workers of a 2-worker
+    cluster at once (as the kernel's OOM killer might), and none after the nannies restart them."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing" or not str(key).startswith("segfast-train-"):
+            return
+        for slot in range(2):
+            try:
+                os.close(os.open(f"{self.marker}-{slot}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_every_worker_killed_at_once_waits_for_the_restarted_ones(data, tmp_path):
+    """Before, the retry found no worker and failed ("client has no workers"); now it waits for
+    the nannies to restart them and ends with the local run's bits."""
+    X, y, val, seg = data
+    kw = dict(rounds=2, val=val, val_segments=False, progress=False)
+    here = segfast.rounds(DIMS, X, y, seg, **kw)
+    with _cluster() as cluster, dd.Client(cluster) as c:
+        c.register_plugin(_KillTwo(str(tmp_path / "killed")))
+        there = sd.rounds(DIMS, X, y, seg, client=c, **kw)
+    assert (tmp_path / "killed-0").exists() and (tmp_path / "killed-1").exists()
+    np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
+
+
 @pytest.mark.parametrize("placed", ["scattered", "shards"])
 def test_a_worker_killed_mid_round_changes_nothing(data, tmp_path, placed):
     X, y, val, seg = data

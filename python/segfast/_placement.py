@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import time
 import uuid
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ _RETRIES = 3  # times a round is rerun after losing a worker that held blocks
 # raises asyncio's, a future's result concurrent.futures').
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
 _POLL_S = 1.0  # while a round runs, how often to look whether a worker holding a block is gone
+_RESTART_WAIT_S = 60.0  # after losing workers, how long to wait for at least one to be back
 
 
 def dask_distributed():
@@ -202,8 +205,10 @@ class Placement:
         """submit(data futures) -> future(s) of tasks pinned to self.workers; their results."""
         dd = dask_distributed()
         for attempt in range(_RETRIES + 1):
-            futures = submit(self.data)
             try:
+                if attempt:  # placing the lost blocks again may meet a worker that is dying too
+                    self._place_lost()
+                futures = submit(self.data)
                 while True:
                     try:  # one future: its result in one round trip; several: wait, then gather
                         if isinstance(futures, list):
@@ -216,17 +221,31 @@ class Placement:
             except CancelledError:
                 if attempt == _RETRIES:
                     raise
-                self._place_lost()
 
     def _place_lost(self):
-        alive = workers_of(self.client)
+        alive = self._workers_after_losses()
         for t, (worker, data) in enumerate(zip(self.workers, self.data)):
             if worker not in alive or data.status in ("cancelled", "lost"):
                 load = {w: self.workers.count(w) for w in alive}
                 self.workers[t] = min(alive, key=load.get)
-                self.data[t] = self.source.place(
-                    self.client, int(self.bounds[t]), int(self.bounds[t + 1]), self.workers[t]
-                )
+                try:
+                    self.data[t] = self.source.place(
+                        self.client, int(self.bounds[t]), int(self.bounds[t + 1]), self.workers[t]
+                    )
+                except (KeyError, OSError) as e:  # Dask's words for "that worker died meanwhile" (OSError: comms)
+                    raise CancelledError(f"worker {self.workers[t]} was lost while blocks were placed on it") from e
+
+    def _workers_after_losses(self) -> list:
+        """The workers there are now. With every one gone at once (the OOM killer, say), wait up
+        to _RESTART_WAIT_S for the nannies to restart some. One listed here may still be dying:
+        the round placed on it fails and is retried."""
+        deadline = time.monotonic() + _RESTART_WAIT_S
+        while True:
+            alive = sorted(self.client.nthreads())
+            if alive or time.monotonic() >= deadline:
+                return alive or workers_of(self.client)  # none: workers_of's error says what to do
+            with contextlib.suppress(*_TIMEOUTS):
+                self.client.wait_for_workers(1, timeout=max(0.1, deadline - time.monotonic()))
 
     def close(self):
         self.data = []  # the last references: Dask forgets the blocks' data
