@@ -109,12 +109,9 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     const float* zi = logits.data() + (i * n_models + m) * C;
                     double* a = s.acc.data();
                     const int top = argmax_logit(zi, C);
-                    if (scores) {  // cross_entropy()'s arithmetic, so the numbers are evaluate()'s
+                    if (scores) {  // evaluate()'s own function, row by row: the same numbers
                         const std::size_t slot = static_cast<std::size_t>((r / kBlockRows) * n_models + m);
-                        const std::int64_t label = scores->labels[r];
-                        const float total = sum_shifted_exp(zi, C, zi[top]);
-                        block_loss[slot] += static_cast<double>(std::log(total) + zi[top] - zi[label]);
-                        block_correct[slot] += (top == label);
+                        cross_entropy(zi, scores->labels + r, 1, C, &block_loss[slot], &block_correct[slot]);
                     }
                     if (votes) s.vote_acc[top] += weight;
                     if (mode == Combine::Votes) {
