@@ -161,34 +161,19 @@ def test_shard_errors_name_the_problem(client, data, tmp_path):
         sd.rounds(DIMS, tmp_path / "s", rounds=1, client=client, progress=False)
 
 
-class _KillOnce(dd.WorkerPlugin):
-    """SIGKILLs one worker process (its own id) as it starts its first training task."""
+class _Kill(dd.WorkerPlugin):
+    """SIGKILLs the workers that start the first ``times`` training tasks: one worker, or with
+    times=2 both workers of a 2-worker cluster at once (as the kernel's OOM killer might); none
+    after that, so the restarted ones live."""
 
-    def __init__(self, marker):
-        self.marker = marker
-
-    def transition(self, key, start, finish, **kwargs):
-        if finish != "executing" or not str(key).startswith("segfast-train-"):
-            return
-        try:  # O_EXCL: of two workers starting at once, only the one that creates the marker dies
-            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class _KillTwo(dd.WorkerPlugin):
-    """SIGKILLs the workers that start the first two training tasks: both workers of a 2-worker
-    cluster at once (as the kernel's OOM killer might), and none after the nannies restart them."""
-
-    def __init__(self, marker):
-        self.marker = marker
+    def __init__(self, marker, times=1):
+        self.marker, self.times = marker, times
 
     def transition(self, key, start, finish, **kwargs):
         if finish != "executing" or not str(key).startswith("segfast-train-"):
             return
-        for slot in range(2):
-            try:
+        for slot in range(self.times):
+            try:  # O_EXCL: of workers starting at once, only those that create a marker die
                 os.close(os.open(f"{self.marker}-{slot}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 continue
@@ -202,7 +187,7 @@ def test_every_worker_killed_at_once_waits_for_the_restarted_ones(data, tmp_path
     kw = dict(rounds=2, val=val, val_segments=False, progress=False)
     here = segfast.rounds(DIMS, X, y, seg, **kw)
     with _cluster() as cluster, dd.Client(cluster) as c:
-        c.register_plugin(_KillTwo(str(tmp_path / "killed")))
+        c.register_plugin(_Kill(str(tmp_path / "killed"), times=2))
         there = sd.rounds(DIMS, X, y, seg, client=c, **kw)
     assert (tmp_path / "killed-0").exists() and (tmp_path / "killed-1").exists()
     np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
@@ -216,9 +201,9 @@ def test_a_worker_killed_mid_round_changes_nothing(data, tmp_path, placed):
     source = (X, y, seg) if placed == "scattered" else (segfast.datasets.save_shards(X, y, seg, tmp_path / "s"),)
     with _cluster() as cluster, dd.Client(cluster) as c:
         before = set(c.scheduler_info()["workers"])
-        c.register_plugin(_KillOnce(str(tmp_path / "killed")))
+        c.register_plugin(_Kill(str(tmp_path / "killed")))
         there = sd.rounds(DIMS, *source, client=c, **kw)
-        assert os.path.exists(tmp_path / "killed")
+        assert os.path.exists(tmp_path / "killed-0")
         assert set(c.scheduler_info()["workers"]) != before  # one of the two is gone (or restarted)
     np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
 

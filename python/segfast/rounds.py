@@ -9,6 +9,7 @@ exactly where an uninterrupted run ends.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import time
 import warnings
@@ -126,8 +127,13 @@ class _Plan:
         X, y = self.val
         if rows == len(y):
             return X, y
-        keep = np.sort(np.random.default_rng([self.config.seed, 0x5E9]).permutation(len(y))[:rows])
+        keep = np.sort(self._val_order[:rows])
         return X[keep], y[keep]
+
+    @functools.cached_property
+    def _val_order(self) -> np.ndarray:  # drawn once a run, not once a round
+        assert self.val is not None
+        return np.random.default_rng([self.config.seed, 0x5E9]).permutation(len(self.val[1]))
 
 
 def _renamed(options: dict) -> dict:
