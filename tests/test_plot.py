@@ -210,6 +210,11 @@ def test_plot_run_draws_every_figure_the_run_directory_has_data_for(run_dir, tmp
     assert drawn["map"]["sizes"] == [50, 70, 80, 100, 110, 120]
     assert drawn["map"]["segments"] == drawn["bars"]["segments"] == [0, 2, 3, 5, 6, 7]
 
+    # A forged local_segments (out of range, not integers) picks no sizes; the figures still draw.
+    for forged in ([0, 2, 3, 5, 6, 99], [0, 2, 3, 5, 6, -1], [0, 2, 3, 5, 6, "x"], [0.5] * 6, [True] * 6, "0,1"):
+        (out / "results.json").write_text(json.dumps(dict(sampled, local_segments=forged)))
+        assert len(plot.plot_run(out)) == 3
+
     # Per-model lists that do not match local_models.npz (another run's results) are left out.
     (out / "results.json").write_text(json.dumps(dict(results, val_accuracy=[0.5, 0.6])))
     assert [p.name for p in plot.plot_run(out)] == ["accuracy.png", "weight_map.png"]

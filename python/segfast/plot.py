@@ -292,13 +292,15 @@ def plot_run(run_dir) -> list:
     n_models = MLPStack.load(local_path).n_models if local_path.exists() else None
     # With fraction < 1 the last round trained a sample of the segments: results.json's
     # local_segments names them, and the per-segment sizes are picked for those.
+    # A forged or damaged list (not segment indices) is left out: the models are then numbered.
     local_segments = results.get("local_segments")
     sizes = results.get("segment_sizes")
-    if (
-        isinstance(local_segments, list)
-        and isinstance(sizes, list)
-        and all(isinstance(i, int) and 0 <= i < len(sizes) for i in local_segments)
+    bound = len(sizes) if isinstance(sizes, list) else float("inf")
+    if not (
+        isinstance(local_segments, list) and all(type(i) is int and 0 <= i < bound for i in local_segments)  # type: not bool, not float
     ):
+        results = {k: v for k, v in results.items() if k != "local_segments"}
+    elif isinstance(sizes, list):
         results = {**results, "segment_sizes": [sizes[i] for i in local_segments]}
     # Per model only where results.json has one value per model of local_models.npz.
     per_model = {
