@@ -213,6 +213,16 @@ def test_evaluate_with_vote_is_evaluate_and_combine_in_one_pass(rng):
                 np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="label"):
         _core.evaluate(dims, stack.params, X, np.array([dims[-1]]), 1, with_vote=True)
+    with pytest.raises(TypeError, match="X"):  # float64 rows are refused, not converted
+        _core.evaluate(dims, stack.params, X.astype(np.float64), y, 1, with_vote=True)
+    with pytest.raises(ValueError, match="y"):
+        _core.evaluate(dims, stack.params, X, y[:0], 1, with_vote=True)
+    # No rows: nothing to score, zeros rather than a crash; NaN weights give NaN scores, no crash.
+    loss, accuracy, summed = _core.evaluate(dims, stack.params, X[:0], y[:0], 1, with_vote=True)
+    assert summed.shape == (0, dims[-1]) and (loss == 0).all() and (accuracy == 0).all()
+    stack.params[0, -1] = np.nan  # an output bias: no ReLU after it to hide the NaN
+    loss, accuracy, summed = _core.evaluate(dims, stack.params, X, y, 1, with_vote=True)
+    assert np.isnan(loss[0]) and np.isnan(summed).all()
 
 
 def test_competence_on_the_training_region(setup):

@@ -120,6 +120,10 @@ def test_many_models_train_to_the_same_bits_on_any_thread_count(rng):
     [
         (dict(loss="l1"), ValueError, "loss must be 'cross_entropy', 'mse' or 'huber'"),
         (dict(delta=0.0), ValueError, "huber_delta must be a finite number > 0"),
+        (dict(delta=float("nan")), ValueError, "huber_delta must be a finite number > 0"),
+        (dict(delta=float("inf")), ValueError, "huber_delta must be a finite number > 0"),
+        (dict(T="inf"), ValueError, "y holds NaN or inf"),
+        (dict(T="float64"), TypeError, "y"),
         (dict(T="labels"), TypeError, "y"),
         (dict(T="narrow"), ValueError, "y"),
         (dict(T="nan"), ValueError, "y holds NaN or inf"),
@@ -131,9 +135,28 @@ def test_bad_settings_and_targets_are_refused(rng, change, error, says):
         "labels": np.zeros(10, dtype=np.int64),
         "narrow": np.zeros((10, 2), dtype=np.float32),
         "nan": np.full((10, 3), np.nan, dtype=np.float32),
+        "inf": np.full((10, 3), np.inf, dtype=np.float32),
+        "float64": np.zeros((10, 3)),
     }.get(change.get("T"), np.zeros((10, 3), dtype=np.float32))
     stack = MLPStack(DIMS, 1, seed=0)
     before = stack.params.copy()
     with pytest.raises(error, match=says):
         epoch(stack, X, T, [0, 10], change.get("loss", "huber"), delta=change.get("delta", 1.0))
     np.testing.assert_array_equal(stack.params, before)  # nothing trained
+
+
+def test_nan_weights_or_huge_targets_diverge_and_roll_back(rng):
+    """A model whose step turns non-finite ends the epoch where it began, flagged diverged, and
+    the others train on; empty segments train nothing and report a loss of 0."""
+    X = rng.standard_normal((30, 5)).astype(np.float32)
+    T = rng.standard_normal((30, 3)).astype(np.float32)
+    T[10:20] = 3e38  # the squared residuals of segment 1 overflow float32
+    stack = MLPStack(DIMS, 4, seed=0)
+    stack.params[0, 3] = np.nan
+    before = stack.params.copy()
+    loss, diverged = epoch(stack, X, T, [0, 10, 20, 30, 30], "mse")[:2]
+    assert diverged.tolist() == [1, 1, 0, 0]
+    np.testing.assert_array_equal(stack.params[:2], before[:2])
+    assert not np.array_equal(stack.params[2], before[2])
+    np.testing.assert_array_equal(stack.params[3], before[3])  # an empty segment
+    assert loss[3] == 0.0 and np.isfinite(loss[2])

@@ -261,6 +261,9 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path):
         (dict(colour="red"), TypeError, "unexpected argument"),
         (dict(val_segments="some"), ValueError, "val_segments must be True, False, 'auto' or a number"),
         (dict(val_segments=0), ValueError, "val_segments must be"),
+        (dict(val_segments=-3), ValueError, "val_segments must be"),
+        (dict(val_segments=2.5), ValueError, "val_segments must be"),
+        (dict(val_segments=None), ValueError, "val_segments must be"),
         # merge options are refused before any training, not at the end of the first round
         (dict(merge="loss"), ValueError, "needs val="),
         (dict(merge={"method": "median", "margin": 2}), ValueError, "margin must be"),
