@@ -142,18 +142,40 @@ py::tuple train_epoch_py(const std::vector<int>& dims, py::handle params_obj, py
     return py::make_tuple(mean_loss, flags, merged);
 }
 
-py::array_t<float> predict_proba_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, int n_jobs) {
+// softmax: class probabilities; without, the last layer's values (a regression stack's predictions).
+py::array_t<float> predict_outputs_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, int n_jobs,
+                                      bool softmax) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
     const py::ssize_t n_models = params.shape(0), n_rows = x.shape(0);
-    py::array_t<float> probs({n_models, n_rows, static_cast<py::ssize_t>(arch.n_out())});
-    float* out = probs.mutable_data();
+    py::array_t<float> outputs({n_models, n_rows, static_cast<py::ssize_t>(arch.n_out())});
+    float* out = outputs.mutable_data();
     {
         py::gil_scoped_release release;
-        predict_proba(arch, params.data(), static_cast<int>(n_models), x.data(), n_rows, out, resolve_threads(n_jobs));
+        predict_outputs(arch, params.data(), static_cast<int>(n_models), x.data(), n_rows, out, softmax,
+                        resolve_threads(n_jobs));
     }
-    return probs;
+    return outputs;
+}
+
+// Per model and output, the summed squared and absolute errors against float targets y (n_rows, k).
+py::tuple regression_errors_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, py::handle y_obj,
+                               int n_jobs) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
+    auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
+    const py::ssize_t n_models = params.shape(0), n_rows = x.shape(0), k = arch.n_out();
+    auto t = expect<float>(y_obj, "y", {n_rows, k});
+    py::array_t<double> sq_err({n_models, k}), abs_err({n_models, k});
+    double* sq = sq_err.mutable_data();
+    double* ab = abs_err.mutable_data();
+    {
+        py::gil_scoped_release release;
+        regression_errors(arch, params.data(), static_cast<int>(n_models), x.data(), t.data(), n_rows, sq, ab,
+                          resolve_threads(n_jobs));
+    }
+    return py::make_tuple(sq_err, abs_err);
 }
 
 // with_vote also returns the models' soft vote (their summed probabilities, combine's "proba")
@@ -424,7 +446,10 @@ PYBIND11_MODULE(_core, mod) {
     mod.attr("MERGE_BLOCK") = kMergeBlocks;  // blocks of a fused merge when merge_block is 0
     mod.def("merge_pieces", &merge_pieces, py::arg("n_models"), py::arg("block"), py::arg("first"));
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
-    mod.def("predict_proba", &predict_proba_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"));
+    mod.def("predict_proba", &predict_outputs_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"),
+            py::arg("softmax") = true);
+    mod.def("regression_errors", &regression_errors_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"),
+            py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"),
             py::arg("with_vote") = false,
             "(loss, accuracy) per model; with_vote=True adds the summed probabilities (n, C) from the same pass");

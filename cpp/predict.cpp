@@ -35,17 +35,50 @@ void for_each_block(const Arch& arch, int n_models, std::int64_t n_rows, int n_t
 
 }  // namespace
 
-void predict_proba(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
-                   float* probs, int n_threads) {
+void predict_outputs(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows,
+                     float* out, bool softmax, int n_threads) {
     const int C = arch.n_out();
     for_each_block(arch, n_models, n_rows, n_threads,
                    [&](int model, std::int64_t, std::int64_t row0, int rows, Workspace& ws) {
                        const float* w = params + static_cast<std::size_t>(model) * arch.n_params;
                        float* z = forward(arch, w, x + row0 * arch.n_in(), rows, ws);
-                       softmax_rows(z, rows, C);
-                       float* dst = probs + (static_cast<std::int64_t>(model) * n_rows + row0) * C;
+                       if (softmax) softmax_rows(z, rows, C);
+                       float* dst = out + (static_cast<std::int64_t>(model) * n_rows + row0) * C;
                        std::memcpy(dst, z, sizeof(float) * rows * C);
                    });
+}
+
+void regression_errors(const Arch& arch, const float* params, int n_models, const float* x, const float* t,
+                       std::int64_t n_rows, double* sq_err, double* abs_err, int n_threads) {
+    const int k = arch.n_out();
+    const std::int64_t blocks = (n_rows + kBlockRows - 1) / kBlockRows;
+    // Per-block partial sums added in block order afterwards, as evaluate does: thread-independent.
+    const std::size_t per_block = static_cast<std::size_t>(2) * k;
+    std::vector<double> partial(static_cast<std::size_t>(blocks) * n_models * per_block, 0.0);
+    for_each_block(arch, n_models, n_rows, n_threads,
+                   [&](int model, std::int64_t block, std::int64_t row0, int rows, Workspace& ws) {
+                       const float* w = params + static_cast<std::size_t>(model) * arch.n_params;
+                       const float* z = forward(arch, w, x + row0 * arch.n_in(), rows, ws);
+                       double* sums = &partial[(static_cast<std::size_t>(model) * blocks + block) * per_block];
+                       for (int i = 0; i < rows; ++i)
+                           for (int j = 0; j < k; ++j) {
+                               const double r = double(z[static_cast<std::size_t>(i) * k + j]) -
+                                                t[static_cast<std::size_t>(row0 + i) * k + j];
+                               sums[j] += r * r;
+                               sums[k + j] += std::abs(r);
+                           }
+                   });
+    for (int m = 0; m < n_models; ++m)
+        for (int j = 0; j < k; ++j) {
+            double sq = 0.0, ab = 0.0;
+            for (std::int64_t b = 0; b < blocks; ++b) {
+                const double* sums = &partial[(static_cast<std::size_t>(m) * blocks + b) * per_block];
+                sq += sums[j];
+                ab += sums[k + j];
+            }
+            sq_err[static_cast<std::size_t>(m) * k + j] = sq;
+            abs_err[static_cast<std::size_t>(m) * k + j] = ab;
+        }
 }
 
 void evaluate(const Arch& arch, const float* params, int n_models, const float* x, const std::int64_t* y,

@@ -209,8 +209,10 @@ def test_segment_errors():
         segment(y, 2, "random")
     with pytest.raises(ValueError, match="y must be 1-D"):
         segment(y.reshape(4, 5), 2)
-    with pytest.raises(TypeError, match="integer labels"):
-        segment(y.astype(np.float64), 2)
+    with pytest.raises(TypeError, match="integer labels or float regression targets"):
+        segment(y.astype(str), 2)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        segment(np.array([0.5, np.nan, 1.0]), 2, "by_label")
     with pytest.raises(ValueError, match="labels >= 0, found -1"):
         segment(np.array([0, -1, 2]), 2)
     for alpha in (0, -1.0, np.inf, np.nan):

@@ -10,11 +10,16 @@ from . import _core
 DEVICES = ("cpu", "cuda", "auto")
 
 
-def check_device(device) -> str:
+def check_device(device, task: str = "classification") -> str:
     """The device that will run: "cpu" or "cuda" ("auto" resolved), after checking that this
-    build and this machine can use it."""
+    build and this machine can use it. The CUDA kernels know softmax cross-entropy only, so a
+    regression stack runs on the CPU ("auto" picks it)."""
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if task == "regression":
+        if device == "cuda":
+            raise ValueError("device='cuda' runs classification stacks only; a regression stack runs on device='cpu'")
+        return "cpu"
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda":

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _core
 from ._epochs import FusedMerge, History, TrainConfig, run_epochs
-from ._validate import as_features, as_labels
+from ._validate import as_features, as_outputs
 from .results import fingerprint
 from .segments import Segments, as_segments
 from .stack import MLPStack
@@ -68,10 +68,10 @@ class LocalEngine(Engine):
 
     def __init__(self, start: MLPStack, X, y, segments, device: str):
         self.X = as_features(X, "X", start.n_features)
-        self.y = as_labels(y, len(self.X), start.n_classes)
+        self.y = as_outputs(y, len(self.X), start)
         self.segments = as_segments(segments, len(self.X))
         self.sizes = self.segments.sizes
-        self.dims, self.device = start.dims, device
+        self.dims, self.device, self.start = start.dims, device, start
         self.local = self.gpu = None  # the segment models (and their GPU copy), reused from round to round
 
     def fingerprints(self) -> dict:
@@ -85,7 +85,7 @@ class LocalEngine(Engine):
         n = len(chosen)
         part = self.segments if n == len(self.sizes) else Segments.from_indices([self.segments[i] for i in chosen])
         if self.local is None or self.local.n_models != n:
-            self.local = MLPStack.from_params(self.dims, np.zeros((n, start_row.size), dtype=np.float32))
+            self.local = self.start.like(np.zeros((n, start_row.size), dtype=np.float32))
         self.local.diverged[:] = False
         if self.device == "cuda":
             if self.gpu is None:

@@ -62,6 +62,13 @@ class TrainConfig:
     proximal_mu: float = 0.0
     seed: int = 0  # keys the shuffles' random streams, with (model, epoch)
     flip_width: int = 0  # augment="hflip": the side of the square images flipped left-right; 0: none
+    loss: str = "cross_entropy"  # "mse" or "huber" for a regression stack
+    huber_delta: float = 1.0
+
+    @property
+    def task(self) -> str:
+        """The task of the stacks this trains (what a worker wraps its rows as)."""
+        return "classification" if self.loss == "cross_entropy" else "regression"
 
     @classmethod
     def checked(
@@ -75,8 +82,14 @@ class TrainConfig:
         proximal_mu=0.0,
         seed=0,
         augment=None,
+        task="classification",
+        loss=None,
+        huber_delta=1.0,
     ) -> TrainConfig:
+        loss = checked_loss(loss, task)
         return cls(
+            loss=loss,
+            huber_delta=_huber_delta(huber_delta),
             batch_size=positive_int(batch_size, "batch_size"),
             lr=finite_float(lr, "lr", minimum=0.0),
             momentum=finite_float(momentum, "momentum", minimum=0.0),
@@ -85,6 +98,33 @@ class TrainConfig:
             seed=checked_seed(seed),
             flip_width=_flip_width(augment, n_features),
         )
+
+
+REGRESSION_LOSSES = ("mse", "huber")
+
+
+def _huber_delta(value) -> float:
+    delta = finite_float(value, "huber_delta")
+    if not np.float32(delta) > 0:  # the kernel's float: 1e-50 would be 0 there
+        raise ValueError(f"huber_delta must be a number > 0 (as a float32), got {value!r}")
+    return delta
+
+
+def checked_loss(loss, task: str) -> str:
+    """The loss a stack of this task trains with: softmax cross-entropy for classification (the
+    only one), mean squared error (the default) or Huber for regression."""
+    if task == "regression":
+        if loss is None:
+            return "mse"
+        if loss not in REGRESSION_LOSSES:
+            raise ValueError(f"loss must be 'mse' or 'huber' for a regression stack, got {loss!r}")
+        return loss
+    if loss not in (None, "cross_entropy"):
+        raise ValueError(
+            f"loss={loss!r} needs a regression stack (MLPStack(..., task='regression')); "
+            "a classification stack trains with loss='cross_entropy'"
+        )
+    return "cross_entropy"
 
 
 def _flip_width(augment, n_features: int) -> int:
@@ -170,6 +210,8 @@ def run_epochs(
                 merge_block=fused.block if fused else 0,
                 merge_first=fused.first if fused else 0,
                 merge_pieces=bool(fused and fused.pieces and weights is not None),
+                loss=c.loss,
+                huber_delta=c.huber_delta,
             )
             return _core.train_epoch(
                 dims,

@@ -106,6 +106,8 @@ class ShardsSource:
     on another worker."""
 
     def __init__(self, shards, segments, start: MLPStack):
+        if start.is_regression:
+            raise ValueError("shard files hold class labels; a regression stack trains from arrays X, y and segments")
         if not isinstance(shards, Shards):
             shards = load_shards(shards)
         self.shards = shards

@@ -68,6 +68,34 @@ def as_labels(y, n_rows: int, n_classes: int | None, name: str = "y") -> np.ndar
     return y
 
 
+def as_targets(y, n_rows: int, n_targets: int, name: str = "y") -> np.ndarray:
+    """Return regression targets as a C-contiguous float32 (n_rows, n_targets) array: (n,) is
+    accepted for one target. Integers are numbers too; bools, strings and objects are not."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "fiu":  # b, c, O, U, S, V, M, m
+        raise TypeError(f"{name} must hold real numbers (regression targets), got dtype {y.dtype}")
+    if y.ndim == 1 and n_targets == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[1] != n_targets:
+        shape = f"({n_rows},) or ({n_rows}, 1)" if n_targets == 1 else f"({n_rows}, {n_targets})"
+        raise ValueError(f"{name} must have shape {shape} for {n_targets} target(s), got {y.shape}")
+    if len(y) != n_rows:
+        raise ValueError(f"{name} has {len(y)} targets but X has {n_rows} rows")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(y, dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = "NaN or inf" if not np.isfinite(y).all() else "values beyond float32's range"
+        raise ValueError(f"{name} holds {bad}: regression targets must be finite float32 numbers")
+    return out
+
+
+def as_outputs(y, n_rows: int, stack, name: str = "y") -> np.ndarray:
+    """What the stack's task learns from: class labels, or regression targets."""
+    if stack.task == "regression":
+        return as_targets(y, n_rows, stack.n_outputs, name)
+    return as_labels(y, n_rows, stack.n_classes, name)
+
+
 def integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """An int (numpy integers too; never a bool, which is an int subclass but surely a mistake)
     in [minimum, maximum], as a plain Python int."""
@@ -140,9 +168,9 @@ def check_stack(stack, name: str = "stack") -> None:
         raise TypeError(f"{name} must be a segfast.MLPStack, got {type(stack).__name__}")
 
 
-def val_pair(val, n_features: int, n_classes: int, name: str = "val"):
+def val_pair(val, n_features: int, n_classes: int, name: str = "val", task: str = "classification"):
     """Validation rows: an (X, y) pair, or a segfast.Split (its validation rows, else its test
-    rows), checked against the models' widths; None stays None."""
+    rows), checked against the models' widths and task; None stays None."""
     from .split import Split  # split.py imports this module
 
     if val is None:
@@ -154,6 +182,8 @@ def val_pair(val, n_features: int, n_classes: int, name: str = "val"):
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an (X, y) pair or a Split") from None
     X = as_features(X, f"{name} X", n_features)
+    if task == "regression":
+        return X, as_targets(y, len(X), n_classes, f"{name} y")
     return X, as_labels(y, len(X), n_classes, f"{name} y")
 
 

@@ -41,7 +41,7 @@ def align(stack: MLPStack, reference=0, *, max_iter: int = 10, n_jobs: int = -1,
             raise ValueError(f"reference must be a one-model stack, got {reference.n_models} models")
         params = np.concatenate([reference.params, stack.params])
         perms, _ = _align_stack(stack.dims, params, 0, 0, threads)
-        out = MLPStack.from_params(stack.dims, params[1:], stack.diverged)
+        out = stack.like(params[1:], stack.diverged)
         out.permutations = perms[1:]
         return out
     if isinstance(reference, bool) or not isinstance(reference, numbers.Integral):

@@ -72,7 +72,7 @@ def cluster(
         score = _core.silhouette(_core.pairwise_distances(X, threads), labels, k) if 1 < k < n else 0.0
     if scale != 1.0:
         centroids = centroids / np.float32(scale)
-    return Clustering(labels.astype(np.int64), MLPStack.from_params(stack.dims, centroids), float(score), k, scores)
+    return Clustering(labels.astype(np.int64), stack.like(centroids), float(score), k, scores)
 
 
 def _scaled(params: np.ndarray):

@@ -103,7 +103,7 @@ def _train_part(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by round position
         hist, merged = run_epochs(
-            MLPStack._wrap(dims, part.rows),
+            MLPStack._wrap(dims, part.rows, task=config.task),
             block.X,
             block.y,
             _subset(block.segments, ids),
@@ -161,12 +161,14 @@ def _warn_diverged(diverged: np.ndarray, epochs: np.ndarray) -> None:
 class _OnCluster(Engine):
     """rounds() with each block of segments trained by a task on the worker that holds its rows."""
 
-    def __init__(self, client, source, dims, blocks):
+    def __init__(self, client, source, dims, blocks, task: str = "classification"):
         workers_of(client)  # a clear error now, before rounds() writes a run directory
         self.client, self.source, self.dims, self.blocks = client, source, dims, blocks
+        self.task = task
         self.sizes = source.sizes
         self.token = uuid.uuid4().hex[:12]
-        self.placement, self.parts, self.calls = None, [], 0
+        self.placement, self.calls = None, 0
+        self.parts: list = []
 
     def fingerprints(self) -> dict:
         return self.source.fingerprints()
@@ -224,7 +226,7 @@ class _OnCluster(Engine):
                         for p, w in zip(self.parts, self.placement.workers)
                     ]
                 )
-                local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged)
+                local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged, task=self.task)
             return local["stack"]
 
         return RoundTraining(hist, None if fused is None else carry["sum"], local_models)
@@ -273,7 +275,7 @@ def rounds(
     if "device" in options:
         raise TypeError("segfast.distributed trains on the workers' CPUs; device= is not supported here")
     start = start_model(stack_or_architecture, options.get("seed", 0))
-    engine = _OnCluster(client, data_source(X, y, segments, start), start.dims, blocks)
+    engine = _OnCluster(client, data_source(X, y, segments, start), start.dims, blocks, start.task)
     try:
         return run_rounds(engine, start, rounds, local_epochs, merge, **options)
     finally:
@@ -283,7 +285,7 @@ def rounds(
 def _train_rows(block: Block, rows, dims, per_model, config: TrainConfig, start_epoch):
     from dask.distributed import get_worker
 
-    stack = MLPStack.from_params(dims, rows)
+    stack = MLPStack.from_params(dims, rows, task=config.task)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the client reports divergence, by model index
         hist, _ = run_epochs(
@@ -315,6 +317,8 @@ def train(
     augment=None,
     proximal_mu: float = 0.0,
     start_epoch: int = 0,
+    loss: str | None = None,
+    huber_delta: float = 1.0,
     client,
     blocks=None,
 ) -> History:
@@ -340,6 +344,9 @@ def train(
         proximal_mu=proximal_mu,
         seed=seed,
         augment=augment,
+        task=stack.task,
+        loss=loss,
+        huber_delta=huber_delta,
     )
     start_epoch = checked_start_epoch(start_epoch)
     t0 = time.perf_counter()

@@ -65,21 +65,28 @@ def _real(value):
         return None
 
 
-def _one(dims, row) -> MLPStack:
-    return MLPStack.from_params(dims, np.asarray(row)[None, :])
+def _one(like: MLPStack, row) -> MLPStack:
+    return like.like(np.asarray(row)[None, :])
+
+
+def val_score(stack: MLPStack, val, threads: int, device: str = "cpu") -> np.ndarray:
+    """Each model's validation score, higher is better: accuracy for classification, minus the
+    mean squared error for regression."""
+    scores = evaluate(stack, *val, n_jobs=threads, device=device)
+    return -scores.loss if stack.is_regression else scores.accuracy
 
 
 def _greedy_soup(stack: MLPStack, val, threads: int, device: str = "cpu") -> np.ndarray:
-    """Greedy soup: add models best-first, keep each only if the soup's validation accuracy
-    does not drop. Returns the uniform weights over the kept models."""
-    acc = evaluate(stack, *val, n_jobs=threads, device=device).accuracy
+    """Greedy soup: add models best-first, keep each only if the soup's validation score
+    (accuracy; minus the MSE for regression) does not drop. Returns the uniform weights over the kept models."""
+    acc = val_score(stack, val, threads, device)
     order = np.argsort(-acc, kind="stable")
     kept = [order[0]]
     best = acc[order[0]]
     for i in order[1:]:
         trial = kept + [i]
-        soup = _one(stack.dims, stack.params[trial].mean(axis=0, dtype=np.float64))
-        trial_acc = evaluate(soup, *val, n_jobs=threads, device=device).accuracy[0]
+        soup = _one(stack, stack.params[trial].mean(axis=0, dtype=np.float64))
+        trial_acc = val_score(soup, val, threads, device)[0]
         if trial_acc >= best:
             kept, best = trial, trial_acc
     weights = np.zeros(stack.n_models)
@@ -108,13 +115,14 @@ def checked_options(
     temperature=1.0,
     trim=0.1,
     margin=0.1,
+    task="classification",
 ):
     """merge()'s checks of its options for ``n_models`` models of these widths, without merging:
     rounds() runs them before any training. Returns (val pair or None, repair rows or
     None, normalised explicit weights or None)."""
     if method not in METHODS:
         raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
-    val = val_pair(val, n_features, n_classes)
+    val = val_pair(val, n_features, n_classes, task=task)
     if method in _NEEDS_VAL and val is None:
         raise ValueError(f"method={method!r} needs val=(X_val, y_val) to rank the models")
     if repair is not None:
@@ -160,7 +168,7 @@ def merge(
       ``weighted``  weights= (N non-negative numbers, or a Segments to weight by segment size).
       ``loss``      softmax of minus the validation loss / temperature.
       ``rank``      sorted by validation loss, the best gets 1/2, the next 1/4, ..., the last the rest.
-      ``greedy``    greedy soup by validation accuracy.
+      ``greedy``    greedy soup by validation accuracy (by validation MSE for regression).
       ``median``, ``trimmed``  coordinate-wise median / mean without the ``trim`` share at each end.
       ``cluster-best``   k-means in weight space; the merge of the best cluster when its validation
                     loss beats the runner-up by more than ``margin`` (relative), else the average
@@ -169,7 +177,9 @@ def merge(
     align=True matches hidden units first (see :func:`segfast.align`; the reference is the
     model with the best validation loss when ``val`` is given, else model 0). repair=X_calib
     renormalises hidden units (REPAIR); rescale=True restores each layer's mean weight norm.
-    val is an (X, y) pair. Diverged models (``stack.diverged``) are left out with a warning.
+    val is an (X, y) pair (float targets for a regression stack, whose methods rank by the
+    validation mean squared error: evaluate's ``loss``). Diverged models (``stack.diverged``)
+    are left out with a warning.
     With return_details=True, returns (merged, details) where details holds the weights used.
     device="cuda" evaluates the models on val (the forward passes) on the GPU; the averages,
     alignment, REPAIR and k-means run on the CPU, where the stack is (an average reads each
@@ -189,6 +199,7 @@ def merge(
         temperature=temperature,
         trim=trim,
         margin=margin,
+        task=stack.task,
     )
 
     keep = np.flatnonzero(~stack.diverged)
@@ -220,7 +231,7 @@ def merge(
         w = info["weights"]
     elif method in ("median", "trimmed"):
         cut = -1 if method == "median" else int(np.floor(trim * stack.n_models))
-        merged = _one(stack.dims, _core.robust_reduce(stack.params, cut, threads))
+        merged = _one(stack, _core.robust_reduce(stack.params, cut, threads))
         w = np.full(stack.n_models, 1.0 / stack.n_models)  # for REPAIR's targets
     else:
         if method == "uniform":
@@ -237,7 +248,7 @@ def merge(
             w = rank_weights(val_eval.loss)
         else:  # greedy
             w = _greedy_soup(stack, val, threads, device)
-        merged = _one(stack.dims, _core.weighted_sum(stack.params, w, threads))
+        merged = _one(stack, _core.weighted_sum(stack.params, w, threads))
     details["weights"] = w
 
     if merged.n_models == 1:
@@ -252,7 +263,7 @@ def _cluster_policy(stack, method, val, k, margin, seed, threads):
     result = cluster(stack, k=k, align=False, seed=seed, n_jobs=threads)
     groups = [np.flatnonzero(result.labels == c) for c in range(result.k)]
     rows = [stack.params[g].mean(axis=0, dtype=np.float64) for g in groups]
-    per_cluster = MLPStack.from_params(stack.dims, np.stack(rows))
+    per_cluster = stack.like(np.stack(rows))
     info = {"labels": result.labels, "k": result.k, "silhouette": result.silhouette}
     if method == "cluster-merge":
         info["weights"] = np.full(stack.n_models, 1.0 / stack.n_models)
@@ -267,4 +278,4 @@ def _cluster_policy(stack, method, val, k, margin, seed, threads):
         for g in groups:
             w[g] = 1.0 / (len(g) * len(groups))
     info.update(weights=w, cluster_losses=losses, chosen=int(order[0]) if clearly else None)
-    return _one(stack.dims, _core.weighted_sum(stack.params, w, threads)), info
+    return _one(stack, _core.weighted_sum(stack.params, w, threads)), info

@@ -4,7 +4,7 @@
     rounds.jsonl     one JSON line per finished round
     summary.csv      the same, as a table
     checkpoint.npz   the global model and server state after the last finished round
-    best.npz         the global model of the round with the best evaluation accuracy
+    best.npz         the global model of the round with the best val accuracy (regression: lowest MSE)
     final.npz        the final global model        local_models.npz  the last round's segment models
 
 Files are written beside their target and renamed into place, and the checkpoint is written
@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -169,10 +170,15 @@ class RunDirectory:
                     raise ValueError(f"{path}: {key} holds NaN or infinite values")
         return state
 
+    @property
+    def task(self) -> str:
+        """The run's models' task; config.json names it for regression only (older runs classify)."""
+        return self.config.get("task", "classification")
+
     def history(self, done: int, evaluated: bool) -> list:
         """The ``done`` rounds of rounds.jsonl up to the checkpoint (a round recorded after it is
-        redone), each a JSON object with its round number, and global_accuracy in [0, 1] where
-        the run evaluates."""
+        redone), each a JSON object with its round number, and global_accuracy in [0, 1] (a
+        regression run: global_loss >= 0) where the run evaluates."""
         path = self.path / "rounds.jsonl"
         try:
             lines = path.read_bytes().decode().splitlines()
@@ -195,10 +201,11 @@ class RunDirectory:
                 raise ValueError(f"{path}, line {i + 1} must be a JSON object, got {type(record).__name__}")
             if type(record.get("round")) is not int or record["round"] != i + 1:  # type: a bool is no round
                 raise ValueError(f"{path}, line {i + 1}: round must be {i + 1}, got {record.get('round')!r}")
-            acc = record.get("global_accuracy")
-            in_range = isinstance(acc, (int, float)) and not isinstance(acc, bool) and 0 <= acc <= 1
-            if (evaluated or acc is not None) and not in_range:
-                raise ValueError(f"{path}, line {i + 1}: global_accuracy must be a number in [0, 1], got {acc!r}")
+            key, low, high = ("global_loss", 0, math.inf) if self.task == "regression" else ("global_accuracy", 0, 1)
+            value = record.get(key)
+            in_range = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+            if (evaluated or value is not None) and not in_range:
+                raise ValueError(f"{path}, line {i + 1}: {key} must be a number in [{low}, {high}], got {value!r}")
             history.append(record)
         return history
 
@@ -232,10 +239,10 @@ class RunDirectory:
 
     def _load_stack(self, path: Path, n_models: int) -> MLPStack:
         stack = MLPStack.load(path)  # ValueError naming the file when damaged
-        if list(stack.dims) != self.config["dims"] or stack.n_models != n_models:
+        if list(stack.dims) != self.config["dims"] or stack.n_models != n_models or stack.task != self.task:
             raise ValueError(
-                f"{path} holds {stack.n_models} model(s) of dims {list(stack.dims)}; this run needs "
-                f"{n_models} of dims {self.config['dims']}"
+                f"{path} holds {stack.n_models} model(s) of dims {list(stack.dims)} for {stack.task}; this run "
+                f"needs {n_models} of dims {self.config['dims']} for {self.task}"
             )
         return stack
 
@@ -249,7 +256,7 @@ class RunDirectory:
         write_atomic(self.path / "summary.csv", table.getvalue().encode())
         dims = self.config["dims"]
         if best_params is not None:
-            MLPStack.from_params(dims, best_params[None]).save(self.best_path)
+            MLPStack.from_params(dims, best_params[None], task=self.task).save(self.best_path)
         write_atomic(
             self.path / "checkpoint.npz",
             _npz_bytes(round=np.int64(state["round"]), **{k: v for k, v in state.items() if k != "round"}),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _device
+from . import _core, _device
 from . import schedule as schedules
 from ._device import check_device
 from ._engine import Engine, LocalEngine
@@ -29,6 +29,7 @@ from ._validate import seed as checked_seed
 from .merge import METHODS as MERGE_METHODS
 from .merge import _explicit_weights, checked_options
 from .merge import merge as merge_models
+from .predict import evaluate
 from .results import RunDirectory, fingerprint
 from .stack import MLPStack
 
@@ -79,7 +80,8 @@ def _merge_spec(merge):
     return spec
 
 
-_TRAIN_OPTIONS = ("lr", "batch_size", "momentum", "weight_decay", "augment")  # what rounds passes to local SGD
+# what rounds passes to local SGD
+_TRAIN_OPTIONS = ("lr", "batch_size", "momentum", "weight_decay", "augment", "loss", "huber_delta")
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,14 @@ def _check_merge_early(spec: dict, start: MLPStack, n_chosen: int, val) -> None:
     options = {key: spec[key] for key in ("repair", "temperature", "trim", "margin") if key in spec}
     uses_val = method in ("loss", "rank", "greedy", "cluster-best")  # _merged gives val to these only
     checked_options(
-        start.n_features, start.n_classes, n_chosen, method, weights=weights, val=val if uses_val else None, **options
+        start.n_features,
+        start.n_classes,
+        n_chosen,
+        method,
+        weights=weights,
+        val=val if uses_val else None,
+        task=start.task,
+        **options,
     )
 
 
@@ -211,7 +220,9 @@ def _checked_plan(
     unknown = set(train_options) - set(_TRAIN_OPTIONS)
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
-    config = TrainConfig.checked(start.n_features, proximal_mu=proximal_mu, seed=checked_seed(seed), **train_options)
+    config = TrainConfig.checked(
+        start.n_features, proximal_mu=proximal_mu, seed=checked_seed(seed), task=start.task, **train_options
+    )
     return _Plan(
         n_rounds=n_rounds,
         local_epochs=local_epochs,
@@ -224,7 +235,7 @@ def _checked_plan(
         config=config,
         train_options={k: v for k, v in train_options.items() if k != "lr"},
         threads=resolve_n_jobs(n_jobs),
-        val=val_pair(val, start.n_features, start.n_classes),
+        val=val_pair(val, start.n_features, start.n_classes, task=start.task),
         val_segments=_checked_val_segments(val_segments),
         device=device,
     )
@@ -302,7 +313,7 @@ def rounds(
     ``eval=``/``eval_segments=`` are deprecated names of ``val=``/``val_segments=``.
     """
     start = start_model(stack_or_architecture, seed)
-    device = check_device(device)
+    device = check_device(device, start.task)
     engine = LocalEngine(start, X, y, segments, device)
     return run_rounds(
         engine,
@@ -372,9 +383,9 @@ def run_rounds(
                 "diverged": int(hist.diverged.sum()),
             }
             if plan.val is not None:
-                record.update(_evaluated(plan, start.dims, global_params, local, segment_rows))
-                if record["global_accuracy"] > best[0]:
-                    best = (record["global_accuracy"], global_params.copy())
+                record.update(_evaluated(plan, start, global_params, local, segment_rows))
+                if _score(record) > best[0]:
+                    best = (_score(record), global_params.copy())
             record.update(seconds_train=t1 - t0, seconds_merge=t2 - t1, seconds_eval=time.perf_counter() - t2)
             history.append(record)
             if run_dir is not None:
@@ -384,22 +395,17 @@ def run_rounds(
                     # the checkpoint before, which (keyed by (seed, round)) writes them again bit for bit.
                     # Keeping the segment models in the checkpoint instead would make it n_segments
                     # times larger every round.
-                    run_dir.finish(MLPStack.from_params(start.dims, global_params[None]), local())
+                    run_dir.finish(start.like(global_params[None]), local())
                 run_dir.write_round(
                     history,
                     {"round": r, "global": global_params, "server_buffer": server_buffer},
-                    best[1] if best[1] is not None and best[0] == record.get("global_accuracy") else None,
+                    best[1] if best[1] is not None and "global_loss" in record and best[0] == _score(record) else None,
                 )
-            bar.set_postfix_str(
-                f"val accuracy {100 * record['global_accuracy']:.2f}%"
-                if "global_accuracy" in record
-                else f"train loss {record['train_loss']:.4f}",
-                refresh=False,
-            )
+            bar.set_postfix_str(_progress_text(record), refresh=False)
             bar.update()
 
-    final = MLPStack.from_params(start.dims, global_params[None])
-    best_model = MLPStack.from_params(start.dims, best[1][None]) if best[1] is not None else None
+    final = start.like(global_params[None])
+    best_model = start.like(best[1][None]) if best[1] is not None else None
     local_models = None
     if local is not None:
         local_models = local()
@@ -424,7 +430,7 @@ def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None):
     first_round = state["round"] + 1
     history = run_dir.history(first_round, plan.val is not None)
     best_params = run_dir.load_best(plan.val is not None)
-    best = (max(h["global_accuracy"] for h in history), best_params) if best_params is not None else (-np.inf, None)
+    best = (max(_score(h) for h in history), best_params) if best_params is not None else (-np.inf, None)
     return state["global"], state["server_buffer"], first_round, history, best
 
 
@@ -447,7 +453,9 @@ def _round_merge(plan: _Plan, sizes: np.ndarray):
 def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
     """config.json: what a resumed run must match (the data's fingerprints included; the key
     names are the run directory's format, kept from earlier versions: "eval" is the val rows)."""
+    task = {"task": start.task} if start.is_regression else {}  # absent: classification, as older runs
     return {
+        **task,
         "dims": list(start.dims),
         "rounds": plan.n_rounds,
         "local_epochs": schedules.describe(plan.local_epochs),
@@ -484,12 +492,30 @@ def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict) -> np.nd
         ).params[0]
 
 
-def _evaluated(plan: _Plan, dims, global_params: np.ndarray, local, segment_rows: int) -> dict:
-    """The round's accuracies on the val rows: the global model's on all of them, and on
+def _score(record: dict) -> float:
+    """How good a round's global model is, higher is better: its val accuracy, or minus its val
+    mean squared error for regression (what best.npz keeps)."""
+    if "global_accuracy" in record:
+        return record["global_accuracy"]
+    return -record["global_loss"]
+
+
+def _progress_text(record: dict) -> str:
+    if "global_accuracy" in record:
+        return f"val accuracy {100 * record['global_accuracy']:.2f}%"
+    if "global_rmse" in record:
+        return f"val RMSE {record['global_rmse']:.4f}"
+    return f"train loss {record['train_loss']:.4f}"
+
+
+def _evaluated(plan: _Plan, start: MLPStack, global_params: np.ndarray, local, segment_rows: int) -> dict:
+    """The round's scores on the val rows: the global model's on all of them, and on
     ``segment_rows`` of them the segment models' and their soft vote's, from one forward pass."""
     assert plan.val is not None  # called only with val rows
+    if start.is_regression:
+        return _evaluated_regression(plan, start, global_params, local, segment_rows)
     X, y = plan.val
-    loss, acc = _device.evaluate(dims, global_params[None], X, y, plan.device, plan.threads)
+    loss, acc = _device.evaluate(start.dims, global_params[None], X, y, plan.device, plan.threads)
     record = {"global_loss": float(loss[0]), "global_accuracy": float(acc[0])}
     if segment_rows:
         X, y = plan.val_subsample(segment_rows)
@@ -501,5 +527,32 @@ def _evaluated(plan: _Plan, dims, global_params: np.ndarray, local, segment_rows
             segment_accuracy_std=float(seg.std()),
             # Ensemble(models, "soft").score(X, y), from the same forward pass
             ensemble_accuracy=float(np.mean((summed / models.n_models).argmax(axis=1) == y)),
+        )
+    return record
+
+
+def _evaluated_regression(plan: _Plan, start: MLPStack, global_params, local, segment_rows: int) -> dict:
+    """A regression round's scores: the global model's MSE (``global_loss``), RMSE and R^2, and on
+    ``segment_rows`` val rows the segment models' RMSE and their mean prediction's (the
+    ensemble's "mean" vote), from one pass over their predictions."""
+    assert plan.val is not None
+    X, y = plan.val
+    scores = evaluate(start.like(global_params[None]), X, y, n_jobs=plan.threads)
+    record = {
+        "global_loss": float(scores.loss[0]),
+        "global_rmse": float(scores.rmse[0]),
+        "global_r2": float(scores.r2[0]),
+    }
+    if segment_rows:
+        X, y = plan.val_subsample(segment_rows)
+        models = local()
+        values = _core.predict_proba(list(models.dims), models.params, X, plan.threads, softmax=False)
+        rmse = np.sqrt(((values - y[None]) ** 2).mean(axis=(1, 2), dtype=np.float64))
+        mean = values.mean(axis=0, dtype=np.float64)
+        record.update(
+            segments_val_rows=segment_rows,
+            segment_rmse_mean=float(rmse.mean()),
+            segment_rmse_std=float(rmse.std()),
+            ensemble_rmse=float(np.sqrt(((mean - y) ** 2).mean())),
         )
     return record

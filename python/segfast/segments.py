@@ -192,8 +192,33 @@ def as_segments(segments, n_rows: int, n_models: int | None = None, min_size: in
     return segments.validate(n_rows, min_size=min_size)
 
 
+# A regression target is cut into this many quantile bins that Dirichlet skew treats as classes.
+_TARGET_BINS = 10
+
+
+def _target_bins(y: np.ndarray, bins) -> np.ndarray:
+    """Float regression targets as the index of their quantile bin (equal counts; equal values
+    in row order), so that label-based schemes cut a regression data set by target range."""
+    if y.ndim == 2:
+        y = y[:, 0]  # several targets: cut by the first
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (or (n, k) regression targets), got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError("y holds NaN or inf: regression targets must be finite")
+    bins = positive_int(bins, "n_segments")
+    if len(y) == 0:
+        return np.zeros(0, dtype=np.int64)
+    rank = np.argsort(np.argsort(y, kind="stable"), kind="stable")  # 0..n-1
+    edges = _equal_offsets(len(y), min(bins, len(y)))[1:-1]
+    return np.searchsorted(edges, rank, side="right").astype(np.int64)
+
+
 def segment(y, n_segments, scheme="iid", *, alpha=0.5, seed=0, min_size=1) -> Segments:
     """Segment the rows of a data set with labels `y` (1-D, integers >= 0) into `n_segments`.
+
+    Float `y` are regression targets ((n, k): the first target): "by_label" then gives each
+    segment one quantile range of the target (segment 0 the lowest values), and "dirichlet"
+    skews the segments over 10 quantile bins of the target as it does over classes.
 
     Schemes (the same seed always gives the same result):
 
@@ -214,10 +239,13 @@ def segment(y, n_segments, scheme="iid", *, alpha=0.5, seed=0, min_size=1) -> Se
     "by_label" keep the given row order. Every segment must end with >= min_size rows.
     """
     y = np.asarray(y)
+    targets = y.dtype.kind == "f"
+    if targets:
+        y = _target_bins(y, n_segments if scheme == "by_label" else _TARGET_BINS)
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D, got shape {y.shape}")
-    if y.dtype.kind not in "iu":  # floats, bools, strings: labels must be class indices
-        raise TypeError(f"y must hold integer labels, got dtype {y.dtype}")
+    if y.dtype.kind not in "iu":  # bools, strings: labels must be class indices (or float targets)
+        raise TypeError(f"y must hold integer labels or float regression targets, got dtype {y.dtype}")
     if len(y) and y.min() < 0:
         raise ValueError(f"y must hold labels >= 0, found {y.min()}")
     k = positive_int(n_segments, "n_segments")

@@ -19,13 +19,21 @@ from . import _core, _validate
 from ._validate import as_index, integer, npz_array, npz_header, npz_open
 
 _FORMAT = "segfast.MLPStack/1"
+# What the output layer means: class logits (softmax cross-entropy) or k real values (regression).
+TASKS = ("classification", "regression")
 # More parameters per model than this (4 TiB of float32) is a forged or mistyped architecture;
 # the C++ side keeps widths in ints and counts in size_t, both far from this.
 _MAX_PARAMS = 2**40
 _MAX_WIDTH = 2**31 - 1
 
 
-def _check_dims(dims) -> tuple[int, ...]:
+def check_task(task) -> str:
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    return task
+
+
+def _check_dims(dims, task: str = "classification") -> tuple[int, ...]:
     try:
         dims = tuple(dims)
     except TypeError:
@@ -38,8 +46,8 @@ def _check_dims(dims) -> tuple[int, ...]:
         raise ValueError(f"every width in dims must be an integer >= 1, got {list(dims)}") from None
     if max(widths) > _MAX_WIDTH:
         raise ValueError(f"every width in dims must be <= {_MAX_WIDTH}, got {list(dims)}")
-    if widths[-1] < 2:
-        raise ValueError(f"the output width (classes) must be >= 2, got {widths[-1]}")
+    if widths[-1] < 2 and task == "classification":
+        raise ValueError(f"the output width (classes) must be >= 2, got {widths[-1]} (task='regression' allows 1)")
     dims = widths
     count = _param_count(dims)
     if count > _MAX_PARAMS:
@@ -93,8 +101,27 @@ def _check_diverged(diverged, n_models: int) -> np.ndarray:
     return diverged.copy()
 
 
+def _read_task(f, path) -> str:
+    """The task a weight file declares; files from before regression declare none and classify."""
+    if "task" not in f.files:
+        return "classification"
+    shape, dtype = npz_header(f, "task", path)
+    longest = max(len(t) for t in TASKS)
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * longest:
+        raise ValueError(f"{path}: task must be one of {TASKS}, got an array of shape {shape} and {dtype}")
+    try:
+        return check_task(str(npz_array(f, "task", path)))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
 class MLPStack:
     """N ReLU MLPs with the same layer widths ``dims``, e.g. ``MLPStack([784, 128, 10], 10)``.
+
+    ``task="classification"`` (the default) reads the last layer as class logits, trained with
+    softmax cross-entropy; ``task="regression"`` reads it as ``dims[-1]`` real values (k >= 1
+    targets), trained with a squared-error or Huber loss. The task travels with the stack: in
+    its files, its sub-stacks, and every model merged or trained from it.
 
     ``init="independent"`` draws each model's start on its own; ``init="shared"`` gives every
     model the same start (the shared starting point that makes plain averaging work). Both use PyTorch's default
@@ -107,8 +134,11 @@ class MLPStack:
     permutations: np.ndarray
     align_iterations: int
 
-    def __init__(self, dims, n_models: int = 1, init: str = "independent", seed: int = 0):
-        self.dims = _check_dims(dims)
+    def __init__(
+        self, dims, n_models: int = 1, init: str = "independent", seed: int = 0, *, task: str = "classification"
+    ):
+        self.task = check_task(task)
+        self.dims = _check_dims(dims, self.task)
         n_models = integer(n_models, "n_models", minimum=1)
         if n_models * self.n_params > 2**40:  # 4 TiB of float32: no machine holds it
             raise ValueError(f"n_models={n_models} models of {self.n_params} parameters is more than 2**40 parameters")
@@ -134,22 +164,23 @@ class MLPStack:
         return row
 
     @classmethod
-    def from_params(cls, dims, params, diverged=None) -> MLPStack:
+    def from_params(cls, dims, params, diverged=None, *, task: str = "classification") -> MLPStack:
         """A stack around existing parameters (copied into a fresh C-contiguous float32 array)."""
-        dims = _check_dims(dims)
-        stack = cls._wrap(dims, _check_params(params, _param_count(dims), dims))
+        dims = _check_dims(dims, check_task(task))
+        stack = cls._wrap(dims, _check_params(params, _param_count(dims), dims), task=task)
         stack.diverged = _check_diverged(diverged, stack.n_models)
         return stack
 
     @classmethod
-    def _wrap(cls, dims, params: np.ndarray) -> MLPStack:
+    def _wrap(cls, dims, params: np.ndarray, *, task: str = "classification") -> MLPStack:
         """A stack over ``params`` itself, NOT a copy: what trains the stack writes into that array.
 
         For code that owns a buffer of rows and trains parts of it in place (segfast.distributed's
         workers); everyone else wants :meth:`from_params`. ``params`` must already be what a stack
         holds, a C-contiguous float32 (n_models, n_params) array for ``dims``: nothing is converted.
         Every model starts not diverged."""
-        dims = _check_dims(dims)
+        task = check_task(task)
+        dims = _check_dims(dims, task)
         n_params = _param_count(dims)
         if not isinstance(params, np.ndarray):
             raise TypeError(f"params must be a numpy array to wrap without a copy, got {type(params).__name__}")
@@ -162,6 +193,7 @@ class MLPStack:
             raise ValueError("params must be C-contiguous: the core reads each model as one row of the buffer")
         stack = cls.__new__(cls)
         stack.dims, stack.params, stack.diverged = dims, params, np.zeros(len(params), dtype=bool)
+        stack.task = task
         return stack
 
     # -- shape -------------------------------------------------------------------------------
@@ -183,13 +215,23 @@ class MLPStack:
 
     @property
     def n_classes(self) -> int:
+        """The output width: classes for classification, targets (k) for regression."""
         return self.dims[-1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.dims[-1]
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "regression"
 
     def __len__(self) -> int:
         return self.n_models
 
     def __repr__(self) -> str:
-        return f"MLPStack(dims={list(self.dims)}, n_models={self.n_models}, n_params={self.n_params})"
+        task = ", task='regression'" if self.is_regression else ""
+        return f"MLPStack(dims={list(self.dims)}, n_models={self.n_models}, n_params={self.n_params}{task})"
 
     # -- per-layer views ----------------------------------------------------------------------
     def _offsets(self, layer: int) -> tuple[int, int, int, int]:
@@ -214,7 +256,7 @@ class MLPStack:
         idx = np.atleast_1d(idx)
         if idx.size == 0:
             raise ValueError("select() needs at least one model index")
-        return MLPStack.from_params(self.dims, self.params[idx], self.diverged[idx])
+        return MLPStack.from_params(self.dims, self.params[idx], self.diverged[idx], task=self.task)
 
     def __getitem__(self, index) -> MLPStack:
         if isinstance(index, numbers.Integral) and not isinstance(index, bool):
@@ -222,7 +264,12 @@ class MLPStack:
         return self.select(index)
 
     def copy(self) -> MLPStack:
-        return MLPStack.from_params(self.dims, self.params, self.diverged)
+        return MLPStack.from_params(self.dims, self.params, self.diverged, task=self.task)
+
+    def like(self, params, diverged=None) -> MLPStack:
+        """A stack of this one's architecture and task around ``params`` (copied): what every
+        merge, alignment or round builds from a stack it was given."""
+        return MLPStack.from_params(self.dims, params, diverged, task=self.task)
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path) -> Path:
@@ -250,6 +297,7 @@ class MLPStack:
                     dims=np.array(self.dims, dtype=np.int64),
                     params=self.params,
                     diverged=self.diverged,
+                    task=np.array(self.task),
                 )
                 f.flush()
                 os.fsync(f.fileno())
@@ -290,8 +338,9 @@ class MLPStack:
                     f"{path}: dims must be 2 to {p_shape[1] // 2 + 1} integer widths for "
                     f"{p_shape[1]} parameters per model, got shape {d_shape} of {d_dtype}"
                 )
+            task = _read_task(f, path)
             try:
-                dims = _check_dims(npz_array(f, "dims", path).tolist())
+                dims = _check_dims(npz_array(f, "dims", path).tolist(), task)
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
             n_params = _param_count(dims)
@@ -308,7 +357,7 @@ class MLPStack:
                     f"{path}: diverged must be ({p_shape[0]},) bool, one flag per model, got "
                     f"shape {v_shape} of {v_dtype}"
                 )
-            return cls.from_params(dims, npz_array(f, "params", path), npz_array(f, "diverged", path))
+            return cls.from_params(dims, npz_array(f, "params", path), npz_array(f, "diverged", path), task=task)
 
     # -- PyTorch-style state dicts --------------------------------------------------------------
     def state_dict(self, model: int | None = None) -> dict[str, np.ndarray]:
@@ -347,9 +396,11 @@ class MLPStack:
         return load_safetensors(path)
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> MLPStack:
+    def from_state_dict(cls, state: dict, *, task: str = "classification") -> MLPStack:
         """A one-model stack from a state dict of ``nn.Sequential(Linear, ReLU, ...)``
-        (numpy arrays or tensors; keys as :meth:`state_dict` writes them)."""
+        (numpy arrays or tensors; keys as :meth:`state_dict` writes them). A state dict holds
+        tensors only (torch's ``load_state_dict`` refuses other keys), so the task is given here."""
+        task = check_task(task)
 
         def array(key):
             if key not in state:
@@ -371,4 +422,4 @@ class MLPStack:
                     f"layer {2 * i}: weight {w.shape} / bias {b.shape} do not chain with the widths {dims}"
                 )
         row = np.concatenate([np.concatenate([w.T.ravel(), b]) for w, b in zip(weights, biases)])
-        return cls.from_params(dims, row[None, :])
+        return cls.from_params(dims, row[None, :], task=task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import _core, _device
 from ._epochs import History, TrainConfig, run_epochs
 from ._threads import resolve_n_jobs
-from ._validate import as_features, as_labels, check_stack, epochs_per_model
+from ._validate import as_features, as_outputs, check_stack, epochs_per_model
 from ._validate import start_epoch as checked_start_epoch
 from .segments import as_segments
 from .stack import MLPStack
@@ -31,10 +31,15 @@ def train(
     proximal_mu: float = 0.0,
     start_epoch: int = 0,
     device: str = "cpu",
+    loss: str | None = None,
+    huber_delta: float = 1.0,
 ) -> History:
     """Train every model of ``stack`` in place, model i on rows ``segments[i]`` of (X, y).
 
-    Softmax cross-entropy, minibatch SGD (PyTorch's rule: ``v = momentum*v + g + wd*w;
+    Softmax cross-entropy for a classification stack; for a regression stack
+    (``task="regression"``) ``loss="mse"`` (the default) or ``"huber"`` (quadratic within
+    ``huber_delta``, linear beyond), each averaged over the k outputs, with y float targets of
+    shape (n,) or (n, k). Minibatch SGD (PyTorch's rule: ``v = momentum*v + g + wd*w;
     w -= lr*v``), each segment reshuffled every epoch by a random stream keyed by
     (seed, model, epoch): the result is bit-identical whatever ``n_jobs`` is.
     ``epochs`` may be one number per model. ``augment="hflip"`` flips square images
@@ -55,7 +60,7 @@ def train(
     """
     check_stack(stack)
     X = as_features(X, "X", stack.n_features)
-    y = as_labels(y, len(X), stack.n_classes)
+    y = as_outputs(y, len(X), stack)
     segments = as_segments(segments, len(X), stack.n_models)
     per_model = epochs_per_model(epochs, stack.n_models)
     config = TrainConfig.checked(
@@ -67,11 +72,14 @@ def train(
         proximal_mu=proximal_mu,
         seed=seed,
         augment=augment,
+        task=stack.task,
+        loss=loss,
+        huber_delta=huber_delta,
     )
     threads = resolve_n_jobs(n_jobs)
     start_epoch = checked_start_epoch(start_epoch)
     gpu = None
-    if _device.check_device(device) == "cuda":
+    if _device.check_device(device, stack.task) == "cuda":
         gpu = _core.CudaTrainer(list(stack.dims), X, y)
         gpu.set_models(stack.params)
     return run_epochs(
