@@ -80,6 +80,24 @@ def test_three_rounds_are_bit_identical_for_any_block_count(client, data, merge,
         assert [h["global_accuracy"] for h in there.history] == [h["global_accuracy"] for h in here.history]
 
 
+@pytest.mark.parametrize("merge", ["uniform", "rank"])
+def test_regression_rounds_and_train_are_bit_identical(client, data, merge):
+    X, labels, (X_val, _), seg = data
+    y = (X[:, 0] * 2 - X[:, 1] + np.sin(X[:, 2])).astype(np.float32)  # targets on the same rows
+    y_val = (X_val[:, 0] * 2 - X_val[:, 1] + np.sin(X_val[:, 2])).astype(np.float32)
+    start = segfast.MLPStack([16, 12, 1], 1, task="regression", seed=3)
+    kw = dict(rounds=2, local_epochs=2, merge=merge, val=(X_val, y_val), loss="huber", lr=0.01, progress=False)
+    here = segfast.rounds(start, X, y, seg, **kw)
+    there = sd.rounds(start, X, y, seg, client=client, blocks=3, **kw)
+    np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
+    assert there.global_model.task == "regression" and there.local_models.task == "regression"
+    assert [h["global_loss"] for h in there.history] == [h["global_loss"] for h in here.history]
+    a, b = segfast.MLPStack([16, 12, 1], 200, task="regression"), segfast.MLPStack([16, 12, 1], 200, task="regression")
+    segfast.train(a, X, y, seg, epochs=2, loss="mse")
+    sd.train(b, X, y, seg, epochs=2, loss="mse", client=client)
+    np.testing.assert_array_equal(a.params, b.params)
+
+
 def test_segment_evaluation_pulls_the_segment_models(client, data):
     X, y, val, seg = data
     here = segfast.rounds(DIMS, X, y, seg, rounds=2, val=val, progress=False)

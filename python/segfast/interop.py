@@ -4,7 +4,8 @@ safetensors file (the format the field shares weights in), written and read back
 Layout in the file: per layer ``{2l}.weight`` (N, d_out, d_in) and ``{2l}.bias`` (N, d_out), float32:
 the layout of ``torch.func.stack_module_state`` of ``nn.Sequential(Linear, ReLU, Linear, ...)``, so
 ``{k: t[i] for k, t in tensors.items()}`` is model i's state dict; ``diverged`` (N,) uint8; the
-metadata names the format and the layer widths. PyTorch and safetensors are optional."""
+metadata names the format, the layer widths and the task (absent in older files: classification).
+PyTorch and safetensors are optional."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def save_safetensors(stack, path) -> Path:
     tensors["diverged"] = stack.diverged.astype(np.uint8)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        st.save_file(tensors, str(tmp), metadata={"format": FORMAT, "dims": ",".join(map(str, stack.dims))})
+        meta = {"format": FORMAT, "dims": ",".join(map(str, stack.dims)), "task": stack.task}
+        st.save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -63,7 +65,7 @@ def save_safetensors(stack, path) -> Path:
 def load_safetensors(path):
     """A stack written by :func:`save_safetensors`, every tensor checked against the widths in
     the metadata (ValueError naming the file and the tensor)."""
-    from .stack import MLPStack
+    from .stack import MLPStack, check_task
 
     st = _safetensors()
     path = Path(path)
@@ -83,6 +85,10 @@ def load_safetensors(path):
         dims = [int(w) for w in meta.get("dims", "").split(",")]
     except ValueError:
         raise ValueError(f"{path}: metadata dims {meta.get('dims')!r} are not comma-separated widths") from None
+    try:
+        task = check_task(meta.get("task", "classification"))
+    except ValueError as e:
+        raise ValueError(f"{path}: metadata {e}") from None
     n_layers = len(dims) - 1
     want = {f"{2 * layer}.{kind}" for layer in range(n_layers) for kind in ("weight", "bias")} | {"diverged"}
     if keys != want:
@@ -99,4 +105,4 @@ def load_safetensors(path):
     diverged = tensors["diverged"]
     if diverged.dtype != np.uint8 or (diverged > 1).any():
         raise ValueError(f"{path}: tensor diverged must hold 0 or 1 as uint8")
-    return MLPStack.from_params(dims, np.concatenate(rows, axis=1), diverged.astype(bool))
+    return MLPStack.from_params(dims, np.concatenate(rows, axis=1), diverged.astype(bool), task=task)
