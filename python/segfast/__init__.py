@@ -3,13 +3,14 @@
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import _core, datasets, distributed, schedule, shards
+from . import _core, datasets, distributed, schedule, shards, tabular
 from ._device import cuda_available
 from .align import align
 from .cluster import Clustering, cluster, weight_map
 from .ensemble import Ensemble
 from .merge import merge
-from .predict import Evaluation, evaluate, predict, predict_proba
+from .predict import Evaluation, RegressionEvaluation, evaluate, predict, predict_proba
+from .regression_ensemble import RegressionEnsemble
 from .rounds import RoundsResult, rounds
 from .segments import Segments, segment
 from .split import Split, holdout
@@ -29,6 +30,10 @@ def __getattr__(name):
         from .classifier import SegmentClassifier
 
         return SegmentClassifier
+    if name == "SegmentRegressor":
+        from .regressor import SegmentRegressor
+
+        return SegmentRegressor
     raise AttributeError(f"module 'segfast' has no attribute {name!r}")
 
 
@@ -41,6 +46,7 @@ __all__ = [
     "Split",
     "History",
     "Evaluation",
+    "RegressionEvaluation",
     "segment",
     "holdout",
     "train",
@@ -48,6 +54,7 @@ __all__ = [
     "predict",
     "evaluate",
     "datasets",
+    "tabular",
     "shards",
     "distributed",
     "merge",
@@ -56,10 +63,12 @@ __all__ = [
     "weight_map",
     "Clustering",
     "Ensemble",
+    "RegressionEnsemble",
     "rounds",
     "RoundsResult",
     "schedule",
     "SegmentClassifier",
+    "SegmentRegressor",
     "has_openmp",
     "has_cuda",
     "cuda_available",

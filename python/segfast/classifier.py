@@ -3,30 +3,23 @@ scikit-learn estimator, so segfast drops into pipelines and grid searches."""
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 
+from ._estimator import NOT_FITTED, train_segment_models
 from ._params import ParamsMixin
 from ._validate import as_features
-from .ensemble import Ensemble, NotFittedError, learns_from_rows
+from .ensemble import Ensemble, learns_from_rows
 from .predict import predict_proba
-from .rounds import rounds as run_rounds
-from .segments import segment
 
 _BASES: tuple[type, ...]  # SegmentClassifier's: scikit-learn's mixins where it is installed
-_NOT_FITTED: type[NotFittedError]  # what predicting before fit raises
 try:  # scikit-learn is optional: with it, the estimator gets its mixins (tags, clone, score)
     from sklearn.base import BaseEstimator as _Base
     from sklearn.base import ClassifierMixin as _Classifier
     from sklearn.exceptions import DataConversionWarning as _DataConversionWarning
-    from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 
-    class _NotFitted(NotFittedError, _SklearnNotFitted):
-        """Caught both as segfast's and as scikit-learn's NotFittedError."""
-
-    _BASES, _NOT_FITTED = (_Classifier, _Base), _NotFitted
+    _BASES = (_Classifier, _Base)
 except ImportError:  # pragma: no cover - exercised where scikit-learn is absent
     _DataConversionWarning = UserWarning
 
@@ -34,7 +27,7 @@ except ImportError:  # pragma: no cover - exercised where scikit-learn is absent
         def score(self, X, y):
             return float(np.mean(self.predict(X) == np.asarray(y)))
 
-    _BASES, _NOT_FITTED = (_Params,), NotFittedError
+    _BASES = (_Params,)
 
 
 class SegmentClassifier(*_BASES):  # type: ignore[misc]  # bases chosen at import
@@ -112,35 +105,8 @@ class SegmentClassifier(*_BASES):  # type: ignore[misc]  # bases chosen at impor
             raise ValueError(f"SegmentClassifier needs at least 2 classes in y, got 1 class ({self.classes_[0]!r})")
         self.n_features_in_ = X.shape[1]
         needs_val = self.combine == "ensemble" and learns_from_rows(self.ensemble)
-        rows = np.random.default_rng(self.seed).permutation(len(X))
-        n_val = int(round(self.validation_fraction * len(X))) if needs_val else 0
-        val_rows, train_rows = rows[:n_val], np.sort(rows[n_val:])
-        if len(train_rows) < self.n_segments:
-            raise ValueError(
-                f"{len(train_rows)} training rows (n_samples = {len(X)}) cannot fill {self.n_segments} segments"
-            )
-        if needs_val and n_val < 1:
-            raise ValueError(f"ensemble={self.ensemble!r} needs validation rows: raise validation_fraction")
-        X_train, y_train = X[train_rows], y_idx[train_rows]
-        segs = segment(y_train, self.n_segments, self.scheme, alpha=self.alpha, seed=self.seed)
-        hidden = [self.hidden] if isinstance(self.hidden, numbers.Integral) else list(self.hidden)
-        dims = [X.shape[1], *hidden, max(2, len(self.classes_))]
-        result = run_rounds(
-            dims,
-            X_train,
-            y_train,
-            segs,
-            rounds=self.rounds,
-            local_epochs=self.local_epochs,
-            merge=self.merge,
-            seed=self.seed,
-            n_jobs=self.n_jobs,
-            progress=False,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            device=self.device,
+        result, val_rows = train_segment_models(
+            self, X, y_idx, max(2, len(self.classes_)), needs_val, "classification", device=self.device
         )
         self.model_ = result.global_model
         self.segment_models_ = result.local_models
@@ -153,7 +119,7 @@ class SegmentClassifier(*_BASES):  # type: ignore[misc]  # bases chosen at impor
 
     def _check_fitted(self):
         if not hasattr(self, "model_"):
-            raise _NOT_FITTED("this SegmentClassifier is not fitted yet: call fit(X, y) first")
+            raise NOT_FITTED("this SegmentClassifier is not fitted yet: call fit(X, y) first")
 
     def predict_proba(self, X) -> np.ndarray:
         self._check_fitted()

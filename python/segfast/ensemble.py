@@ -21,6 +21,8 @@ Every forward pass is the core's batched C++ call; nothing loops over models in 
 each method learns and how it combines is one entry of the table of methods at the end of this file.
 ``device="cuda"`` runs the forward passes on the GPU; the weighted sums over models of their
 outputs (and the neighbour search of ``competence``) stay on the host.
+``method=None`` is ``soft`` here; ``Ensemble(stack)`` of a regression stack builds a
+segfast.regression_ensemble.RegressionEnsemble (its methods and its ``include=``) instead.
 """
 
 from __future__ import annotations
@@ -44,14 +46,33 @@ class NotFittedError(ValueError, AttributeError):
 
 
 class Ensemble(ParamsMixin):
+    # What this class combines and what None means for it; RegressionEnsemble sets its own.
+    _TASK = "classification"
+    _DEFAULT_METHOD = "soft"
+    _DEFAULT_COMBINER = "logistic"
+    _FITTED = "n_classes_"  # the attribute fit() sets: its absence means "not fitted"
+
+    def __new__(cls, stack=None, *args, **kwargs):
+        # One constructor for both tasks: a regression stack's models give values, not
+        # probabilities, so its ensemble is a subclass with its own methods. Chosen here rather
+        # than by a factory function so that Ensemble(stack, ...) stays the one entry point, and
+        # clone() (which calls the subclass) and pickle (which calls __new__ with no arguments)
+        # rebuild the class they were given.
+        if cls is Ensemble and isinstance(stack, MLPStack) and stack.is_regression:
+            from .regression_ensemble import RegressionEnsemble  # it imports this module
+
+            cls = RegressionEnsemble
+        return super().__new__(cls)
+
     def __init__(
         self,
         stack: MLPStack,
-        method: str = "soft",
+        method: str | None = None,
         *,
         tiebreak=None,
+        include=None,
         weights=None,
-        combiner: str = "logistic",
+        combiner: str | None = None,
         l2=1e-4,
         k: int = 20,
         knora: str = "union",
@@ -62,6 +83,7 @@ class Ensemble(ParamsMixin):
         self.stack = stack
         self.method = method
         self.tiebreak = tiebreak
+        self.include = include
         self.weights = weights
         self.combiner = combiner
         self.l2 = l2
@@ -70,11 +92,23 @@ class Ensemble(ParamsMixin):
         self.region = region
         self.n_jobs = n_jobs
         self.device = device
-        if method not in METHODS:  # a misspelt method fails here, not at the first predict
-            raise ValueError(f"unknown ensemble method {method!r}; choose one of {', '.join(METHODS)}")
+        self._check_method()  # a misspelt method fails here, not at the first predict
 
     def __repr__(self) -> str:
-        return f"Ensemble({self.stack!r}, method={self.method!r})"
+        return f"{type(self).__name__}({self.stack!r}, method={self._method()!r})"
+
+    def _method(self) -> str:
+        """The method that runs: ``method``, or this task's default where it is None."""
+        return self._DEFAULT_METHOD if self.method is None else self.method
+
+    def _combiner(self) -> str:
+        return self._DEFAULT_COMBINER if self.combiner is None else self.combiner
+
+    def _method_names(self) -> tuple[str, ...]:
+        return METHODS
+
+    def _learns(self) -> bool:
+        return learns_from_rows(self._method(), self.weights)
 
     # scikit-learn sees a classifier (is_classifier, cross_val_score, clone) without `import
     # segfast` importing scikit-learn: the tags are built on first use, from its own mixins.
@@ -89,34 +123,57 @@ class Ensemble(ParamsMixin):
         return _Classifier().__sklearn_tags__()
 
     # -- checks ---------------------------------------------------------------------------------
+    def _check_method(self) -> None:
+        names = self._method_names()
+        if not isinstance(self._method(), str) or self._method() not in names:
+            raise ValueError(
+                f"unknown ensemble method {self.method!r} for a {self._TASK} stack; choose one of {', '.join(names)}"
+            )
+
     def _check(self) -> int:
         check_stack(self.stack)
-        if self.method not in METHODS:
-            raise ValueError(f"unknown ensemble method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.tiebreak is not None:
-            if not isinstance(self.tiebreak, MLPStack) or self.tiebreak.n_models != 1:
-                raise TypeError("tiebreak must be a one-model MLPStack (e.g. the merged model)")
-            if self.tiebreak.dims[0] != self.stack.dims[0] or self.tiebreak.dims[-1] != self.stack.dims[-1]:
-                raise ValueError("tiebreak must take the same features and classes as the stack")
-        if self.combiner not in stacking.COMBINERS:
-            raise ValueError(f"combiner must be {' or '.join(map(repr, stacking.COMBINERS))}, got {self.combiner!r}")
+        if self.stack.task != self._TASK:  # set_params(stack=...) can swap the task under the class
+            raise ValueError(
+                f"{type(self).__name__} combines {self._TASK} stacks, got a {self.stack.task} stack: "
+                "Ensemble(stack, ...) builds the class for the stack's task"
+            )
+        self._check_method()
+        self._check_task_options()
         if not (isinstance(self.l2, str) and self.l2 == "auto"):
             try:
                 finite_float(self.l2, "l2", minimum=0)
             except ValueError:
                 raise ValueError(f"l2 must be 'auto' or a finite number >= 0, got {self.l2!r}") from None
         integer(self.k, "k", minimum=1)
+        return resolve_n_jobs(self.n_jobs)
+
+    def _check_task_options(self) -> None:
+        """The options whose meaning depends on the task (here: classification's)."""
+        if self.tiebreak is not None:
+            if not isinstance(self.tiebreak, MLPStack) or self.tiebreak.n_models != 1:
+                raise TypeError("tiebreak must be a one-model MLPStack (e.g. the merged model)")
+            if self.tiebreak.dims[0] != self.stack.dims[0] or self.tiebreak.dims[-1] != self.stack.dims[-1]:
+                raise ValueError("tiebreak must take the same features and classes as the stack")
+        if self.include is not None:
+            raise ValueError(
+                "include= adds a model to a regression ensemble; a classification ensemble takes the "
+                "merged model as tiebreak="
+            )
+        if self._combiner() not in stacking.COMBINERS:
+            raise ValueError(
+                f"combiner must be {' or '.join(map(repr, stacking.COMBINERS))} for a classification stack, "
+                f"got {self.combiner!r}"
+            )
         if self.knora not in ("union", "eliminate"):
             raise ValueError(f"knora must be 'union' or 'eliminate', got {self.knora!r}")
         if self.region not in ("val", "train"):
             raise ValueError(f"region must be 'val' or 'train', got {self.region!r}")
         _device.check_device(self.device)
-        return resolve_n_jobs(self.n_jobs)
 
     def _fitted(self) -> None:
-        if learns_from_rows(self.method, self.weights) and not hasattr(self, "n_classes_"):
+        if self._learns() and not hasattr(self, self._FITTED):
             raise NotFittedError(
-                f"this Ensemble (method={self.method!r}) learns from validation rows: "
+                f"this {type(self).__name__} (method={self._method()!r}) learns from validation rows: "
                 "call fit(X_val, y_val) before predicting"
             )
 
@@ -129,22 +186,22 @@ class Ensemble(ParamsMixin):
         X_val = as_features(X_val, "X_val", self.stack.n_features)
         y_val = as_labels(y_val, len(X_val), self.stack.n_classes, "y_val")
         self.n_classes_ = self.stack.n_classes
-        learn = _METHODS[self.method].fit
+        learn = _METHODS[self._method()].fit
         if learn is not None:
             learn(self, X_val, y_val, threads, (X_train, y_train, segments))
         return self
 
     def _fit_weighted(self, X_val, y_val, threads, train) -> None:
         if self.weights is not None:
-            self.weights_ = self._given_weights()
+            self.weights_ = self._given_weights(self.stack.n_models)
         else:
             acc = self._votes_correct(X_val, y_val, threads).mean(axis=1)
             self.weights_ = acc / acc.sum() if acc.sum() > 0 else np.full(len(acc), 1.0 / len(acc))
 
     def _fit_stacking(self, X_val, y_val, threads, train) -> None:
         probs = stack_proba(self.stack, X_val, n_jobs=threads, device=self.device).astype(np.float64)
-        self.l2_, theta = stacking.fit(self.combiner, probs, y_val, self.l2)
-        if self.combiner == "weights":
+        self.l2_, theta = stacking.fit(self._combiner(), probs, y_val, self.l2)
+        if self._combiner() == "weights":
             self.weights_ = theta
         else:
             self.coef_, self.intercept_ = stacking.logistic_parts(theta, self.stack.n_models, self.stack.n_classes)
@@ -159,10 +216,11 @@ class Ensemble(ParamsMixin):
             X_train, y_train, segments = train
             self._fit_train_region(X_train, y_train, segments, threads)
 
-    def _given_weights(self) -> np.ndarray:
+    def _given_weights(self, n_models: int) -> np.ndarray:
+        """``weights`` checked and normalised to sum 1, one for each of ``n_models`` models."""
         w = np.asarray(self.weights, dtype=np.float64)
-        if w.shape != (self.stack.n_models,) or not np.isfinite(w).all() or (w < 0).any() or w.max() <= 0:
-            raise ValueError(f"weights must be {self.stack.n_models} finite numbers >= 0 with a positive sum")
+        if w.shape != (n_models,) or not np.isfinite(w).all() or (w < 0).any() or w.max() <= 0:
+            raise ValueError(f"weights must be {n_models} finite numbers >= 0 with a positive sum")
         w = w / w.max()  # first to at most 1: the sum of weights near 1e308 would overflow
         return w / w.sum()
 
@@ -229,11 +287,11 @@ class Ensemble(ParamsMixin):
         return probs / self.stack.n_models, votes
 
     def _weighted(self, X, threads):
-        w = self.weights_ if hasattr(self, "weights_") else self._given_weights()
+        w = self.weights_ if hasattr(self, "weights_") else self._given_weights(self.stack.n_models)
         return self._combine(X, "proba", w, None, threads), None
 
     def _stacking(self, X, threads):
-        if self.combiner == "weights":
+        if self._combiner() == "weights":
             z = self._combine(X, "log_proba", self.weights_.astype(np.float64), None, threads)
             return stacking.softmax(z.astype(np.float64)), None
         F = stacking.log_features(stack_proba(self.stack, X, n_jobs=threads, device=self.device))
@@ -249,7 +307,7 @@ class Ensemble(ParamsMixin):
         threads = self._check()
         self._fitted()
         X = self._X(X)
-        method = _METHODS[self.method]
+        method = _METHODS[self._method()]
         probs, votes = method.combined(self, X, threads)
         if method.vote_shares:
             return votes / self.stack.n_models
@@ -259,7 +317,7 @@ class Ensemble(ParamsMixin):
         threads = self._check()
         self._fitted()
         X = self._X(X)
-        probs, votes = _METHODS[self.method].combined(self, X, threads)
+        probs, votes = _METHODS[self._method()].combined(self, X, threads)
         if votes is None:
             return probs.argmax(axis=1)
         top = votes.max(axis=1, keepdims=True)
