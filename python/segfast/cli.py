@@ -21,10 +21,14 @@ from .ensemble import Ensemble
 from .merge import METHODS as MERGE_METHODS
 from .merge import merge
 from .predict import evaluate
+from .regression_ensemble import METHODS as REGRESSION_METHODS
 from .rounds import rounds
 from .segments import SCHEMES, segment
 from .split import holdout
 from .stack import MLPStack
+
+# Ensemble methods that only a regression stack has ("weighted", "stacking", "competence": both).
+REGRESSION_ONLY = tuple(m for m in REGRESSION_METHODS if m not in ENSEMBLE_METHODS)
 
 
 class _CommandError(ValueError):
@@ -112,6 +116,27 @@ def _parser() -> argparse.ArgumentParser:
         "or 'kmnist' (IDX files from --data-dir, $SEGFAST_DATA_DIR or /usr/share/datasets)",
     )
     run.add_argument("--data-dir", default=None, help="folder holding the IDX files")
+    run.add_argument(
+        "--task",
+        default="classification",
+        choices=["classification", "regression"],
+        help="classification (labels) or regression: --data default is then a small real table shipped with "
+        "segfast, 'diamonds' the ggplot2 table, or a CSV file with --target (classification)",
+    )
+    run.add_argument(
+        "--target",
+        default=None,
+        help="--task regression with a CSV file: the column(s) to predict, comma-separated",
+    )
+    run.add_argument(
+        "--loss", default=None, choices=["mse", "huber"], help="--task regression: the training loss (mse)"
+    )
+    run.add_argument(
+        "--huber-delta",
+        type=_number_where(lambda d: d > 0, "> 0"),
+        default=None,
+        help="--loss huber: where the loss turns from quadratic to linear, in standardised target units (1)",
+    )
     run.add_argument("--segments", type=int, default=10, help="number of segments = number of models (10)")
     run.add_argument("--scheme", default="iid", choices=SCHEMES, help="how rows are cut into segments (iid)")
     run.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration for --scheme dirichlet (0.5)")
@@ -198,9 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--proximal-mu", type=float, default=0.0, help="FedProx proximal coefficient (0)")
     run.add_argument(
         "--ensemble",
-        default="soft",
-        choices=ENSEMBLE_METHODS,
-        help="how the last round's segment models are ensembled for the report (soft)",
+        default=None,
+        choices=ENSEMBLE_METHODS + REGRESSION_ONLY,
+        help="how the last round's segment models are ensembled for the report (soft; mean for regression)",
     )
     run.add_argument("--out", default=None, help="run directory: config, per-round records, weights, plots")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last round")
@@ -365,9 +390,28 @@ def _interrupted(args) -> int:
     return 130
 
 
+def _check_task(args) -> None:
+    """The flags that belong to one task, refused for the other before any work."""
+    if args.task == "regression":
+        return
+    for dest in ("target", "loss", "huber_delta"):
+        if getattr(args, dest) is not None:
+            raise _CommandError(f"--{dest.replace('_', '-')} applies to --task regression")
+    if args.ensemble in REGRESSION_ONLY:
+        raise _CommandError(
+            f"--ensemble {args.ensemble} is a regression method; with labels use {', '.join(ENSEMBLE_METHODS)}"
+        )
+
+
 def _run(args) -> int:
     _check_paths(args)
     _check_merge(args)
+    _check_task(args)
+    if args.task == "regression":
+        from .cli_regression import run_regression
+
+        return run_regression(args)
+    args.ensemble = args.ensemble or "soft"
     if args.init == "independent":  # accepted by earlier versions, which then used a shared start anyway
         raise _CommandError(
             "--init independent: segfast run trains in rounds from one shared start; for one start per "
@@ -678,6 +722,8 @@ _FLAGS = {
     "k": "--clusters",
     "margin": "--cluster-margin",
     "repair": "--repair-rows",
+    "huber_delta": "--huber-delta",
+    "target": "--target",
 }
 # A name followed by " must", " = ", "='value'", "=value" or a bare "=" (as in "pass data_dir=").
 _NAMED = re.compile(

@@ -4,7 +4,8 @@ Three figures. Each has a ``*_figure`` function that returns the matplotlib Figu
 notebook, restyle or test) and a ``plot_*`` function that saves it as a PNG file:
 
     accuracy.png          validation accuracy per round: the merged model, the segment models'
-                          mean and spread, their soft-vote ensemble
+                          mean and spread, their soft-vote ensemble (rmse.png: a regression
+                          run's validation RMSE, the ensemble their mean prediction)
     weight_map.png        where the segment models and the merged model sit in weight space: a
                           2-D PCA of every model's parameters, one dot per model
     segment_accuracy.png  each segment model's validation accuracy, against the merged model's
@@ -76,29 +77,40 @@ def _segment_labels(segments, n_models: int) -> list:
     return [str(int(i)) for i in segments]
 
 
+# What a round's record scores: accuracy (in %) for classification, RMSE for regression (on the
+# targets as the models learn them, standardised by segfast.tabular).
+_ROUND_METRICS = {
+    "global_accuracy": ("accuracy", 100.0, "validation accuracy (%)", "soft-vote ensemble"),
+    "global_rmse": ("rmse", 1.0, "validation RMSE (targets as trained)", "mean-vote ensemble"),
+}
+
+
 def rounds_figure(history: list):
-    """Validation accuracy per round: the merged (global) model, the segment models' mean and
-    spread, the soft-vote ensemble. ``history`` is RoundsResult.history (or the lines of
-    rounds.jsonl); its accuracies were measured on the val rows given to rounds(val=...)."""
+    """Validation accuracy (a regression run: RMSE) per round: the merged (global) model, the
+    segment models' mean and spread, their ensemble. ``history`` is RoundsResult.history (or the
+    lines of rounds.jsonl); its scores were measured on the val rows given to rounds(val=...)."""
     plt = _pyplot()
     rounds = [h["round"] for h in history]
-    if not rounds or "global_accuracy" not in history[0]:
+    key = next((k for k in _ROUND_METRICS if rounds and k in history[0]), None)
+    if key is None:
         raise ValueError("the history has no evaluation: run rounds() with val=(X, y) to plot accuracy")
-    acc = lambda key: 100 * np.array([h[key] for h in history if key in h])  # noqa: E731
+    name, scale, label, ensemble = _ROUND_METRICS[key]
+    value = lambda field: scale * np.array([h[field] for h in history if field in h])  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
-    # The segment models are scored in the rounds whose records have their accuracies
+    # The segment models are scored in the rounds whose records have their scores
     # (rounds' val_segments: on all val rows or a subsample, and always in the last round).
-    scored = [h["round"] for h in history if "segment_accuracy_mean" in h]
+    scored = [h["round"] for h in history if f"segment_{name}_mean" in h]
     if scored:
-        mean, std = acc("segment_accuracy_mean"), acc("segment_accuracy_std")
+        mean, std = value(f"segment_{name}_mean"), value(f"segment_{name}_std")
         ax.fill_between(scored, mean - std, mean + std, alpha=0.2, color="tab:gray", label="segment models: ± 1 sd")
         ax.plot(scored, mean, marker=".", color="tab:gray", label="segment models: mean")
-        ax.plot(scored, acc("ensemble_accuracy"), marker=".", color="tab:orange", label="soft-vote ensemble")
-    ax.plot(rounds, acc("global_accuracy"), marker="o", color="tab:blue", label=_MERGED)
-    ax.set_title("Validation accuracy per round")
+        ax.plot(scored, value(f"ensemble_{name}"), marker=".", color="tab:orange", label=ensemble)
+    ax.plot(rounds, value(key), marker="o", color="tab:blue", label=_MERGED)
+    title = label.split(" (")[0]
+    ax.set_title(f"{title[0].upper()}{title[1:]} per round")
     ax.set_xlabel("round")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     # Below the axes: inside, it would hide the lines of some run or other.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9, frameon=False)
@@ -287,6 +299,8 @@ def plot_run(run_dir) -> list:
     last_round = history[-1].get("round")
     if "global_accuracy" in history[0]:
         written.append(plot_rounds(history, run_dir / "accuracy.png"))
+    elif "global_rmse" in history[0]:
+        written.append(plot_rounds(history, run_dir / "rmse.png"))
     results = _read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
     local_path = run_dir / "local_models.npz"
     n_models = MLPStack.load(local_path).n_models if local_path.exists() else None
