@@ -75,15 +75,16 @@ class TorchFuncMLPs:
     passed to each call (and updated in place by `epoch`), so one instance serves any number of
     parameter sets (bench_rounds makes a new one each round)."""
 
-    def __init__(self, torch, dims):
+    def __init__(self, torch, dims, loss: str = "cross_entropy"):
         from torch.func import functional_call, grad_and_value, vmap
 
         self.torch = torch
         self.base = architecture(torch, dims, device="meta")
         F = torch.nn.functional
+        criterion = F.mse_loss if loss == "mse" else F.cross_entropy  # mse: float targets (batch, k)
 
         def loss(p, xb, yb):
-            return F.cross_entropy(functional_call(self.base, p, (xb,)), yb)
+            return criterion(functional_call(self.base, p, (xb,)), yb)
 
         self._step_grad = vmap(grad_and_value(loss))
         self._proba = vmap(lambda p, x: F.softmax(functional_call(self.base, p, (x,)), dim=-1), in_dims=(0, None))
