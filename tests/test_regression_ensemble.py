@@ -13,6 +13,7 @@ import segfast
 from conftest import blobs
 from reference import forward
 from segfast import Ensemble, MLPStack
+from segfast.ensemble import NotFittedError
 from segfast.regression_ensemble import (
     METHODS,
     RegressionEnsemble,
@@ -497,3 +498,19 @@ def test_bad_input(one_target, kwargs, call, error, match):
             ens.set_params(stack=MLPStack([6, 4, 3], 2)).fit(X, y)
         else:
             ens.predict(test[0])
+
+
+def test_changing_the_members_after_fit_asks_for_a_refit():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (X[:, 0] - X[:, 1]).astype(np.float32)
+    stack = segfast.MLPStack([4, 8, 1], 5, task="regression", seed=1)
+    ens = segfast.Ensemble(stack, "stacking").fit(X, y)
+    ens.set_params(stack=stack.select([0, 1, 2]))
+    with pytest.raises(NotFittedError, match="fitted with 5 members and now has 3"):
+        ens.predict(X)
+    ens.fit(X, y)
+    assert ens.predict(X).shape == (200,)
+    mean = segfast.Ensemble(stack.select([0, 1, 2]), "mean")  # learns nothing: no refit needed
+    mean.set_params(stack=stack)
+    assert mean.predict(X).shape == (200,)

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _core, _device, stacking
 from ._validate import as_features, as_targets
-from .ensemble import Ensemble
+from .ensemble import Ensemble, NotFittedError
 from .predict import evaluate, r2_scores
 from .predict import predict as stack_predict
 from .stack import MLPStack
@@ -121,6 +121,7 @@ class RegressionEnsemble(Ensemble):
         X_val = as_features(X_val, "X_val", self.stack.n_features)
         y_val = as_targets(y_val, len(X_val), self.stack.n_outputs, "y_val").astype(np.float64)
         self.n_outputs_ = self.stack.n_outputs
+        self.n_members_ = self._members().n_models
         learn = _METHODS[self._method()].fit
         if learn is not None:
             learn(self, self._members(), X_val, y_val, threads)
@@ -188,7 +189,14 @@ class RegressionEnsemble(Ensemble):
         threads = self._check()
         self._fitted()
         X = self._X(X)
-        values = self._values(self._members(), X, threads)
+        members = self._members()
+        if self._learns() and getattr(self, "n_members_", members.n_models) != members.n_models:
+            # set_params(stack=...) or include= after fit: the fitted weights are for other members
+            raise NotFittedError(
+                f"this ensemble was fitted with {self.n_members_} members and now has {members.n_models} "
+                "(stack or include changed): call fit(X_val, y_val) again"
+            )
+        values = self._values(members, X, threads)
         return _METHODS[self._method()].combine(self, values, X, threads)
 
     def predict(self, X) -> np.ndarray:
