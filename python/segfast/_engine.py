@@ -68,7 +68,7 @@ class LocalEngine(Engine):
 
     def __init__(self, start: MLPStack, X, y, segments, device: str):
         self.X = as_features(X, "X", start.n_features)
-        self.y = as_outputs(y, len(self.X), start)
+        self.y = as_outputs(y, len(self.X), start.n_outputs, start.task)
         self.segments = as_segments(segments, len(self.X))
         self.sizes = self.segments.sizes
         self.dims, self.device, self.start = start.dims, device, start

@@ -89,11 +89,11 @@ def as_targets(y, n_rows: int, n_targets: int, name: str = "y") -> np.ndarray:
     return out
 
 
-def as_outputs(y, n_rows: int, stack, name: str = "y") -> np.ndarray:
-    """What the stack's task learns from: class labels, or regression targets."""
-    if stack.task == "regression":
-        return as_targets(y, n_rows, stack.n_outputs, name)
-    return as_labels(y, n_rows, stack.n_classes, name)
+def as_outputs(y, n_rows: int, n_outputs: int, task: str, name: str = "y") -> np.ndarray:
+    """What models of this task and output width learn from: class labels, or regression targets."""
+    if task == "regression":
+        return as_targets(y, n_rows, n_outputs, name)
+    return as_labels(y, n_rows, n_outputs, name)
 
 
 def integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -182,9 +182,7 @@ def val_pair(val, n_features: int, n_classes: int, name: str = "val", task: str 
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an (X, y) pair or a Split") from None
     X = as_features(X, f"{name} X", n_features)
-    if task == "regression":
-        return X, as_targets(y, len(X), n_classes, f"{name} y")
-    return X, as_labels(y, len(X), n_classes, f"{name} y")
+    return X, as_outputs(y, len(X), n_classes, task, f"{name} y")
 
 
 def finite_float(value, name: str, minimum: float | None = None) -> float:

@@ -29,7 +29,7 @@ from ._validate import seed as checked_seed
 from .merge import METHODS as MERGE_METHODS
 from .merge import _explicit_weights, checked_options
 from .merge import merge as merge_models
-from .predict import evaluate
+from .predict import regression_scores
 from .results import RunDirectory, fingerprint
 from .stack import MLPStack
 
@@ -536,8 +536,8 @@ def _evaluated_regression(plan: _Plan, start: MLPStack, global_params, local, se
     ``segment_rows`` val rows the segment models' RMSE and their mean prediction's (the
     ensemble's "mean" vote), from one pass over their predictions."""
     assert plan.val is not None
-    X, y = plan.val
-    scores = evaluate(start.like(global_params[None]), X, y, n_jobs=plan.threads)
+    X, y = plan.val  # checked once by the plan: the core is called on them directly, as for classes
+    scores = regression_scores(*_core.regression_errors(list(start.dims), global_params[None], X, y, plan.threads), y)
     record = {
         "global_loss": float(scores.loss[0]),
         "global_rmse": float(scores.rmse[0]),

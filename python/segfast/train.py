@@ -60,7 +60,7 @@ def train(
     """
     check_stack(stack)
     X = as_features(X, "X", stack.n_features)
-    y = as_outputs(y, len(X), stack)
+    y = as_outputs(y, len(X), stack.n_outputs, stack.task)
     segments = as_segments(segments, len(X), stack.n_models)
     per_model = epochs_per_model(epochs, stack.n_models)
     config = TrainConfig.checked(
