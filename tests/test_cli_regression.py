@@ -52,17 +52,17 @@ def test_csv_with_a_target_column(tmp_path, capsys):
         (["--task", "classification", "--target", "y"], "--target applies to --task regression"),
         (["--task", "classification", "--loss", "mse"], "--loss applies to --task regression"),
         (["--task", "classification", "--ensemble", "mean"], "--ensemble mean is a regression method"),
-        (["--task", "regression", "--ensemble", "soft"], "soft"),
+        (["--task", "regression", "--ensemble", "soft"], "--ensemble soft is a classification method"),
         (["--task", "regression", "--data", "nowhere.csv"], "'default', 'diamonds' or a CSV file"),
         (["--task", "regression", "--target", "price"], "--target applies to a CSV file"),
         (["--task", "regression", "--merge", "cluster-merge"], "with --task regression use cluster-best"),
     ],
 )
 def test_flags_of_the_other_task_are_refused(tmp_path, capsys, flags, message):
-    output = tmp_path / "r.json"
-    assert main(["run", "--quiet", "--rounds", "1", "--epochs", "1", "-o", str(output), *flags]) == 2
+    output, out = tmp_path / "r.json", tmp_path / "run"
+    assert main(["run", "--quiet", "--rounds", "1", "--epochs", "1", "-o", str(output), "--out", str(out), *flags]) == 2
     assert message in capsys.readouterr().err
-    assert not output.exists()
+    assert not output.exists() and not (out / "config.json").exists()  # refused before any work
 
 
 def test_csv_without_target_or_with_a_missing_column(tmp_path, capsys):

@@ -191,6 +191,17 @@ def test_classification_only_calls_refuse_a_regression_stack():
         segfast.predict_proba(stack, X)
     with pytest.raises(ValueError, match=r"y has 10 targets but X has 600 rows"):
         segfast.evaluate(stack, X, y[:10])
+    with pytest.raises(ValueError, match="X has no rows"):
+        segfast.evaluate(stack, X[:0], y[:0])
+    with pytest.raises(ValueError, match="X has 5 features, but the stack is expecting 6"):
+        segfast.predict(stack, X[:, :5])
+    with pytest.raises(ValueError, match="X holds 18 NaN or infinite values"):
+        segfast.predict(stack, np.full((3, 6), np.nan, dtype=np.float32))
+    # the kernel's own guard, whatever a caller passes: targets of the wrong width or dtype
+    with pytest.raises(ValueError, match=r"y must have shape \(600, 1\), got \(600, 2\)"):
+        segfast._core.regression_errors(list(stack.dims), stack.params, X, np.zeros((600, 2), np.float32), 1)
+    with pytest.raises(TypeError, match="y must have dtype float32"):
+        segfast._core.regression_errors(list(stack.dims), stack.params, X, np.zeros((600, 1)), 1)
 
 
 # -- merge ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .merge import METHODS as MERGE_METHODS
 from .merge import merge
 from .predict import evaluate
 from .regression_ensemble import METHODS as REGRESSION_METHODS
+from .results import write_atomic
 from .rounds import rounds
 from .segments import SCHEMES, segment
 from .split import holdout
@@ -393,6 +394,11 @@ def _interrupted(args) -> int:
 def _check_task(args) -> None:
     """The flags that belong to one task, refused for the other before any work."""
     if args.task == "regression":
+        if args.ensemble is not None and args.ensemble not in REGRESSION_METHODS:
+            raise _CommandError(
+                f"--ensemble {args.ensemble} is a classification method; with --task regression use "
+                f"{', '.join(REGRESSION_METHODS)}"
+            )
         return
     for dest in ("target", "loss", "huber_delta"):
         if getattr(args, dest) is not None:
@@ -513,14 +519,17 @@ def _run(args) -> int:
         "seconds": seconds,
         **clusters,
     }
+    _report(args, results)
+    return 0
+
+
+def _report(args, results: dict) -> None:
+    """results.json, written whole or not at all, then the run directory's plots."""
     out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out)  # never a half-written results file
+    write_atomic(out, json.dumps(results, indent=2).encode())
     print(f"results written to {out}" + (f"; run directory {args.out}" if args.out else ""))
     if args.out:
         _plots(args.out)
-    return 0
 
 
 def _cluster_merge(args, models: MLPStack, segments: np.ndarray, split, merge_arguments: dict) -> dict:

@@ -9,14 +9,13 @@ standardised targets; RMSE is reported in the target's own units (one target) an
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import schedule, tabular
-from .cli import _CommandError, _merge_arguments, _plots, _record_command, _rounds_val_segments, _version
+from .cli import _CommandError, _merge_arguments, _record_command, _report, _rounds_val_segments, _version
 from .ensemble import Ensemble
 from .predict import evaluate
 from .rounds import rounds
@@ -56,17 +55,20 @@ def _held_out(data, n_val: int):
     return (data.X_train[:-n_val], data.y_train[:-n_val]), (data.X_train[-n_val:], data.y_train[-n_val:])
 
 
-def _scores(data, model_scores, rows: slice = slice(None)) -> dict:
+def _rmse_scale(data) -> float:
+    """What turns a standardised RMSE into the target's units (one target; several stay standardised)."""
+    return float(data.y_scale[0]) if data.n_targets == 1 else 1.0
+
+
+def _scores(data, model_scores) -> dict:
     """RMSE (in the target's units for one target, else standardised) and R^2 of evaluate()'s result."""
-    scale = float(np.asarray(data.y_scale).ravel()[0]) if data.n_targets == 1 else 1.0
-    return {"rmse": (model_scores.rmse[rows] * scale).tolist(), "r2": model_scores.r2[rows].tolist()}
+    return {"rmse": (model_scores.rmse * _rmse_scale(data)).tolist(), "r2": model_scores.r2.tolist()}
 
 
 def _ensemble_scores(data, ensemble, X, y) -> dict:
     predicted = ensemble.predict(X).reshape(len(X), -1).astype(np.float64)
     residual = predicted - y.reshape(len(X), -1)
-    scale = float(np.asarray(data.y_scale).ravel()[0]) if data.n_targets == 1 else 1.0
-    return {"rmse": float(np.sqrt(np.mean(residual**2)) * scale), "r2": float(ensemble.score(X, y))}
+    return {"rmse": float(np.sqrt(np.mean(residual**2)) * _rmse_scale(data)), "r2": float(ensemble.score(X, y))}
 
 
 def run_regression(args) -> int:
@@ -176,11 +178,5 @@ def run_regression(args) -> int:
         "test": test,
         "seconds": seconds,
     }
-    out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out)  # never a half-written results file
-    print(f"results written to {out}" + (f"; run directory {args.out}" if args.out else ""))
-    if args.out:
-        _plots(args.out)
+    _report(args, results)
     return 0

@@ -75,6 +75,8 @@ def evaluate(stack: MLPStack, X, y, *, n_jobs: int = -1, device: str = "cpu"):
     device = _device.check_device(device, stack.task)
     X = as_features(X, "X", stack.n_features)
     if stack.is_regression:
+        if len(X) == 0:  # an R^2 of no rows would read as a perfect 1.0
+            raise ValueError("X has no rows: a regression stack's errors need at least one row to score")
         t = as_targets(y, len(X), stack.n_outputs)
         sq_err, abs_err = _core.regression_errors(list(stack.dims), stack.params, X, t, resolve_n_jobs(n_jobs))
         return regression_scores(sq_err, abs_err, t)
