@@ -11,6 +11,7 @@ from ._validate import as_features, as_targets
 from .ensemble import Ensemble
 from .predict import predict, r2_scores
 from .regression_ensemble import METHODS, learns_from_rows
+from .tabular import _standardiser  # a constant column keeps scale 1, even when its std is 1e-17
 
 _BASES: tuple[type, ...]  # SegmentRegressor's: scikit-learn's mixins where it is installed
 try:  # scikit-learn is optional: with it, the estimator gets its mixins (tags, clone, score)
@@ -40,13 +41,6 @@ def _numbers(y) -> np.ndarray:
         except (TypeError, ValueError):
             raise TypeError("y must hold real numbers (regression targets); it holds other objects") from None
     return y
-
-
-def _standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scale) per column, in float64; a constant column keeps scale 1."""
-    mean = values.mean(axis=0)
-    scale = values.std(axis=0)
-    return mean, np.where(scale > 0, scale, 1.0)
 
 
 class SegmentRegressor(*_BASES):  # type: ignore[misc]  # bases chosen at import
