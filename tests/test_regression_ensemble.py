@@ -22,7 +22,7 @@ from segfast.regression_ensemble import (
     inverse_error_weights,
     learns_from_rows,
 )
-from segfast.stacking import L2_GRID
+from segfast.stacking import L2_GRID, holdout_cut
 
 
 def regression_data(n, d=6, k=1, seed=0):
@@ -208,6 +208,20 @@ def test_stacking_auto_l2_picks_on_the_last_fifth_then_refits(one_target):
     assert ens.l2_ == chosen
     refit = linear_model.Ridge(alpha=len(y) * y.var() * chosen, solver="svd").fit(F, y)
     np.testing.assert_allclose(ens.coef_[:, 0], refit.coef_, rtol=1e-3, atol=1e-4)
+
+
+def test_auto_l2_needs_two_validation_rows(one_target, classification_stack):
+    stack, val, test = one_target
+    assert [holdout_cut(n) for n in (2, 4, 5, 9, 10, 300)] == [1, 3, 4, 8, 8, 240]
+    with pytest.raises(ValueError, match="l2='auto' needs at least 2 validation rows; pass a number"):
+        Ensemble(stack, "stacking", l2="auto").fit(val[0][:1], val[1][:1])
+    with pytest.raises(ValueError, match="l2='auto' needs at least 2 validation rows; pass a number"):
+        X = np.zeros((1, 6), dtype=np.float32)
+        Ensemble(classification_stack, "stacking", l2="auto").fit(X, [0])  # the same cut, shared
+    ens = Ensemble(stack, "stacking", l2="auto").fit(val[0][:2], val[1][:2])  # fits on one row, scores one
+    assert ens.l2_ in L2_GRID and np.isfinite(ens.predict(test[0])).all()
+    one_row = Ensemble(stack, "stacking", l2=1e-3).fit(val[0][:1], val[1][:1])  # a number holds no rows out
+    close(one_row.predict(test[0]), np.full(len(test[0]), val[1][0, 0]))  # nothing to learn but the mean
 
 
 def auto_l2_reference(V, y):
@@ -448,13 +462,18 @@ def test_include_refused_for_classification(classification_stack):
         (dict(method="stacking", l2=-1.0), "fit", ValueError, "l2 must be 'auto' or a finite number"),
         (dict(), "fit_train_rows", ValueError, "X_train, y_train and segments serve region='train'"),
         (dict(method="weighted", weights=[1, 1]), "predict", ValueError, "weights must be 6 finite"),
+        (dict(method="weighted", weights=[1, 1, np.nan, 1, 1, 1]), "predict", ValueError, "weights must be 6 finite"),
+        (dict(method="weighted", weights=[1, 1, np.inf, 1, 1, 1]), "fit", ValueError, "weights must be 6 finite"),
+        (dict(method="weighted", weights=[1, 1, -0.5, 1, 1, 1]), "predict", ValueError, "weights must be 6 finite"),
+        (dict(method="weighted", weights=[0] * 6), "predict", ValueError, "with a positive sum"),
+        (dict(method="weighted", weights=[0] * 6), "fit", ValueError, "with a positive sum"),
         (dict(tiebreak="merged"), "predict", ValueError, "tiebreak breaks classification's tied votes"),
         (dict(include="merged"), "predict", TypeError, "include must be a one-model MLPStack"),
         (dict(include="two models"), "predict", TypeError, "include must be a one-model MLPStack"),
         (dict(include="classifier"), "predict", ValueError, "include must be a regression stack"),
         (dict(include="two targets"), "predict", ValueError, "include must take the same features and give"),
         (dict(device="cuda"), "predict", ValueError, "device='cuda' runs classification stacks only"),
-        (dict(), "predict_proba", ValueError, "predicts values, not probabilities"),
+        (dict(), "predict_proba", AttributeError, "predicts values, not probabilities"),
         (dict(), "predict_wide", ValueError, "X has 7 features, but the stack is expecting 6"),
         (dict(), "classification_stack", ValueError, "RegressionEnsemble combines regression stacks"),
     ],
@@ -498,6 +517,54 @@ def test_bad_input(one_target, kwargs, call, error, match):
             ens.set_params(stack=MLPStack([6, 4, 3], 2)).fit(X, y)
         else:
             ens.predict(test[0])
+
+
+def bad_rows(X, kind):
+    if kind == "nan":
+        X = X.copy()
+        X[5, 2] = np.nan
+        return X
+    return {"empty": X[:0], "1-d": X[:, 0], "strings": X.astype(str)}[kind]
+
+
+@pytest.mark.parametrize(
+    "kind, error, match",
+    [
+        ("nan", ValueError, r"holds 1 NaN or infinite values \(the first at row 5, column 2\)"),
+        ("empty", ValueError, r"has no rows"),
+        ("1-d", ValueError, r"must be 2-D \(rows, features\)"),
+        ("strings", TypeError, r"must be a numeric array"),
+    ],
+)
+@pytest.mark.parametrize("method", ["mean", "stacking", "competence"])
+def test_bad_rows_are_refused_naming_the_argument(one_target, method, kind, error, match):
+    stack, val, test = one_target
+    ens = Ensemble(stack, method)
+    with pytest.raises(error, match="^X_val " + match):
+        ens.fit(bad_rows(val[0], kind), val[1])
+    ens.fit(*val)
+    for call in (ens.predict, ens.agreement, lambda X: ens.score(X, test[1])):
+        with pytest.raises(error, match="^X " + match):
+            call(bad_rows(test[0], kind))
+
+
+def test_a_regression_ensemble_has_no_predict_proba(one_target, classification_stack):
+    ens = Ensemble(one_target[0])
+    assert not hasattr(ens, "predict_proba")  # what code probing for probabilities sees
+    with pytest.raises(AttributeError, match=r"predicts values, not probabilities: use predict\(\)"):
+        ens.predict_proba(one_target[2][0])
+    assert hasattr(Ensemble(classification_stack), "predict_proba")
+
+
+def test_tiebreak_is_checked_as_include_is(classification_stack):
+    X = np.zeros((4, 6), dtype=np.float32)
+    with pytest.raises(ValueError, match="tiebreak must be a classification stack, got a regression one"):
+        Ensemble(classification_stack, "hard", tiebreak=MLPStack([6, 4, 3], 1, task="regression")).predict(X)
+    with pytest.raises(
+        ValueError,
+        match="tiebreak must take the same features and give the same outputs as the stack: 6 -> 2 against 6 -> 3",
+    ):
+        Ensemble(classification_stack, "hard", tiebreak=MLPStack([6, 4, 2], 1)).predict(X)
 
 
 def test_changing_the_members_after_fit_asks_for_a_refit():

@@ -154,6 +154,14 @@ def test_refuses_to_predict_before_fit_and_on_other_features():
         model.predict(np.full((2, 5), np.nan))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_refuses_nan_features_naming_x(bad):
+    X, y = nonlinear(40)
+    X[7, 2] = bad
+    with pytest.raises(ValueError, match=r"^X holds 1 NaN or infinite values \(the first at row 7, column 2\)"):
+        SegmentRegressor(n_segments=2).fit(X, y)
+
+
 def test_a_constant_feature_is_not_blown_up_at_predict_time():
     X, y = nonlinear(600)
     X = np.column_stack([X, np.full(len(X), 0.1)])  # constant, with a float std of ~1e-17, not 0

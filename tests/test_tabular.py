@@ -209,8 +209,48 @@ def test_transform_X_matches_the_stored_rows(tmp_path):
     data = load_csv(write_table(tmp_path / "t.csv", table()), "y")
     raw = data.X_test.astype(np.float64) * data.x_scale + data.x_mean
     np.testing.assert_allclose(data.transform_X(raw), data.X_test, atol=1e-5)
-    with pytest.raises(ValueError, match=r"X must have shape \(n, 6\)"):
+    with pytest.raises(ValueError, match=r"X has 3 features, but this data set is expecting 6 features"):
         data.transform_X(raw[:, :3])
+
+
+@pytest.mark.parametrize(
+    "kind, error, match",
+    [
+        ("nan", ValueError, r"^X holds 1 NaN or infinite values \(the first at row 1, column 2\)"),
+        ("inf", ValueError, r"^X holds 1 NaN or infinite values"),
+        ("strings", TypeError, r"^X must be a numeric array, got dtype <U"),
+        ("1-d", ValueError, r"^X must be 2-D \(rows, features\)"),
+        ("empty", ValueError, r"^X has no rows"),
+    ],
+)
+def test_transform_X_refuses_bad_rows(kind, error, match):
+    X = np.ones((3, 3))
+    bad = {"nan": np.nan, "inf": -np.inf}
+    if kind in bad:
+        X[1, 2] = bad[kind]
+    X = {"strings": X.astype(str), "1-d": X[0], "empty": X[:0]}.get(kind, X)
+    with pytest.raises(error, match=match):
+        fixed_dataset(1).transform_X(X)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize(
+    "kind, error, match",
+    [
+        ("nan", ValueError, r"^y holds NaN or inf"),
+        ("inf", ValueError, r"^y holds NaN or inf"),
+        ("strings", TypeError, r"^y must hold real numbers \(regression targets\), got dtype <U"),
+        ("objects", TypeError, r"^y must hold real numbers \(regression targets\), got dtype object"),
+    ],
+)
+def test_transform_y_refuses_bad_targets(k, kind, error, match):
+    y = np.ones((4, 7, k) if k > 1 else (4, 7))  # a stack's (n_models, n) or (n_models, n, k)
+    bad = {"nan": np.nan, "inf": np.inf}
+    if kind in bad:
+        y[2, 3] = bad[kind]
+    y = {"strings": y.astype(str), "objects": y.astype(object)}.get(kind, y)
+    with pytest.raises(error, match=match):
+        fixed_dataset(k).transform_y(y)
 
 
 # ---------------------------------------------------------------- bad input

@@ -36,7 +36,7 @@ _IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"  # a gzip file's first bytes; segfast.tabular reads them too
 _IDX_MAX_BYTES = 2**40  # larger than any data set; a header declaring more is forged
 # Deflate inflates at most 1032:1; _validate.inflated_size_bound says the same, repeated here
 # because tools/make_default_data.py loads this file alone, before the package is built.
@@ -58,7 +58,7 @@ def read_idx(path) -> np.ndarray:
     path = Path(path)
     with open(path, "rb") as file:  # FileNotFoundError carries the path already
         size = os.fstat(file.fileno()).st_size
-        gz = file.read(2) == _GZIP_MAGIC
+        gz = file.read(2) == GZIP_MAGIC
         file.seek(0)
         stream = gzip.GzipFile(fileobj=file, mode="rb") if gz else file
         head = bytearray(4)
@@ -179,7 +179,7 @@ KNOWN_DATASETS = tuple(_IDX_CLASSES) + _DEFAULT_NAMES
 _TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 _TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset-* packages put them
-_ENV_VAR = "SEGFAST_DATA_DIR"
+DATA_DIR_VAR = "SEGFAST_DATA_DIR"  # where data files are looked for; segfast.tabular looks too
 _DEFAULT_RESOURCE = ("data", "fashion_mnist_small.npz")
 
 _HOW_TO_GET = {
@@ -202,7 +202,7 @@ def _search_dirs(name: str, data_dir) -> list:
     if data_dir is not None:
         d = Path(data_dir).expanduser()
         dirs += [d, d / name]
-    env = os.environ.get(_ENV_VAR)
+    env = os.environ.get(DATA_DIR_VAR)
     if env:
         d = Path(env).expanduser()
         dirs += [d, d / name]
@@ -267,7 +267,7 @@ def load(name: str = "fashion-mnist", data_dir=None) -> Dataset:
     raise FileNotFoundError(
         f"{name}: IDX files {', '.join(_TRAIN_FILES + _TEST_FILES)} (optionally .gz) not found "
         f"in:\n{searched}\nTo get them: {_HOW_TO_GET[name]}; then pass data_dir= or set "
-        f"{_ENV_VAR} to their directory. load('default') needs no files."
+        f"{DATA_DIR_VAR} to their directory. load('default') needs no files."
     )
 
 

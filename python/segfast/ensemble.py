@@ -150,10 +150,7 @@ class Ensemble(ParamsMixin):
     def _check_task_options(self) -> None:
         """The options whose meaning depends on the task (here: classification's)."""
         if self.tiebreak is not None:
-            if not isinstance(self.tiebreak, MLPStack) or self.tiebreak.n_models != 1:
-                raise TypeError("tiebreak must be a one-model MLPStack (e.g. the merged model)")
-            if self.tiebreak.dims[0] != self.stack.dims[0] or self.tiebreak.dims[-1] != self.stack.dims[-1]:
-                raise ValueError("tiebreak must take the same features and classes as the stack")
+            self._check_one_model(self.tiebreak, "tiebreak")
         if self.include is not None:
             raise ValueError(
                 "include= adds a model to a regression ensemble; a classification ensemble takes the "
@@ -169,6 +166,19 @@ class Ensemble(ParamsMixin):
         if self.region not in ("val", "train"):
             raise ValueError(f"region must be 'val' or 'train', got {self.region!r}")
         _device.check_device(self.device)
+
+    def _check_one_model(self, model, name: str) -> None:
+        """The model of ``tiebreak`` (classification) or ``include`` (regression): one model of
+        the stack's task, taking its features and giving its outputs."""
+        if not isinstance(model, MLPStack) or model.n_models != 1:
+            raise TypeError(f"{name} must be a one-model MLPStack (e.g. the merged model)")
+        if model.task != self._TASK:
+            raise ValueError(f"{name} must be a {self._TASK} stack, got a {model.task} one")
+        if model.dims[0] != self.stack.dims[0] or model.dims[-1] != self.stack.dims[-1]:
+            raise ValueError(
+                f"{name} must take the same features and give the same outputs as the stack: "
+                f"{model.dims[0]} -> {model.dims[-1]} against {self.stack.dims[0]} -> {self.stack.dims[-1]}"
+            )
 
     def _fitted(self) -> None:
         if self._learns() and not hasattr(self, self._FITTED):

@@ -34,7 +34,6 @@ from . import _core, _device, stacking
 from ._validate import as_features, as_targets
 from .ensemble import Ensemble, NotFittedError
 from .predict import evaluate, r2_scores
-from .predict import predict as stack_predict
 from .stack import MLPStack
 
 COMBINERS = ("ridge", "nnls")
@@ -73,16 +72,7 @@ class RegressionEnsemble(Ensemble):
                 "pass the merged model as include= to make it one more member"
             )
         if self.include is not None:
-            include = self.include
-            if not isinstance(include, MLPStack) or include.n_models != 1:
-                raise TypeError("include must be a one-model MLPStack (e.g. the merged model)")
-            if not include.is_regression:
-                raise ValueError(f"include must be a regression stack, got a {include.task} one")
-            if include.dims[0] != self.stack.dims[0] or include.dims[-1] != self.stack.dims[-1]:
-                raise ValueError(
-                    f"include must take the same features and give the same targets as the stack: "
-                    f"{include.dims[0]} -> {include.dims[-1]} against {self.stack.dims[0]} -> {self.stack.dims[-1]}"
-                )
+            self._check_one_model(self.include, "include")
         if self._combiner() not in COMBINERS:
             raise ValueError(
                 f"combiner must be {' or '.join(map(repr, COMBINERS))} for a regression stack, got {self.combiner!r}"
@@ -108,10 +98,10 @@ class RegressionEnsemble(Ensemble):
             np.concatenate([self.stack.diverged, self.include.diverged]),
         )
 
-    def _values(self, members: MLPStack, X, threads) -> np.ndarray:
-        """(M, n, k) float64: every member's values on every row."""
-        values = stack_predict(members, X, n_jobs=threads)
-        return values.reshape(members.n_models, len(X), members.n_outputs).astype(np.float64)
+    def _values(self, members: MLPStack, X: np.ndarray, threads: int) -> np.ndarray:
+        """(M, n, k) float64: every member's values on every row of X, already checked (by the
+        entry point, once: segfast.predict would check it again)."""
+        return _core.predict_proba(list(members.dims), members.params, X, threads, softmax=False).astype(np.float64)
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, X_val, y_val, *, X_train=None, y_train=None, segments=None) -> RegressionEnsemble:
@@ -121,10 +111,11 @@ class RegressionEnsemble(Ensemble):
         X_val = as_features(X_val, "X_val", self.stack.n_features)
         y_val = as_targets(y_val, len(X_val), self.stack.n_outputs, "y_val").astype(np.float64)
         self.n_outputs_ = self.stack.n_outputs
-        self.n_members_ = self._members().n_models
+        members = self._members()
+        self.n_members_ = members.n_models
         learn = _METHODS[self._method()].fit
         if learn is not None:
-            learn(self, self._members(), X_val, y_val, threads)
+            learn(self, members, X_val, y_val, threads)
         return self
 
     def _fit_inverse_mse(self, members, X_val, y_val, threads) -> None:
@@ -184,11 +175,8 @@ class RegressionEnsemble(Ensemble):
             local += errors[idx[:, j]]
         return inverse_error_weights(local / self.k)
 
-    def _combined(self, X) -> np.ndarray:
-        """(n, k) float64 ensemble values."""
-        threads = self._check()
-        self._fitted()
-        X = self._X(X)
+    def _combined(self, X: np.ndarray, threads: int) -> np.ndarray:
+        """(n, k) float64 ensemble values on rows X, already checked, of a fitted ensemble."""
         members = self._members()
         if self._learns() and getattr(self, "n_members_", members.n_models) != members.n_models:
             # set_params(stack=...) or include= after fit: the fitted weights are for other members
@@ -201,25 +189,31 @@ class RegressionEnsemble(Ensemble):
 
     def predict(self, X) -> np.ndarray:
         """(n,) float64 values for one target, (n, k) for k."""
-        out = self._combined(X)
+        threads = self._check()
+        self._fitted()
+        out = self._combined(self._X(X), threads)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def predict_proba(self, X) -> np.ndarray:
-        raise ValueError("a regression ensemble predicts values, not probabilities: use predict()")
+    @property
+    def predict_proba(self):  # hides the classification method
+        # An AttributeError, so hasattr(ens, "predict_proba") is False, as scikit-learn's
+        # available_if does: code that probes for probabilities sees a regressor.
+        raise AttributeError("a regression ensemble predicts values, not probabilities: use predict()")
 
     def score(self, X, y) -> float:
         """R^2 on (X, y), the mean over targets (scikit-learn's r2_score)."""
         X = self._X(X)
         y = as_targets(y, len(X), self.stack.n_outputs)
-        error = self._combined(X) - y
+        threads = self._check()
+        self._fitted()
+        error = self._combined(X, threads) - y
         return float(r2_scores((error**2).sum(axis=0)[None, :], y)[0])
 
     def agreement(self, X) -> np.ndarray:
         """(n,) the standard deviation of the members' values on each row (the mean over targets):
         0 = unanimous, high values mark contested rows."""
         threads = self._check()
-        X = self._X(X)
-        return self._values(self._members(), X, threads).std(axis=0).mean(axis=1)
+        return self._values(self._members(), self._X(X), threads).std(axis=0).mean(axis=1)
 
 
 # -- the combiners ----------------------------------------------------------------------------------
@@ -240,17 +234,19 @@ def _variance(y: np.ndarray) -> float:
     return v if v > 0 else 1.0
 
 
-def fit_ridge(values: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+def fit_ridge(values: np.ndarray, y: np.ndarray, l2: float, variance: float | None = None) -> tuple[np.ndarray, float]:
     """(coef (M,), intercept) minimising mean((y - values @ coef - intercept)^2) / var(y) +
-    l2 * |coef|^2, for values (n, M) and y (n,), both float64.
+    l2 * |coef|^2, for values (n, M) and y (n,), both float64 (``variance``: _variance(y), where
+    the caller has it already).
 
     Centring removes the unpenalised intercept; the penalty becomes M extra rows of a least
     squares problem, which lstsq solves without forming values.T @ values (whose condition number
     is the square of values', large when the models agree) and at its least norm when l2 = 0 and
     models coincide."""
     n, n_models = values.shape
+    variance = _variance(y) if variance is None else variance
     centre = values.mean(axis=0)
-    A = np.vstack([values - centre, np.sqrt(n * _variance(y) * l2) * np.eye(n_models)])
+    A = np.vstack([values - centre, np.sqrt(n * variance * l2) * np.eye(n_models)])
     b = np.concatenate([y - y.mean(), np.zeros(n_models)])
     coef = np.linalg.lstsq(A, b, rcond=None)[0]
     return coef, float(y.mean() - centre @ coef)
@@ -260,18 +256,14 @@ def choose_ridge_l2(values: np.ndarray, y: np.ndarray) -> float:
     """The l2 of stacking.L2_GRID whose ridge fits on the first four fifths of the rows (values
     (M, n, k), y (n, k)) score best on the last fifth: the mean over targets of MSE / var(target),
     the first of equal scores (the strongest l2) winning, as classification's choice does."""
-    n = y.shape[0]
-    cut = n - max(1, n // 5)
-    if cut < 1:
-        raise ValueError("l2='auto' needs at least 2 validation rows; pass a number")
-    scores = []
-    for l2 in stacking.L2_GRID:
-        score = 0.0
-        for t in range(y.shape[1]):
-            coef, intercept = fit_ridge(values[:, :cut, t].T, y[:cut, t], l2)
+    cut = stacking.holdout_cut(y.shape[0])
+    scores = np.zeros(len(stacking.L2_GRID))
+    for t in range(y.shape[1]):  # the variances are the same for every l2: once per target
+        fitted, scored = _variance(y[:cut, t]), _variance(y[:, t])
+        for i, l2 in enumerate(stacking.L2_GRID):
+            coef, intercept = fit_ridge(values[:, :cut, t].T, y[:cut, t], l2, variance=fitted)
             residual = y[cut:, t] - values[:, cut:, t].T @ coef - intercept
-            score += float(np.mean(residual**2)) / _variance(y[:, t])
-        scores.append(score)
+            scores[i] += float(np.mean(residual**2)) / scored
     return stacking.L2_GRID[int(np.argmin(scores))]
 
 

@@ -21,6 +21,15 @@ from ._lbfgs import minimize
 L2_GRID = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # what l2="auto" tries, strong to weak, each warm-started
 
 
+def holdout_cut(n: int) -> int:
+    """Where l2="auto" cuts n validation rows (either task): it fits on rows [:cut] and scores on
+    the last fifth, [cut:], at least one row."""
+    cut = n - max(1, n // 5)
+    if cut < 1:
+        raise ValueError("l2='auto' needs at least 2 validation rows; pass a number")
+    return cut
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of (n, C) logits."""
     z = z - z.max(axis=1, keepdims=True)
@@ -106,10 +115,7 @@ def fit(name: str, probs: np.ndarray, y: np.ndarray, l2) -> tuple[float, np.ndar
     fitted on the rest, then refits on all of them from the chosen fit."""
     combiner = COMBINERS[name]
     if l2 == "auto":
-        n = len(y)
-        cut = n - max(1, n // 5)
-        if cut < 1:
-            raise ValueError("l2='auto' needs at least 2 validation rows; pass a number")
+        cut = holdout_cut(len(y))
         theta, fits = None, []
         for candidate in L2_GRID:
             theta = combiner.fit(probs[:, :cut], y[:cut], candidate, theta)

@@ -14,7 +14,6 @@ import gzip
 import math
 import os
 import stat
-import struct
 import zlib
 from array import array
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,8 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 
 from . import _validate
+from ._rlazyload import read_r_lazyload  # published here; the reader is its own module
+from .datasets import DATA_DIR_VAR, GZIP_MAGIC
 
 __all__ = ["TabularDataset", "load_csv", "load_diamonds", "load_default_regression", "read_r_lazyload"]
 
@@ -63,16 +64,18 @@ class TabularDataset:
     def transform_X(self, X) -> np.ndarray:
         """Raw feature rows (n, n_features), one-hot columns included, as the models see them:
         standardised float32."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"X must have shape (n, {self.n_features}), got {X.shape}")
-        return np.ascontiguousarray((X - self.x_mean) / self.x_scale, dtype=np.float32)
+        _validate.as_features(X, "X", self.n_features, who="this data set")
+        # standardised in float64, then cast: float32 first would round large raw values (a timestamp)
+        return np.ascontiguousarray((np.asarray(X, dtype=np.float64) - self.x_mean) / self.x_scale, dtype=np.float32)
 
     def transform_y(self, y) -> np.ndarray:
         """Targets in their own units to the standardised float32 ones (any shape that
         `inverse_transform_y` takes)."""
         mean, scale = self._y_stats(np.shape(y))
-        return np.ascontiguousarray((np.asarray(y, dtype=np.float64) - mean) / scale, dtype=np.float32)
+        y = np.asarray(y)
+        # the target checks (real numbers, finite) on its rows, whatever its leading axes
+        _validate.as_targets(y.reshape(-1, self.n_targets), y.size // self.n_targets, self.n_targets)
+        return np.ascontiguousarray((y.astype(np.float64) - mean) / scale, dtype=np.float32)
 
     def inverse_transform_y(self, y) -> np.ndarray:
         """Standardised targets or predictions back to the target's units, as float64.
@@ -170,7 +173,7 @@ def _assemble(
     for column in features:
         values = columns[column]
         blocks.append(values.codes[:, None] == one_hot[column] if isinstance(values, _Categories) else values[:, None])
-    X = np.hstack(blocks).astype(np.float64)  # (n, d)
+    X = np.hstack(blocks).astype(np.float64, copy=False)  # (n, d); float64 already unless all one-hot
     Y = np.stack([np.asarray(columns[t]) for t in targets], axis=1)  # (n, k); the callers keep categories out
     x_mean, x_scale = _standardiser(X[train])
     y_mean, y_scale = _standardiser(Y[train])
@@ -242,7 +245,6 @@ _MAX_CSV_BYTES = 2 * 2**30
 _MAX_LINE_BYTES = 16 * 2**20
 _MAX_CATEGORIES = 1000  # distinct values of one categorical column; more is an ID or free text
 _MISSING = frozenset({"", "na", "nan", "null"})  # compared stripped and lowercased
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _show(cell: str) -> str:
@@ -306,7 +308,7 @@ def _csv_table(path: Path) -> Iterator[tuple[tuple[str, ...], Iterator[tuple[int
             raise ValueError(f"{path}: not a regular file")
         if info.st_size > _MAX_CSV_BYTES:
             raise ValueError(f"{path}: {info.st_size} bytes, more than {_MAX_CSV_BYTES}; files this large are refused")
-        gz = file.read(2) == _GZIP_MAGIC
+        gz = file.read(2) == GZIP_MAGIC
         file.seek(0)
         stream = gzip.GzipFile(fileobj=file, mode="rb") if gz else file
         reader = csv.reader(_lines(stream, path, gz), strict=True)
@@ -458,112 +460,8 @@ def load_csv(
     return _assemble(name, columns, targets, features, test_fraction, seed, str(path))
 
 
-# -- R data: a package's lazy-load database (data/Rdata.rdx + Rdata.rdb) ----------------------
-# Rdata.rdx is a gzipped R serialisation of an index: variable name -> (offset, length) into
-# Rdata.rdb. Each .rdb entry is a 4-byte big-endian inflated size, then the zlib-compressed R
-# serialisation of the object (when the index says compressed=TRUE, R's default). The rdata
-# library parses a serialisation; the files and their inflation are checked here, as forged.
-_RDX_MAX_BYTES = 2**20  # an index: ggplot2's is 322 bytes
-_RDX_MAX_INFLATED = 2**24
-_RDB_MAX_OBJECT = 2**28  # one object, inflated: diamonds is 3.4 MB
-_XDR_MAGIC = b"X\n"  # the serialisation R writes; rdata would inflate a gzip one itself, unbounded
-
-
-def _import_rdata() -> Any:
-    try:
-        import rdata
-    except ImportError:
-        raise ImportError("reading R's data files needs the rdata library: pip install rdata") from None
-    return rdata
-
-
-def _inflate(data: bytes, limit: int, what: str) -> bytes:
-    """A zlib or gzip stream inflated, refused past `limit` bytes before they are allocated."""
-    stream = zlib.decompressobj(wbits=47)  # 32 + 15: zlib or gzip, told by the header
-    try:
-        out = stream.decompress(data, limit + 1)
-    except zlib.error as e:
-        raise ValueError(f"{what}: damaged compressed data ({e})") from None
-    if len(out) > limit:
-        raise ValueError(f"{what}: inflates to more than {limit} bytes")
-    if not stream.eof:
-        raise ValueError(f"{what}: truncated compressed data")
-    return out
-
-
-def _r_object(data: bytes, what: str) -> Any:
-    """An R serialisation converted to Python (a data frame to pandas), any failure a ValueError."""
-    if not data.startswith(_XDR_MAGIC):
-        raise ValueError(f"{what}: not an R serialisation in XDR format (starts {data[:4]!r})")
-    rdata = _import_rdata()
-    classes = {**rdata.conversion.DEFAULT_CLASS_MAP, "tbl_df": rdata.conversion.dataframe_constructor}
-    try:
-        # expand_altrep=False: a compact sequence declares its length, and expanding a forged one
-        # allocates it; the data frames of R packages hold none.
-        parsed = rdata.parser.parse_data(data, expand_altrep=False, extension=".rds")
-        return rdata.conversion.convert(parsed, classes)
-    except Exception as e:  # a forged file fails in the third-party parser in many ways
-        raise ValueError(f"{what}: not a readable R object ({type(e).__name__}: {e})") from None
-
-
-def _index_entry(index: Any, name: str, what: str) -> tuple[int, int]:
-    """(offset, length) of `name` in a lazy-load index."""
-    if not isinstance(index, dict) or not isinstance(index.get("variables"), dict):
-        raise ValueError(f"{what}: not a lazy-load index (no 'variables' list)")
-    compressed = np.asarray(index.get("compressed", True)).ravel()
-    if compressed.dtype.kind not in "biu" or compressed.size != 1 or int(compressed[0]) != 1:
-        raise ValueError(f"{what}: compressed={index.get('compressed')!r}; only zlib (R's default) is read here")
-    variables = index["variables"]
-    if name not in variables:
-        raise ValueError(f"{what}: no object {name!r}; it holds {', '.join(sorted(map(str, variables)))}")
-    entry = np.asarray(variables[name]).ravel()
-    if entry.dtype.kind not in "iu" or entry.size != 2 or entry.min() < 0:
-        raise ValueError(f"{what}: entry {name!r} is {variables[name]!r}, not an (offset, length) pair")
-    return int(entry[0]), int(entry[1])
-
-
-def _read_at_most(path: Path, limit: int) -> bytes:
-    with open(path, "rb") as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path}: more than {limit} bytes, too large for what it should hold")
-    return data
-
-
-def read_r_lazyload(directory: str | os.PathLike[str], name: str) -> Any:
-    """Object `name` of an R lazy-load database: `directory` holds Rdata.rdx and Rdata.rdb, as an
-    installed R package's data/ folder does. Converted by the rdata library (pip install rdata):
-    a data frame becomes a pandas DataFrame, a factor a pandas Categorical.
-
-    The files may be forged: sizes are checked before anything is allocated, an object inflates to
-    at most 256 MiB, and any damage is a ValueError naming the file."""
-    directory = Path(directory)
-    rdx, rdb = directory / "Rdata.rdx", directory / "Rdata.rdb"
-    index = _r_object(_inflate(_read_at_most(rdx, _RDX_MAX_BYTES), _RDX_MAX_INFLATED, str(rdx)), str(rdx))
-    offset, length = _index_entry(index, name, str(rdx))
-    what = f"{rdb}: object {name!r}"
-    with open(rdb, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        if length < 4 or offset + length > size:
-            raise ValueError(f"{what}: the index puts it at bytes [{offset}, {offset + length}) of {size}")
-        if length > _RDB_MAX_OBJECT:
-            raise ValueError(f"{what}: {length} compressed bytes, more than {_RDB_MAX_OBJECT}")
-        file.seek(offset)
-        entry = file.read(length)
-    if len(entry) != length:
-        raise ValueError(f"{what}: the file ends inside it")
-    (declared,) = struct.unpack(">I", entry[:4])
-    if declared > min(_RDB_MAX_OBJECT, _validate.inflated_size_bound(length - 4)):
-        raise ValueError(f"{what}: declares {declared} bytes, more than its {length - 4} compressed bytes can hold")
-    data = _inflate(entry[4:], declared, what)
-    if len(data) != declared:
-        raise ValueError(f"{what}: inflates to {len(data)} bytes, but declares {declared}")
-    return _r_object(data, what)
-
-
 # -- the diamonds table, from R's ggplot2 package ------------------------------------------------
 _DIAMONDS_FEATURES = ("carat", "cut", "color", "clarity", "depth", "table", "x", "y", "z")
-_ENV_VAR = "SEGFAST_DATA_DIR"  # the variable segfast.datasets reads too
 _DEB_DATA = Path("/tmp/ggplot2-deb/usr/lib/R/site-library/ggplot2/data")
 _R_LIBRARIES = ("/usr/lib/R/site-library", "/usr/local/lib/R/site-library", "/usr/lib/R/library")
 _HOW_TO_GET_GGPLOT2 = (
@@ -571,7 +469,7 @@ _HOW_TO_GET_GGPLOT2 = (
     "  cd /tmp && apt-get download r-cran-ggplot2\n"
     "  dpkg-deb -x r-cran-ggplot2_*.deb ggplot2-deb\n"
     f"which puts them in {_DEB_DATA}, a folder searched by default. Or install R's ggplot2 package, "
-    f"or copy the files to ${_ENV_VAR}/ggplot2."
+    f"or copy the files to ${DATA_DIR_VAR}/ggplot2."
 )
 
 
@@ -579,7 +477,7 @@ def _ggplot2_dirs(path) -> list[Path]:
     if path is not None:
         return [Path(path), Path(path) / "data"]
     dirs = []
-    env = os.environ.get(_ENV_VAR)
+    env = os.environ.get(DATA_DIR_VAR)
     if env:
         dirs += [Path(env) / "ggplot2", Path(env) / "ggplot2" / "data"]
     return dirs + [Path(lib) / "ggplot2" / "data" for lib in _R_LIBRARIES] + [_DEB_DATA]
