@@ -146,3 +146,32 @@ def test_flag_names_replace_python_names_only_where_they_name_an_argument():
         == "unknown merge method 'x' for rounds; choose one"
     )
     assert _in_flags("--out run_dir/val=3: a file") == "--out run_dir/val=3: a file"
+
+
+def test_clustered_rounds_from_the_command_line(tmp_path, capsys):
+    run_dir, out = tmp_path / "run", tmp_path / "r.json"
+    flags = ["--segments", "6", "--rounds", "2", "--epochs", "1", "--hidden", "16", "--clusters", "2"]
+    assert main(["run", *flags, "--cluster-by", "weights", "--quiet", "--out", str(run_dir), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 clustered global models (by weights)" in printed and "clustered rounds: 2 global models" in printed
+    results = json.loads(out.read_text())
+    assert sorted(sum(results["cluster_segments"], [])) == list(range(6))
+    assert len(results["clusters"]) == 6 and len(results["cluster_test_accuracy"]) == 2
+    assert segfast.MLPStack.load(run_dir / "final.npz").n_models == 2
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--cluster-by", "weights"], "--cluster-by applies to clustered rounds: give --clusters K (K >= 2)"),
+        (["--clusters", "2", "--recluster-every", "0"], "--recluster-every: must be an integer >= 1"),
+        (["--clusters", "11"], "--clusters 11 is more than the 10 segments"),
+        (["--clusters", "2", "--cluster-by", "cosine"], "invalid choice: 'cosine'"),
+    ],
+)
+def test_cluster_flags_refused_before_any_work(flags, says, capsys):
+    try:
+        code = main(["run", "--quiet", *flags])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code == 2 and says in capsys.readouterr().err

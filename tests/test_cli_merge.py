@@ -88,7 +88,7 @@ def test_merge_flags_change_the_run_and_rerun_bit_for_bit(tmp_path):
         (["--merge", "cluster-merge", "--rounds", "3"], "use it with --rounds 1"),
         (["--merge", "cluster-merge", "--rescale"], "--rescale applies to a merge into one model"),
         (["--merge", "cluster-merge", "--segments", "2"], "give --clusters"),
-        (["--merge", "cluster-best", "--clusters", "9"], "--clusters 9 is more than the 4 segment models"),
+        (["--merge", "cluster-best", "--clusters", "9"], "--clusters 9 is more than the 4 segments"),
         (["--repair-rows", "100000"], "--repair-rows 100000 is more than the 9000 training rows"),
         (["--merge-trim", "0.5"], "argument --merge-trim: must be a number in [0, 0.5), got 0.5"),
         (["--repair-rows", "1"], "argument --repair-rows: must be an integer >= 2, got 1"),

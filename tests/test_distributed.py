@@ -302,3 +302,14 @@ def test_without_dask_the_error_says_how_to_install(data, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # what an environment without Dask sees
     with pytest.raises(ImportError, match=r'pip install "segfast-mlp\[dask\]"'):
         sd.rounds(DIMS, X, y, seg, client=None)
+
+
+@pytest.mark.parametrize("by", ["loss", "weights"])
+def test_clustered_rounds_match_the_single_machine_run(client, data, by):
+    X, y, val, seg = data
+    options = dict(rounds=3, clusters=3, cluster_by=by, val=val, progress=False, seed=0, lr=0.1, fraction=0.5)
+    here = segfast.rounds(DIMS, X, y, seg, **options)
+    there = sd.rounds(DIMS, X, y, seg, client=client, **options)
+    np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
+    np.testing.assert_array_equal(there.clusters, here.clusters)
+    assert (here.clusters >= 0).sum() > 100 and len(set(here.clusters[here.clusters >= 0])) == 3

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
+from ._clustered import segment_losses
 from ._epochs import FusedMerge, History, TrainConfig, run_epochs
 from ._validate import as_features, as_outputs
 from .results import fingerprint
@@ -34,7 +35,8 @@ class RoundTraining:
 
 
 class Engine:
-    """The protocol: ``sizes`` (rows per segment), ``fingerprints()``, ``round()``, ``close()``."""
+    """The protocol: ``sizes`` (rows per segment), ``fingerprints()``, ``round()``, ``losses()``,
+    ``close()``."""
 
     sizes: np.ndarray  # (n_segments,)
 
@@ -53,10 +55,16 @@ class Engine:
         fused_weights: np.ndarray | None,
         download: bool,
     ) -> RoundTraining:
-        """Train segments ``chosen`` (sorted) for ``epochs`` from ``start_row``, their random
+        """Train segments ``chosen`` (sorted) for ``epochs`` from ``start_row`` ((P,), or
+        (len(chosen), P): one start each), their random
         streams keyed by round position and ``start_epoch`` + epoch. ``fused_weights``: sum
         the trained models with these weights inside the last epoch. ``download``: the caller
         will read the trained models (a GPU engine may skip bringing them back)."""
+        raise NotImplementedError
+
+    def losses(self, chosen: np.ndarray, models: np.ndarray, threads: int) -> np.ndarray:
+        """(len(chosen), k) float64: each segment's mean loss of each of the k models (rows of
+        ``models``) on its own rows (_clustered.segment_losses), for clustered rounds."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -85,7 +93,7 @@ class LocalEngine(Engine):
         n = len(chosen)
         part = self.segments if n == len(self.sizes) else Segments.from_indices([self.segments[i] for i in chosen])
         if self.local is None or self.local.n_models != n:
-            self.local = self.start.like(np.zeros((n, start_row.size), dtype=np.float32))
+            self.local = self.start.like(np.zeros((n, start_row.shape[-1]), dtype=np.float32))
         self.local.diverged[:] = False
         if self.device == "cuda":
             if self.gpu is None:
@@ -108,3 +116,7 @@ class LocalEngine(Engine):
         )
         local = self.local
         return RoundTraining(history, None if merged is None else merged.total, lambda: local)
+
+    def losses(self, chosen, models, threads):
+        task = self.start.task
+        return segment_losses(self.dims, task, models, self.X, self.y, self.segments, chosen, threads)

@@ -180,12 +180,17 @@ def run_epochs(
 ) -> tuple[History, MergedSum | None]:
     """Train ``stack`` in place on checked inputs: model i ``per_model[i]`` epochs on rows
     ``segments[i]``. start_row: a (P,) row every model is reset to first, written by the C++
-    epoch itself (a round's broadcast, fused). first_model: the global index of model 0, which
-    keys its random streams. gpu: a _core.CudaTrainer holding X, y and the models; their
+    epoch itself (a round's broadcast, fused), or (n_models, P), one row each. first_model: the
+    global index of model 0, which keys its random streams. gpu: a _core.CudaTrainer holding X, y and the models; their
     parameters come back into stack.params at the end when ``download`` is set. Ctrl-C is
     honoured between epochs, leaving every model at the end of its last finished epoch."""
     n_epochs = int(per_model.max(initial=0))
     dims = list(stack.dims)
+    if start_row is not None and start_row.ndim == 2:  # a start per model (clustered rounds)
+        if gpu is not None:
+            raise ValueError("a start row per model is a CPU feature (clustered rounds); not with a GPU")
+        stack.params[:] = start_row  # one copy here: the fused broadcast takes one row only
+        start_row = None
     if gpu is None:
         velocity = np.zeros_like(stack.params) if config.momentum > 0 else None
         if config.proximal_mu > 0:

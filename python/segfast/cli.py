@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core, datasets, schedule
+from ._clustered import CLUSTER_BY
 from .ensemble import METHODS as ENSEMBLE_METHODS
 from .ensemble import Ensemble
 from .merge import METHODS as MERGE_METHODS
@@ -197,7 +198,22 @@ def _parser() -> argparse.ArgumentParser:
         type=_integer_from(1),
         default=None,
         help="--merge cluster-best or cluster-merge: number of k-means clusters of segment models "
-        "(default: the best silhouette score; needs 3 segments or more)",
+        "(default: the best silhouette score; needs 3 segments or more). With any other merge: "
+        "clustered rounds, K global models, each segment training the one of its cluster (off)",
+    )
+    merging.add_argument(
+        "--cluster-by",
+        choices=CLUSTER_BY,
+        default=None,
+        help="clustered rounds: a segment joins the model of lowest loss on its rows (loss, IFCA), or "
+        "k-means of the trained segment models every --recluster-every rounds decides (weights) (loss)",
+    )
+    merging.add_argument(
+        "--recluster-every",
+        metavar="R",
+        type=_integer_from(1),
+        default=None,
+        help="clustered rounds by weights: k-means every R rounds, segments keeping their cluster between (1)",
     )
     merging.add_argument(
         "--cluster-margin",
@@ -324,7 +340,6 @@ def _check_paths(args) -> None:
 _USED_BY = {
     "merge_temperature": ("loss",),
     "merge_trim": ("trimmed",),
-    "clusters": ("cluster-best", "cluster-merge"),
     "cluster_margin": ("cluster-best",),
 }
 
@@ -347,13 +362,20 @@ def _check_merge(args) -> None:
             "--merge cluster-merge makes one model per cluster, and a round broadcasts one model: use it "
             "with --rounds 1 (it then merges the segment models at the end), or --merge cluster-best for rounds"
         )
-    if args.merge.startswith("cluster-"):
-        if args.clusters is not None and args.clusters > args.segments:
-            raise _CommandError(f"--clusters {args.clusters} is more than the {args.segments} segment models")
-        if args.clusters is None and args.segments < 3:
-            raise _CommandError(
-                f"--merge {args.merge}: choosing the number of clusters needs 3 segments or more; give --clusters"
-            )
+    if args.clusters is not None and args.clusters > args.segments:
+        raise _CommandError(f"--clusters {args.clusters} is more than the {args.segments} segments")
+    for flag in ("cluster_by", "recluster_every"):
+        if getattr(args, flag) is not None and not _clustered_rounds(args):
+            raise _CommandError(f"--{flag.replace('_', '-')} applies to clustered rounds: give --clusters K (K >= 2)")
+    if args.merge.startswith("cluster-") and args.clusters is None and args.segments < 3:
+        raise _CommandError(
+            f"--merge {args.merge}: choosing the number of clusters needs 3 segments or more; give --clusters"
+        )
+
+
+def _clustered_rounds(args) -> bool:
+    """--clusters K with a merge into one model: K global models (rounds' clusters=K)."""
+    return args.clusters is not None and args.clusters > 1 and not args.merge.startswith("cluster-")
 
 
 def _merge_arguments(args, X_train) -> dict:
@@ -361,7 +383,7 @@ def _merge_arguments(args, X_train) -> dict:
     arguments = {
         "temperature": args.merge_temperature,
         "trim": args.merge_trim,
-        "k": args.clusters,
+        "k": args.clusters if args.merge.startswith("cluster-") else None,
         "margin": args.cluster_margin,
         "rescale": args.rescale or None,
     }
@@ -431,12 +453,14 @@ def _run(args) -> int:
         _record_command(args)
     segs = segment(split.y_train, args.segments, args.scheme, alpha=args.alpha, seed=args.seed)
     dims = [data.n_features, *args.hidden, data.n_classes]
-    start = MLPStack(dims, n_models=1, seed=args.seed)
+    clustered = _clustered_rounds(args)
+    k = args.clusters if clustered else 1
     local = schedule.progressive(max=args.epochs) if args.progressive else args.epochs
     print(
         f"segfast {_version()}: {data.name}, {len(split.y_train)} training rows in {args.segments} "
         f"{args.scheme} segments, {len(split.y_val)} validation rows, MLP {'-'.join(map(str, dims))}, "
         f"{args.rounds} round(s)"
+        + (f", {k} clustered global models (by {args.cluster_by or 'loss'})" if clustered else "")
     )
     # cluster-merge ends with one model per cluster: the round merges uniformly, the end by clusters.
     cluster_merge = args.merge == "cluster-merge"
@@ -445,7 +469,7 @@ def _run(args) -> int:
         round_merge.update(merge_arguments)
     begin = time.perf_counter()
     result = rounds(
-        start,
+        dims,  # seeded by seed=: one model, or k for clustered rounds
         split.X_train,
         split.y_train,
         segs,
@@ -468,6 +492,9 @@ def _run(args) -> int:
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         device=args.device,
+        clusters=k,
+        cluster_by=args.cluster_by or "loss",
+        recluster_every=args.recluster_every or 1,
     )
     seconds = time.perf_counter() - begin
     models = result.local_models
@@ -475,7 +502,8 @@ def _run(args) -> int:
         models = MLPStack.load(Path(args.out) / "local_models.npz")
     val_eval = evaluate(models, *split.val, n_jobs=args.n_jobs, device=args.device)
     merged_val = evaluate(result.global_model, *split.val, n_jobs=args.n_jobs, device=args.device)
-    ens = Ensemble(models, args.ensemble, tiebreak=result.global_model, n_jobs=args.n_jobs, device=args.device)
+    tiebreak = None if clustered else result.global_model  # a tiebreak is one model
+    ens = Ensemble(models, args.ensemble, tiebreak=tiebreak, n_jobs=args.n_jobs, device=args.device)
     ens.fit(*split.val)
 
     # The segment of each model: the last round's participants (rounds() names them whenever it
@@ -490,15 +518,19 @@ def _run(args) -> int:
         print(f"{seg:>7} {segs.sizes[seg]:>6} {val_eval.loss[i]:>9.4f} {100 * val_eval.accuracy[i]:>7.2f}%{flag}")
     acc = 100 * val_eval.accuracy
     print(f"\nsegment models: mean {acc.mean():.2f}%, min {acc.min():.2f}%, max {acc.max():.2f}% validation accuracy")
+    best = int(np.argmax(merged_val.accuracy))  # one model, or the best of the clustered rounds' k
     print(
-        f"merged ({round_merge['method']}{', aligned' if args.align else ''}): {100 * merged_val.accuracy[0]:.2f}%   "
+        f"merged ({round_merge['method']}{', aligned' if args.align else ''}"
+        f"{f', best of {k} clusters' if clustered else ''}): {100 * merged_val.accuracy[best]:.2f}%   "
         f"ensemble ({args.ensemble}): {100 * ens.score(*split.val):.2f}%   ({seconds:.2f} s)"
     )
     clusters = _cluster_merge(args, models, trained, split, merge_arguments) if cluster_merge else {}
+    if clustered:
+        clusters = _cluster_models(args, result, split, merged_val.accuracy)
     test = {}
     if len(split.y_test):
         test = {
-            "merged": evaluate(result.global_model, *split.test, device=args.device).accuracy[0],
+            "merged": evaluate(result.global_model[best], *split.test, device=args.device).accuracy[0],
             "ensemble": ens.score(*split.test),
             "segments": evaluate(models, *split.test, device=args.device).accuracy.tolist(),
         }
@@ -513,7 +545,7 @@ def _run(args) -> int:
         "rounds": result.history,
         "val_loss": val_eval.loss.tolist(),
         "val_accuracy": val_eval.accuracy.tolist(),
-        "merged_val_accuracy": float(merged_val.accuracy[0]),
+        "merged_val_accuracy": float(merged_val.accuracy[best]),
         "ensemble_val_accuracy": ens.score(*split.val),
         "test_accuracy": {k: (float(v) if not isinstance(v, list) else v) for k, v in test.items()},
         "seconds": seconds,
@@ -530,6 +562,24 @@ def _report(args, results: dict) -> None:
     print(f"results written to {out}" + (f"; run directory {args.out}" if args.out else ""))
     if args.out:
         _plots(args.out)
+
+
+def _cluster_models(args, result, split, val_accuracy: np.ndarray) -> dict:
+    """Clustered rounds: each cluster's global model and segments, printed, and results.json's
+    entries (those of cluster-merge, and each segment's cluster)."""
+    print(f"\nclustered rounds: {len(val_accuracy)} global models")
+    members = [np.flatnonzero(result.clusters == c).tolist() for c in range(len(val_accuracy))]
+    for c, in_cluster in enumerate(members):
+        print(f"{c:>7} {100 * val_accuracy[c]:>7.2f}% val acc   segments {', '.join(map(str, in_cluster)) or '-'}")
+    entries = {
+        "clusters": result.clusters.tolist(),
+        "cluster_segments": members,
+        "cluster_val_accuracy": val_accuracy.tolist(),
+    }
+    if len(split.y_test):
+        test = evaluate(result.global_model, *split.test, n_jobs=args.n_jobs).accuracy
+        entries["cluster_test_accuracy"] = test.tolist()
+    return entries
 
 
 def _cluster_merge(args, models: MLPStack, segments: np.ndarray, split, merge_arguments: dict) -> dict:

@@ -75,6 +75,15 @@ def cluster(
     return Clustering(labels.astype(np.int64), stack.like(centroids), float(score), k, scores)
 
 
+def kmeans_labels(stack: MLPStack, k: int, *, seed: int, n_jobs: int = -1, max_iter: int = 300) -> np.ndarray:
+    """The (N,) k-means labels of checked, finite models as they are (no alignment, no silhouette:
+    clustered rounds call it every few rounds on models that share a start, where alignment
+    would only cost time and the pairwise distances of a silhouette grow as N^2)."""
+    points, _ = _scaled(stack.params)
+    labels, _, _, _ = _core.kmeans(points, k, seed, max_iter, resolve_n_jobs(n_jobs))
+    return labels.astype(np.int64)
+
+
 def _scaled(params: np.ndarray):
     """params, scaled by a power of two where squared distances between models (float32 sums)
     could overflow: k-means and the silhouette see every distance scaled alike, so nothing

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
+from ._clustered import segment_losses
 from ._engine import Engine, RoundTraining
 from ._epochs import FusedMerge, History, TrainConfig, run_epochs
 from ._placement import Block, Placement, dask_distributed, data_source, workers_of
@@ -91,7 +92,7 @@ def _train_part(
 
     n = len(ids)
     part = _Part(
-        _buffer(buffer_key, n, start_row.size),
+        _buffer(buffer_key, n, start_row.shape[-1]),
         np.full((epochs, n), np.nan),
         np.zeros(n, dtype=bool),
         np.zeros(n, dtype=np.int64),
@@ -176,10 +177,7 @@ class _OnCluster(Engine):
     def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused, download):
         n = len(chosen)
         block = -(-n // _MERGE_BLOCKS)  # the merge block of the single-machine call for n models
-        if self.placement is None:  # placed on first use: bad arguments fail before any data moves
-            self.placement = Placement(self.client, self.source, self.blocks, -(-len(self.sizes) // _MERGE_BLOCKS))
-        bounds = self.placement.bounds
-        positions = np.searchsorted(chosen, bounds)  # block t trains round positions [positions[t], positions[t+1])
+        bounds, positions = self._positions(chosen)  # block t trains round positions [positions[t], positions[t+1])
 
         def submit(data):
             self.calls += 1
@@ -198,7 +196,7 @@ class _OnCluster(Engine):
                     epochs,
                     config,
                     start_epoch,
-                    start_row,
+                    start_row if start_row.ndim == 1 else start_row[a:b],
                     None if fused is None else fused[a:b],
                     block,
                     key=f"segfast-train-{name}",
@@ -231,11 +229,47 @@ class _OnCluster(Engine):
 
         return RoundTraining(hist, None if fused is None else carry["sum"], local_models)
 
+    def _positions(self, chosen):
+        """(block bounds in segments, block bounds in round positions), placing the blocks on first
+        use: bad arguments fail before any data moves."""
+        if self.placement is None:
+            self.placement = Placement(self.client, self.source, self.blocks, -(-len(self.sizes) // _MERGE_BLOCKS))
+        return self.placement.bounds, np.searchsorted(chosen, self.placement.bounds)
+
+    def losses(self, chosen, models, threads):
+        bounds, positions = self._positions(chosen)
+        self.calls += 1
+
+        def submit(data):
+            return [
+                self.client.submit(
+                    _block_losses,
+                    data[t],
+                    self.dims,
+                    self.task,
+                    models,
+                    chosen[a:b] - bounds[t],
+                    key=f"segfast-losses-{self.token}-{self.calls}-{t}",
+                    workers=[self.placement.workers[t]],
+                )
+                for t, (a, b) in enumerate(zip(positions[:-1], positions[1:]))
+                if a < b
+            ]
+
+        return np.concatenate(self.placement.run(submit))
+
     def close(self):
         self.parts = []
         if self.placement is not None:
             self.placement.close()
         self.client.run(_release, self.token)
+
+
+def _block_losses(block: Block, dims, task: str, models: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    from dask.distributed import get_worker
+
+    threads = get_worker().state.nthreads
+    return segment_losses(dims, task, models, block.X, block.y, block.segments, ids, threads)
 
 
 def _rows(part: _Part) -> np.ndarray:
@@ -274,7 +308,9 @@ def rounds(
     dask_distributed()
     if "device" in options:
         raise TypeError("segfast.distributed trains on the workers' CPUs; device= is not supported here")
-    start = start_model(stack_or_architecture, options.get("seed", 0))
+    start = start_model(
+        stack_or_architecture, options.get("seed", 0), options.get("clusters", 1), options.get("cluster_by", "loss")
+    )
     engine = _OnCluster(client, data_source(X, y, segments, start), start.dims, blocks, start.task)
     try:
         return run_rounds(engine, start, rounds, local_epochs, merge, **options)

@@ -144,9 +144,10 @@ class RunDirectory:
     def best_path(self) -> Path:
         return self.path / "best.npz"
 
-    def load_checkpoint(self, n_params: int) -> dict:
+    def load_checkpoint(self, n_params: int, clusters: int = 1, n_segments: int = 0) -> dict:
         """checkpoint.npz, each field checked against the config: round (the last finished one, in
-        [0, rounds)), global (n_params,) float32 and server_buffer (n_params,) float64, finite."""
+        [0, rounds)), global (n_params,) float32 and server_buffer (n_params,) float64, finite;
+        with clusters=k > 1 those are (k, n_params), and clusters (n_segments,) int64 in [-1, k)."""
         path, rounds = self.path / "checkpoint.npz", self.config["rounds"]
         with npz_open(path) as f:
             shape, dtype = npz_header(f, "round", path)
@@ -158,16 +159,24 @@ class RunDirectory:
                     f"{path}: round is {state['round']}, outside this run of {rounds} round(s) "
                     f"(the last finished round, 0 to {rounds - 1})"
                 )
+            rows = (n_params,) if clusters == 1 else (clusters, n_params)
             for key, want in (("global", np.dtype(np.float32)), ("server_buffer", np.dtype(np.float64))):
                 shape, dtype = npz_header(f, key, path)
-                if shape != (n_params,) or dtype != want:
+                if shape != rows or dtype != want:
                     raise ValueError(
-                        f"{path}: {key} must be ({n_params},) {want} for dims {self.config['dims']}, "
-                        f"got shape {shape} of {dtype}"
+                        f"{path}: {key} must be {rows} {want} for dims {self.config['dims']}"
+                        f"{f' and {clusters} clusters' if clusters > 1 else ''}, got shape {shape} of {dtype}"
                     )
                 state[key] = npz_array(f, key, path)
                 if not np.isfinite(state[key]).all():
                     raise ValueError(f"{path}: {key} holds NaN or infinite values")
+            if clusters > 1:
+                shape, dtype = npz_header(f, "clusters", path)
+                if shape != (n_segments,) or dtype != np.int64:
+                    raise ValueError(f"{path}: clusters must be ({n_segments},) int64, got shape {shape} of {dtype}")
+                state["clusters"] = npz_array(f, "clusters", path)
+                if ((state["clusters"] < -1) | (state["clusters"] >= clusters)).any():
+                    raise ValueError(f"{path}: clusters must hold cluster ids in [-1, {clusters})")
         return state
 
     @property
@@ -209,9 +218,9 @@ class RunDirectory:
             history.append(record)
         return history
 
-    def load_best(self, evaluated: bool):
-        """best.npz's model as a (n_params,) row, or None; it exists exactly when the run evaluates
-        (the first round's checkpoint is written after it)."""
+    def load_best(self, evaluated: bool, n_models: int = 1):
+        """best.npz's models as (n_models, n_params) rows, or None; it exists exactly when the run
+        evaluates (the first round's checkpoint is written after it)."""
         if not evaluated:
             if self.best_path.exists():
                 raise ValueError(f"{self.best_path} exists, but this run has no eval to choose a best model by")
@@ -221,7 +230,7 @@ class RunDirectory:
                 f"{self.best_path} is missing, but this run evaluates every round and "
                 "checkpoint.npz records finished rounds"
             )
-        params = self._load_stack(self.best_path, 1).params[0]
+        params = self._load_stack(self.best_path, n_models).params
         if not np.isfinite(params).all():
             raise ValueError(f"{self.best_path}: params holds NaN or infinite values")
         return params
@@ -248,15 +257,16 @@ class RunDirectory:
 
     def write_round(self, history: list, state: dict, best_params) -> None:
         write_atomic(self.path / "rounds.jsonl", "".join(_json(h) + "\n" for h in history).encode())
-        columns = list(dict.fromkeys(k for h in history for k in h))
+        # the table's columns: the numbers (a clustered run's lists are in rounds.jsonl only)
+        columns = list(dict.fromkeys(k for h in history for k, v in h.items() if not isinstance(v, list)))
         table = io.StringIO()
-        writer = csv.DictWriter(table, fieldnames=columns)
+        writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
         write_atomic(self.path / "summary.csv", table.getvalue().encode())
         dims = self.config["dims"]
         if best_params is not None:
-            MLPStack.from_params(dims, best_params[None], task=self.task).save(self.best_path)
+            MLPStack.from_params(dims, best_params, task=self.task).save(self.best_path)
         write_atomic(
             self.path / "checkpoint.npz",
             _npz_bytes(round=np.int64(state["round"]), **{k: v for k, v in state.items() if k != "round"}),

@@ -4,7 +4,9 @@ Each round: broadcast the global model to the participating segments, train loca
 call an epoch for all of them), merge with any method of segfast.merge, apply the server update
 (replacement, a server learning rate, or FedAvgM momentum), evaluate, record, checkpoint.
 Every random choice is keyed by (seed, round), so a run resumed from its last checkpoint ends
-exactly where an uninterrupted run ends.
+exactly where an uninterrupted run ends. With clusters=k the global model is a (k, P) stack: each
+participant starts from its cluster's row and each cluster merges its own members
+(_clustered.py chooses the clusters).
 """
 
 from __future__ import annotations
@@ -17,20 +19,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _core, _device
+from . import _clustered as clustered_rounds
 from . import schedule as schedules
 from ._device import check_device
 from ._engine import Engine, LocalEngine
 from ._epochs import TrainConfig
 from ._progress import progress_bar
+from ._round_eval import evaluated
 from ._threads import resolve_n_jobs
 from ._validate import finite_float, integer, val_pair
 from ._validate import seed as checked_seed
 from .merge import METHODS as MERGE_METHODS
 from .merge import _explicit_weights, checked_options
 from .merge import merge as merge_models
-from .predict import regression_scores
 from .results import RunDirectory, fingerprint
+from .segments import Segments, as_segments
 from .stack import MLPStack
 
 # More rounds than this is a mistyped or hostile count (each round trains every participant at
@@ -47,7 +50,7 @@ AUTO_VAL_SHARE = 0.25
 
 @dataclass
 class RoundsResult:
-    global_model: MLPStack  # the final global model (one model)
+    global_model: MLPStack  # the final global model (one model; with clusters=k, the k cluster models)
     history: list  # one dict per round
     best_model: MLPStack | None = None  # the global model of the round with the best val accuracy
     local_models: MLPStack | None = None  # the segment models of the last round, before merging
@@ -55,6 +58,9 @@ class RoundsResult:
     # The segment each local model trained on: the last round's participants (all segments, in
     # order, unless fraction < 1).
     local_segments: np.ndarray | None = None
+    # clusters=k > 1: each segment's cluster after the last round, (n_segments,) int64, -1 for a
+    # segment that never took part; None for one global model.
+    clusters: np.ndarray | None = None
 
     def __repr__(self) -> str:  # a summary: the history has one dict per round
         last = self.history[-1] if self.history else {}
@@ -102,6 +108,14 @@ class _Plan:
     val: tuple | None
     val_segments: bool | int | str  # True, False, "auto" or a number of val rows a round
     device: str
+    clusters: int = 1  # global models
+    cluster_by: str = "loss"  # how segments choose theirs: "loss" (IFCA) or "weights" (k-means)
+    recluster_every: int = 1  # cluster_by="weights": k-means every this many rounds
+    segment_val: Segments | None = None  # each segment's own val rows
+
+    def reclusters(self, r: int) -> bool:
+        """Whether round r clusters the trained segment models again (cluster_by="weights")."""
+        return self.clusters > 1 and self.cluster_by == "weights" and r % self.recluster_every == 0
 
     def participants(self, r: int, n_segments: int) -> np.ndarray:
         """Round r's segments: all, or a sample keyed by (seed, round)."""
@@ -192,6 +206,10 @@ def _checked_plan(
     seed=0,
     n_jobs=-1,
     device="cpu",
+    clusters=1,
+    cluster_by="loss",
+    recluster_every=1,
+    segment_val=None,
     **train_options,
 ) -> _Plan:
     n_rounds = integer(n_rounds, "rounds", 1, _MAX_ROUNDS)
@@ -213,6 +231,11 @@ def _checked_plan(
                 "use method='weighted' without weights to weight by segment size"
             )
         spec["weights"] = _explicit_weights(spec["weights"], n_segments)
+    if spec["method"] == "cluster-best" and not (isinstance(clusters, numbers.Integral) and clusters == 1):
+        raise ValueError(
+            "merge='cluster-best' clusters the segment models itself; with clusters= each cluster merges "
+            "its own members: choose a merge into one model (uniform, weighted, loss, ...)"
+        )
     n_chosen = max(1, int(round(fraction * n_segments))) if fraction < 1 else n_segments
     _check_merge_early(spec, start, n_chosen, val)
     for r in range(n_rounds):
@@ -223,6 +246,7 @@ def _checked_plan(
     config = TrainConfig.checked(
         start.n_features, proximal_mu=proximal_mu, seed=checked_seed(seed), task=start.task, **train_options
     )
+    val = val_pair(val, start.n_features, start.n_classes, task=start.task)
     return _Plan(
         n_rounds=n_rounds,
         local_epochs=local_epochs,
@@ -235,10 +259,24 @@ def _checked_plan(
         config=config,
         train_options={k: v for k, v in train_options.items() if k != "lr"},
         threads=resolve_n_jobs(n_jobs),
-        val=val_pair(val, start.n_features, start.n_classes, task=start.task),
+        val=val,
         val_segments=_checked_val_segments(val_segments),
         device=device,
+        **clustered_rounds.checked_clusters(clusters, cluster_by, recluster_every, n_segments, device),
+        segment_val=_checked_segment_val(segment_val, val, n_segments),
     )
+
+
+def _checked_segment_val(segment_val, val, n_segments: int) -> Segments | None:
+    """Each segment's own held-out rows: indices into the val rows, one list per segment."""
+    if segment_val is None:
+        return None
+    if val is None:
+        raise ValueError("segment_val indexes the val rows; pass val= too")
+    checked = as_segments(segment_val, len(val[1]))
+    if len(checked) != n_segments:
+        raise ValueError(f"segment_val must give one list of val rows per segment ({n_segments}), got {len(checked)}")
+    return checked
 
 
 def _checked_val_segments(val_segments):
@@ -251,16 +289,30 @@ def _checked_val_segments(val_segments):
     raise ValueError(f"val_segments must be True, False, 'auto' or a number of val rows >= 1, got {val_segments!r}")
 
 
-def start_model(stack_or_architecture, seed) -> MLPStack:
-    """rounds()' first argument as a one-model stack (a copy: the caller's stays as it was)."""
+def start_model(stack_or_architecture, seed, clusters=1, cluster_by="loss", n_segments=None) -> MLPStack:
+    """rounds()' first argument as a stack of the ``clusters`` starting global models (a copy: the
+    caller's stays as it was). IFCA (cluster_by="loss") needs k different starts, or every segment
+    would choose the first of k equal models forever: k seeded models, or the caller's k. Weight
+    clustering starts k copies of one model: k-means of the trained models splits them.
+    clusters is checked here, against ``n_segments`` where known, before k models are made."""
+    k = integer(clusters, "clusters", 1, n_segments)
     if isinstance(stack_or_architecture, MLPStack):
-        if stack_or_architecture.n_models != 1:
+        given = stack_or_architecture
+        if given.n_models == k:
+            return given.copy()
+        if given.n_models == 1 and cluster_by == "weights":
+            return given.like(np.repeat(given.params, k, axis=0))
+        if k == 1:
             raise ValueError(
-                f"rounds starts from one global model; got a stack of {stack_or_architecture.n_models}"
+                f"rounds starts from one global model; got a stack of {given.n_models}"
                 " (pass stack[0] or the layer widths)"
             )
-        return stack_or_architecture.copy()
-    return MLPStack(stack_or_architecture, n_models=1, seed=seed)
+        raise ValueError(
+            f"clusters={k} starts from {k} global models; got a stack of {given.n_models} (pass {k} models, "
+            "the layer widths, or one model with cluster_by='weights': IFCA needs different starts)"
+        )
+    start = MLPStack(stack_or_architecture, n_models=1 if cluster_by == "weights" else k, seed=seed)
+    return start.like(np.repeat(start.params, k, axis=0)) if start.n_models < k else start
 
 
 def rounds(
@@ -285,6 +337,10 @@ def rounds(
     n_jobs: int = -1,
     progress: bool = True,
     device: str = "cpu",
+    clusters: int = 1,
+    cluster_by: str = "loss",
+    recluster_every: int = 1,
+    segment_val=None,
     **train_options,
 ) -> RoundsResult:
     """Simulate ``rounds`` rounds of federated training of one global model over ``segments``.
@@ -311,8 +367,25 @@ def rounds(
     device="cuda": X and y go to the GPU once; the segment models stay there from round to round
     (with a plain or weighted average only the merged row comes back each round).
     ``eval=``/``eval_segments=`` are deprecated names of ``val=``/``val_segments=``.
+
+    clusters=k > 1 keeps k global models (clustered federated learning); the first argument may
+    then be k models. cluster_by="loss" (IFCA, Ghosh et al. 2020): each round every participant
+    trains the global model with the lowest loss on (up to 128 of) its own rows and joins that
+    cluster's merge. cluster_by="weights": every ``recluster_every`` rounds the trained segment
+    models are clustered by k-means in weight space and each cluster's members merge into its
+    model (between reclusterings a segment keeps its cluster; a newcomer picks by loss).
+    ``result.global_model`` is then the k-model stack and ``result.clusters`` each segment's
+    cluster. segment_val: each segment's own held-out rows, as indices into val's rows (a
+    Segments or a list of index arrays, one per segment): every round reports
+    ``own_accuracy_mean``/``_std`` (regression ``own_rmse_*``) over segments, each segment's
+    rows through its cluster's model, and with k > 1 the ``global_*`` scores are those routed
+    ones (without segment_val, the best cluster model's). Clustered rounds train on the CPU.
     """
-    start = start_model(stack_or_architecture, seed)
+    n_segments = len(segments) if isinstance(segments, (Segments, list, tuple)) else None
+    start = start_model(stack_or_architecture, seed, clusters, cluster_by, n_segments)
+    if start.n_models > 1:  # clustered rounds give each segment its own start: a CPU feature
+        device = "cpu" if device == "auto" else device
+        clustered_rounds.check_device(device)
     device = check_device(device, start.task)
     engine = LocalEngine(start, X, y, segments, device)
     return run_rounds(
@@ -334,6 +407,10 @@ def rounds(
         n_jobs=n_jobs,
         progress=progress,
         device=device,
+        clusters=clusters,
+        cluster_by=cluster_by,
+        recluster_every=recluster_every,
+        segment_val=segment_val,
         **train_options,
     )
 
@@ -348,9 +425,10 @@ def run_rounds(
         raise ValueError("resume=True needs out=, the run directory to continue")
     run_dir = None if out is None else RunDirectory(out, _run_config(plan, engine, start), resume)
 
-    global_params, server_buffer, first_round, history, best = _first_state(plan, start, run_dir)
+    global_params, server_buffer, assignment, first_round, history, best = _first_state(plan, start, run_dir, engine)
     epochs_before = sum(schedules.resolve(plan.local_epochs, r) for r in range(first_round))
     local = None  # returns the segment models of the last round
+    clustered = plan.clusters > 1
     with progress_bar(plan.n_rounds, "round", "round", enabled=progress, initial=first_round) as bar:
         for r in range(first_round, plan.n_rounds):
             t0 = time.perf_counter()
@@ -359,18 +437,32 @@ def run_rounds(
             lr = plan.config.lr * plan.lr_decay**r
             method, merge_args, fused = _round_merge(plan, engine.sizes[chosen])
             segment_rows = plan.segments_val_rows(r, epochs * int(engine.sizes[chosen].sum()))
+            if clustered:
+                assignment = clustered_rounds.chosen_clusters(plan, engine, chosen, global_params, assignment)
+                starts, fused = global_params[assignment[chosen]], None
+            else:
+                starts = global_params[0]
             # On the GPU the segment models come back only when something here reads them.
             download = fused is None or segment_rows > 0 or r == plan.n_rounds - 1
             trained = engine.round(
-                chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before, global_params, fused, download
+                chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before, starts, fused, download
             )
             local = trained.models
             epochs_before += epochs
             t1 = time.perf_counter()
 
-            merged = _merged(plan, trained, fused, method, merge_args)
-            server_buffer = plan.server_momentum * server_buffer + (merged.astype(np.float64) - global_params)
-            global_params = (global_params + plan.server_lr * server_buffer).astype(np.float32)
+            if plan.reclusters(r):
+                assignment = clustered_rounds.reclustered(plan, local(), chosen, assignment, r)
+            if clustered:
+                merged = _cluster_merges(plan, local(), assignment[chosen], method, merge_args)
+            else:
+                merged = {0: _merged(plan, trained, fused, method, merge_args)}
+            for c, row in merged.items():  # the server step, for each cluster whose members trained
+                server_buffer[c] = plan.server_momentum * server_buffer[c] + (row.astype(np.float64) - global_params[c])
+                global_params[c] = (global_params[c] + plan.server_lr * server_buffer[c]).astype(np.float32)
+            if clustered and plan.cluster_by == "loss":
+                for c, i in clustered_rounds.reseeded(assignment, chosen, local(), merged, plan.clusters).items():
+                    global_params[c], server_buffer[c], assignment[chosen[i]] = local().params[i], 0.0, c
             t2 = time.perf_counter()
 
             hist = trained.history
@@ -382,10 +474,16 @@ def run_rounds(
                 "train_loss": float(np.nanmean(hist.final_loss)),
                 "diverged": int(hist.diverged.sum()),
             }
+            if clustered:
+                known = assignment[assignment >= 0]
+                record.update(cluster_sizes=np.bincount(known, minlength=plan.clusters).tolist())
             if plan.val is not None:
-                record.update(_evaluated(plan, start, global_params, local, segment_rows))
+                routes = clustered_rounds.routes(plan, engine, global_params, assignment)
+                record.update(evaluated(plan, start, global_params, local, segment_rows, routes))
                 if _score(record) > best[0]:
                     best = (_score(record), global_params.copy())
+            if clustered:
+                record.update(clusters=assignment.tolist())  # last: the longest field of a record
             record.update(seconds_train=t1 - t0, seconds_merge=t2 - t1, seconds_eval=time.perf_counter() - t2)
             history.append(record)
             if run_dir is not None:
@@ -395,17 +493,22 @@ def run_rounds(
                     # the checkpoint before, which (keyed by (seed, round)) writes them again bit for bit.
                     # Keeping the segment models in the checkpoint instead would make it n_segments
                     # times larger every round.
-                    run_dir.finish(start.like(global_params[None]), local())
+                    run_dir.finish(start.like(global_params), local())
+                state = {"round": r, "global": global_params, "server_buffer": server_buffer}
+                if clustered:
+                    state["clusters"] = assignment
+                else:  # one model: the (P,) rows of the format older runs wrote
+                    state.update({"global": global_params[0], "server_buffer": server_buffer[0]})
                 run_dir.write_round(
                     history,
-                    {"round": r, "global": global_params, "server_buffer": server_buffer},
+                    state,
                     best[1] if best[1] is not None and "global_loss" in record and best[0] == _score(record) else None,
                 )
             bar.set_postfix_str(_progress_text(record), refresh=False)
             bar.update()
 
-    final = start.like(global_params[None])
-    best_model = start.like(best[1][None]) if best[1] is not None else None
+    final = start.like(global_params)
+    best_model = start.like(best[1]) if best[1] is not None else None
     local_models = None
     if local is not None:
         local_models = local()
@@ -413,25 +516,43 @@ def run_rounds(
         local_models = run_dir.load_local(plan.n_chosen)
         run_dir.finish(final, None)  # from the checkpoint, the authority on the final model
     local_segments = plan.participants(plan.n_rounds - 1, len(engine.sizes)) if local_models is not None else None
-    return RoundsResult(final, history, best_model, local_models, run_dir, local_segments)
+    clusters = assignment.copy() if clustered else None
+    return RoundsResult(final, history, best_model, local_models, run_dir, local_segments, clusters)
 
 
-def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None):
-    """(global row, server buffer, first round to run, history, (best accuracy, its row)): a
-    fresh start, or what a resumed run directory holds."""
-    global_params = start.params[0].astype(np.float32).copy()
+def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None, engine: Engine):
+    """((k, P) global rows, their server buffer, (n_segments,) clusters (-1: none yet), first round
+    to run, history, (best score, its rows)): a fresh start, or what a resumed run directory holds."""
+    global_params = start.params.astype(np.float32).copy()
     # Server state in float64: with server_lr 1 and no momentum the update is then exactly a
     # replacement by the merged model (float32 would round g + (m - g)).
     server_buffer = np.zeros(global_params.shape, dtype=np.float64)
+    assignment = np.full(len(engine.sizes), -1, dtype=np.int64)
     if run_dir is None or not run_dir.resumed:
-        return global_params, server_buffer, 0, [], (-np.inf, None)
+        return global_params, server_buffer, assignment, 0, [], (-np.inf, None)
     # every field read back is checked against the config and the other files (ValueError naming them)
-    state = run_dir.load_checkpoint(start.n_params)
+    state = run_dir.load_checkpoint(start.n_params, plan.clusters, len(engine.sizes))
     first_round = state["round"] + 1
     history = run_dir.history(first_round, plan.val is not None)
-    best_params = run_dir.load_best(plan.val is not None)
+    best_params = run_dir.load_best(plan.val is not None, plan.clusters)
     best = (max(_score(h) for h in history), best_params) if best_params is not None else (-np.inf, None)
-    return state["global"], state["server_buffer"], first_round, history, best
+    shape = global_params.shape
+    assignment = state.get("clusters", assignment)
+    return state["global"].reshape(shape), state["server_buffer"].reshape(shape), assignment, first_round, history, best
+
+
+def _cluster_merges(plan: _Plan, models: MLPStack, labels: np.ndarray, method: str, merge_args: dict) -> dict:
+    """{cluster: its merged model (P,) float32} for each cluster with trained members (``labels``:
+    the participants' clusters); a cluster whose members all diverged keeps its model."""
+    merged = {}
+    for c in range(plan.clusters):
+        members = np.flatnonzero((labels == c) & ~models.diverged)
+        if len(members):
+            args = dict(merge_args)
+            if "weights" in args:  # sizes or explicit weights, one per participant
+                args["weights"] = np.asarray(args["weights"])[members]
+            merged[c] = _merge_call(plan, models.select(members), method, args)
+    return merged
 
 
 def _round_merge(plan: _Plan, sizes: np.ndarray):
@@ -454,6 +575,11 @@ def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
     """config.json: what a resumed run must match (the data's fingerprints included; the key
     names are the run directory's format, kept from earlier versions: "eval" is the val rows)."""
     task = {"task": start.task} if start.is_regression else {}  # absent: classification, as older runs
+    clusters = {}  # absent: one global model, as older runs
+    if plan.clusters > 1:
+        clusters = {"clusters": plan.clusters, "cluster_by": plan.cluster_by, "recluster_every": plan.recluster_every}
+    if plan.segment_val is not None:
+        clusters["segment_val"] = fingerprint(plan.segment_val.order, plan.segment_val.offsets)
     return {
         **task,
         "dims": list(start.dims),
@@ -470,6 +596,7 @@ def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
         "train": dict(plan.train_options),
         "data": dict(engine.fingerprints(), eval=None if plan.val is None else fingerprint(*plan.val)),
         "start": fingerprint(start.params),
+        **clusters,
     }
 
 
@@ -478,11 +605,16 @@ def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict) -> np.nd
     kept_weight = fused[~trained.history.diverged].sum() if fused is not None else 0.0
     if fused is not None and kept_weight > 0:
         return (trained.merged_sum / kept_weight).astype(np.float32)
+    return _merge_call(plan, trained.models(), method, merge_args)
+
+
+def _merge_call(plan: _Plan, models: MLPStack, method: str, merge_args: dict) -> np.ndarray:
+    """segfast.merge of ``models`` as the round's plan asks, (P,) float32."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
         val = plan.val if method in ("loss", "rank", "greedy", "cluster-best") else None
         return merge_models(
-            trained.models(),
+            models,
             method,
             val=val,
             seed=plan.config.seed,
@@ -506,53 +638,3 @@ def _progress_text(record: dict) -> str:
     if "global_rmse" in record:
         return f"val RMSE {record['global_rmse']:.4f}"
     return f"train loss {record['train_loss']:.4f}"
-
-
-def _evaluated(plan: _Plan, start: MLPStack, global_params: np.ndarray, local, segment_rows: int) -> dict:
-    """The round's scores on the val rows: the global model's on all of them, and on
-    ``segment_rows`` of them the segment models' and their soft vote's, from one forward pass."""
-    assert plan.val is not None  # called only with val rows
-    if start.is_regression:
-        return _evaluated_regression(plan, start, global_params, local, segment_rows)
-    X, y = plan.val
-    loss, acc = _device.evaluate(start.dims, global_params[None], X, y, plan.device, plan.threads)
-    record = {"global_loss": float(loss[0]), "global_accuracy": float(acc[0])}
-    if segment_rows:
-        X, y = plan.val_subsample(segment_rows)
-        models = local()
-        _, seg, summed = _device.evaluate_and_vote(models.dims, models.params, X, y, plan.device, plan.threads)
-        record.update(
-            segments_val_rows=segment_rows,
-            segment_accuracy_mean=float(seg.mean()),
-            segment_accuracy_std=float(seg.std()),
-            # Ensemble(models, "soft").score(X, y), from the same forward pass
-            ensemble_accuracy=float(np.mean((summed / models.n_models).argmax(axis=1) == y)),
-        )
-    return record
-
-
-def _evaluated_regression(plan: _Plan, start: MLPStack, global_params, local, segment_rows: int) -> dict:
-    """A regression round's scores: the global model's MSE (``global_loss``), RMSE and R^2, and on
-    ``segment_rows`` val rows the segment models' RMSE and their mean prediction's (the
-    ensemble's "mean" vote), from one pass over their predictions."""
-    assert plan.val is not None
-    X, y = plan.val  # checked once by the plan: the core is called on them directly, as for classes
-    scores = regression_scores(*_core.regression_errors(list(start.dims), global_params[None], X, y, plan.threads), y)
-    record = {
-        "global_loss": float(scores.loss[0]),
-        "global_rmse": float(scores.rmse[0]),
-        "global_r2": float(scores.r2[0]),
-    }
-    if segment_rows:
-        X, y = plan.val_subsample(segment_rows)
-        models = local()
-        values = _core.predict_proba(list(models.dims), models.params, X, plan.threads, softmax=False)
-        rmse = np.sqrt(((values - y[None]) ** 2).mean(axis=(1, 2), dtype=np.float64))
-        mean = values.mean(axis=0, dtype=np.float64)
-        record.update(
-            segments_val_rows=segment_rows,
-            segment_rmse_mean=float(rmse.mean()),
-            segment_rmse_std=float(rmse.std()),
-            ensemble_rmse=float(np.sqrt(((mean - y) ** 2).mean())),
-        )
-    return record
