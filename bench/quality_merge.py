@@ -25,7 +25,12 @@ SETTINGS = [
         10,
         "iid",
         "shared",
-        [("uniform", {}), ("rank", {"method": "rank"}), ("greedy", {"method": "greedy"})],
+        [
+            ("uniform", {}),
+            ("rank", {"method": "rank"}),
+            ("greedy", {"method": "greedy"}),
+            ("learned", {"method": "learned"}),
+        ],
     ),
     (
         "N=10 IID, independent init",
@@ -38,6 +43,12 @@ SETTINGS = [
             ("align", {"align": True}),
             ("align+repair", {"align": True, "repair": True}),
             ("align+repair+rescale", {"align": True, "repair": True, "rescale": True}),
+            ("align+learned+repair", {"method": "learned", "align": True, "repair": True}),
+            ("align+learned per unit", {"method": "learned", "coefficients": "unit", "align": True}),
+            (
+                "align+learned per unit+repair",
+                {"method": "learned", "coefficients": "unit", "align": True, "repair": True},
+            ),
             ("rank", {"method": "rank"}),
             ("cluster-best", {"method": "cluster-best", "align": True}),
             ("median+align", {"method": "median", "align": True}),
@@ -61,6 +72,8 @@ SETTINGS = [
             ("uniform", {}),
             ("size-weighted", {"method": "weighted", "weights": "sizes"}),
             ("align+size-weighted+repair", {"method": "weighted", "weights": "sizes", "align": True, "repair": True}),
+            ("learned", {"method": "learned"}),
+            ("learned per unit", {"method": "learned", "coefficients": "unit"}),
         ],
     ),
     (

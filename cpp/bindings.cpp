@@ -20,6 +20,7 @@
 #include "combine.h"
 #include "dispatch.h"
 #include "finite.h"
+#include "gradient.h"
 #include "kmeans.h"
 #include "knn.h"
 #include "predict.h"
@@ -176,6 +177,38 @@ py::tuple regression_errors_py(const std::vector<int>& dims, py::handle params_o
                           resolve_threads(n_jobs));
     }
     return py::make_tuple(sq_err, abs_err);
+}
+
+// (mean loss, gradient (P,) float64) of one model over rows X against y: labels, or targets
+// (n_rows, k) float32 with loss "mse" or "huber".
+py::tuple loss_gradient_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, py::handle y_obj,
+                           int n_jobs, const std::string& loss_name, float huber_delta) {
+    const Arch arch = arch_of(dims);
+    auto params = expect<float>(params_obj, "params", {static_cast<py::ssize_t>(arch.n_params)});
+    auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
+    const py::ssize_t n_rows = x.shape(0);
+    EpochSettings set;
+    set.loss = loss_name;
+    set.huber_delta = huber_delta;
+    const LossSpec loss = loss_of(set);
+    Array<std::int64_t> y;
+    Array<float> targets;
+    if (loss.kind == Loss::CrossEntropy) {
+        y = expect<std::int64_t>(y_obj, "y", {n_rows});
+        check_labels(y.data(), n_rows, arch.n_out());
+    } else {
+        targets = expect<float>(y_obj, "y", {n_rows, arch.n_out()});
+    }
+    py::array_t<double> grad(static_cast<py::ssize_t>(arch.n_params));
+    double* g = grad.mutable_data();
+    double mean = 0.0;
+    {
+        py::gil_scoped_release release;
+        mean = loss_gradient(arch, params.data(), x.data(), loss.kind == Loss::CrossEntropy ? y.data() : nullptr,
+                             loss.kind == Loss::CrossEntropy ? nullptr : targets.data(), n_rows, loss, g,
+                             resolve_threads(n_jobs));
+    }
+    return py::make_tuple(mean, grad);
 }
 
 // with_vote also returns the models' soft vote (their summed probabilities, combine's "proba")
@@ -448,6 +481,9 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("first_non_finite", &first_non_finite_py, py::arg("X"), py::arg("n_jobs") = -1);
     mod.def("predict_proba", &predict_outputs_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("n_jobs"),
             py::arg("softmax") = true);
+    mod.def("loss_gradient", &loss_gradient_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"),
+            py::arg("n_jobs"), py::arg("loss") = "cross_entropy", py::arg("huber_delta") = 1.f,
+            "(mean loss, its gradient (P,) float64) of one model over the rows");
     mod.def("regression_errors", &regression_errors_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"),
             py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"),

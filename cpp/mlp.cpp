@@ -147,18 +147,17 @@ double regression_loss(const float* z, const float* t, int rows, int k, const Lo
     return total;
 }
 
-double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows, const SgdStep& sgd,
-                Workspace& ws, const LossSpec& loss_spec) {
-    const int L = arch.n_layers();
-    const float* out = forward(arch, params, ws.input.data(), rows, ws);
+namespace {
+
+// The backward pass from dLoss/dz in ws.grad, `rows` rows: each layer's weight gradient either
+// applied at once as an SGD step fused into its product (grad_out null: sgd_step) or added into
+// grad_out (add_gradient, which never writes params). The gradient handed to the layer below is
+// computed before the layer's update, from the weights as they were.
+void backward(const Arch& arch, float* params, int rows, Workspace& ws, float* grad_out, float* velocity,
+              const float* anchor, const SgdStep& sgd) {
     float* grad = ws.grad.data();
     float* grad_next = ws.grad_next.data();
-    const double loss = loss_spec.kind == Loss::CrossEntropy
-                            ? softmax_xent_grad(out, ws.labels.data(), rows, arch.n_out(), grad)
-                            : regression_loss(out, ws.targets.data(), rows, arch.n_out(), loss_spec, grad);
-    if (!std::isfinite(loss)) return loss;
-
-    for (int l = L - 1; l >= 0; --l) {
+    for (int l = arch.n_layers() - 1; l >= 0; --l) {
         const int d_in = arch.dims[l], d_out = arch.dims[l + 1];
         float* W = params + arch.w_off[l];                              // (d_in, d_out)
         float* b = params + arch.b_off[l];                              // (d_out,)
@@ -179,23 +178,55 @@ double sgd_step(const Arch& arch, float* params, float* velocity, const float* a
                 }
         }
 
-        // W (d_in, d_out) -= lr * (in^T (d_in, B) @ grad (B, d_out) + ...), fused.
-        GemmArgs g = gemm_args(d_in, d_out, rows, columns_of(in, d_in), grad, d_out, W, d_out);
-        g.velocity = velocity ? velocity + arch.w_off[l] : nullptr;
-        g.anchor = anchor ? anchor + arch.w_off[l] : nullptr;
-        g.sgd = sgd;
-        gemm(Epilogue::Sgd, g);
-
         float* bg = ws.bias_grad.data();
         for (int j = 0; j < d_out; ++j) bg[j] = 0.f;
         for (int i = 0; i < rows; ++i) {
             const float* gr = grad + static_cast<std::ptrdiff_t>(i) * d_out;
             for (int j = 0; j < d_out; ++j) bg[j] += gr[j];
         }
-        sgd_vector(b, velocity ? velocity + arch.b_off[l] : nullptr, anchor ? anchor + arch.b_off[l] : nullptr, bg,
-                   d_out, sgd);
+        if (grad_out) {  // dW (d_in, d_out) += in^T (d_in, B) @ grad (B, d_out)
+            gemm(Epilogue::Add,
+                 gemm_args(d_in, d_out, rows, columns_of(in, d_in), grad, d_out, grad_out + arch.w_off[l], d_out));
+            for (int j = 0; j < d_out; ++j) grad_out[arch.b_off[l] + j] += bg[j];
+        } else {  // W (d_in, d_out) -= lr * (in^T (d_in, B) @ grad (B, d_out) + ...), fused.
+            GemmArgs g = gemm_args(d_in, d_out, rows, columns_of(in, d_in), grad, d_out, W, d_out);
+            g.velocity = velocity ? velocity + arch.w_off[l] : nullptr;
+            g.anchor = anchor ? anchor + arch.w_off[l] : nullptr;
+            g.sgd = sgd;
+            gemm(Epilogue::Sgd, g);
+            sgd_vector(b, velocity ? velocity + arch.b_off[l] : nullptr, anchor ? anchor + arch.b_off[l] : nullptr, bg,
+                       d_out, sgd);
+        }
         std::swap(grad, grad_next);
     }
+}
+
+// The loss of the block's outputs (summed over rows) and dLoss/dz of its mean into ws.grad.
+double output_loss(const Arch& arch, const float* out, int rows, Workspace& ws, const LossSpec& loss_spec) {
+    return loss_spec.kind == Loss::CrossEntropy
+               ? softmax_xent_grad(out, ws.labels.data(), rows, arch.n_out(), ws.grad.data())
+               : regression_loss(out, ws.targets.data(), rows, arch.n_out(), loss_spec, ws.grad.data());
+}
+
+}  // namespace
+
+double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows, const SgdStep& sgd,
+                Workspace& ws, const LossSpec& loss_spec) {
+    const float* out = forward(arch, params, ws.input.data(), rows, ws);
+    const double loss = output_loss(arch, out, rows, ws, loss_spec);
+    if (!std::isfinite(loss)) return loss;
+    backward(arch, params, rows, ws, nullptr, velocity, anchor, sgd);
+    return loss;
+}
+
+double add_gradient(const Arch& arch, const float* params, int rows, float scale, Workspace& ws, float* grad,
+                    const LossSpec& loss_spec) {
+    const float* out = forward(arch, params, ws.input.data(), rows, ws);
+    const double loss = output_loss(arch, out, rows, ws, loss_spec);
+    if (!std::isfinite(loss)) return loss;
+    float* dz = ws.grad.data();
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows) * arch.n_out(); ++i) dz[i] *= scale;
+    backward(arch, const_cast<float*>(params), rows, ws, grad, nullptr, nullptr, SgdStep{});  // reads params only
     return loss;
 }
 

@@ -68,4 +68,11 @@ double regression_loss(const float* z, const float* t, int rows, int k, const Lo
 double sgd_step(const Arch& arch, float* params, float* velocity, const float* anchor, int rows, const SgdStep& sgd,
                 Workspace& ws, const LossSpec& loss = {});
 
+// The gradient of one model's loss on the minibatch in ws.input and ws.labels (or ws.targets),
+// `rows` rows, added into grad (n_params,): the gradient of the mean over the rows, times
+// `scale` (rows / n gives this block's share of the mean over n rows). params are not changed.
+// Returns the summed loss of the rows; if it is not finite nothing is added.
+double add_gradient(const Arch& arch, const float* params, int rows, float scale, Workspace& ws, float* grad,
+                    const LossSpec& loss = {});
+
 }  // namespace segfast

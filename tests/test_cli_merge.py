@@ -112,3 +112,13 @@ def test_a_run_recorded_before_the_merge_flags_still_resumes(tmp_path):
     done = segfast("run", *SMALL, "--rounds", "2", "--out", str(run_dir), "--resume")
     assert done.returncode == 0, done.stderr
     assert len((run_dir / "rounds.jsonl").read_text().splitlines()) == 2
+
+
+def test_learned_merge_and_its_threshold_from_the_command_line(tmp_path):
+    out = tmp_path / "r.json"
+    done = segfast("run", *SMALL, "--merge", "learned", "--merge-threshold", "1", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["config"]["merge_threshold"] == 1.0 and results["rounds"][0]["merge_fallbacks"] == 1
+    refused = segfast("run", *SMALL, "--merge-threshold", "0.5")
+    assert refused.returncode == 2 and "--merge-threshold applies to --merge learned, not uniform" in refused.stderr

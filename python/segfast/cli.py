@@ -193,6 +193,20 @@ def _parser() -> argparse.ArgumentParser:
         help="--merge trimmed: share of the values left out at each end of every weight (0.1)",
     )
     merging.add_argument(
+        "--merge-threshold",
+        metavar="ACC",
+        type=_number_where(lambda t: 0 <= t <= 1, "in [0, 1]"),
+        default=None,
+        help="--merge learned: keep the learned merge only if its validation accuracy reaches ACC, else use "
+        "the best fixed merge (uniform, loss, rank, greedy) and say so (off)",
+    )
+    merging.add_argument(
+        "--merge-coefficients",
+        choices=("layer", "unit"),
+        default=None,
+        help="--merge learned: one coefficient per model and layer, or per model and unit (layer)",
+    )
+    merging.add_argument(
         "--clusters",
         metavar="K",
         type=_integer_from(1),
@@ -341,6 +355,8 @@ _USED_BY = {
     "merge_temperature": ("loss",),
     "merge_trim": ("trimmed",),
     "cluster_margin": ("cluster-best",),
+    "merge_threshold": ("learned",),
+    "merge_coefficients": ("learned",),
 }
 
 
@@ -385,6 +401,8 @@ def _merge_arguments(args, X_train) -> dict:
         "trim": args.merge_trim,
         "k": args.clusters if args.merge.startswith("cluster-") else None,
         "margin": args.cluster_margin,
+        "threshold": args.merge_threshold,
+        "coefficients": args.merge_coefficients,
         "rescale": args.rescale or None,
     }
     if args.repair_rows is not None:
@@ -780,6 +798,11 @@ _FLAGS = {
     "trim": "--merge-trim",
     "k": "--clusters",
     "margin": "--cluster-margin",
+    "threshold": "--merge-threshold",
+    "coefficients": "--merge-coefficients",
+    "clusters": "--clusters",
+    "cluster_by": "--cluster-by",
+    "recluster_every": "--recluster-every",
     "repair": "--repair-rows",
     "huber_delta": "--huber-delta",
     "target": "--target",

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, learned_merge
 from ._device import check_device
 from ._threads import resolve_n_jobs
 from ._validate import as_features, check_stack, val_pair
@@ -19,8 +19,21 @@ from .repair import repair as repair_merge
 from .segments import Segments
 from .stack import MLPStack
 
-METHODS = ("uniform", "weighted", "loss", "rank", "greedy", "median", "trimmed", "cluster-best", "cluster-merge")
-_NEEDS_VAL = ("loss", "rank", "greedy", "cluster-best")
+METHODS = (
+    "uniform",
+    "weighted",
+    "loss",
+    "rank",
+    "greedy",
+    "learned",
+    "median",
+    "trimmed",
+    "cluster-best",
+    "cluster-merge",
+)
+NEEDS_VAL = ("loss", "rank", "greedy", "learned", "cluster-best")
+# learned's fallback when it misses threshold=: the fixed merges that score on val, best kept
+_FIXED = ("uniform", "loss", "rank", "greedy")
 
 
 def rank_weights(losses: np.ndarray) -> np.ndarray:
@@ -115,6 +128,8 @@ def checked_options(
     temperature=1.0,
     trim=0.1,
     margin=0.1,
+    threshold=None,
+    coefficients=None,
     task="classification",
 ):
     """merge()'s checks of its options for ``n_models`` models of these widths, without merging:
@@ -123,7 +138,7 @@ def checked_options(
     if method not in METHODS:
         raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
     val = val_pair(val, n_features, n_classes, task=task)
-    if method in _NEEDS_VAL and val is None:
+    if method in NEEDS_VAL and val is None:
         raise ValueError(f"method={method!r} needs val=(X_val, y_val) to rank the models")
     if repair is not None:
         repair = as_features(repair, "repair", n_features)
@@ -135,6 +150,16 @@ def checked_options(
         raise ValueError(f"trim must be in [0, 0.5), got {trim!r}")
     if not (_real(margin) is not None and 0 <= margin < 1):
         raise ValueError(f"margin must be a number in [0, 1), got {margin!r}")
+    if threshold is not None:
+        if method != "learned":
+            raise ValueError(f"threshold= is only used by method='learned', not {method!r}")
+        if not (_real(threshold) is not None and 0 <= threshold <= 1):
+            raise ValueError(f"threshold must be a number in [0, 1] (a validation accuracy, or R^2), got {threshold!r}")
+    if coefficients is not None:
+        if method != "learned":
+            raise ValueError(f"coefficients= is only used by method='learned', not {method!r}")
+        if coefficients not in learned_merge.GRANULARITY:
+            raise ValueError(f"coefficients must be 'layer' or 'unit', got {coefficients!r}")
     explicit = None
     if method == "weighted":
         explicit = _explicit_weights(weights, n_models)
@@ -156,6 +181,8 @@ def merge(
     trim: float = 0.1,
     k=None,
     margin: float = 0.1,
+    threshold=None,
+    coefficients=None,
     seed: int = 0,
     return_details: bool = False,
     n_jobs: int = -1,
@@ -169,6 +196,14 @@ def merge(
       ``loss``      softmax of minus the validation loss / temperature.
       ``rank``      sorted by validation loss, the best gets 1/2, the next 1/4, ..., the last the rest.
       ``greedy``    greedy soup by validation accuracy (by validation MSE for regression).
+      ``learned``   one coefficient per model and layer (softmax-normalised: still an average),
+                    fitted by L-BFGS to minimise the merged model's validation loss, with its
+                    exact gradient through the network (segfast.learned_merge);
+                    coefficients="unit": one per model and unit of every layer instead (an
+                    aligned merge of independent models gains from it). threshold= is
+                    the notes' rule: the learned merge is kept only if its validation accuracy
+                    (R^2 for regression) reaches it, else the best of the fixed merges uniform,
+                    loss, rank and greedy is returned, with a warning (details["fallback"]).
       ``median``, ``trimmed``  coordinate-wise median / mean without the ``trim`` share at each end.
       ``cluster-best``   k-means in weight space; the merge of the best cluster when its validation
                     loss beats the runner-up by more than ``margin`` (relative), else the average
@@ -199,6 +234,8 @@ def merge(
         temperature=temperature,
         trim=trim,
         margin=margin,
+        threshold=threshold,
+        coefficients=coefficients,
         task=stack.task,
     )
 
@@ -233,6 +270,11 @@ def merge(
         cut = -1 if method == "median" else int(np.floor(trim * stack.n_models))
         merged = _one(stack, _core.robust_reduce(stack.params, cut, threads))
         w = np.full(stack.n_models, 1.0 / stack.n_models)  # for REPAIR's targets
+    elif method == "learned":
+        fitted = learned_merge.fit_coefficients(stack, val, threads, coefficients or "layer")
+        details["coefficients"] = fitted
+        merged = _one(stack, learned_merge.merged_row(stack, fitted))
+        w = np.mean([a.mean(axis=1) for a in fitted], axis=0)  # for details; REPAIR takes each unit's
     else:
         if method == "uniform":
             w = np.full(stack.n_models, 1.0 / stack.n_models)
@@ -255,8 +297,38 @@ def merge(
         if rescale:
             _rescale(merged, stack.select(np.flatnonzero(w > 0)))
         if repair is not None:
-            merged = repair_merge(merged, stack, repair, w, threads)
+            merged = repair_merge(merged, stack, repair, details.get("coefficients", w), threads)
+    if threshold is not None:
+        merged = _kept_or_fallback(merged, stack, val, threshold, details, repair, rescale, threads, device)
     return (merged, details) if return_details else merged
+
+
+def _threshold_score(model: MLPStack, val, threads: int, device: str) -> float:
+    """What threshold= is compared with: validation accuracy, or R^2 for regression."""
+    scores = evaluate(model, *val, n_jobs=threads, device=device)
+    return float(scores.r2[0] if model.is_regression else scores.accuracy[0])
+
+
+def _kept_or_fallback(merged, stack, val, threshold, details, repair, rescale, threads, device) -> MLPStack:
+    """The learned merge if it scores at least ``threshold`` on val, else the best fixed merge
+    (of the same, already aligned, models, with the same REPAIR and rescale), said in a warning."""
+    score = _threshold_score(merged, val, threads, device)
+    details["val_score"] = score
+    if score >= threshold:
+        return merged
+    options = dict(val=val, repair=repair, rescale=rescale, n_jobs=threads, device=device)
+    fixed = {name: merge(stack, name, **options) for name in _FIXED}
+    scores = {name: _threshold_score(model, val, threads, device) for name, model in fixed.items()}
+    best = max(scores, key=scores.__getitem__)  # the first of equal scores, in _FIXED's order
+    what = "R^2" if stack.is_regression else "accuracy"
+    warnings.warn(
+        f"the learned merge's validation {what} {score:.4f} is below threshold {threshold}; returning the best "
+        f"fixed merge instead: {best} ({scores[best]:.4f})",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    details.update(fallback=best, fallback_score=scores[best])
+    return fixed[best]
 
 
 def _cluster_policy(stack, method, val, k, margin, seed, threads):

@@ -15,12 +15,13 @@ from . import _core
 from .stack import MLPStack
 
 
-def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights: np.ndarray, n_jobs: int) -> MLPStack:
+def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights, n_jobs: int) -> MLPStack:
     """Renormalise the one-model ``merged`` against the (aligned) ``sources``, in a copy
-    (n_jobs: threads, already resolved: >= 1)."""
+    (n_jobs: threads, already resolved: >= 1). weights: the merge's (N,) weights, or a learned
+    merge's coefficients, one (N, 1 or units) array per layer: each hidden unit's target
+    statistics weigh the sources as that unit's merge did."""
     dims = list(merged.dims)
     mean, std = _core.preactivation_stats(dims, sources.params, X_calib, n_jobs)
-    target_mean, target_std = weights @ mean, weights @ std
     out = merged.copy()
     offset = 0
     for layer in range(merged.n_layers - 1):
@@ -28,7 +29,11 @@ def repair(merged: MLPStack, sources: MLPStack, X_calib: np.ndarray, weights: np
         width = dims[layer + 1]
         m, s = _core.preactivation_stats(dims, out.params, X_calib, n_jobs)
         m, s = m[0, offset : offset + width], s[0, offset : offset + width]
-        t_mean, t_std = target_mean[offset : offset + width], target_std[offset : offset + width]
+        units = slice(offset, offset + width)
+        if isinstance(weights, list):  # a learned merge's (N, 1 or width) coefficients of this layer
+            t_mean, t_std = (weights[layer] * mean[:, units]).sum(axis=0), (weights[layer] * std[:, units]).sum(axis=0)
+        else:
+            t_mean, t_std = weights @ mean[:, units], weights @ std[:, units]
         # Dead units (no spread) keep their weights: there is nothing to rescale.
         scale = np.where(s > 1e-8, t_std / np.maximum(s, 1e-8), 1.0)
         shift = np.where(s > 1e-8, t_mean - m * scale, 0.0)

@@ -30,6 +30,7 @@ from ._threads import resolve_n_jobs
 from ._validate import finite_float, integer, val_pair
 from ._validate import seed as checked_seed
 from .merge import METHODS as MERGE_METHODS
+from .merge import NEEDS_VAL as MERGE_NEEDS_VAL
 from .merge import _explicit_weights, checked_options
 from .merge import merge as merge_models
 from .results import RunDirectory, fingerprint
@@ -165,7 +166,10 @@ def _renamed(options: dict) -> dict:
     return options
 
 
-_MERGE_OPTIONS = {"method", "weights", "align", "repair", "rescale", "temperature", "trim", "k", "margin"}
+_MERGE_OPTIONS = {
+    *("method", "weights", "align", "repair", "rescale", "temperature", "trim", "k", "margin"),
+    *("threshold", "coefficients"),
+}
 
 
 def _check_merge_early(spec: dict, start: MLPStack, n_chosen: int, val) -> None:
@@ -175,8 +179,9 @@ def _check_merge_early(spec: dict, start: MLPStack, n_chosen: int, val) -> None:
         raise TypeError(f"merge has unknown option(s) {sorted(unknown)}; rounds() takes {sorted(_MERGE_OPTIONS)}")
     method = spec["method"]
     weights = spec.get("weights", np.ones(n_chosen)) if method == "weighted" else spec.get("weights")
-    options = {key: spec[key] for key in ("repair", "temperature", "trim", "margin") if key in spec}
-    uses_val = method in ("loss", "rank", "greedy", "cluster-best")  # _merged gives val to these only
+    checked = ("repair", "temperature", "trim", "margin", "threshold", "coefficients")
+    options = {key: spec[key] for key in checked if key in spec}
+    uses_val = method in MERGE_NEEDS_VAL  # _merge_call gives val to these only
     checked_options(
         start.n_features,
         start.n_classes,
@@ -451,12 +456,13 @@ def run_rounds(
             epochs_before += epochs
             t1 = time.perf_counter()
 
+            fallbacks: list = []  # the merges that missed merge's threshold= and fell back to a fixed one
             if plan.reclusters(r):
                 assignment = clustered_rounds.reclustered(plan, local(), chosen, assignment, r)
             if clustered:
-                merged = _cluster_merges(plan, local(), assignment[chosen], method, merge_args)
+                merged = _cluster_merges(plan, local(), assignment[chosen], method, merge_args, fallbacks)
             else:
-                merged = {0: _merged(plan, trained, fused, method, merge_args)}
+                merged = {0: _merged(plan, trained, fused, method, merge_args, fallbacks)}
             for c, row in merged.items():  # the server step, for each cluster whose members trained
                 server_buffer[c] = plan.server_momentum * server_buffer[c] + (row.astype(np.float64) - global_params[c])
                 global_params[c] = (global_params[c] + plan.server_lr * server_buffer[c]).astype(np.float32)
@@ -474,6 +480,8 @@ def run_rounds(
                 "train_loss": float(np.nanmean(hist.final_loss)),
                 "diverged": int(hist.diverged.sum()),
             }
+            if "threshold" in plan.merge:
+                record["merge_fallbacks"] = len(fallbacks)
             if clustered:
                 known = assignment[assignment >= 0]
                 record.update(cluster_sizes=np.bincount(known, minlength=plan.clusters).tolist())
@@ -541,7 +549,9 @@ def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None, eng
     return state["global"].reshape(shape), state["server_buffer"].reshape(shape), assignment, first_round, history, best
 
 
-def _cluster_merges(plan: _Plan, models: MLPStack, labels: np.ndarray, method: str, merge_args: dict) -> dict:
+def _cluster_merges(
+    plan: _Plan, models: MLPStack, labels: np.ndarray, method: str, merge_args: dict, fallbacks: list
+) -> dict:
     """{cluster: its merged model (P,) float32} for each cluster with trained members (``labels``:
     the participants' clusters); a cluster whose members all diverged keeps its model."""
     merged = {}
@@ -551,7 +561,7 @@ def _cluster_merges(plan: _Plan, models: MLPStack, labels: np.ndarray, method: s
             args = dict(merge_args)
             if "weights" in args:  # sizes or explicit weights, one per participant
                 args["weights"] = np.asarray(args["weights"])[members]
-            merged[c] = _merge_call(plan, models.select(members), method, args)
+            merged[c] = _merge_call(plan, models.select(members), method, args, fallbacks)
     return merged
 
 
@@ -600,28 +610,34 @@ def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
     }
 
 
-def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict) -> np.ndarray:
+def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict, fallbacks: list) -> np.ndarray:
     """The round's merged model (P,) float32: the sum fused into training, or segfast.merge."""
     kept_weight = fused[~trained.history.diverged].sum() if fused is not None else 0.0
     if fused is not None and kept_weight > 0:
         return (trained.merged_sum / kept_weight).astype(np.float32)
-    return _merge_call(plan, trained.models(), method, merge_args)
+    return _merge_call(plan, trained.models(), method, merge_args, fallbacks)
 
 
-def _merge_call(plan: _Plan, models: MLPStack, method: str, merge_args: dict) -> np.ndarray:
-    """segfast.merge of ``models`` as the round's plan asks, (P,) float32."""
+def _merge_call(plan: _Plan, models: MLPStack, method: str, merge_args: dict, fallbacks: list) -> np.ndarray:
+    """segfast.merge of ``models`` as the round's plan asks, (P,) float32; a learned merge that
+    fell back to a fixed one (threshold=) is appended to ``fallbacks`` (the record counts them)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # diverged models: counted in the record
-        val = plan.val if method in ("loss", "rank", "greedy", "cluster-best") else None
-        return merge_models(
+        # diverged models and threshold's fallbacks: counted in the record, not warned every round
+        warnings.simplefilter("ignore", RuntimeWarning)
+        val = plan.val if method in MERGE_NEEDS_VAL else None
+        merged, details = merge_models(
             models,
             method,
             val=val,
             seed=plan.config.seed,
             n_jobs=plan.threads,
             device=plan.device,
+            return_details=True,
             **merge_args,
-        ).params[0]
+        )
+    if "fallback" in details:
+        fallbacks.append(details["fallback"])
+    return merged.params[0]
 
 
 def _score(record: dict) -> float:
