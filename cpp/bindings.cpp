@@ -283,6 +283,21 @@ py::array_t<float> weighted_sum_py(py::handle params_obj, py::handle weights_obj
     return out;
 }
 
+py::tuple clipped_update_sum_py(py::handle params_obj, py::handle global_obj, double clip, int n_jobs) {
+    auto params = expect<float>(params_obj, "params", {-1, -1});
+    auto global = expect<float>(global_obj, "global", {params.shape(1)});
+    if (!(clip > 0.0) || !std::isfinite(clip)) throw py::value_error("clip must be a finite number > 0");
+    py::array_t<double> out(params.shape(1)), norms(params.shape(0));
+    double* o = out.mutable_data();
+    double* n = norms.mutable_data();
+    {
+        py::gil_scoped_release release;
+        clipped_update_sum(params.data(), static_cast<int>(params.shape(0)), params.shape(1), global.data(), clip, o, n,
+                           resolve_threads(n_jobs));
+    }
+    return py::make_tuple(out, norms);
+}
+
 py::array_t<float> robust_reduce_py(py::handle params_obj, int trim, int n_jobs) {
     auto params = expect<float>(params_obj, "params", {-1, -1});
     const int n = static_cast<int>(params.shape(0));
@@ -492,6 +507,8 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
             py::arg("max_rounds"), py::arg("n_jobs"));
     mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));
+    mod.def("clipped_update_sum", &clipped_update_sum_py, py::arg("params"), py::arg("global_row"), py::arg("clip"),
+            py::arg("n_jobs"), "(sum of the updates params[i] - global clipped to norm clip (P,), their norms (N,))");
     mod.def("robust_reduce", &robust_reduce_py, py::arg("params"), py::arg("trim"), py::arg("n_jobs"),
             "trim < 0: coordinate-wise median; trim >= 0: trimmed mean dropping trim from each end");
     mod.def("kmeans", &kmeans_py, py::arg("X"), py::arg("k"), py::arg("seed"), py::arg("max_iter"), py::arg("n_jobs"));

@@ -1,6 +1,7 @@
 #include "reduce.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "threads.h"
@@ -61,6 +62,28 @@ void trimmed_mean(const float* params, int n_models, std::size_t n_params, int t
         double total = 0.0;
         for (int i = trim; i < n_models - trim; ++i) total += v[i];
         out[j] = static_cast<float>(total / (n_models - 2 * trim));
+    });
+}
+
+void clipped_update_sum(const float* params, int n_models, std::size_t n_params, const float* global, double clip,
+                        double* out, double* norms, int n_threads) {
+    std::vector<double> scale(static_cast<std::size_t>(n_models));
+    parallel_for(n_models, n_threads, [&](long i, int) {
+        const float* row = params + static_cast<std::size_t>(i) * n_params;
+        double total = 0.0;
+        for (std::size_t j = 0; j < n_params; ++j) {
+            const double d = static_cast<double>(row[j]) - global[j];
+            total += d * d;
+        }
+        norms[i] = std::sqrt(total);
+        scale[i] = norms[i] > clip ? clip / norms[i] : 1.0;
+    });
+    for_chunks(n_params, n_threads, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t j = begin; j < end; ++j) out[j] = 0.0;
+        for (int i = 0; i < n_models; ++i) {
+            const float* row = params + static_cast<std::size_t>(i) * n_params;
+            for (std::size_t j = begin; j < end; ++j) out[j] += scale[i] * (static_cast<double>(row[j]) - global[j]);
+        }
     });
 }
 

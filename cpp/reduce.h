@@ -17,4 +17,11 @@ void coordinate_median(const float* params, int n_models, std::size_t n_params, 
 // coordinate, average the rest (requires 2 * trim < n_models).
 void trimmed_mean(const float* params, int n_models, std::size_t n_params, int trim, float* out, int n_threads);
 
+// DP-FedAvg's sum: each model's update params[i] - global scaled to L2 norm at most `clip`
+// (by min(1, clip / norm)) and the scaled updates summed into out (n_params,); norms (n_models,)
+// gets each update's norm before clipping. Each norm is one pass over its row; the sum goes in
+// model order per column: the same bits for any thread count.
+void clipped_update_sum(const float* params, int n_models, std::size_t n_params, const float* global, double clip,
+                        double* out, double* norms, int n_threads);
+
 }  // namespace segfast

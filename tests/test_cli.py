@@ -163,7 +163,9 @@ def test_clustered_rounds_from_the_command_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags, says",
     [
-        (["--cluster-by", "weights"], "--cluster-by applies to clustered rounds: give --clusters K (K >= 2)"),
+        (["--cluster-by", "weights"], "--cluster-by applies to clustered rounds: --clusters K (K >= 2)"),
+        (["--clusters", "2", "--recluster-every", "2"], "--recluster-every applies to --cluster-by weights"),
+        (["--clusters", "2", "--task", "regression"], "clustered rounds from the command line are for classification"),
         (["--clusters", "2", "--recluster-every", "0"], "--recluster-every: must be an integer >= 1"),
         (["--clusters", "11"], "--clusters 11 is more than the 10 segments"),
         (["--clusters", "2", "--cluster-by", "cosine"], "invalid choice: 'cosine'"),

@@ -228,7 +228,10 @@ def test_a_forged_cluster_id_in_the_checkpoint_is_refused(planted, tmp_path):
         ({"clusters": 2, "merge": "cluster-best"}, ValueError, r"merge='cluster-best' clusters the segment models"),
         ({"segment_val": [np.arange(3)] * 16, "val": None}, ValueError, r"segment_val indexes the val rows"),
         ({"segment_val": [np.arange(3)] * 15}, ValueError, r"segment_val must give one list of val rows per segment"),
-        ({"segment_val": [np.arange(3) + 10**6] * 16}, ValueError, r"segment"),
+        ({"segment_val": [np.arange(3) + 10**6] * 16}, ValueError, r"^segment_val \(each segment's own val rows"),
+        ({"segment_val": 5}, TypeError, r"^segment_val \(each segment's own val rows"),
+        ({"clusters": 2, "cluster_by": "weights", "fraction": 0.5}, ValueError, r"cluster_by='weights' .* fraction=1"),
+        ({"clusters": 2, "cluster_by": np.array(["weights"])}, ValueError, r"cluster_by must be one of"),
     ],
 )
 def test_bad_cluster_options_are_refused_naming_the_argument(planted, options, error, match, tmp_path):
@@ -237,6 +240,25 @@ def test_bad_cluster_options_are_refused_naming_the_argument(planted, options, e
     with pytest.raises(error, match=match):
         segfast.rounds(DIMS, X, y, segments, rounds=1, progress=False, out=tmp_path / "run", **options)
     assert not (tmp_path / "run").exists()  # refused before the run directory
+
+
+def test_zero_weight_members_leave_their_cluster_unmerged(planted):
+    X, y, segments, val, *_ = planted
+    weights = np.ones(16)
+    weights[:8] = 0  # two groups with weight 0: their clusters keep their models
+    result = segfast.rounds(
+        DIMS,
+        X,
+        y,
+        segments,
+        rounds=3,
+        clusters=4,
+        merge={"method": "weighted", "weights": weights},
+        val=val,
+        progress=False,
+        lr=0.1,
+    )
+    assert result.global_model.n_models == 4 and np.isfinite(result.global_model.params).all()
 
 
 def test_start_models_must_number_k_for_the_loss_rule(planted):

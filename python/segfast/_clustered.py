@@ -18,10 +18,9 @@ from .stack import MLPStack
 CLUSTER_BY = ("loss", "weights")
 
 # A segment scores the k models on at most this many of its own rows, evenly spaced through it:
-# the same rows every round and on every engine, with no random draw to key. 128 keeps the
-# forward passes near a tenth of a round of one local epoch over ~1,400 rows a segment with
-# k=4 (256 cost 37% of the training: bench/quality_clusters.py), and told rotated
-# Fashion-MNIST's groups apart as well.
+# the same rows every round and on every engine, with no random draw to key. 128 rather than 256
+# halves the cost of the choice and told rotated Fashion-MNIST's groups apart as well (the
+# measurements: bench/README.md, clustered rounds).
 LOSS_ROWS = 128
 
 # Rows scored per core call, times k models and C outputs: the (k, rows, C) probabilities stay
@@ -90,19 +89,31 @@ def relabel(new: np.ndarray, old: np.ndarray, k: int) -> np.ndarray:
     return mapping[new]
 
 
-def checked_clusters(clusters, cluster_by, recluster_every, n_segments: int, device: str) -> dict:
-    clusters = integer(clusters, "clusters", 1, n_segments)  # at most one cluster per segment
-    if cluster_by not in CLUSTER_BY:
+def checked_cluster_by(cluster_by) -> str:
+    if not isinstance(cluster_by, str) or cluster_by not in CLUSTER_BY:
         raise ValueError(f"cluster_by must be one of {', '.join(map(repr, CLUSTER_BY))}, got {cluster_by!r}")
+    return cluster_by
+
+
+def checked_clusters(clusters, cluster_by, recluster_every, n_segments: int, device: str, fraction: float) -> dict:
+    clusters = integer(clusters, "clusters", 1, n_segments)  # at most one cluster per segment
+    cluster_by = checked_cluster_by(cluster_by)
     recluster_every = integer(recluster_every, "recluster_every", 1)
     if clusters > 1:
         check_device(device)
+        if cluster_by == "weights" and fraction < 1:
+            # k-means of a round's few participants would split one group to make k clusters, and
+            # hand the pieces the ids (and models) of absent segments' clusters
+            raise ValueError(
+                "cluster_by='weights' clusters every segment's trained model, so it needs fraction=1; "
+                "with partial participation use cluster_by='loss' (each segment chooses by its own loss)"
+            )
     return {"clusters": clusters, "cluster_by": cluster_by, "recluster_every": recluster_every}
 
 
 def check_device(device) -> None:
     if device == "cuda":
-        raise ValueError("clusters > 1 trains on the CPU (one start per segment); pass device='cpu' or 'auto'")
+        raise ValueError("clusters > 1 trains on the CPU (one start per segment); pass device='auto' or device='cpu'")
 
 
 def chosen_clusters(plan, engine, chosen: np.ndarray, global_params: np.ndarray, assignment: np.ndarray):

@@ -54,12 +54,14 @@ class Engine:
         start_row: np.ndarray,
         fused_weights: np.ndarray | None,
         download: bool,
+        snapshot_epoch: int | None = None,
     ) -> RoundTraining:
         """Train segments ``chosen`` (sorted) for ``epochs`` from ``start_row`` ((P,), or
         (len(chosen), P): one start each), their random
         streams keyed by round position and ``start_epoch`` + epoch. ``fused_weights``: sum
         the trained models with these weights inside the last epoch. ``download``: the caller
-        will read the trained models (a GPU engine may skip bringing them back)."""
+        will read the trained models (a GPU engine may skip bringing them back). snapshot_epoch=E:
+        history.snapshot holds the models after E of the epochs (personalisation)."""
         raise NotImplementedError
 
     def losses(self, chosen: np.ndarray, models: np.ndarray, threads: int) -> np.ndarray:
@@ -89,7 +91,9 @@ class LocalEngine(Engine):
             "segments": fingerprint(self.segments.order, self.segments.offsets),
         }
 
-    def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused_weights, download):
+    def round(
+        self, chosen, epochs, config, threads, start_epoch, start_row, fused_weights, download, snapshot_epoch=None
+    ):
         n = len(chosen)
         part = self.segments if n == len(self.sizes) else Segments.from_indices([self.segments[i] for i in chosen])
         if self.local is None or self.local.n_models != n:
@@ -113,6 +117,7 @@ class LocalEngine(Engine):
             fused=fused,
             gpu=self.gpu,
             download=download,
+            snapshot_epoch=snapshot_epoch,
         )
         local = self.local
         return RoundTraining(history, None if merged is None else merged.total, lambda: local)

@@ -29,6 +29,8 @@ class History:
     diverged: np.ndarray  # (N,) bool
     epochs: np.ndarray  # (N,) epochs each model finished
     seconds: list = field(default_factory=list)  # wall time of each epoch
+    # (N, P) the models as they were after run_epochs' snapshot_epoch epochs, when asked for
+    snapshot: np.ndarray | None = None
 
     def __repr__(self) -> str:  # the arrays are (epochs, models): a summary, not a dump
         last = self.loss[-1] if len(self.loss) else np.array([np.nan])
@@ -177,12 +179,15 @@ def run_epochs(
     fused: FusedMerge | None = None,
     gpu=None,
     download: bool = True,
+    snapshot_epoch: int | None = None,
 ) -> tuple[History, MergedSum | None]:
     """Train ``stack`` in place on checked inputs: model i ``per_model[i]`` epochs on rows
     ``segments[i]``. start_row: a (P,) row every model is reset to first, written by the C++
     epoch itself (a round's broadcast, fused), or (n_models, P), one row each. first_model: the
     global index of model 0, which keys its random streams. gpu: a _core.CudaTrainer holding X, y and the models; their
-    parameters come back into stack.params at the end when ``download`` is set. Ctrl-C is
+    parameters come back into stack.params at the end when ``download`` is set. snapshot_epoch=E:
+    history.snapshot keeps a copy of the models after their first E epochs (personalisation:
+    the global model after E local epochs, from the same call). Ctrl-C is
     honoured between epochs, leaving every model at the end of its last finished epoch."""
     n_epochs = int(per_model.max(initial=0))
     dims = list(stack.dims)
@@ -294,6 +299,10 @@ def run_epochs(
                     RuntimeWarning,
                     stacklevel=2,
                 )
+            if snapshot_epoch == e + 1:
+                history.snapshot = stack.params.copy() if gpu is None else np.empty_like(stack.params)
+                if gpu is not None:
+                    gpu.get_models(history.snapshot)
             if np.isfinite(loss).any():
                 bar.set_postfix_str(f"train loss {np.nanmean(loss):.4f}", refresh=False)
             bar.update()

@@ -83,6 +83,23 @@ def _own_scores(plan, start, global_params: np.ndarray, routes: np.ndarray) -> t
     return summary, {"loss": loss, "accuracy": float(correct.mean())}
 
 
+def personalized(plan, start, snapshot: np.ndarray, chosen: np.ndarray) -> dict:
+    """Personalisation: each participant's model after personalize_epochs local epochs from the
+    round's global model (``snapshot``, from the round's own training call) scored on the
+    participant's own val rows; their mean and spread over the participants."""
+    X, y = plan.val
+    dims, scores = list(start.dims), []
+    for model, segment in zip(snapshot, chosen):
+        rows = plan.segment_val[segment]
+        if start.is_regression:
+            squared, _ = _core.regression_errors(dims, model[None], X[rows], y[rows], plan.threads)
+            scores.append(np.sqrt(squared.sum() / y[rows].size))
+        else:
+            scores.append(_core.evaluate(dims, model[None], X[rows], y[rows], plan.threads)[1][0])
+    key = "personalized_rmse" if start.is_regression else "personalized_accuracy"
+    return {f"{key}_mean": float(np.mean(scores)), f"{key}_std": float(np.std(scores))}
+
+
 def _segments_scores(plan, start, models, segment_rows: int) -> dict:
     """On ``segment_rows`` val rows, the segment models' scores and their vote's (soft for
     classes, the mean for regression), from one pass over their predictions."""

@@ -17,8 +17,11 @@ import numpy as np
 
 from . import _core, datasets, schedule
 from ._clustered import CLUSTER_BY
+from ._server import ADAPTIVE_LR
+from ._server import OPTIMIZERS as SERVER_OPTIMIZERS
 from .ensemble import METHODS as ENSEMBLE_METHODS
 from .ensemble import Ensemble
+from .learned_merge import GRANULARITY
 from .merge import METHODS as MERGE_METHODS
 from .merge import merge
 from .predict import evaluate
@@ -35,6 +38,14 @@ REGRESSION_ONLY = tuple(m for m in REGRESSION_METHODS if m not in ENSEMBLE_METHO
 
 class _CommandError(ValueError):
     """An error the command finds itself: its message already speaks in flags."""
+
+
+def _pair_of_numbers(text: str) -> list:
+    try:
+        first, second = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be two numbers separated by a comma, got {text!r}") from None
+    return [first, second]  # a list: what command.json reads back
 
 
 def _widths(text: str) -> list[int]:
@@ -197,12 +208,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ACC",
         type=_number_where(lambda t: 0 <= t <= 1, "in [0, 1]"),
         default=None,
-        help="--merge learned: keep the learned merge only if its validation accuracy reaches ACC, else use "
-        "the best fixed merge (uniform, loss, rank, greedy) and say so (off)",
+        help="--merge learned: keep the learned merge only if its validation accuracy (R^2 for regression) "
+        "reaches ACC, else use the best fixed merge (uniform, loss, rank, greedy) if better, and say so (off)",
     )
     merging.add_argument(
         "--merge-coefficients",
-        choices=("layer", "unit"),
+        choices=GRANULARITY,
         default=None,
         help="--merge learned: one coefficient per model and layer, or per model and unit (layer)",
     )
@@ -250,7 +261,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--fraction", type=float, default=1.0, help="share of segments taking part each round (1)")
     run.add_argument("--server-momentum", type=float, default=0.0, help="FedAvgM server momentum (0)")
-    run.add_argument("--server-lr", type=float, default=1.0, help="server learning rate (1)")
+    run.add_argument(
+        "--server-lr",
+        type=float,
+        default=None,
+        help="server learning rate (1; 0.01 with an adaptive --server-optimizer)",
+    )
+    run.add_argument(
+        "--server-optimizer",
+        choices=SERVER_OPTIMIZERS,
+        default="sgd",
+        help="the server step on merged - global: sgd (FedAvg, FedAvgM with --server-momentum), or FedAdam, "
+        "FedYogi, FedAdagrad (sgd)",
+    )
+    run.add_argument(
+        "--server-betas",
+        metavar="B1,B2",
+        type=_pair_of_numbers,
+        default=[0.9, 0.99],
+        help="an adaptive server optimizer's moment decays (0.9,0.99)",
+    )
+    run.add_argument(
+        "--server-tau", type=float, default=1e-3, help="an adaptive server optimizer's adaptivity tau (0.001)"
+    )
     run.add_argument("--proximal-mu", type=float, default=0.0, help="FedProx proximal coefficient (0)")
     run.add_argument(
         "--ensemble",
@@ -382,7 +415,17 @@ def _check_merge(args) -> None:
         raise _CommandError(f"--clusters {args.clusters} is more than the {args.segments} segments")
     for flag in ("cluster_by", "recluster_every"):
         if getattr(args, flag) is not None and not _clustered_rounds(args):
-            raise _CommandError(f"--{flag.replace('_', '-')} applies to clustered rounds: give --clusters K (K >= 2)")
+            raise _CommandError(
+                f"--{flag.replace('_', '-')} applies to clustered rounds: --clusters K (K >= 2) with a merge into "
+                "one model (not cluster-best or cluster-merge)"
+            )
+    if args.recluster_every is not None and (args.cluster_by or "loss") != "weights":
+        raise _CommandError("--recluster-every applies to --cluster-by weights")
+    if _clustered_rounds(args) and args.task == "regression":
+        raise _CommandError(
+            "clustered rounds from the command line are for classification; for regression use Python: "
+            "segfast.rounds(..., clusters=K)"
+        )
     if args.merge.startswith("cluster-") and args.clusters is None and args.segments < 3:
         raise _CommandError(
             f"--merge {args.merge}: choosing the number of clusters needs 3 segments or more; give --clusters"
@@ -450,6 +493,8 @@ def _check_task(args) -> None:
 
 
 def _run(args) -> int:
+    if args.server_lr is None:  # resolved before command.json records it (1.0, as older runs recorded)
+        args.server_lr = 1.0 if args.server_optimizer == "sgd" else ADAPTIVE_LR
     _check_paths(args)
     _check_merge(args)
     _check_task(args)
@@ -497,6 +542,9 @@ def _run(args) -> int:
         fraction=args.fraction,
         server_lr=args.server_lr,
         server_momentum=args.server_momentum,
+        server_optimizer=args.server_optimizer,
+        betas=args.server_betas,
+        tau=args.server_tau,
         proximal_mu=args.proximal_mu,
         val=split.val,
         val_segments=_rounds_val_segments(args.val_segments),
@@ -725,7 +773,8 @@ def _config_value(action: argparse.Action, key: str, value, path) -> object:
             raise _CommandError(f"{path}: {key} must be text, got {value!r}")
     else:
         kind = {int: "an integer", float: "a number", _widths: "a list of widths such as [256, 128]"}
-        text = ",".join(map(str, value)) if isinstance(value, list) and action.type is _widths else str(value)
+        listed = isinstance(value, list) and action.type in (_widths, _pair_of_numbers)  # [256, 128], [0.9, 0.99]
+        text = ",".join(map(str, value)) if listed else str(value)
         try:
             value = action.type(text)  # type: ignore[operator]
         except argparse.ArgumentTypeError as e:
@@ -788,6 +837,9 @@ _FLAGS = {
     "fraction": "--fraction",
     "server_lr": "--server-lr",
     "server_momentum": "--server-momentum",
+    "server_optimizer": "--server-optimizer",
+    "betas": "--server-betas",
+    "tau": "--server-tau",
     "alpha": "--alpha",
     "val": "--val",
     "seed": "--seed",

@@ -308,10 +308,15 @@ def rounds(
     dask_distributed()
     if "device" in options:
         raise TypeError("segfast.distributed trains on the workers' CPUs; device= is not supported here")
-    start = start_model(
-        stack_or_architecture, options.get("seed", 0), options.get("clusters", 1), options.get("cluster_by", "loss")
-    )
-    engine = _OnCluster(client, data_source(X, y, segments, start), start.dims, blocks, start.task)
+    if options.get("personalize_epochs") is not None:
+        raise ValueError("personalize_epochs runs on one machine (segfast.rounds); segfast.distributed has it not")
+    seed = options.get("seed", 0)
+    given = stack_or_architecture
+    probe = given[0] if isinstance(given, MLPStack) else MLPStack(given, 1, seed=seed)  # one model checks the data
+    source = data_source(X, y, segments, probe)
+    clusters, cluster_by = options.get("clusters", 1), options.get("cluster_by", "loss")
+    start = start_model(stack_or_architecture, seed, clusters, cluster_by, len(source.sizes))
+    engine = _OnCluster(client, source, start.dims, blocks, start.task)
     try:
         return run_rounds(engine, start, rounds, local_epochs, merge, **options)
     finally:

@@ -158,8 +158,10 @@ def checked_options(
     if coefficients is not None:
         if method != "learned":
             raise ValueError(f"coefficients= is only used by method='learned', not {method!r}")
-        if coefficients not in learned_merge.GRANULARITY:
-            raise ValueError(f"coefficients must be 'layer' or 'unit', got {coefficients!r}")
+        if not isinstance(coefficients, str) or coefficients not in learned_merge.GRANULARITY:
+            raise ValueError(
+                f"coefficients must be {' or '.join(map(repr, learned_merge.GRANULARITY))}, got {coefficients!r}"
+            )
     explicit = None
     if method == "weighted":
         explicit = _explicit_weights(weights, n_models)
@@ -310,25 +312,29 @@ def _threshold_score(model: MLPStack, val, threads: int, device: str) -> float:
 
 
 def _kept_or_fallback(merged, stack, val, threshold, details, repair, rescale, threads, device) -> MLPStack:
-    """The learned merge if it scores at least ``threshold`` on val, else the best fixed merge
-    (of the same, already aligned, models, with the same REPAIR and rescale), said in a warning."""
+    """The learned merge if it scores at least ``threshold`` on val; else the best fixed merge (of
+    the same, already aligned, models, with the same REPAIR and rescale) if it scores better,
+    said in a warning either way. After a fallback ``details`` describes the merge returned, and
+    the learned coefficients move to ``learned_coefficients``."""
     score = _threshold_score(merged, val, threads, device)
     details["val_score"] = score
     if score >= threshold:
         return merged
-    options = dict(val=val, repair=repair, rescale=rescale, n_jobs=threads, device=device)
+    options = dict(val=val, repair=repair, rescale=rescale, n_jobs=threads, device=device, return_details=True)
     fixed = {name: merge(stack, name, **options) for name in _FIXED}
-    scores = {name: _threshold_score(model, val, threads, device) for name, model in fixed.items()}
+    scores = {name: _threshold_score(model, val, threads, device) for name, (model, _) in fixed.items()}
     best = max(scores, key=scores.__getitem__)  # the first of equal scores, in _FIXED's order
     what = "R^2" if stack.is_regression else "accuracy"
+    missed = f"the learned merge's validation {what} {score:.4f} is below threshold {threshold}"
+    if scores[best] <= score:  # nothing reached it, and the learned merge is still the best there is
+        warnings.warn(f"{missed}, and no fixed merge does better: returning the learned one", RuntimeWarning, 3)
+        return merged
     warnings.warn(
-        f"the learned merge's validation {what} {score:.4f} is below threshold {threshold}; returning the best "
-        f"fixed merge instead: {best} ({scores[best]:.4f})",
-        RuntimeWarning,
-        stacklevel=3,
+        f"{missed}; returning the best fixed merge instead: {best} ({scores[best]:.4f})", RuntimeWarning, stacklevel=3
     )
-    details.update(fallback=best, fallback_score=scores[best])
-    return fixed[best]
+    details["learned_coefficients"] = details.pop("coefficients")
+    details.update(fallback=best, fallback_score=scores[best], weights=fixed[best][1]["weights"])
+    return fixed[best][0]
 
 
 def _cluster_policy(stack, method, val, k, margin, seed, threads):

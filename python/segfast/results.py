@@ -144,10 +144,11 @@ class RunDirectory:
     def best_path(self) -> Path:
         return self.path / "best.npz"
 
-    def load_checkpoint(self, n_params: int, clusters: int = 1, n_segments: int = 0) -> dict:
+    def load_checkpoint(self, n_params: int, clusters: int = 1, n_segments: int = 0, server=("server_buffer",)) -> dict:
         """checkpoint.npz, each field checked against the config: round (the last finished one, in
-        [0, rounds)), global (n_params,) float32 and server_buffer (n_params,) float64, finite;
-        with clusters=k > 1 those are (k, n_params), and clusters (n_segments,) int64 in [-1, k)."""
+        [0, rounds)), global (n_params,) float32 and the server state ``server`` (n_params,)
+        float64 each, finite (a second moment > 0); with clusters=k > 1 those are (k, n_params),
+        and clusters (n_segments,) int64 in [-1, k)."""
         path, rounds = self.path / "checkpoint.npz", self.config["rounds"]
         with npz_open(path) as f:
             shape, dtype = npz_header(f, "round", path)
@@ -160,7 +161,8 @@ class RunDirectory:
                     f"(the last finished round, 0 to {rounds - 1})"
                 )
             rows = (n_params,) if clusters == 1 else (clusters, n_params)
-            for key, want in (("global", np.dtype(np.float32)), ("server_buffer", np.dtype(np.float64))):
+            fields = [("global", np.dtype(np.float32))] + [(name, np.dtype(np.float64)) for name in server]
+            for key, want in fields:
                 shape, dtype = npz_header(f, key, path)
                 if shape != rows or dtype != want:
                     raise ValueError(
@@ -170,6 +172,8 @@ class RunDirectory:
                 state[key] = npz_array(f, key, path)
                 if not np.isfinite(state[key]).all():
                     raise ValueError(f"{path}: {key} holds NaN or infinite values")
+                if key == "server_second_moment" and not (state[key] > 0).all():
+                    raise ValueError(f"{path}: {key} must be > 0 everywhere (it starts at tau^2 and stays positive)")
             if clusters > 1:
                 shape, dtype = npz_header(f, "clusters", path)
                 if shape != (n_segments,) or dtype != np.int64:

@@ -22,10 +22,12 @@ import numpy as np
 from . import _clustered as clustered_rounds
 from . import schedule as schedules
 from ._device import check_device
+from ._dp import DPConfig
 from ._engine import Engine, LocalEngine
 from ._epochs import TrainConfig
 from ._progress import progress_bar
-from ._round_eval import evaluated
+from ._round_eval import evaluated, personalized
+from ._server import ServerOptimizer
 from ._threads import resolve_n_jobs
 from ._validate import finite_float, integer, val_pair
 from ._validate import seed as checked_seed
@@ -53,7 +55,9 @@ AUTO_VAL_SHARE = 0.25
 class RoundsResult:
     global_model: MLPStack  # the final global model (one model; with clusters=k, the k cluster models)
     history: list  # one dict per round
-    best_model: MLPStack | None = None  # the global model of the round with the best val accuracy
+    # the global model(s) of the round with the best val score (global_accuracy; minus global_loss
+    # for regression)
+    best_model: MLPStack | None = None
     local_models: MLPStack | None = None  # the segment models of the last round, before merging
     run_dir: RunDirectory | None = None
     # The segment each local model trained on: the last round's participants (all segments, in
@@ -100,8 +104,7 @@ class _Plan:
     merge: dict  # segfast.merge's arguments, "method" included
     fraction: float
     n_chosen: int  # participants a round
-    server_lr: float
-    server_momentum: float
+    server: ServerOptimizer  # the server step: FedAvg(M), or FedAdam / FedYogi / FedAdagrad
     lr_decay: float
     config: TrainConfig  # local SGD; its lr is round 0's
     train_options: dict  # the local SGD options as given, but lr (config.json records them)
@@ -113,13 +116,17 @@ class _Plan:
     cluster_by: str = "loss"  # how segments choose theirs: "loss" (IFCA) or "weights" (k-means)
     recluster_every: int = 1  # cluster_by="weights": k-means every this many rounds
     segment_val: Segments | None = None  # each segment's own val rows
+    dp: DPConfig | None = None  # user-level differential privacy (DP-FedAvg)
+    personalize_epochs: int | None = None  # score each participant's model after this many local epochs
 
     def reclusters(self, r: int) -> bool:
         """Whether round r clusters the trained segment models again (cluster_by="weights")."""
         return self.clusters > 1 and self.cluster_by == "weights" and r % self.recluster_every == 0
 
     def participants(self, r: int, n_segments: int) -> np.ndarray:
-        """Round r's segments: all, or a sample keyed by (seed, round)."""
+        """Round r's segments: all, or a sample keyed by (seed, round) (with dp, a Poisson sample)."""
+        if self.dp is not None:
+            return self.dp.participants(self.config.seed, r, n_segments, self.fraction)
         if self.fraction == 1:
             return np.arange(n_segments)
         rng = np.random.default_rng([self.config.seed, r])
@@ -202,8 +209,11 @@ def _checked_plan(
     merge,
     *,
     fraction=1.0,
-    server_lr=1.0,
+    server_lr=None,
     server_momentum=0.0,
+    server_optimizer="sgd",
+    betas=(0.9, 0.99),
+    tau=1e-3,
     proximal_mu=0.0,
     lr_decay=1.0,
     val=None,
@@ -215,6 +225,8 @@ def _checked_plan(
     cluster_by="loss",
     recluster_every=1,
     segment_val=None,
+    dp=None,
+    personalize_epochs=None,
     **train_options,
 ) -> _Plan:
     n_rounds = integer(n_rounds, "rounds", 1, _MAX_ROUNDS)
@@ -222,10 +234,7 @@ def _checked_plan(
     if isinstance(fraction, bool) or not (isinstance(fraction, numbers.Real) and 0 < float(fraction) <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     fraction = float(fraction)
-    server_lr = finite_float(server_lr, "server_lr", minimum=0.0)
-    server_momentum = finite_float(server_momentum, "server_momentum", minimum=0.0)
-    if server_momentum >= 1:
-        raise ValueError(f"server_momentum must be < 1, got {server_momentum}")
+    server = ServerOptimizer.checked(server_optimizer, server_lr, server_momentum, betas, tau)
     lr_decay = finite_float(lr_decay, "lr_decay", minimum=0.0)
     spec = _merge_spec(merge)
     if "weights" in spec:
@@ -258,8 +267,7 @@ def _checked_plan(
         merge=spec,
         fraction=fraction,
         n_chosen=n_chosen,
-        server_lr=server_lr,
-        server_momentum=server_momentum,
+        server=server,
         lr_decay=lr_decay,
         config=config,
         train_options={k: v for k, v in train_options.items() if k != "lr"},
@@ -267,9 +275,28 @@ def _checked_plan(
         val=val,
         val_segments=_checked_val_segments(val_segments),
         device=device,
-        **clustered_rounds.checked_clusters(clusters, cluster_by, recluster_every, n_segments, device),
+        **clustered_rounds.checked_clusters(clusters, cluster_by, recluster_every, n_segments, device, fraction),
         segment_val=_checked_segment_val(segment_val, val, n_segments),
+        dp=DPConfig.checked(dp, fraction, spec, clusters),
+        personalize_epochs=_checked_personalize_epochs(personalize_epochs, segment_val, local_epochs, n_rounds, dp),
     )
+
+
+def _checked_personalize_epochs(epochs, segment_val, local_epochs, n_rounds: int, dp):
+    if epochs is None:
+        return None
+    epochs = integer(epochs, "personalize_epochs", 1)
+    if segment_val is None:
+        raise ValueError("personalize_epochs scores each segment's own val rows: pass segment_val= (and val=)")
+    if dp is not None:
+        raise ValueError("personalize_epochs reports non-private local models' scores; it does not go with dp=")
+    shortest = min(schedules.resolve(local_epochs, r) for r in range(n_rounds))
+    if epochs > shortest:
+        raise ValueError(
+            f"personalize_epochs={epochs} must be <= every round's local epochs (the fewest: {shortest}): the "
+            "personalised models are the round's own local models after that many epochs"
+        )
+    return epochs
 
 
 def _checked_segment_val(segment_val, val, n_segments: int) -> Segments | None:
@@ -278,7 +305,10 @@ def _checked_segment_val(segment_val, val, n_segments: int) -> Segments | None:
         return None
     if val is None:
         raise ValueError("segment_val indexes the val rows; pass val= too")
-    checked = as_segments(segment_val, len(val[1]))
+    try:
+        checked = as_segments(segment_val, len(val[1]))
+    except (TypeError, ValueError) as e:  # as_segments speaks of segments: say which argument
+        raise type(e)(f"segment_val (each segment's own val rows, at least one each): {e}") from None
     if len(checked) != n_segments:
         raise ValueError(f"segment_val must give one list of val rows per segment ({n_segments}), got {len(checked)}")
     return checked
@@ -301,6 +331,7 @@ def start_model(stack_or_architecture, seed, clusters=1, cluster_by="loss", n_se
     clustering starts k copies of one model: k-means of the trained models splits them.
     clusters is checked here, against ``n_segments`` where known, before k models are made."""
     k = integer(clusters, "clusters", 1, n_segments)
+    cluster_by = clustered_rounds.checked_cluster_by(cluster_by)
     if isinstance(stack_or_architecture, MLPStack):
         given = stack_or_architecture
         if given.n_models == k:
@@ -330,8 +361,11 @@ def rounds(
     merge="uniform",
     *,
     fraction: float = 1.0,
-    server_lr: float = 1.0,
+    server_lr: float | None = None,
     server_momentum: float = 0.0,
+    server_optimizer: str = "sgd",
+    betas: tuple = (0.9, 0.99),
+    tau: float = 1e-3,
     proximal_mu: float = 0.0,
     lr_decay: float = 1.0,
     val=None,
@@ -346,6 +380,8 @@ def rounds(
     cluster_by: str = "loss",
     recluster_every: int = 1,
     segment_val=None,
+    dp=None,
+    personalize_epochs=None,
     **train_options,
 ) -> RoundsResult:
     """Simulate ``rounds`` rounds of federated training of one global model over ``segments``.
@@ -357,7 +393,10 @@ def rounds(
     "weighted" without weights uses the participants' segment sizes. fraction: the share of
     segments taking part each round (sampled per round, seeded). server_lr / server_momentum:
     the server step ``global += server_lr * m`` with ``m = server_momentum * m + (merged - global)``
-    (FedAvgM; 1 and 0 give plain replacement). proximal_mu: FedProx's proximal term in local
+    (FedAvgM; server_lr 1, the default, and momentum 0 give plain replacement).
+    server_optimizer="adam" | "yogi" | "adagrad": FedAdam, FedYogi, FedAdagrad (Reddi et al.
+    2021) on the pseudo-gradient merged - global, with betas=(b1, b2) and tau (the adaptivity;
+    v starts at tau^2); server_lr then defaults to 0.01. proximal_mu: FedProx's proximal term in local
     training. lr_decay: the local learning rate is multiplied by it every round. val: (X, y)
     or a Split evaluated every round: the global model on every row, and the segment models
     and their soft-vote ensemble as ``val_segments`` says (one forward pass of every model over
@@ -402,6 +441,9 @@ def rounds(
         fraction=fraction,
         server_lr=server_lr,
         server_momentum=server_momentum,
+        server_optimizer=server_optimizer,
+        betas=betas,
+        tau=tau,
         proximal_mu=proximal_mu,
         lr_decay=lr_decay,
         val=val,
@@ -416,6 +458,8 @@ def rounds(
         cluster_by=cluster_by,
         recluster_every=recluster_every,
         segment_val=segment_val,
+        dp=dp,
+        personalize_epochs=personalize_epochs,
         **train_options,
     )
 
@@ -430,7 +474,7 @@ def run_rounds(
         raise ValueError("resume=True needs out=, the run directory to continue")
     run_dir = None if out is None else RunDirectory(out, _run_config(plan, engine, start), resume)
 
-    global_params, server_buffer, assignment, first_round, history, best = _first_state(plan, start, run_dir, engine)
+    global_params, server_state, assignment, first_round, history, best = _first_state(plan, start, run_dir, engine)
     epochs_before = sum(schedules.resolve(plan.local_epochs, r) for r in range(first_round))
     local = None  # returns the segment models of the last round
     clustered = plan.clusters > 1
@@ -441,7 +485,9 @@ def run_rounds(
             epochs = schedules.resolve(plan.local_epochs, r)
             lr = plan.config.lr * plan.lr_decay**r
             method, merge_args, fused = _round_merge(plan, engine.sizes[chosen])
-            segment_rows = plan.segments_val_rows(r, epochs * int(engine.sizes[chosen].sum()))
+            segment_rows = plan.segments_val_rows(r, epochs * int(engine.sizes[chosen].sum())) if len(chosen) else 0
+            if plan.dp is not None:
+                fused = None  # DP-FedAvg clips each update before the sum: no plain sum fused into training
             if clustered:
                 assignment = clustered_rounds.chosen_clusters(plan, engine, chosen, global_params, assignment)
                 starts, fused = global_params[assignment[chosen]], None
@@ -449,37 +495,50 @@ def run_rounds(
                 starts = global_params[0]
             # On the GPU the segment models come back only when something here reads them.
             download = fused is None or segment_rows > 0 or r == plan.n_rounds - 1
-            trained = engine.round(
-                chosen, epochs, replace(plan.config, lr=lr), plan.threads, epochs_before, starts, fused, download
-            )
-            local = trained.models
+            trained = None  # dp's Poisson sample may take nobody: the round is then its noise alone
+            if len(chosen):
+                config = replace(plan.config, lr=lr)
+                snapshot = {"snapshot_epoch": plan.personalize_epochs} if plan.personalize_epochs else {}
+                trained = engine.round(
+                    chosen, epochs, config, plan.threads, epochs_before, starts, fused, download, **snapshot
+                )
+            local = trained.models if trained is not None else None
             epochs_before += epochs
             t1 = time.perf_counter()
 
             fallbacks: list = []  # the merges that missed merge's threshold= and fell back to a fixed one
-            if plan.reclusters(r):
-                assignment = clustered_rounds.reclustered(plan, local(), chosen, assignment, r)
-            if clustered:
+            dp_record: dict = {}
+            if plan.dp is not None:
+                row, dp_record = plan.dp.merged(
+                    global_params[0], _kept(local), plan.fraction, len(engine.sizes), plan.config.seed, r, plan.threads
+                )
+                merged = {0: row}
+            elif clustered:
+                assert local is not None  # without dp every round has participants
+                if plan.reclusters(r):
+                    assignment = clustered_rounds.reclustered(plan, local(), chosen, assignment, r)
                 merged = _cluster_merges(plan, local(), assignment[chosen], method, merge_args, fallbacks)
             else:
                 merged = {0: _merged(plan, trained, fused, method, merge_args, fallbacks)}
             for c, row in merged.items():  # the server step, for each cluster whose members trained
-                server_buffer[c] = plan.server_momentum * server_buffer[c] + (row.astype(np.float64) - global_params[c])
-                global_params[c] = (global_params[c] + plan.server_lr * server_buffer[c]).astype(np.float32)
+                global_params[c] = plan.server.step(global_params[c], row, server_state, c)
             if clustered and plan.cluster_by == "loss":
+                assert local is not None
                 for c, i in clustered_rounds.reseeded(assignment, chosen, local(), merged, plan.clusters).items():
-                    global_params[c], server_buffer[c], assignment[chosen[i]] = local().params[i], 0.0, c
+                    global_params[c], assignment[chosen[i]] = local().params[i], c
+                    plan.server.reset(server_state, c)
             t2 = time.perf_counter()
 
-            hist = trained.history
             record = {
                 "round": r + 1,
                 "local_epochs": epochs,
                 "lr": lr,
                 "participants": len(chosen),
-                "train_loss": float(np.nanmean(hist.final_loss)),
-                "diverged": int(hist.diverged.sum()),
+                "train_loss": float(np.nanmean(trained.history.final_loss)) if trained is not None else None,
+                "diverged": int(trained.history.diverged.sum()) if trained is not None else 0,
             }
+            if plan.dp is not None:
+                record.update(dp_record, epsilon=plan.dp.epsilon(plan.fraction, r + 1), delta=plan.dp.delta)
             if "threshold" in plan.merge:
                 record["merge_fallbacks"] = len(fallbacks)
             if clustered:
@@ -488,6 +547,8 @@ def run_rounds(
             if plan.val is not None:
                 routes = clustered_rounds.routes(plan, engine, global_params, assignment)
                 record.update(evaluated(plan, start, global_params, local, segment_rows, routes))
+                if plan.personalize_epochs and trained is not None and trained.history.snapshot is not None:
+                    record.update(personalized(plan, start, trained.history.snapshot, chosen))
                 if _score(record) > best[0]:
                     best = (_score(record), global_params.copy())
             if clustered:
@@ -501,12 +562,12 @@ def run_rounds(
                     # the checkpoint before, which (keyed by (seed, round)) writes them again bit for bit.
                     # Keeping the segment models in the checkpoint instead would make it n_segments
                     # times larger every round.
-                    run_dir.finish(start.like(global_params), local())
-                state = {"round": r, "global": global_params, "server_buffer": server_buffer}
+                    run_dir.finish(start.like(global_params), local() if local is not None else None)
+                state = {"round": r, "global": global_params, **server_state}
                 if clustered:
                     state["clusters"] = assignment
                 else:  # one model: the (P,) rows of the format older runs wrote
-                    state.update({"global": global_params[0], "server_buffer": server_buffer[0]})
+                    state.update({name: state[name][0] for name in ("global", *server_state)})
                 run_dir.write_round(
                     history,
                     state,
@@ -518,35 +579,36 @@ def run_rounds(
     final = start.like(global_params)
     best_model = start.like(best[1]) if best[1] is not None else None
     local_models = None
+    last = plan.participants(plan.n_rounds - 1, len(engine.sizes))
     if local is not None:
         local_models = local()
-    elif run_dir is not None:  # resumed after its last checkpoint: every round had finished
-        local_models = run_dir.load_local(plan.n_chosen)
+    elif run_dir is not None and first_round == plan.n_rounds:  # resumed after its last checkpoint
+        local_models = run_dir.load_local(len(last)) if len(last) else None
         run_dir.finish(final, None)  # from the checkpoint, the authority on the final model
-    local_segments = plan.participants(plan.n_rounds - 1, len(engine.sizes)) if local_models is not None else None
+    local_segments = last if local_models is not None else None
     clusters = assignment.copy() if clustered else None
     return RoundsResult(final, history, best_model, local_models, run_dir, local_segments, clusters)
 
 
 def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None, engine: Engine):
-    """((k, P) global rows, their server buffer, (n_segments,) clusters (-1: none yet), first round
-    to run, history, (best score, its rows)): a fresh start, or what a resumed run directory holds."""
+    """((k, P) global rows, the server state (name -> (k, P) float64), (n_segments,) clusters
+    (-1: none yet), first round to run, history, (best score, its rows)): a fresh start, or what
+    a resumed run directory holds."""
     global_params = start.params.astype(np.float32).copy()
-    # Server state in float64: with server_lr 1 and no momentum the update is then exactly a
-    # replacement by the merged model (float32 would round g + (m - g)).
-    server_buffer = np.zeros(global_params.shape, dtype=np.float64)
+    server_state = plan.server.initial_state(global_params.shape)
     assignment = np.full(len(engine.sizes), -1, dtype=np.int64)
     if run_dir is None or not run_dir.resumed:
-        return global_params, server_buffer, assignment, 0, [], (-np.inf, None)
+        return global_params, server_state, assignment, 0, [], (-np.inf, None)
     # every field read back is checked against the config and the other files (ValueError naming them)
-    state = run_dir.load_checkpoint(start.n_params, plan.clusters, len(engine.sizes))
+    state = run_dir.load_checkpoint(start.n_params, plan.clusters, len(engine.sizes), plan.server.state_names())
     first_round = state["round"] + 1
     history = run_dir.history(first_round, plan.val is not None)
     best_params = run_dir.load_best(plan.val is not None, plan.clusters)
     best = (max(_score(h) for h in history), best_params) if best_params is not None else (-np.inf, None)
     shape = global_params.shape
+    server_state = {name: state[name].reshape(shape) for name in server_state}
     assignment = state.get("clusters", assignment)
-    return state["global"].reshape(shape), state["server_buffer"].reshape(shape), assignment, first_round, history, best
+    return state["global"].reshape(shape), server_state, assignment, first_round, history, best
 
 
 def _cluster_merges(
@@ -557,12 +619,22 @@ def _cluster_merges(
     merged = {}
     for c in range(plan.clusters):
         members = np.flatnonzero((labels == c) & ~models.diverged)
+        args = dict(merge_args)
+        if "weights" in args:  # sizes or explicit weights, one per participant
+            args["weights"] = np.asarray(args["weights"])[members]
+            members = members[args["weights"] > 0]  # weight 0: as if absent
+            args["weights"] = args["weights"][args["weights"] > 0]
         if len(members):
-            args = dict(merge_args)
-            if "weights" in args:  # sizes or explicit weights, one per participant
-                args["weights"] = np.asarray(args["weights"])[members]
             merged[c] = _merge_call(plan, models.select(members), method, args, fallbacks)
     return merged
+
+
+def _kept(local) -> MLPStack | None:
+    """The round's trained models that did not diverge, or None."""
+    if local is None:
+        return None
+    models = local()
+    return models.select(np.flatnonzero(~models.diverged)) if (~models.diverged).any() else None
 
 
 def _round_merge(plan: _Plan, sizes: np.ndarray):
@@ -585,11 +657,14 @@ def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
     """config.json: what a resumed run must match (the data's fingerprints included; the key
     names are the run directory's format, kept from earlier versions: "eval" is the val rows)."""
     task = {"task": start.task} if start.is_regression else {}  # absent: classification, as older runs
-    clusters = {}  # absent: one global model, as older runs
+    server = {}  # absent: FedAvg(M), as older runs
+    if plan.server.adaptive:
+        server = {"server_optimizer": plan.server.name, "betas": list(plan.server.betas), "tau": plan.server.tau}
+    optional = {}  # keys absent when unused, as older runs wrote them
     if plan.clusters > 1:
-        clusters = {"clusters": plan.clusters, "cluster_by": plan.cluster_by, "recluster_every": plan.recluster_every}
+        optional = {"clusters": plan.clusters, "cluster_by": plan.cluster_by, "recluster_every": plan.recluster_every}
     if plan.segment_val is not None:
-        clusters["segment_val"] = fingerprint(plan.segment_val.order, plan.segment_val.offsets)
+        optional["segment_val"] = fingerprint(plan.segment_val.order, plan.segment_val.offsets)
     return {
         **task,
         "dims": list(start.dims),
@@ -597,8 +672,9 @@ def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
         "local_epochs": schedules.describe(plan.local_epochs),
         "merge": {k: (v if not isinstance(v, np.ndarray) else "array") for k, v in plan.merge.items()},
         "fraction": plan.fraction,
-        "server_lr": plan.server_lr,
-        "server_momentum": plan.server_momentum,
+        "server_lr": plan.server.lr,
+        "server_momentum": plan.server.momentum,
+        **server,
         "proximal_mu": plan.config.proximal_mu,
         "lr": plan.config.lr,
         "lr_decay": plan.lr_decay,
@@ -606,7 +682,7 @@ def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
         "train": dict(plan.train_options),
         "data": dict(engine.fingerprints(), eval=None if plan.val is None else fingerprint(*plan.val)),
         "start": fingerprint(start.params),
-        **clusters,
+        **optional,
     }
 
 
