@@ -23,9 +23,9 @@ import segfast
 OPTIMIZERS = {
     "FedAvg": ({"server_optimizer": "sgd"}, [1.0]),
     "FedAvgM (momentum 0.9)": ({"server_optimizer": "sgd", "server_momentum": 0.9}, [0.1, 0.3, 1.0]),
-    "FedAdam": ({"server_optimizer": "adam"}, [0.003, 0.01, 0.03]),
-    "FedYogi": ({"server_optimizer": "yogi"}, [0.003, 0.01, 0.03]),
-    "FedAdagrad": ({"server_optimizer": "adagrad"}, [0.003, 0.01, 0.03]),
+    "FedAdam": ({"server_optimizer": "adam"}, [0.003, 0.01, 0.03, 0.1, 0.3]),
+    "FedYogi": ({"server_optimizer": "yogi"}, [0.003, 0.01, 0.03, 0.1, 0.3]),
+    "FedAdagrad": ({"server_optimizer": "adagrad"}, [0.003, 0.01, 0.03, 0.1, 0.3]),
 }
 
 

@@ -1,7 +1,7 @@
 """A round's scores on the val rows: the global model(s), the segments' own held-out rows, and the
 segment models with their vote, each from one forward pass.
 
-What it is not: the choice of what a round evaluates (rounds._Plan), nor the record's writing.
+What it is not: the choice of what a round evaluates (_round_plan.Plan), nor the record's writing.
 """
 
 from __future__ import annotations

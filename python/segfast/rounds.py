@@ -1,18 +1,17 @@
 """rounds(): grand epochs, i.e. federated averaging simulated on one machine.
 
 Each round: broadcast the global model to the participating segments, train locally (one C++
-call an epoch for all of them), merge with any method of segfast.merge, apply the server update
-(replacement, a server learning rate, or FedAvgM momentum), evaluate, record, checkpoint.
-Every random choice is keyed by (seed, round), so a run resumed from its last checkpoint ends
-exactly where an uninterrupted run ends. With clusters=k the global model is a (k, P) stack: each
-participant starts from its cluster's row and each cluster merges its own members
-(_clustered.py chooses the clusters).
+call an epoch for all of them), merge with any method of segfast.merge (or DP-FedAvg's clipped
+noisy sum, _dp.py), apply the server step (_server.py: FedAvg(M), FedAdam, FedYogi, FedAdagrad),
+evaluate (_round_eval.py), record, checkpoint. Every random choice is keyed by (seed, round), so a
+run resumed from its last checkpoint ends exactly where an uninterrupted run ends. With
+clusters=k the global model is a (k, P) stack: each participant starts from its cluster's row and
+each cluster merges its own members (_clustered.py chooses the clusters). The arguments are
+checked once, before anything is written, into a plan (_round_plan.py).
 """
 
 from __future__ import annotations
 
-import functools
-import numbers
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -22,33 +21,17 @@ import numpy as np
 from . import _clustered as clustered_rounds
 from . import schedule as schedules
 from ._device import check_device
-from ._dp import DPConfig
 from ._engine import Engine, LocalEngine
-from ._epochs import TrainConfig
 from ._progress import progress_bar
 from ._round_eval import evaluated, personalized
-from ._server import ServerOptimizer
-from ._threads import resolve_n_jobs
-from ._validate import finite_float, integer, val_pair
-from ._validate import seed as checked_seed
-from .merge import METHODS as MERGE_METHODS
+from ._round_plan import Plan, checked_plan, renamed
+from ._validate import integer
 from .merge import NEEDS_VAL as MERGE_NEEDS_VAL
-from .merge import _explicit_weights, checked_options
+from .merge import _explicit_weights
 from .merge import merge as merge_models
 from .results import RunDirectory, fingerprint
-from .segments import Segments, as_segments
+from .segments import Segments
 from .stack import MLPStack
-
-# More rounds than this is a mistyped or hostile count (each round trains every participant at
-# least one epoch); an unbounded one would spin in rounds()' check of the schedule, round by
-# round, before any training.
-_MAX_ROUNDS = 10**6
-
-# val_segments="auto": the segment models and their vote are scored on as many val rows as
-# AUTO_VAL_SHARE times the rows one participant trained on in the round, so the scoring costs a
-# fixed share of the round's training however many segments take part: with the global model's
-# evaluation, 10-15% of a round (bench/bench_rounds.py measures it; 0.5 gave 19-23%).
-AUTO_VAL_SHARE = 0.25
 
 
 @dataclass
@@ -73,255 +56,6 @@ class RoundsResult:
         local = f", {self.local_models.n_models} local models" if self.local_models is not None else ""
         where = f", run directory {self.run_dir.path}" if self.run_dir is not None else ""
         return f"RoundsResult({len(self.history)} rounds, dims {list(self.global_model.dims)}{acc}{local}{where})"
-
-
-def _merge_spec(merge):
-    if isinstance(merge, str):
-        spec = {"method": merge}
-    elif isinstance(merge, dict):
-        spec = dict(merge)
-        spec.setdefault("method", "uniform")
-    else:
-        raise TypeError(f"merge must be a method name or a dict of segfast.merge arguments, got {merge!r}")
-    if spec["method"] not in MERGE_METHODS or spec["method"] == "cluster-merge":
-        raise ValueError(
-            f"unknown merge method {spec['method']!r} for rounds; choose one of "
-            f"{', '.join(m for m in MERGE_METHODS if m != 'cluster-merge')}"
-        )
-    return spec
-
-
-# what rounds passes to local SGD
-_TRAIN_OPTIONS = ("lr", "batch_size", "momentum", "weight_decay", "augment", "loss", "huber_delta")
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """rounds()' arguments, checked once before anything is written."""
-
-    n_rounds: int
-    local_epochs: object  # an int, a list or a schedule (segfast.schedule)
-    merge: dict  # segfast.merge's arguments, "method" included
-    fraction: float
-    n_chosen: int  # participants a round
-    server: ServerOptimizer  # the server step: FedAvg(M), or FedAdam / FedYogi / FedAdagrad
-    lr_decay: float
-    config: TrainConfig  # local SGD; its lr is round 0's
-    train_options: dict  # the local SGD options as given, but lr (config.json records them)
-    threads: int
-    val: tuple | None
-    val_segments: bool | int | str  # True, False, "auto" or a number of val rows a round
-    device: str
-    clusters: int = 1  # global models
-    cluster_by: str = "loss"  # how segments choose theirs: "loss" (IFCA) or "weights" (k-means)
-    recluster_every: int = 1  # cluster_by="weights": k-means every this many rounds
-    segment_val: Segments | None = None  # each segment's own val rows
-    dp: DPConfig | None = None  # user-level differential privacy (DP-FedAvg)
-    personalize_epochs: int | None = None  # score each participant's model after this many local epochs
-
-    def reclusters(self, r: int) -> bool:
-        """Whether round r clusters the trained segment models again (cluster_by="weights")."""
-        return self.clusters > 1 and self.cluster_by == "weights" and r % self.recluster_every == 0
-
-    def participants(self, r: int, n_segments: int) -> np.ndarray:
-        """Round r's segments: all, or a sample keyed by (seed, round) (with dp, a Poisson sample)."""
-        if self.dp is not None:
-            return self.dp.participants(self.config.seed, r, n_segments, self.fraction)
-        if self.fraction == 1:
-            return np.arange(n_segments)
-        rng = np.random.default_rng([self.config.seed, r])
-        return np.sort(rng.choice(n_segments, self.n_chosen, replace=False))
-
-    def segments_val_rows(self, r: int, rows_trained: int) -> int:
-        """How many val rows round r scores the segment models (and their vote) on: all of them in
-        the last round (unless val_segments=False), else as val_segments says; 0 for none."""
-        n_val = 0 if self.val is None else len(self.val[1])
-        if self.val_segments is False:
-            return 0
-        if self.val_segments is True or r == self.n_rounds - 1:
-            return n_val
-        if self.val_segments == "auto":
-            return min(n_val, int(AUTO_VAL_SHARE * rows_trained / self.n_chosen))
-        return min(n_val, int(self.val_segments))
-
-    def val_subsample(self, rows: int) -> tuple:
-        """The first ``rows`` of one seeded order of the val rows (the same rows every round, so
-        rounds compare), in their original order."""
-        assert self.val is not None  # asked for only with val rows
-        X, y = self.val
-        if rows == len(y):
-            return X, y
-        keep = np.sort(self._val_order[:rows])
-        return X[keep], y[keep]
-
-    @functools.cached_property
-    def _val_order(self) -> np.ndarray:  # drawn once a run, not once a round
-        assert self.val is not None
-        return np.random.default_rng([self.config.seed, 0x5E9]).permutation(len(self.val[1]))
-
-
-def _renamed(options: dict) -> dict:
-    """The old names of val/val_segments (deprecated: they named one idea two ways)."""
-    for old, new, default in (("eval", "val", None), ("eval_segments", "val_segments", "auto")):
-        if old in options:
-            if options.get(new, default) is not default:
-                raise TypeError(f"pass {new}= only ({old}= is its deprecated name)")
-            warnings.warn(
-                f"rounds(): {old}= is deprecated and will be removed; use {new}=", FutureWarning, stacklevel=4
-            )  # _renamed, run_rounds, rounds (or distributed.rounds), the caller
-            options[new] = options.pop(old)
-    return options
-
-
-_MERGE_OPTIONS = {
-    *("method", "weights", "align", "repair", "rescale", "temperature", "trim", "k", "margin"),
-    *("threshold", "coefficients"),
-}
-
-
-def _check_merge_early(spec: dict, start: MLPStack, n_chosen: int, val) -> None:
-    """What segfast.merge would refuse at the end of the first round, refused before any training."""
-    unknown = set(spec) - _MERGE_OPTIONS
-    if unknown:
-        raise TypeError(f"merge has unknown option(s) {sorted(unknown)}; rounds() takes {sorted(_MERGE_OPTIONS)}")
-    method = spec["method"]
-    weights = spec.get("weights", np.ones(n_chosen)) if method == "weighted" else spec.get("weights")
-    checked = ("repair", "temperature", "trim", "margin", "threshold", "coefficients")
-    options = {key: spec[key] for key in checked if key in spec}
-    uses_val = method in MERGE_NEEDS_VAL  # _merge_call gives val to these only
-    checked_options(
-        start.n_features,
-        start.n_classes,
-        n_chosen,
-        method,
-        weights=weights,
-        val=val if uses_val else None,
-        task=start.task,
-        **options,
-    )
-
-
-def _checked_plan(
-    start: MLPStack,
-    n_segments: int,
-    n_rounds,
-    local_epochs,
-    merge,
-    *,
-    fraction=1.0,
-    server_lr=None,
-    server_momentum=0.0,
-    server_optimizer="sgd",
-    betas=(0.9, 0.99),
-    tau=1e-3,
-    proximal_mu=0.0,
-    lr_decay=1.0,
-    val=None,
-    val_segments="auto",
-    seed=0,
-    n_jobs=-1,
-    device="cpu",
-    clusters=1,
-    cluster_by="loss",
-    recluster_every=1,
-    segment_val=None,
-    dp=None,
-    personalize_epochs=None,
-    **train_options,
-) -> _Plan:
-    n_rounds = integer(n_rounds, "rounds", 1, _MAX_ROUNDS)
-    # a bool is a Real, but fraction=True is a mistake, as it is for every other number here
-    if isinstance(fraction, bool) or not (isinstance(fraction, numbers.Real) and 0 < float(fraction) <= 1):
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    fraction = float(fraction)
-    server = ServerOptimizer.checked(server_optimizer, server_lr, server_momentum, betas, tau)
-    lr_decay = finite_float(lr_decay, "lr_decay", minimum=0.0)
-    spec = _merge_spec(merge)
-    if "weights" in spec:
-        # Checked before anything is written: a bad value must not leave a half-begun run directory.
-        if fraction < 1:
-            raise ValueError(
-                "explicit merge weights need fraction=1 (the participants change every round); "
-                "use method='weighted' without weights to weight by segment size"
-            )
-        spec["weights"] = _explicit_weights(spec["weights"], n_segments)
-    if spec["method"] == "cluster-best" and not (isinstance(clusters, numbers.Integral) and clusters == 1):
-        raise ValueError(
-            "merge='cluster-best' clusters the segment models itself; with clusters= each cluster merges "
-            "its own members: choose a merge into one model (uniform, weighted, loss, ...)"
-        )
-    n_chosen = max(1, int(round(fraction * n_segments))) if fraction < 1 else n_segments
-    _check_merge_early(spec, start, n_chosen, val)
-    for r in range(n_rounds):
-        schedules.resolve(local_epochs, r)
-    unknown = set(train_options) - set(_TRAIN_OPTIONS)
-    if unknown:
-        raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
-    config = TrainConfig.checked(
-        start.n_features, proximal_mu=proximal_mu, seed=checked_seed(seed), task=start.task, **train_options
-    )
-    val = val_pair(val, start.n_features, start.n_classes, task=start.task)
-    return _Plan(
-        n_rounds=n_rounds,
-        local_epochs=local_epochs,
-        merge=spec,
-        fraction=fraction,
-        n_chosen=n_chosen,
-        server=server,
-        lr_decay=lr_decay,
-        config=config,
-        train_options={k: v for k, v in train_options.items() if k != "lr"},
-        threads=resolve_n_jobs(n_jobs),
-        val=val,
-        val_segments=_checked_val_segments(val_segments),
-        device=device,
-        **clustered_rounds.checked_clusters(clusters, cluster_by, recluster_every, n_segments, device, fraction),
-        segment_val=_checked_segment_val(segment_val, val, n_segments),
-        dp=DPConfig.checked(dp, fraction, spec, clusters),
-        personalize_epochs=_checked_personalize_epochs(personalize_epochs, segment_val, local_epochs, n_rounds, dp),
-    )
-
-
-def _checked_personalize_epochs(epochs, segment_val, local_epochs, n_rounds: int, dp):
-    if epochs is None:
-        return None
-    epochs = integer(epochs, "personalize_epochs", 1)
-    if segment_val is None:
-        raise ValueError("personalize_epochs scores each segment's own val rows: pass segment_val= (and val=)")
-    if dp is not None:
-        raise ValueError("personalize_epochs reports non-private local models' scores; it does not go with dp=")
-    shortest = min(schedules.resolve(local_epochs, r) for r in range(n_rounds))
-    if epochs > shortest:
-        raise ValueError(
-            f"personalize_epochs={epochs} must be <= every round's local epochs (the fewest: {shortest}): the "
-            "personalised models are the round's own local models after that many epochs"
-        )
-    return epochs
-
-
-def _checked_segment_val(segment_val, val, n_segments: int) -> Segments | None:
-    """Each segment's own held-out rows: indices into the val rows, one list per segment."""
-    if segment_val is None:
-        return None
-    if val is None:
-        raise ValueError("segment_val indexes the val rows; pass val= too")
-    try:
-        checked = as_segments(segment_val, len(val[1]))
-    except (TypeError, ValueError) as e:  # as_segments speaks of segments: say which argument
-        raise type(e)(f"segment_val (each segment's own val rows, at least one each): {e}") from None
-    if len(checked) != n_segments:
-        raise ValueError(f"segment_val must give one list of val rows per segment ({n_segments}), got {len(checked)}")
-    return checked
-
-
-def _checked_val_segments(val_segments):
-    if isinstance(val_segments, (bool, np.bool_)):
-        return bool(val_segments)
-    if isinstance(val_segments, str) and val_segments == "auto":
-        return val_segments
-    if isinstance(val_segments, numbers.Integral) and val_segments >= 1:
-        return int(val_segments)
-    raise ValueError(f"val_segments must be True, False, 'auto' or a number of val rows >= 1, got {val_segments!r}")
 
 
 def start_model(stack_or_architecture, seed, clusters=1, cluster_by="loss", n_segments=None) -> MLPStack:
@@ -469,7 +203,7 @@ def run_rounds(
 ) -> RoundsResult:
     """The rounds loop, with local training on ``engine`` (this process, or a Dask cluster for
     segfast.distributed). ``options``: rounds()' keyword arguments."""
-    plan = _checked_plan(start, len(engine.sizes), n_rounds, local_epochs, merge, **_renamed(options))
+    plan = checked_plan(start, len(engine.sizes), n_rounds, local_epochs, merge, **renamed(options))
     if resume and out is None:
         raise ValueError("resume=True needs out=, the run directory to continue")
     run_dir = None if out is None else RunDirectory(out, _run_config(plan, engine, start), resume)
@@ -590,7 +324,7 @@ def run_rounds(
     return RoundsResult(final, history, best_model, local_models, run_dir, local_segments, clusters)
 
 
-def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None, engine: Engine):
+def _first_state(plan: Plan, start: MLPStack, run_dir: RunDirectory | None, engine: Engine):
     """((k, P) global rows, the server state (name -> (k, P) float64), (n_segments,) clusters
     (-1: none yet), first round to run, history, (best score, its rows)): a fresh start, or what
     a resumed run directory holds."""
@@ -612,7 +346,7 @@ def _first_state(plan: _Plan, start: MLPStack, run_dir: RunDirectory | None, eng
 
 
 def _cluster_merges(
-    plan: _Plan, models: MLPStack, labels: np.ndarray, method: str, merge_args: dict, fallbacks: list
+    plan: Plan, models: MLPStack, labels: np.ndarray, method: str, merge_args: dict, fallbacks: list
 ) -> dict:
     """{cluster: its merged model (P,) float32} for each cluster with trained members (``labels``:
     the participants' clusters); a cluster whose members all diverged keeps its model."""
@@ -637,7 +371,7 @@ def _kept(local) -> MLPStack | None:
     return models.select(np.flatnonzero(~models.diverged)) if (~models.diverged).any() else None
 
 
-def _round_merge(plan: _Plan, sizes: np.ndarray):
+def _round_merge(plan: Plan, sizes: np.ndarray):
     """(method, its other arguments, fused weights or None) for a round whose participants hold
     ``sizes`` rows. Plain averages are fused into the last local epoch (each model added while
     its row is in cache), like the broadcast (start_row) is fused into the first."""
@@ -653,7 +387,7 @@ def _round_merge(plan: _Plan, sizes: np.ndarray):
     return method, merge_args, fused
 
 
-def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
+def _run_config(plan: Plan, engine: Engine, start: MLPStack) -> dict:
     """config.json: what a resumed run must match (the data's fingerprints included; the key
     names are the run directory's format, kept from earlier versions: "eval" is the val rows)."""
     task = {"task": start.task} if start.is_regression else {}  # absent: classification, as older runs
@@ -686,7 +420,7 @@ def _run_config(plan: _Plan, engine: Engine, start: MLPStack) -> dict:
     }
 
 
-def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict, fallbacks: list) -> np.ndarray:
+def _merged(plan: Plan, trained, fused, method: str, merge_args: dict, fallbacks: list) -> np.ndarray:
     """The round's merged model (P,) float32: the sum fused into training, or segfast.merge."""
     kept_weight = fused[~trained.history.diverged].sum() if fused is not None else 0.0
     if fused is not None and kept_weight > 0:
@@ -694,7 +428,7 @@ def _merged(plan: _Plan, trained, fused, method: str, merge_args: dict, fallback
     return _merge_call(plan, trained.models(), method, merge_args, fallbacks)
 
 
-def _merge_call(plan: _Plan, models: MLPStack, method: str, merge_args: dict, fallbacks: list) -> np.ndarray:
+def _merge_call(plan: Plan, models: MLPStack, method: str, merge_args: dict, fallbacks: list) -> np.ndarray:
     """segfast.merge of ``models`` as the round's plan asks, (P,) float32; a learned merge that
     fell back to a fixed one (threshold=) is appended to ``fallbacks`` (the record counts them)."""
     with warnings.catch_warnings():
