@@ -76,11 +76,13 @@ void clipped_update_sum(const float* params, int n_models, std::size_t n_params,
             total += d * d;
         }
         norms[i] = std::sqrt(total);
-        scale[i] = norms[i] > clip ? clip / norms[i] : 1.0;
+        // a non-finite update (a diverged model) adds nothing: scaling it would spread NaN
+        scale[i] = !std::isfinite(norms[i]) ? 0.0 : (norms[i] > clip ? clip / norms[i] : 1.0);
     });
     for_chunks(n_params, n_threads, [&](std::size_t begin, std::size_t end) {
         for (std::size_t j = begin; j < end; ++j) out[j] = 0.0;
         for (int i = 0; i < n_models; ++i) {
+            if (scale[i] == 0.0) continue;
             const float* row = params + static_cast<std::size_t>(i) * n_params;
             for (std::size_t j = begin; j < end; ++j) out[j] += scale[i] * (static_cast<double>(row[j]) - global[j]);
         }

@@ -18,7 +18,8 @@ void coordinate_median(const float* params, int n_models, std::size_t n_params, 
 void trimmed_mean(const float* params, int n_models, std::size_t n_params, int trim, float* out, int n_threads);
 
 // DP-FedAvg's sum: each model's update params[i] - global scaled to L2 norm at most `clip`
-// (by min(1, clip / norm)) and the scaled updates summed into out (n_params,); norms (n_models,)
+// (by min(1, clip / norm); a non-finite update counts as 0) and the scaled updates summed into
+// out (n_params,); norms (n_models,)
 // gets each update's norm before clipping. Each norm is one pass over its row; the sum goes in
 // model order per column: the same bits for any thread count.
 void clipped_update_sum(const float* params, int n_models, std::size_t n_params, const float* global, double clip,

@@ -133,6 +133,7 @@ def test_personalised_scores_are_the_round_models_after_e_epochs(data):
     ]
     assert full.history[-1]["personalized_accuracy_mean"] == pytest.approx(np.mean(want))
     assert full.history[-1]["personalized_accuracy_std"] == pytest.approx(np.std(want))
+    assert full.history[-1]["personalized_segments"] == len(want)  # none diverged
     one = segfast.rounds(DIMS, X, y, segs, personalize_epochs=1, **common)  # from the same training call
     np.testing.assert_array_equal(one.global_model.params, full.global_model.params)
     assert 0 <= one.history[-1]["personalized_accuracy_mean"] <= 1

@@ -83,13 +83,14 @@ def _own_scores(plan, start, global_params: np.ndarray, routes: np.ndarray) -> t
     return summary, {"loss": loss, "accuracy": float(correct.mean())}
 
 
-def personalized(plan, start, snapshot: np.ndarray, chosen: np.ndarray) -> dict:
+def personalized(plan, start, snapshot: np.ndarray, chosen: np.ndarray, diverged: np.ndarray) -> dict:
     """Personalisation: each participant's model after personalize_epochs local epochs from the
-    round's global model (``snapshot``, from the round's own training call) scored on the
-    participant's own val rows; their mean and spread over the participants."""
+    round's starting global model (``snapshot``, copied between the epochs of the round's own
+    training call) scored on the participant's own val rows; their mean and spread over the
+    participants that did not diverge (``personalized_segments`` counts them)."""
     X, y = plan.val
     dims, scores = list(start.dims), []
-    for model, segment in zip(snapshot, chosen):
+    for model, segment in zip(snapshot[~diverged], chosen[~diverged]):
         rows = plan.segment_val[segment]
         if start.is_regression:
             squared, _ = _core.regression_errors(dims, model[None], X[rows], y[rows], plan.threads)
@@ -97,7 +98,13 @@ def personalized(plan, start, snapshot: np.ndarray, chosen: np.ndarray) -> dict:
         else:
             scores.append(_core.evaluate(dims, model[None], X[rows], y[rows], plan.threads)[1][0])
     key = "personalized_rmse" if start.is_regression else "personalized_accuracy"
-    return {f"{key}_mean": float(np.mean(scores)), f"{key}_std": float(np.std(scores))}
+    if not scores:
+        return {"personalized_segments": 0}
+    return {
+        f"{key}_mean": float(np.mean(scores)),
+        f"{key}_std": float(np.std(scores)),
+        "personalized_segments": len(scores),
+    }
 
 
 def _segments_scores(plan, start, models, segment_rows: int) -> dict:

@@ -89,9 +89,10 @@ class Plan:
         return self.clusters > 1 and self.cluster_by == "weights" and r % self.recluster_every == 0
 
     def participants(self, r: int, n_segments: int) -> np.ndarray:
-        """Round r's segments: all, or a sample keyed by (seed, round) (with dp, a Poisson sample)."""
+        """Round r's segments: all, or a sample keyed by (seed, round) (with dp, a Poisson sample
+        drawn from dp's secret key)."""
         if self.dp is not None:
-            return self.dp.participants(self.config.seed, r, n_segments, self.fraction)
+            return self.dp.participants(r, n_segments, self.fraction)
         if self.fraction == 1:
             return np.arange(n_segments)
         rng = np.random.default_rng([self.config.seed, r])
@@ -101,7 +102,7 @@ class Plan:
         """How many val rows round r scores the segment models (and their vote) on: all of them in
         the last round (unless val_segments=False), else as val_segments says; 0 for none."""
         n_val = 0 if self.val is None else len(self.val[1])
-        if self.val_segments is False:
+        if self.val_segments is False or self.dp is not None:  # dp: the local models stay private
             return 0
         if self.val_segments is True or r == self.n_rounds - 1:
             return n_val
@@ -238,11 +239,11 @@ def checked_plan(
         train_options={k: v for k, v in train_options.items() if k != "lr"},
         threads=resolve_n_jobs(n_jobs),
         val=val,
-        val_segments=_checked_val_segments(val_segments),
+        val_segments=_checked_val_segments(val_segments, dp),
         device=device,
         **clustered_rounds.checked_clusters(clusters, cluster_by, recluster_every, n_segments, device, fraction),
         segment_val=_checked_segment_val(segment_val, val, n_segments),
-        dp=DPConfig.checked(dp, fraction, spec, clusters),
+        dp=DPConfig.checked(dp, fraction, spec, clusters, n_segments),
         personalize_epochs=_checked_personalize_epochs(personalize_epochs, segment_val, local_epochs, n_rounds, dp),
     )
 
@@ -279,7 +280,9 @@ def _checked_segment_val(segment_val, val, n_segments: int) -> Segments | None:
     return checked
 
 
-def _checked_val_segments(val_segments):
+def _checked_val_segments(val_segments, dp=None):
+    if dp is not None and val_segments not in ("auto", False):
+        raise ValueError("val_segments scores the local models, which dp= keeps private: leave it at 'auto' (none)")
     if isinstance(val_segments, (bool, np.bool_)):
         return bool(val_segments)
     if isinstance(val_segments, str) and val_segments == "auto":

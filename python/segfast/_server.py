@@ -16,7 +16,6 @@ What it is not: the merge that gives ``merged`` (segfast.merge), nor the rounds 
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +45,10 @@ class ServerOptimizer:
             raise ValueError(f"server_momentum must be < 1, got {momentum}")
         if adaptive and momentum:
             raise ValueError(f"server_momentum is FedAvgM's (server_optimizer='sgd'); {name} takes betas=(b1, b2)")
-        if not (
-            isinstance(betas, (tuple, list))
-            and len(betas) == 2
-            and all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= float(b) < 1 for b in betas)
-        ):
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), (b1, b2), got {betas!r}")
+        betas = tuple(finite_float(b, "betas", minimum=0.0) for b in betas)
+        if max(betas) >= 1:
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         tau = finite_float(tau, "tau")
         if tau <= 0:

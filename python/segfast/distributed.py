@@ -309,7 +309,7 @@ def rounds(
     if "device" in options:
         raise TypeError("segfast.distributed trains on the workers' CPUs; device= is not supported here")
     if options.get("personalize_epochs") is not None:
-        raise ValueError("personalize_epochs runs on one machine (segfast.rounds); segfast.distributed has it not")
+        raise ValueError("personalize_epochs runs on one machine (segfast.rounds), not in segfast.distributed")
     seed = options.get("seed", 0)
     given = stack_or_architecture
     probe = given[0] if isinstance(given, MLPStack) else MLPStack(given, 1, seed=seed)  # one model checks the data

@@ -106,11 +106,12 @@ def rounds_figure(history: list):
         ax.plot(scored, mean, marker=".", color="tab:gray", label="segment models: mean")
         ax.plot(scored, value(f"ensemble_{name}"), marker=".", color="tab:orange", label=ensemble)
     ax.plot(rounds, value(key), marker="o", color="tab:blue", label=_MERGED)
-    # rounds(segment_val=, personalize_epochs=): each segment's own val rows, through the global
-    # model and through its model after a few local epochs
+    # rounds(segment_val=, personalize_epochs=): each segment's own val rows, through the round's
+    # merged model (every segment), and through each participant's model after E local epochs
+    # from the round's starting model (the participants)
     for field, colour, text in (
-        (f"own_{name}_mean", "tab:green", "global model on each segment's own rows"),
-        (f"personalized_{name}_mean", "tab:red", "personalised (local epochs) on own rows"),
+        (f"own_{name}_mean", "tab:green", "merged model, each segment's own rows"),
+        (f"personalized_{name}_mean", "tab:red", "after E local epochs, participants' own rows"),
     ):
         if any(field in h for h in history):
             ax.plot([h["round"] for h in history if field in h], value(field), marker=".", color=colour, label=text)

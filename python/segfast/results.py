@@ -144,7 +144,9 @@ class RunDirectory:
     def best_path(self) -> Path:
         return self.path / "best.npz"
 
-    def load_checkpoint(self, n_params: int, clusters: int = 1, n_segments: int = 0, server=("server_buffer",)) -> dict:
+    def load_checkpoint(
+        self, n_params: int, clusters: int = 1, n_segments: int = 0, server=("server_buffer",), dp_key: bool = False
+    ) -> dict:
         """checkpoint.npz, each field checked against the config: round (the last finished one, in
         [0, rounds)), global (n_params,) float32 and the server state ``server`` (n_params,)
         float64 each, finite (a second moment > 0); with clusters=k > 1 those are (k, n_params),
@@ -174,6 +176,11 @@ class RunDirectory:
                     raise ValueError(f"{path}: {key} holds NaN or infinite values")
                 if key == "server_second_moment" and not (state[key] > 0).all():
                     raise ValueError(f"{path}: {key} must be > 0 everywhere (it starts at tau^2 and stays positive)")
+            if dp_key:  # dp's secret key: four uint64 words
+                shape, dtype = npz_header(f, "dp_key", path)
+                if shape != (4,) or dtype != np.uint64:
+                    raise ValueError(f"{path}: dp_key must be (4,) uint64, got shape {shape} of {dtype}")
+                state["dp_key"] = npz_array(f, "dp_key", path)
             if clusters > 1:
                 shape, dtype = npz_header(f, "clusters", path)
                 if shape != (n_segments,) or dtype != np.int64:

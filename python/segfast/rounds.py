@@ -21,6 +21,7 @@ import numpy as np
 from . import _clustered as clustered_rounds
 from . import schedule as schedules
 from ._device import check_device
+from ._dp import DPConfig
 from ._engine import Engine, LocalEngine
 from ._progress import progress_bar
 from ._round_eval import evaluated, personalized
@@ -146,6 +147,16 @@ def rounds(
     (with a plain or weighted average only the merged row comes back each round).
     ``eval=``/``eval_segments=`` are deprecated names of ``val=``/``val_segments=``.
 
+    server_optimizer="adam" | "yogi" | "adagrad" (with betas, tau; see above). dp=dict(clip=C,
+    noise_multiplier=z, delta=1e-5, seed=None): user-level DP-FedAvg. fraction is then the
+    probability q with which each segment takes part (Poisson sampling); each update is clipped
+    to norm C, Gaussian noise of std z*C is added to their sum, and the sum is divided by q*N
+    (N, the number of segments, is public). The sampling and noise come from a secret key (from
+    the OS, kept in the checkpoint only; dp seed= gives one), each record holds ``epsilon`` and
+    ``delta`` from Google's RDP accountant, and nothing of the local models is returned,
+    written or scored. personalize_epochs=E (with segment_val): each participant's model after E
+    of the round's own local epochs, scored on its own val rows (``personalized_accuracy_*``).
+
     clusters=k > 1 keeps k global models (clustered federated learning); the first argument may
     then be k models. cluster_by="loss" (IFCA, Ghosh et al. 2020): each round every participant
     trains the global model with the lowest loss on (up to 128 of) its own rows and joins that
@@ -208,7 +219,11 @@ def run_rounds(
         raise ValueError("resume=True needs out=, the run directory to continue")
     run_dir = None if out is None else RunDirectory(out, _run_config(plan, engine, start), resume)
 
-    global_params, server_state, assignment, first_round, history, best = _first_state(plan, start, run_dir, engine)
+    global_params, server_state, assignment, first_round, history, best, dp_key = _first_state(
+        plan, start, run_dir, engine
+    )
+    if plan.dp is not None and dp_key is not None:  # the secret the run's first part drew from
+        plan = replace(plan, dp=plan.dp.resumed(dp_key))
     epochs_before = sum(schedules.resolve(plan.local_epochs, r) for r in range(first_round))
     local = None  # returns the segment models of the last round
     clustered = plan.clusters > 1
@@ -232,20 +247,17 @@ def run_rounds(
             trained = None  # dp's Poisson sample may take nobody: the round is then its noise alone
             if len(chosen):
                 config = replace(plan.config, lr=lr)
-                snapshot = {"snapshot_epoch": plan.personalize_epochs} if plan.personalize_epochs else {}
+                snapshot_at = {"snapshot_epoch": plan.personalize_epochs} if plan.personalize_epochs else {}
                 trained = engine.round(
-                    chosen, epochs, config, plan.threads, epochs_before, starts, fused, download, **snapshot
+                    chosen, epochs, config, plan.threads, epochs_before, starts, fused, download, **snapshot_at
                 )
             local = trained.models if trained is not None else None
             epochs_before += epochs
             t1 = time.perf_counter()
 
             fallbacks: list = []  # the merges that missed merge's threshold= and fell back to a fixed one
-            dp_record: dict = {}
             if plan.dp is not None:
-                row, dp_record = plan.dp.merged(
-                    global_params[0], _kept(local), plan.fraction, len(engine.sizes), plan.config.seed, r, plan.threads
-                )
+                row = plan.dp.merged(global_params[0], _kept(local), plan.fraction, len(engine.sizes), r, plan.threads)
                 merged = {0: row}
             elif clustered:
                 assert local is not None  # without dp every round has participants
@@ -263,16 +275,16 @@ def run_rounds(
                     plan.server.reset(server_state, c)
             t2 = time.perf_counter()
 
-            record = {
-                "round": r + 1,
-                "local_epochs": epochs,
-                "lr": lr,
-                "participants": len(chosen),
-                "train_loss": float(np.nanmean(trained.history.final_loss)) if trained is not None else None,
-                "diverged": int(trained.history.diverged.sum()) if trained is not None else 0,
-            }
-            if plan.dp is not None:
-                record.update(dp_record, epsilon=plan.dp.epsilon(plan.fraction, r + 1), delta=plan.dp.delta)
+            record = {"round": r + 1, "local_epochs": epochs, "lr": lr}
+            if plan.dp is not None:  # the participants, their losses and models stay private
+                record.update(epsilon=plan.dp.epsilon(plan.fraction, r + 1), delta=plan.dp.delta)
+            else:
+                assert trained is not None  # without dp every round has participants
+                record.update(
+                    participants=len(chosen),
+                    train_loss=float(np.nanmean(trained.history.final_loss)),
+                    diverged=int(trained.history.diverged.sum()),
+                )
             if "threshold" in plan.merge:
                 record["merge_fallbacks"] = len(fallbacks)
             if clustered:
@@ -282,7 +294,8 @@ def run_rounds(
                 routes = clustered_rounds.routes(plan, engine, global_params, assignment)
                 record.update(evaluated(plan, start, global_params, local, segment_rows, routes))
                 if plan.personalize_epochs and trained is not None and trained.history.snapshot is not None:
-                    record.update(personalized(plan, start, trained.history.snapshot, chosen))
+                    snapshot, diverged = trained.history.snapshot, trained.history.diverged
+                    record.update(personalized(plan, start, snapshot, chosen, diverged))
                 if _score(record) > best[0]:
                     best = (_score(record), global_params.copy())
             if clustered:
@@ -296,8 +309,10 @@ def run_rounds(
                     # the checkpoint before, which (keyed by (seed, round)) writes them again bit for bit.
                     # Keeping the segment models in the checkpoint instead would make it n_segments
                     # times larger every round.
-                    run_dir.finish(start.like(global_params), local() if local is not None else None)
+                    run_dir.finish(start.like(global_params), _released(plan, local))
                 state = {"round": r, "global": global_params, **server_state}
+                if plan.dp is not None:
+                    state["dp_key"] = plan.dp.key_words  # the secret: in the checkpoint only
                 if clustered:
                     state["clusters"] = assignment
                 else:  # one model: the (P,) rows of the format older runs wrote
@@ -312,29 +327,34 @@ def run_rounds(
 
     final = start.like(global_params)
     best_model = start.like(best[1]) if best[1] is not None else None
-    local_models = None
+    local_models = _released(plan, local)
     last = plan.participants(plan.n_rounds - 1, len(engine.sizes))
-    if local is not None:
-        local_models = local()
-    elif run_dir is not None and first_round == plan.n_rounds:  # resumed after its last checkpoint
-        local_models = run_dir.load_local(len(last)) if len(last) else None
+    if local is None and run_dir is not None and first_round == plan.n_rounds:  # resumed after its last checkpoint
+        local_models = run_dir.load_local(len(last)) if len(last) and plan.dp is None else None
         run_dir.finish(final, None)  # from the checkpoint, the authority on the final model
     local_segments = last if local_models is not None else None
     clusters = assignment.copy() if clustered else None
     return RoundsResult(final, history, best_model, local_models, run_dir, local_segments, clusters)
 
 
+def _released(plan: Plan, local) -> MLPStack | None:
+    """The last round's local models as the run returns and writes them: none under dp."""
+    return local() if local is not None and plan.dp is None else None
+
+
 def _first_state(plan: Plan, start: MLPStack, run_dir: RunDirectory | None, engine: Engine):
     """((k, P) global rows, the server state (name -> (k, P) float64), (n_segments,) clusters
-    (-1: none yet), first round to run, history, (best score, its rows)): a fresh start, or what
-    a resumed run directory holds."""
+    (-1: none yet), first round to run, history, (best score, its rows), dp's key or None): a
+    fresh start, or what a resumed run directory holds."""
     global_params = start.params.astype(np.float32).copy()
     server_state = plan.server.initial_state(global_params.shape)
     assignment = np.full(len(engine.sizes), -1, dtype=np.int64)
     if run_dir is None or not run_dir.resumed:
-        return global_params, server_state, assignment, 0, [], (-np.inf, None)
+        return global_params, server_state, assignment, 0, [], (-np.inf, None), None
     # every field read back is checked against the config and the other files (ValueError naming them)
-    state = run_dir.load_checkpoint(start.n_params, plan.clusters, len(engine.sizes), plan.server.state_names())
+    state = run_dir.load_checkpoint(
+        start.n_params, plan.clusters, len(engine.sizes), plan.server.state_names(), plan.dp is not None
+    )
     first_round = state["round"] + 1
     history = run_dir.history(first_round, plan.val is not None)
     best_params = run_dir.load_best(plan.val is not None, plan.clusters)
@@ -342,7 +362,8 @@ def _first_state(plan: Plan, start: MLPStack, run_dir: RunDirectory | None, engi
     shape = global_params.shape
     server_state = {name: state[name].reshape(shape) for name in server_state}
     assignment = state.get("clusters", assignment)
-    return state["global"].reshape(shape), server_state, assignment, first_round, history, best
+    dp_key = DPConfig.key_of(state["dp_key"]) if plan.dp is not None else None
+    return state["global"].reshape(shape), server_state, assignment, first_round, history, best, dp_key
 
 
 def _cluster_merges(
@@ -391,6 +412,12 @@ def _run_config(plan: Plan, engine: Engine, start: MLPStack) -> dict:
     """config.json: what a resumed run must match (the data's fingerprints included; the key
     names are the run directory's format, kept from earlier versions: "eval" is the val rows)."""
     task = {"task": start.task} if start.is_regression else {}  # absent: classification, as older runs
+    if plan.dp is not None:  # the settings, never the key
+        optional_dp = {
+            "dp": {"clip": plan.dp.clip, "noise_multiplier": plan.dp.noise_multiplier, "delta": plan.dp.delta}
+        }
+    else:
+        optional_dp = {}
     server = {}  # absent: FedAvg(M), as older runs
     if plan.server.adaptive:
         server = {"server_optimizer": plan.server.name, "betas": list(plan.server.betas), "tau": plan.server.tau}
@@ -417,6 +444,7 @@ def _run_config(plan: Plan, engine: Engine, start: MLPStack) -> dict:
         "data": dict(engine.fingerprints(), eval=None if plan.val is None else fingerprint(*plan.val)),
         "start": fingerprint(start.params),
         **optional,
+        **optional_dp,
     }
 
 
@@ -463,4 +491,6 @@ def _progress_text(record: dict) -> str:
         return f"val accuracy {100 * record['global_accuracy']:.2f}%"
     if "global_rmse" in record:
         return f"val RMSE {record['global_rmse']:.4f}"
-    return f"train loss {record['train_loss']:.4f}"
+    if "train_loss" in record:
+        return f"train loss {record['train_loss']:.4f}"
+    return f"epsilon {record['epsilon']:.2f}" if "epsilon" in record else ""
