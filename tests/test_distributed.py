@@ -314,3 +314,14 @@ def test_clustered_rounds_match_the_single_machine_run(client, data, by):
     np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
     np.testing.assert_array_equal(there.clusters, here.clusters)
     assert (here.clusters >= 0).sum() > 100 and len(set(here.clusters[here.clusters >= 0])) == 3
+
+
+def test_dp_rounds_match_the_single_machine_run(client, data):
+    pytest.importorskip("dp_accounting")
+    X, y, val, seg = data
+    dp = dict(clip=0.5, noise_multiplier=1.0, delta=1e-3, seed=5)  # the same secret key in both
+    options = dict(rounds=3, fraction=0.3, dp=dp, val=val, progress=False, lr=0.1, seed=2)
+    here = segfast.rounds(DIMS, X, y, seg, **options)
+    there = sd.rounds(DIMS, X, y, seg, client=client, **options)
+    np.testing.assert_array_equal(there.global_model.params, here.global_model.params)
+    assert there.local_models is None and [h["epsilon"] for h in there.history] == [h["epsilon"] for h in here.history]
