@@ -170,12 +170,12 @@ void backward(const Arch& arch, float* params, int rows, Workspace& ws, float* g
             transpose(grad, d_out, rows, d_out, ws.grad_t.data(), rows);  // (d_out, B)
             gemm(Epilogue::Store,
                  gemm_args(d_in, rows, d_out, rows_of(W, d_out), ws.grad_t.data(), rows, ws.back_t.data(), rows));
-            const float* bt = ws.back_t.data();
-            for (int i = 0; i < rows; ++i)
-                for (int j = 0; j < d_in; ++j) {
-                    const std::ptrdiff_t ij = static_cast<std::ptrdiff_t>(i) * d_in + j;
-                    grad_next[ij] = in[ij] > 0.f ? bt[static_cast<std::ptrdiff_t>(j) * rows + i] : 0.f;
-                }
+            // back to (B, d_in) by the blocked transpose, then the ReLU mask in one contiguous
+            // pass: a strided read of back_t per element was the step's costliest loop for
+            // narrow models (values only move: the same bits)
+            transpose(ws.back_t.data(), rows, d_in, rows, grad_next, d_in);
+            const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(rows) * d_in;
+            for (std::ptrdiff_t ij = 0; ij < n; ++ij) grad_next[ij] = in[ij] > 0.f ? grad_next[ij] : 0.f;
         }
 
         float* bg = ws.bias_grad.data();

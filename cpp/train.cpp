@@ -27,8 +27,10 @@ void gather(const Arch& arch, const EpochInputs& in, const std::int64_t* rows, i
         float* dst = ws.input.data() + static_cast<std::ptrdiff_t>(i) * d;
         if (in.targets) {
             const int k = arch.n_out();
-            std::memcpy(ws.targets.data() + static_cast<std::ptrdiff_t>(i) * k, in.targets + rows[i] * k,
-                        sizeof(float) * k);
+            const float* t = in.targets + rows[i] * k;
+            float* to = ws.targets.data() + static_cast<std::ptrdiff_t>(i) * k;
+            if (k == 1) *to = *t;  // one target a row, the common case: no library call per row
+            else std::memcpy(to, t, sizeof(float) * k);
         } else {
             ws.labels[i] = in.y[rows[i]];
         }
