@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from ._round_eval import cross_entropy
 from ._validate import integer
 from .cluster import kmeans_labels
 from .segments import Segments
@@ -56,7 +57,7 @@ def segment_losses(dims, task: str, models: np.ndarray, X, y, segments: Segments
         values = _core.predict_proba(list(dims), models, X[picked], threads, softmax=task == "classification")
         if task == "classification":
             p = np.take_along_axis(values, y[picked][None, :, None].astype(np.intp), axis=2)[:, :, 0]
-            per_row = -np.log(np.maximum(p.astype(np.float64), np.finfo(np.float32).tiny))
+            per_row = cross_entropy(p)
         else:
             per_row = ((values - y[picked][None]) ** 2).mean(axis=2, dtype=np.float64)
         summed = np.concatenate([np.zeros((k, 1)), np.cumsum(per_row, axis=1)], axis=1)

@@ -12,6 +12,12 @@ from . import _core, _device
 from .predict import r2_scores, regression_scores
 
 
+def cross_entropy(p_true: np.ndarray) -> np.ndarray:
+    """Per-row cross-entropy (float64) from the probabilities given to the true class, a zero
+    probability read as float32's smallest (a finite loss, as the C++ evaluation's)."""
+    return -np.log(np.maximum(p_true.astype(np.float64), np.finfo(np.float32).tiny))
+
+
 def evaluated(plan, start, global_params: np.ndarray, local, segment_rows: int, routes: np.ndarray) -> dict:
     """The round's scores. global_params: (k, P), one row per cluster. routes: (n_segments,)
     the model each segment's own val rows (``plan.segment_val``) go through. With k > 1,
@@ -76,10 +82,10 @@ def _own_scores(plan, start, global_params: np.ndarray, routes: np.ndarray) -> t
         return summary, {"loss": mse, "rmse": float(np.sqrt(mse)), "r2": r2}
     truth = y[rows]
     correct = (picked.argmax(axis=1) == truth).astype(np.float64)
-    p = picked[np.arange(len(rows)), truth].astype(np.float64)
+    p = picked[np.arange(len(rows)), truth]
     accuracy = per_segment(correct)
     summary = {"own_accuracy_mean": float(accuracy.mean()), "own_accuracy_std": float(accuracy.std())}
-    loss = float(-np.log(np.maximum(p, np.finfo(np.float32).tiny)).mean())
+    loss = float(cross_entropy(p).mean())
     return summary, {"loss": loss, "accuracy": float(correct.mean())}
 
 

@@ -234,12 +234,10 @@ def run_rounds(
             epochs = schedules.resolve(plan.local_epochs, r)
             lr = plan.config.lr * plan.lr_decay**r
             method, merge_args, fused = _round_merge(plan, engine.sizes[chosen])
-            segment_rows = plan.segments_val_rows(r, epochs * int(engine.sizes[chosen].sum())) if len(chosen) else 0
-            if plan.dp is not None:
-                fused = None  # DP-FedAvg clips each update before the sum: no plain sum fused into training
+            segment_rows = plan.segments_val_rows(r, epochs * int(engine.sizes[chosen].sum()))
             if clustered:
                 assignment = clustered_rounds.chosen_clusters(plan, engine, chosen, global_params, assignment)
-                starts, fused = global_params[assignment[chosen]], None
+                starts = global_params[assignment[chosen]]
             else:
                 starts = global_params[0]
             # On the GPU the segment models come back only when something here reads them.
@@ -285,7 +283,7 @@ def run_rounds(
                     train_loss=float(np.nanmean(trained.history.final_loss)),
                     diverged=int(trained.history.diverged.sum()),
                 )
-            if "threshold" in plan.merge:
+            if plan.merge.get("threshold") is not None:
                 record["merge_fallbacks"] = len(fallbacks)
             if clustered:
                 known = assignment[assignment >= 0]
@@ -395,15 +393,17 @@ def _kept(local) -> MLPStack | None:
 def _round_merge(plan: Plan, sizes: np.ndarray):
     """(method, its other arguments, fused weights or None) for a round whose participants hold
     ``sizes`` rows. Plain averages are fused into the last local epoch (each model added while
-    its row is in cache), like the broadcast (start_row) is fused into the first."""
+    its row is in cache), like the broadcast (start_row) is fused into the first; not a clustered
+    round's k sums, nor DP-FedAvg's, which clips each update before the sum."""
     merge_args = dict(plan.merge)
     method = merge_args.pop("method")
     if method == "weighted" and "weights" not in merge_args:
         merge_args["weights"] = sizes
     fused = None
-    if method == "uniform" and not merge_args:
+    one_sum = plan.clusters == 1 and plan.dp is None
+    if one_sum and method == "uniform" and not merge_args:
         fused = np.ones(len(sizes))
-    elif method == "weighted" and set(merge_args) == {"weights"}:
+    elif one_sum and method == "weighted" and set(merge_args) == {"weights"}:
         fused = _explicit_weights(merge_args["weights"], len(sizes))  # checked: finite, >= 0, positive sum
     return method, merge_args, fused
 
