@@ -149,7 +149,8 @@ def test_both_clusterings_recover_planted_groups_and_beat_one_model(planted, by)
     assert last["global_accuracy"] == pytest.approx(last["own_accuracy_mean"], abs=1e-9)  # equal-size segments
     # the k models serve Ensemble and merge like any stack
     X_val, y_val = planted[3]
-    assert 0 <= segfast.Ensemble(result.global_model, "soft").score(X_val, y_val) <= 1
+    vote = segfast.predict_proba(result.global_model, X_val).mean(axis=0).argmax(axis=1)
+    assert segfast.Ensemble(result.global_model, "soft").score(X_val, y_val) == pytest.approx(np.mean(vote == y_val))
     assert segfast.merge(result.global_model, "uniform").n_models == 1
 
 
@@ -232,6 +233,9 @@ def test_a_forged_cluster_id_in_the_checkpoint_is_refused(planted, tmp_path):
         ({"segment_val": 5}, TypeError, r"^segment_val \(each segment's own val rows"),
         ({"clusters": 2, "cluster_by": "weights", "fraction": 0.5}, ValueError, r"cluster_by='weights' .* fraction=1"),
         ({"clusters": 2, "cluster_by": np.array(["weights"])}, ValueError, r"cluster_by must be one of"),
+        ({"segment_val": [np.array([0.5, 1.5])] * 16}, TypeError, r"^segment_val \(each segment's own val rows"),
+        ({"segment_val": [np.array([], dtype=np.int64)] * 16}, ValueError, r"^segment_val \(each segment's own"),
+        ({"clusters": 2**62}, ValueError, r"clusters must be an integer >= 1 and <= 16"),
     ],
 )
 def test_bad_cluster_options_are_refused_naming_the_argument(planted, options, error, match, tmp_path):

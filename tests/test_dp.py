@@ -26,7 +26,19 @@ def test_clipped_update_sum_matches_numpy():
     for threads in (1, 3):  # the same bits whatever the threads
         assert np.array_equal(_core.clipped_update_sum(params, current, clip, threads)[0], total)
     with pytest.raises(ValueError, match="clip must be a finite number > 0"):
-        _core.clipped_update_sum(params, current, 0.0, 1)
+        _core.clipped_update_sum(params, current, float("nan"), 1)
+    with pytest.raises(ValueError, match="global"):  # a row of the wrong length
+        _core.clipped_update_sum(params, current[:-1], clip, 1)
+    bad = params.copy()
+    bad[2, 7], bad[4, 0] = np.nan, np.inf  # a non-finite update counts as none
+    total, got_norms = _core.clipped_update_sum(bad, current, clip, 1)
+    keep = [0, 1, 3, 5, 6]
+    assert not np.isfinite(got_norms[[2, 4]]).any()
+    np.testing.assert_allclose(
+        total, (np.minimum(1, clip / norms[keep])[:, None] * updates[keep]).sum(axis=0), rtol=1e-10
+    )
+    empty, _ = _core.clipped_update_sum(params[:0], current, clip, 1)
+    assert (empty == 0).all()
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +135,19 @@ def test_epsilon_matches_a_value_the_library_documents():
     assert DPConfig(1.0, 4.530877117, 1e-6).epsilon(1.0, 1) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_a_forged_dp_key_is_refused(data, tmp_path):
+    from segfast import results
+
+    X, y, val, segs = data
+    common = dict(fraction=0.3, dp=dict(clip=0.5, noise_multiplier=1.0, delta=1e-3), progress=False)
+    segfast.rounds(DIMS, X, y, segs, rounds=1, out=tmp_path, **common)
+    state = dict(np.load(tmp_path / "checkpoint.npz"))
+    state["dp_key"] = state["dp_key"][:2]
+    results.write_atomic(tmp_path / "checkpoint.npz", results._npz_bytes(**state))
+    with pytest.raises(ValueError, match=r"dp_key must be \(4,\) uint64"):
+        segfast.rounds(DIMS, X, y, segs, rounds=2, out=tmp_path, resume=True, **common)
+
+
 def test_dp_run_resumes_bit_identical_with_its_secret_key(data, tmp_path):
     X, y, val, segs = data
     dp = dict(clip=0.5, noise_multiplier=1.1, delta=1e-3)
@@ -146,6 +171,8 @@ def test_dp_run_resumes_bit_identical_with_its_secret_key(data, tmp_path):
     [
         ({"dp": {"clip": -1, "noise_multiplier": 1}}, ValueError, r"dp clip must be > 0"),
         ({"dp": {"clip": 10**400, "noise_multiplier": 1}}, ValueError, r"dp clip must be a finite number"),
+        ({"dp": {"clip": float("nan"), "noise_multiplier": 1}}, ValueError, r"dp clip must be a finite number"),
+        ({"dp": {"clip": 1, "noise_multiplier": "1"}}, ValueError, r"dp noise_multiplier must be a finite"),
         ({"dp": {"clip": 1, "noise_multiplier": 0}}, ValueError, r"dp noise_multiplier must be > 0 \(0 is no"),
         ({"dp": {"clip": 1, "noise_multiplier": 1, "delta": 0.1}}, ValueError, r"dp delta must be in \(0, 1/segm"),
         ({"dp": {"clip": 1, "noise_multiplier": 1, "seed": -1}}, ValueError, r"dp seed must be an integer >= 0"),

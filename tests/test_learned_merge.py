@@ -215,3 +215,35 @@ def test_a_learned_merge_of_unaligned_models_falls_back_to_a_better_fixed_one():
         model, details = segfast.merge(stack, "learned", val=val, threshold=1.0, return_details=True)
     assert details["fallback_score"] > details["val_score"]
     assert segfast.evaluate(model, *val).accuracy[0] == details["fallback_score"]
+
+
+def test_loss_gradient_refuses_bad_shapes_and_takes_no_rows():
+    row = MLPStack(DIMS, 1).params[0]
+    X, y = np.ones((3, 12), np.float32), np.array([0, 1, 2])
+    with pytest.raises(ValueError, match="params"):
+        _core.loss_gradient(DIMS, row[:-1], X, y, 1)
+    with pytest.raises(ValueError, match="X"):
+        _core.loss_gradient(DIMS, row, X[:, :5], y, 1)
+    with pytest.raises(ValueError, match="y"):
+        _core.loss_gradient(DIMS, row, X, y[:2], 1)
+    with pytest.raises((TypeError, ValueError), match="y"):
+        _core.loss_gradient(DIMS, row, X, y.astype(np.float32), 1)  # class labels are integers
+    with pytest.raises(ValueError, match="loss must be"):
+        _core.loss_gradient(DIMS, row, X, y, 1, loss="hinge")
+    loss, grad = _core.loss_gradient(DIMS, row, X[:0], y[:0], 1)
+    assert loss == 0 and (grad == 0).all()
+
+
+@pytest.mark.parametrize("bad", ["nan_val", "nan_model"])
+def test_learned_merge_refuses_nan(trained, bad):
+    stack, (X_val, y_val) = trained
+    if bad == "nan_val":
+        X_val = X_val.copy()
+        X_val[3, 1] = np.nan
+        match = r"NaN or infinite"
+    else:
+        stack = stack.copy()
+        stack.params[1, 5] = np.nan
+        match = r"model 1 of the stack holds NaN or infinite parameters but is not marked diverged"
+    with pytest.raises(ValueError, match=match):
+        segfast.merge(stack, "learned", val=(X_val, y_val))

@@ -107,6 +107,9 @@ def test_a_forged_second_moment_is_refused(data, tmp_path):
         ({"server_optimizer": "yogi", "tau": 0}, r"tau must be > 0"),
         ({"server_optimizer": "adam", "server_momentum": 0.9}, r"server_momentum is FedAvgM's"),
         ({"server_optimizer": "adam", "server_lr": -1}, r"server_lr must be"),
+        ({"server_optimizer": "adam", "betas": (float("nan"), 0.9)}, r"betas must be a finite number"),
+        ({"server_optimizer": "adam", "betas": np.array([0.9, 0.99, 0.5])}, r"betas must be two numbers"),
+        ({"server_optimizer": "yogi", "tau": float("inf")}, r"tau must be a finite number"),
     ],
 )
 def test_bad_server_options_are_refused_naming_the_argument(data, options, match, tmp_path):
@@ -136,7 +139,13 @@ def test_personalised_scores_are_the_round_models_after_e_epochs(data):
     assert full.history[-1]["personalized_segments"] == len(want)  # none diverged
     one = segfast.rounds(DIMS, X, y, segs, personalize_epochs=1, **common)  # from the same training call
     np.testing.assert_array_equal(one.global_model.params, full.global_model.params)
-    assert 0 <= one.history[-1]["personalized_accuracy_mean"] <= 1
+    # after 1 of the last round's 2 epochs: the local models of a run whose last round has 1 epoch
+    short = segfast.rounds(DIMS, X, y, segs, **{**common, "local_epochs": [2, 1]})
+    want = [
+        segfast.evaluate(short.local_models[i], val[0][own[s]], val[1][own[s]]).accuracy[0]
+        for i, s in enumerate(short.local_segments)
+    ]
+    assert one.history[-1]["personalized_accuracy_mean"] == pytest.approx(np.mean(want))
 
 
 @pytest.mark.parametrize(
@@ -145,6 +154,8 @@ def test_personalised_scores_are_the_round_models_after_e_epochs(data):
         ({"personalize_epochs": 0}, r"personalize_epochs must be an integer >= 1"),
         ({"personalize_epochs": 3}, r"personalize_epochs=3 must be <= every round's local epochs \(the fewest: 2\)"),
         ({"personalize_epochs": 1, "segment_val": None}, r"pass segment_val="),
+        ({"personalize_epochs": 1.5}, r"personalize_epochs must be an integer"),
+        ({"personalize_epochs": True}, r"personalize_epochs must be an integer"),
     ],
 )
 def test_bad_personalisation_is_refused(data, options, match):

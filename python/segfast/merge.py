@@ -244,6 +244,7 @@ def merge(
     keep = np.flatnonzero(~stack.diverged)
     if keep.size == 0:
         raise ValueError("every model of the stack diverged: nothing to merge")
+
     if keep.size < stack.n_models:
         warnings.warn(
             f"leaving out diverged model(s) {', '.join(map(str, np.flatnonzero(stack.diverged)))}",
@@ -257,6 +258,12 @@ def merge(
             explicit = explicit / explicit.sum()
         stack = stack.select(keep)
 
+    first = _core.first_non_finite(stack.params, threads)  # one pass: a merge reads them all anyway
+    if first >= 0:
+        raise ValueError(
+            f"model {int(keep[first // stack.n_params])} of the stack holds NaN or infinite parameters but is not "
+            "marked diverged: every merge would be NaN; mark it (stack.diverged) to leave it out, or drop it"
+        )
     details: dict[str, Any] = {"models": keep}
     val_eval = evaluate(stack, *val, n_jobs=threads, device=device) if val is not None else None
     if align:
