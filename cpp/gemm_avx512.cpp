@@ -36,6 +36,36 @@ struct Tile {
     SgdStep sgd;
 };
 
+// What a product's accumulator becomes (gemm.h's epilogues) on up to 16 elements of c (lanes m),
+// shared by the register tiles and the one-column kernel so that both give the same bits.
+struct Finish {
+    __m512 zero, lr, mu, wd, prox;
+    explicit Finish(const SgdStep& s)
+        : zero(_mm512_setzero_ps()),
+          lr(_mm512_set1_ps(s.lr)),
+          mu(_mm512_set1_ps(s.momentum)),
+          wd(_mm512_set1_ps(s.weight_decay)),
+          prox(_mm512_set1_ps(s.prox)) {}
+
+    template <Epilogue E>
+    void apply(__m512 x, __mmask16 m, __m512 bias, float* c, float* velocity, const float* anchor) const {
+        if (E == Epilogue::Add) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c));
+        if (E == Epilogue::Bias || E == Epilogue::BiasRelu) x = _mm512_add_ps(x, bias);
+        if (E == Epilogue::BiasRelu) x = _mm512_max_ps(x, zero);
+        if (E == Epilogue::Sgd) {
+            const __m512 w = _mm512_maskz_loadu_ps(m, c);
+            __m512 step = _mm512_fmadd_ps(wd, w, x);
+            if (anchor) step = _mm512_fmadd_ps(prox, _mm512_sub_ps(w, _mm512_maskz_loadu_ps(m, anchor)), step);
+            if (velocity) {
+                step = _mm512_fmadd_ps(mu, _mm512_maskz_loadu_ps(m, velocity), step);
+                _mm512_mask_storeu_ps(velocity, m, step);
+            }
+            x = _mm512_fnmadd_ps(lr, step, w);
+        }
+        _mm512_mask_storeu_ps(c, m, x);
+    }
+};
+
 template <int R, int V, Epilogue E>
 void tile_kernel(const Tile& t) {
     __m512 acc[R][V];
@@ -59,80 +89,18 @@ void tile_kernel(const Tile& t) {
         }
     }
 
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 lr = _mm512_set1_ps(t.sgd.lr);
-    const __m512 mu = _mm512_set1_ps(t.sgd.momentum);
-    const __m512 wd = _mm512_set1_ps(t.sgd.weight_decay);
-    const __m512 prox = _mm512_set1_ps(t.sgd.prox);
+    const Finish finish(t.sgd);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-        float* c = t.c + r * t.ldc;
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) {
             const __mmask16 m = (v == V - 1) ? t.tail : static_cast<__mmask16>(0xFFFF);
-            __m512 x = acc[r][v];
-            if (E == Epilogue::Add) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c + 16 * v));
-            if (E == Epilogue::Bias || E == Epilogue::BiasRelu)
-                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias + 16 * v));
-            if (E == Epilogue::BiasRelu) x = _mm512_max_ps(x, zero);
-            if (E == Epilogue::Sgd) {
-                __m512 w = _mm512_maskz_loadu_ps(m, c + 16 * v);
-                __m512 step = _mm512_fmadd_ps(wd, w, x);
-                if (t.anchor) {
-                    const __m512 a = _mm512_maskz_loadu_ps(m, t.anchor + r * t.ldc + 16 * v);
-                    step = _mm512_fmadd_ps(prox, _mm512_sub_ps(w, a), step);
-                }
-                if (t.velocity) {
-                    float* vel = t.velocity + r * t.ldc + 16 * v;
-                    step = _mm512_fmadd_ps(mu, _mm512_maskz_loadu_ps(m, vel), step);
-                    _mm512_mask_storeu_ps(vel, m, step);
-                }
-                x = _mm512_fnmadd_ps(lr, step, w);
-            }
-            _mm512_mask_storeu_ps(c + 16 * v, m, x);
-        }
-    }
-}
-
-using TileFn = void (*)(const Tile&);
-
-template <Epilogue E>
-struct Table {
-    TileFn fn[kRows][kVecs];
-    Table() { fill<1, 1>(); }
-    template <int R, int V>
-    void fill() {
-        fn[R - 1][V - 1] = &tile_kernel<R, V, E>;
-        if constexpr (V < kVecs) fill<R, V + 1>();
-        else if constexpr (R < kRows) fill<R + 1, 1>();
-    }
-};
-
-template <Epilogue E>
-void run(const GemmArgs& g) {
-    static const Table<E> table;
-    const int width = 16 * kVecs;
-    for (int j0 = 0; j0 < g.n; j0 += width) {
-        const int cols = g.n - j0 < width ? g.n - j0 : width;
-        const int vecs = (cols + 15) / 16;
-        const int last = cols - 16 * (vecs - 1);
-        Tile t;
-        t.k = g.k;
-        t.a_rs = g.a_rs;
-        t.a_ks = g.a_ks;
-        t.b = g.b + j0;
-        t.ldb = g.ldb;
-        t.ldc = g.ldc;
-        t.bias = g.bias ? g.bias + j0 : nullptr;
-        t.tail = static_cast<__mmask16>(last == 16 ? 0xFFFF : (1u << last) - 1u);
-        t.sgd = g.sgd;
-        for (int i0 = 0; i0 < g.m; i0 += kRows) {
-            const int rows = g.m - i0 < kRows ? g.m - i0 : kRows;
-            t.a = g.a + i0 * g.a_rs;
-            t.c = g.c + i0 * g.ldc + j0;
-            t.velocity = g.velocity ? g.velocity + i0 * g.ldc + j0 : nullptr;
-            t.anchor = g.anchor ? g.anchor + i0 * g.ldc + j0 : nullptr;
-            table.fn[rows - 1][vecs - 1](t);
+            const std::ptrdiff_t at = r * t.ldc + 16 * v;
+            const __m512 bias = (E == Epilogue::Bias || E == Epilogue::BiasRelu)
+                                    ? _mm512_maskz_loadu_ps(m, t.bias + 16 * v)
+                                    : finish.zero;
+            finish.apply<E>(acc[r][v], m, bias, t.c + at, t.velocity ? t.velocity + at : nullptr,
+                            t.anchor ? t.anchor + at : nullptr);
         }
     }
 }
@@ -171,6 +139,81 @@ void transpose_block(const float* in, std::ptrdiff_t ld_in, int rows, int cols, 
         for (int lane = 0; lane < 4; ++lane) {
             const int i = 4 * lane + c;
             if (i < cols) _mm512_mask_storeu_ps(out + i * ld_out, store, col[lane]);
+        }
+    }
+}
+
+// One output column (n == 1, c contiguous), as in a regression head or its SGD step: the tiles
+// would use one lane of their sixteen. Here the lanes are 16 rows of c, fed with A 16 rows at a
+// time, down its columns when A is stored transposed (a_rs == 1), else through 16 x 16 transposes.
+// Each lane still adds its products in p order, one FMA each: the same bits as the tiles.
+template <Epilogue E>
+void one_column(const GemmArgs& g) {
+    const Finish finish(g.sgd);
+    const __m512 bias = g.bias ? _mm512_set1_ps(g.bias[0]) : finish.zero;
+    alignas(64) float block[16 * 16];
+    for (int i0 = 0; i0 < g.m; i0 += 16) {
+        const int rows = g.m - i0 < 16 ? g.m - i0 : 16;
+        const __mmask16 m = static_cast<__mmask16>(rows == 16 ? 0xFFFF : (1u << rows) - 1u);
+        const float* a = g.a + i0 * g.a_rs;
+        __m512 acc = finish.zero;
+        if (g.a_rs == 1) {
+            for (int p = 0; p < g.k; ++p)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(g.b[p * g.ldb]), _mm512_maskz_loadu_ps(m, a + p * g.a_ks), acc);
+        } else {
+            for (int p0 = 0; p0 < g.k; p0 += 16) {
+                const int depth = g.k - p0 < 16 ? g.k - p0 : 16;
+                transpose_block(a + p0 * g.a_ks, g.a_rs, rows, depth, block, 16);
+                for (int p = 0; p < depth; ++p)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(g.b[(p0 + p) * g.ldb]),
+                                          _mm512_maskz_loadu_ps(m, block + 16 * p), acc);
+            }
+        }
+        finish.apply<E>(acc, m, bias, g.c + i0, g.velocity ? g.velocity + i0 : nullptr,
+                        g.anchor ? g.anchor + i0 : nullptr);
+    }
+}
+
+using TileFn = void (*)(const Tile&);
+
+template <Epilogue E>
+struct Table {
+    TileFn fn[kRows][kVecs];
+    Table() { fill<1, 1>(); }
+    template <int R, int V>
+    void fill() {
+        fn[R - 1][V - 1] = &tile_kernel<R, V, E>;
+        if constexpr (V < kVecs) fill<R, V + 1>();
+        else if constexpr (R < kRows) fill<R + 1, 1>();
+    }
+};
+
+template <Epilogue E>
+void run(const GemmArgs& g) {
+    if (g.n == 1 && g.ldc == 1 && (g.a_rs == 1 || g.a_ks == 1)) return one_column<E>(g);
+    static const Table<E> table;
+    const int width = 16 * kVecs;
+    for (int j0 = 0; j0 < g.n; j0 += width) {
+        const int cols = g.n - j0 < width ? g.n - j0 : width;
+        const int vecs = (cols + 15) / 16;
+        const int last = cols - 16 * (vecs - 1);
+        Tile t;
+        t.k = g.k;
+        t.a_rs = g.a_rs;
+        t.a_ks = g.a_ks;
+        t.b = g.b + j0;
+        t.ldb = g.ldb;
+        t.ldc = g.ldc;
+        t.bias = g.bias ? g.bias + j0 : nullptr;
+        t.tail = static_cast<__mmask16>(last == 16 ? 0xFFFF : (1u << last) - 1u);
+        t.sgd = g.sgd;
+        for (int i0 = 0; i0 < g.m; i0 += kRows) {
+            const int rows = g.m - i0 < kRows ? g.m - i0 : kRows;
+            t.a = g.a + i0 * g.a_rs;
+            t.c = g.c + i0 * g.ldc + j0;
+            t.velocity = g.velocity ? g.velocity + i0 * g.ldc + j0 : nullptr;
+            t.anchor = g.anchor ? g.anchor + i0 * g.ldc + j0 : nullptr;
+            table.fn[rows - 1][vecs - 1](t);
         }
     }
 }

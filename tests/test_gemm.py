@@ -12,6 +12,8 @@ import pytest
 from segfast import _core
 
 SHAPES = [(1, 1, 1), (7, 10, 13), (32, 128, 784), (784, 128, 32), (9, 48, 5), (17, 49, 3), (8, 33, 64), (3, 300, 11)]
+# one output column (a regression head and its update) takes a kernel of its own on AVX-512
+SHAPES += [(64, 1, 32), (33, 1, 70), (5, 1, 17), (17, 1, 1)]
 
 
 def operands(rng, m, n, k, trans_a):
@@ -109,6 +111,37 @@ def test_fast_kernel_agrees_with_reference(rng):
     _core._testing.gemm(a, b, fast)
     _core._testing.gemm(a, b, ref, reference=True)
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("epilogue", ["store", "add", "bias", "bias_relu", "sgd"])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,k", [(64, 32), (33, 70), (5, 17), (40, 1)])
+def test_one_column_gives_the_bits_of_the_tiles(rng, m, k, trans_a, epilogue):
+    """A product with one output column runs its own kernel, which must add each output's
+    products in the same order as the register tiles do: column 0 of a two-column product."""
+    a, b2, _ = operands(rng, m, 2, k, trans_a)
+    c2 = rng.standard_normal((m, 2)).astype(np.float32)
+    v2 = rng.standard_normal((m, 2)).astype(np.float32)
+    anchor2 = rng.standard_normal((m, 2)).astype(np.float32)
+    bias2 = rng.standard_normal(2).astype(np.float32)
+    c1, v1 = np.ascontiguousarray(c2[:, :1]), np.ascontiguousarray(v2[:, :1])
+    sgd = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "prox": 0.3} if epilogue == "sgd" else {}
+    extra2 = {"velocity": v2, "anchor": anchor2} if sgd else {}
+    extra1 = {"velocity": v1, "anchor": np.ascontiguousarray(anchor2[:, :1])} if sgd else {}
+    bias = epilogue.startswith("bias")
+    _core._testing.gemm(a, b2, c2, trans_a=trans_a, epilogue=epilogue, bias=bias2 if bias else None, **extra2, **sgd)
+    _core._testing.gemm(
+        a,
+        np.ascontiguousarray(b2[:, :1]),
+        c1,
+        trans_a=trans_a,
+        epilogue=epilogue,
+        bias=bias2[:1] if bias else None,
+        **extra1,
+        **sgd,
+    )
+    np.testing.assert_array_equal(c1[:, 0], c2[:, 0])
+    np.testing.assert_array_equal(v1[:, 0], v2[:, 0])
 
 
 def cpu_runs_avx512():
