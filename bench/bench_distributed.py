@@ -13,6 +13,10 @@ to the local one. Measured:
     connection counted once) of a 20-round run minus that of a 1-round run, over 19 rounds; as a
     multiple of one model's parameters (float32) and of the whole stack's (target <= 2x).
 
+Then rounds with the default evaluation (val rows: the 10,000 test images; val_segments="auto"
+scores the segment models and their vote each round, where the models trained): local and
+distributed seconds a round, and bytes a round as a share of the stack (the models stay put).
+
 Then the fixed cost of a distributed round by round length: the scattered run with 1, 5 and 20
 local epochs a round (--epochs), fixed cost = distributed - local seconds per round (target
 < 30 ms), overhead (target <= 15% for rounds of 0.5 s or more).
@@ -79,6 +83,37 @@ def fixed_cost_by_round_length(client, start, X, y, segs, args) -> list:
                 (f"E={epochs} ({here:.2f} s rounds): overhead <= 15%", 100 * overhead, "%", overhead <= 0.15)
             )
     return targets
+
+
+def with_default_evaluation(client, start, X, y, segs, val, args) -> list:
+    """Rounds as users run them, with val rows and the default segment evaluation: what a round
+    costs on the cluster against this process, and what it moves (the models must not)."""
+    kw = dict(rounds=max(4, args.rounds // 4), progress=False, lr=LR, batch_size=BATCH, val=val)
+    here = statistics.median(seconds_per_round(segfast.rounds(start, X, y, segs, **kw)) for _ in range(args.repeats))
+    times, moved, evals = [], [], []
+    for _ in range(args.repeats):  # bytes a round: a run's minus a 1-round run's (the data's placement)
+        b0 = loopback_bytes()
+        segfast.distributed.rounds(start, X, y, segs, **dict(kw, rounds=1), client=client)
+        b1 = loopback_bytes()
+        result = segfast.distributed.rounds(start, X, y, segs, **kw, client=client)
+        moved.append(((loopback_bytes() - b1) - (b1 - b0)) / (kw["rounds"] - 1))
+        times.append(seconds_per_round(result))
+        evals.append(statistics.median(r["seconds_eval"] for r in result.history[1:]))
+    there, stack_bytes = statistics.median(times), 4 * start.n_params * N_SEGMENTS
+    print(
+        f"\nwith val rows and the default evaluation (val_segments='auto'), {kw['rounds']} rounds, scattered data:\n"
+        f"  local {here:.3f} s a round; distributed {there:.3f} s ({100 * (there / here - 1):+.1f}%), of which "
+        f"evaluation {statistics.median(evals):.3f} s; {statistics.median(moved) / stack_bytes:.3f}x the stack's "
+        "bytes a round"
+    )
+    return [
+        (
+            "default evaluation: the models stay on the workers (< 0.5x the stack a round)",
+            statistics.median(moved) / stack_bytes,
+            "x",
+            statistics.median(moved) < 0.5 * stack_bytes,
+        )
+    ]
 
 
 def main():
@@ -172,6 +207,7 @@ def main():
                 )
             )
             targets.append((f"{name}: bit-identical to the local run", float(same), "", same))
+        targets += with_default_evaluation(client, start, X, y, segs, (data.X_test, data.y_test), args)
         targets += fixed_cost_by_round_length(client, start, X, y, segs, args)
     shutil.rmtree(shard_dir)
     if other is not None:

@@ -213,8 +213,10 @@ py::tuple loss_gradient_py(const std::vector<int>& dims, py::handle params_obj, 
 
 // with_vote also returns the models' soft vote (their summed probabilities, combine's "proba")
 // from the same forward pass: what a round's val_segments needs, at half the cost of two passes.
+// vote_sum (n, C) float64, updated in place: the vote's sum continues from it (segfast.distributed
+// scores the segment models block by block where they trained, with the bits of one call).
 py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::handle x_obj, py::handle y_obj,
-                      int n_jobs, bool with_vote) {
+                      int n_jobs, bool with_vote, py::handle vote_sum_obj) {
     const Arch arch = arch_of(dims);
     auto params = expect<float>(params_obj, "params", {-1, static_cast<py::ssize_t>(arch.n_params)});
     auto x = expect<float>(x_obj, "X", {-1, arch.n_in()});
@@ -226,11 +228,17 @@ py::tuple evaluate_py(const std::vector<int>& dims, py::handle params_obj, py::h
     py::array_t<float> vote(with_vote ? std::vector<py::ssize_t>{n_rows, static_cast<py::ssize_t>(arch.n_out())}
                                       : std::vector<py::ssize_t>{0});
     float* summed = with_vote ? vote.mutable_data() : nullptr;
+    Array<double> vote_sum;
+    if (!vote_sum_obj.is_none()) {
+        if (!with_vote) throw py::value_error("vote_sum needs with_vote=True");
+        vote_sum = expect<double>(vote_sum_obj, "vote_sum", {n_rows, static_cast<py::ssize_t>(arch.n_out())}, true);
+    }
+    double* running = vote_sum_obj.is_none() ? nullptr : vote_sum.mutable_data();
     {
         py::gil_scoped_release release;
         if (with_vote)
             combine(arch, params.data(), static_cast<int>(n_models), x.data(), n_rows, Combine::Proba, nullptr, nullptr,
-                    summed, resolve_threads(n_jobs), nullptr, &scores);
+                    summed, resolve_threads(n_jobs), nullptr, &scores, running);
         else
             evaluate(arch, params.data(), static_cast<int>(n_models), x.data(), y.data(), n_rows, scores.loss,
                      scores.accuracy, resolve_threads(n_jobs));
@@ -502,8 +510,9 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("regression_errors", &regression_errors_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"),
             py::arg("n_jobs"));
     mod.def("evaluate", &evaluate_py, py::arg("dims"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("n_jobs"),
-            py::arg("with_vote") = false,
-            "(loss, accuracy) per model; with_vote=True adds the summed probabilities (n, C) from the same pass");
+            py::arg("with_vote") = false, py::arg("vote_sum") = py::none(),
+            "(loss, accuracy) per model; with_vote=True adds the summed probabilities (n, C) from the same pass, "
+            "continuing from vote_sum (float64, updated in place) when given");
     mod.def("align_stack", &align_stack_py, py::arg("dims"), py::arg("params"), py::arg("reference"),
             py::arg("max_rounds"), py::arg("n_jobs"));
     mod.def("weighted_sum", &weighted_sum_py, py::arg("params"), py::arg("weights"), py::arg("n_jobs"));

@@ -34,7 +34,7 @@ struct Scratch {
 
 void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows, Combine mode,
              const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes,
-             const ModelScores* scores) {
+             const ModelScores* scores, double* running_sum) {
     const int C = arch.n_out(), d = arch.n_in();
     if (scores && (model_weights || row_weights))
         throw std::invalid_argument("combine: model scores need every model on every row (no weights)");
@@ -99,7 +99,8 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
             const std::int64_t b0 = block * kBlockRows, b1 = std::min(rows, b0 + kBlockRows);
             for (std::int64_t i = b0; i < b1; ++i) {
                 const std::int64_t r = r0 + i;
-                std::fill(s.acc.begin(), s.acc.end(), 0.0);
+                if (running_sum) std::copy(running_sum + r * C, running_sum + (r + 1) * C, s.acc.begin());
+                else std::fill(s.acc.begin(), s.acc.end(), 0.0);
                 std::fill(s.vote_acc.begin(), s.vote_acc.end(), 0.0);
                 for (int m = 0; m < n_models; ++m) {
                     const double wm = model_weights ? model_weights[m] : 1.0;
@@ -128,6 +129,7 @@ void combine(const Arch& arch, const float* params, int n_models, const float* x
                     }
                 }
                 for (int c = 0; c < C; ++c) out[r * C + c] = static_cast<float>(s.acc[c]);
+                if (running_sum) std::copy(s.acc.begin(), s.acc.end(), running_sum + r * C);
                 if (votes)
                     for (int c = 0; c < C; ++c) votes[r * C + c] = static_cast<float>(s.vote_acc[c]);
             }

@@ -26,8 +26,10 @@ struct ModelScores {
 // row_weights[r * n_models + i] (when given); missing factors count as 1. votes, when given,
 // (n_rows, classes) also receives the weighted votes from the same forward pass; scores, when
 // given (only without weights: every model must see every row), each model's own score.
+// running_sum, when given, (n_rows, classes) float64: each row's sum starts from it and ends in
+// it, so a stack scored part by part (a cluster's blocks, in model order) sums as one call does.
 void combine(const Arch& arch, const float* params, int n_models, const float* x, std::int64_t n_rows, Combine mode,
              const double* model_weights, const float* row_weights, float* out, int n_threads, float* votes = nullptr,
-             const ModelScores* scores = nullptr);
+             const ModelScores* scores = nullptr, double* running_sum = nullptr);
 
 }  // namespace segfast

@@ -98,12 +98,35 @@ def test_regression_rounds_and_train_are_bit_identical(client, data, merge):
     np.testing.assert_array_equal(a.params, b.params)
 
 
-def test_segment_evaluation_pulls_the_segment_models(client, data):
+SEGMENT_FIELDS = ("segments_val_rows", "segment_accuracy_mean", "segment_accuracy_std", "ensemble_accuracy")
+
+
+@pytest.mark.parametrize("val_segments,fraction", [("auto", 1.0), (True, 1.0), (True, 0.3)])
+def test_segment_models_are_scored_where_they_trained(client, data, val_segments, fraction):
+    """Every round's segment scores and vote equal the single-machine run's, bit for bit, and the
+    segment models leave the workers once, for the result, not once a round to be scored."""
     X, y, val, seg = data
-    here = segfast.rounds(DIMS, X, y, seg, rounds=2, val=val, progress=False)
-    there = sd.rounds(DIMS, X, y, seg, rounds=2, val=val, progress=False, client=client)
-    assert here.history[-1]["ensemble_accuracy"] == there.history[-1]["ensemble_accuracy"]
-    assert here.history[-1]["segment_accuracy_mean"] == there.history[-1]["segment_accuracy_mean"]
+    kw = dict(rounds=3, val=val, val_segments=val_segments, fraction=fraction, seed=2, progress=False)
+    here = segfast.rounds(DIMS, X, y, seg, **kw)
+    with dd.get_task_stream(client) as stream:
+        there = sd.rounds(DIMS, X, y, seg, client=client, blocks=7, **kw)
+    for a, b in zip(here.history, there.history):
+        assert {k: a[k] for k in SEGMENT_FIELDS} == {k: b[k] for k in SEGMENT_FIELDS}
+    np.testing.assert_array_equal(here.local_models.params, there.local_models.params)
+    pulls = [t for t in stream.data if t["key"].startswith("_rows")]
+    assert 1 <= len(pulls) <= 7  # one pull per block, after the last round
+
+
+def test_regression_segment_scores_are_bit_identical(client, data):
+    X, _, (X_val, _), seg = data
+    y = (X[:, 0] * 2 - X[:, 1]).astype(np.float32)
+    val = (X_val, (X_val[:, 0] * 2 - X_val[:, 1]).astype(np.float32))
+    start = segfast.MLPStack([16, 12, 1], 1, task="regression", seed=3)
+    kw = dict(rounds=2, val=val, val_segments=True, lr=0.01, progress=False)
+    here = segfast.rounds(start, X, y, seg, **kw)
+    there = sd.rounds(start, X, y, seg, client=client, blocks=3, **kw)
+    fields = ("segment_rmse_mean", "segment_rmse_std", "ensemble_rmse")
+    assert [[h[k] for k in fields] for h in here.history] == [[h[k] for k in fields] for h in there.history]
 
 
 def test_save_shards_refuses_bad_input(data, tmp_path):

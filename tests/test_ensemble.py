@@ -225,6 +225,36 @@ def test_evaluate_with_vote_is_evaluate_and_combine_in_one_pass(rng):
     assert np.isnan(loss[0]) and np.isnan(summed).all()
 
 
+def test_a_vote_summed_part_by_part_is_the_vote_of_one_call(rng):
+    """segfast.distributed scores a round's segment models block by block where they trained,
+    carrying the vote's float64 sum from block to block: any cut gives one call's bits."""
+    from segfast import _core
+
+    dims, n_models, n_rows = [12, 10, 4], 9, 700  # 700 rows: ragged 256-row blocks
+    stack = MLPStack(dims, n_models, seed=4)
+    stack.params[:] = 0.5 * rng.standard_normal(stack.params.shape).astype(np.float32)
+    X = rng.standard_normal((n_rows, dims[0])).astype(np.float32)
+    y = rng.integers(0, dims[-1], n_rows)
+    loss, accuracy, summed = _core.evaluate(dims, stack.params, X, y, 2, with_vote=True)
+    for cuts in ([0, 9], [0, 1, 9], [0, 4, 5, 9]):
+        running, parts = np.zeros((n_rows, dims[-1])), []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            *scores, last = _core.evaluate(dims, stack.params[a:b], X, y, 1, with_vote=True, vote_sum=running)
+            parts.append(scores)
+        np.testing.assert_array_equal(last, summed)
+        np.testing.assert_array_equal(running.astype(np.float32), summed)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), accuracy)
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), loss)
+    with pytest.raises(ValueError, match="vote_sum must have shape"):
+        _core.evaluate(dims, stack.params, X, y, 1, with_vote=True, vote_sum=np.zeros((n_rows, 3)))
+    with pytest.raises(TypeError, match="vote_sum"):
+        _core.evaluate(dims, stack.params, X, y, 1, with_vote=True, vote_sum=np.zeros((n_rows, 4), np.float32))
+    with pytest.raises(ValueError, match="vote_sum"):
+        _core.evaluate(dims, stack.params, X, y, 1, with_vote=True, vote_sum=np.zeros((n_rows, 4))[::1, ::-1])
+    with pytest.raises(ValueError, match="with_vote"):
+        _core.evaluate(dims, stack.params, X, y, 1, vote_sum=np.zeros((n_rows, 4)))
+
+
 def test_competence_on_the_training_region(setup):
     stack, segs, train, val, test = setup
     k = 5

@@ -106,11 +106,23 @@ def loss_gradient(
 ) -> tuple[float, _F64]: ...
 @overload
 def evaluate(
-    dims: Sequence[int], params: _F32, X: _F32, y: _I64, n_jobs: int, with_vote: Literal[False] = False
+    dims: Sequence[int],
+    params: _F32,
+    X: _F32,
+    y: _I64,
+    n_jobs: int,
+    with_vote: Literal[False] = False,
+    vote_sum: None = None,
 ) -> tuple[_F64, _F64]: ...
 @overload
 def evaluate(
-    dims: Sequence[int], params: _F32, X: _F32, y: _I64, n_jobs: int, with_vote: Literal[True]
+    dims: Sequence[int],
+    params: _F32,
+    X: _F32,
+    y: _I64,
+    n_jobs: int,
+    with_vote: Literal[True],
+    vote_sum: _F64 | None = None,
 ) -> tuple[_F64, _F64, _F32]: ...
 
 # merging

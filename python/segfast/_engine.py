@@ -16,6 +16,7 @@ import numpy as np
 from . import _core
 from ._clustered import segment_losses
 from ._epochs import FusedMerge, History, TrainConfig, run_epochs
+from ._segment_scores import ScoreCarry, add_part
 from ._validate import as_features, as_outputs
 from .results import fingerprint
 from .segments import Segments, as_segments
@@ -26,12 +27,15 @@ from .stack import MLPStack
 class RoundTraining:
     """What an engine returns for one round: the History of the participants (round positions,
     not segment indices), ``merged_sum`` = sum_i w_i * params_i over the participants that did
-    not diverge when fused merge weights were given (else None), and ``models()``, the trained
-    participants as an MLPStack (fetched only when called: on a GPU or a cluster it moves them)."""
+    not diverge when fused merge weights were given (else None), ``models()``, the trained
+    participants as an MLPStack (fetched only when called: on a GPU or a cluster it moves them),
+    and ``score_segments(X, y, threads)``, their scores and vote on val rows computed where the
+    models are (a _segment_scores.ScoreCarry)."""
 
     history: History
     merged_sum: np.ndarray | None
     models: Callable[[], MLPStack]
+    score_segments: Callable[[np.ndarray, np.ndarray, int], ScoreCarry]
 
 
 class Engine:
@@ -119,8 +123,12 @@ class LocalEngine(Engine):
             download=download,
             snapshot_epoch=snapshot_epoch,
         )
-        local = self.local
-        return RoundTraining(history, None if merged is None else merged.total, lambda: local)
+        local, task, device = self.local, self.start.task, self.device
+
+        def score_segments(X, y, threads):
+            return add_part(None, local.dims, task, local.params, X, y, threads, device)
+
+        return RoundTraining(history, None if merged is None else merged.total, lambda: local, score_segments)
 
     def losses(self, chosen, models, threads):
         task = self.start.task

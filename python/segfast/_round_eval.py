@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core, _device
+from . import _segment_scores as segment_scores
 from .predict import r2_scores, regression_scores
 
 
@@ -18,11 +19,13 @@ def cross_entropy(p_true: np.ndarray) -> np.ndarray:
     return -np.log(np.maximum(p_true.astype(np.float64), np.finfo(np.float32).tiny))
 
 
-def evaluated(plan, start, global_params: np.ndarray, local, segment_rows: int, routes: np.ndarray) -> dict:
+def evaluated(plan, start, global_params: np.ndarray, score_segments, segment_rows: int, routes: np.ndarray) -> dict:
     """The round's scores. global_params: (k, P), one row per cluster. routes: (n_segments,)
     the model each segment's own val rows (``plan.segment_val``) go through. With k > 1,
     ``cluster_*`` lists every cluster model's scores on all val rows, and ``global_*`` are the
-    routed scores over the segments' own rows, or without them the best cluster model's."""
+    routed scores over the segments' own rows, or without them the best cluster model's.
+    score_segments(X, y, threads): the round's segment models scored where they are (a
+    _segment_scores.ScoreCarry), on ``segment_rows`` val rows when that is > 0."""
     assert plan.val is not None  # called only with val rows
     scores = _models_scores(plan, start, global_params)
     record: dict = {}
@@ -40,7 +43,8 @@ def evaluated(plan, start, global_params: np.ndarray, local, segment_rows: int, 
             own = {key: float(v[best]) for key, v in scores.items()}
         record.update({f"global_{key}": value for key, value in own.items()})
     if segment_rows:
-        record.update(_segments_scores(plan, start, local(), segment_rows))
+        X, y = plan.val_subsample(segment_rows)
+        record.update(segment_scores.record(score_segments(X, y, plan.threads), y, start.task, segment_rows))
     return record
 
 
@@ -110,28 +114,4 @@ def personalized(plan, start, snapshot: np.ndarray, chosen: np.ndarray, diverged
         f"{key}_mean": float(np.mean(scores)),
         f"{key}_std": float(np.std(scores)),
         "personalized_segments": len(scores),
-    }
-
-
-def _segments_scores(plan, start, models, segment_rows: int) -> dict:
-    """On ``segment_rows`` val rows, the segment models' scores and their vote's (soft for
-    classes, the mean for regression), from one pass over their predictions."""
-    X, y = plan.val_subsample(segment_rows)
-    if start.is_regression:
-        values = _core.predict_proba(list(models.dims), models.params, X, plan.threads, softmax=False)
-        rmse = np.sqrt(((values - y[None]) ** 2).mean(axis=(1, 2), dtype=np.float64))
-        mean = values.mean(axis=0, dtype=np.float64)
-        return {
-            "segments_val_rows": segment_rows,
-            "segment_rmse_mean": float(rmse.mean()),
-            "segment_rmse_std": float(rmse.std()),
-            "ensemble_rmse": float(np.sqrt(((mean - y) ** 2).mean())),
-        }
-    _, seg, summed = _device.evaluate_and_vote(models.dims, models.params, X, y, plan.device, plan.threads)
-    return {
-        "segments_val_rows": segment_rows,
-        "segment_accuracy_mean": float(seg.mean()),
-        "segment_accuracy_std": float(seg.std()),
-        # Ensemble(models, "soft").score(X, y), from the same forward pass
-        "ensemble_accuracy": float(np.mean((summed / models.n_models).argmax(axis=1) == y)),
     }

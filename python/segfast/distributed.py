@@ -26,6 +26,7 @@ from ._clustered import segment_losses
 from ._engine import Engine, RoundTraining
 from ._epochs import FusedMerge, History, TrainConfig, run_epochs
 from ._placement import Block, Placement, dask_distributed, data_source, workers_of
+from ._segment_scores import ScoreCarry, add_part
 from ._validate import check_stack, epochs_per_model
 from ._validate import start_epoch as checked_start_epoch
 from .rounds import RoundsResult, run_rounds, start_model
@@ -148,6 +149,14 @@ def _fold(carry, part: _Part, block: int, n: int) -> dict:
     return carry
 
 
+def _score_part(carry, part: _Part, dims, task: str, X, y) -> ScoreCarry:
+    """The scores after one more part's models: runs on the part's worker, so only the scores and
+    the vote's running sum, (rows, C) float64, travel to the next part's worker."""
+    from dask.distributed import get_worker
+
+    return add_part(carry, dims, task, part.rows, X, y, get_worker().state.nthreads)
+
+
 def _warn_diverged(diverged: np.ndarray, epochs: np.ndarray) -> None:
     for e in np.unique(epochs[diverged]):
         names = ", ".join(str(i) for i in np.flatnonzero(diverged & (epochs == e)))
@@ -205,7 +214,7 @@ class _OnCluster(Engine):
                 carry = self.client.submit(
                     _fold, carry, part, block, n, key=f"segfast-fold-{name}", workers=[self.placement.workers[t]]
                 )
-                parts.append(part)
+                parts.append((part, self.placement.workers[t]))
             self.parts = parts
             return carry
 
@@ -218,16 +227,32 @@ class _OnCluster(Engine):
 
         def local_models():  # pulled from the workers only when something reads them
             if not local:
-                rows = self.client.gather(
-                    [
-                        self.client.submit(_rows, p, pure=False, workers=[w])
-                        for p, w in zip(self.parts, self.placement.workers)
-                    ]
-                )
+                pulls = [self.client.submit(_rows, p, pure=False, workers=[w]) for p, w in self.parts]
+                rows = self.client.gather(pulls)
                 local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged, task=self.task)
             return local["stack"]
 
-        return RoundTraining(hist, None if fused is None else carry["sum"], local_models)
+        return RoundTraining(hist, None if fused is None else carry["sum"], local_models, self._score_segments)
+
+    def _score_segments(self, X, y, threads):
+        """The round's segment models scored where they trained, part after part in model order
+        (a chain like the merge's folds): the models never move, only the vote's running sum."""
+        self.calls += 1
+        X, y = self.client.scatter([X, y], hash=False)
+        carry = None
+        for t, (part, worker) in enumerate(self.parts):
+            carry = self.client.submit(
+                _score_part,
+                carry,
+                part,
+                self.dims,
+                self.task,
+                X,
+                y,
+                key=f"segfast-score-{self.token}-{self.calls}-{t}",
+                workers=[worker],
+            )
+        return carry.result()
 
     def _positions(self, chosen):
         """(block bounds in segments, block bounds in round positions), placing the blocks on first
@@ -301,9 +326,11 @@ def rounds(
 
     What travels each round: the global model to each block, and back a running sum of the
     merge (float64, P numbers, passed from block to block). Merges other than the plain and
-    weighted average, and val with val_segments (its default "auto" included), also pull every
-    segment model to this process each round; the last round's segment models come back once,
-    at the end. val_segments=False keeps a round's traffic to the merge sum.
+    weighted average also pull every segment model to this process each round. val with
+    val_segments (its default "auto" included) scores the segment models where they trained,
+    passing their scores and the vote's running sum ((rows, classes) float64) from block to
+    block, with the bits of the single-machine run. The last round's segment models come back
+    once, at the end.
     """
     dask_distributed()
     if "device" in options:

@@ -290,7 +290,8 @@ def run_rounds(
                 record.update(cluster_sizes=np.bincount(known, minlength=plan.clusters).tolist())
             if plan.val is not None:
                 routes = clustered_rounds.routes(plan, engine, global_params, assignment)
-                record.update(evaluated(plan, start, global_params, local, segment_rows, routes))
+                score_segments = trained.score_segments if trained is not None else None
+                record.update(evaluated(plan, start, global_params, score_segments, segment_rows, routes))
                 if plan.personalize_epochs and trained is not None and trained.history.snapshot is not None:
                     snapshot, diverged = trained.history.snapshot, trained.history.diverged
                     record.update(personalized(plan, start, snapshot, chosen, diverged))
