@@ -29,13 +29,13 @@ class RoundTraining:
     not segment indices), ``merged_sum`` = sum_i w_i * params_i over the participants that did
     not diverge when fused merge weights were given (else None), ``models()``, the trained
     participants as an MLPStack (fetched only when called: on a GPU or a cluster it moves them),
-    and ``scores``, their scores and vote on the rows the round was asked to score them on,
-    computed where the models are (a _segment_scores.ScoreCarry; None when not asked)."""
+    and ``score_segments(X, y, threads)``, their scores and vote on val rows computed where the
+    models are (a _segment_scores.ScoreCarry)."""
 
     history: History
     merged_sum: np.ndarray | None
     models: Callable[[], MLPStack]
-    scores: ScoreCarry | None = None
+    score_segments: Callable[[np.ndarray, np.ndarray, int], ScoreCarry]
 
 
 class Engine:
@@ -59,15 +59,13 @@ class Engine:
         fused_weights: np.ndarray | None,
         download: bool,
         snapshot_epoch: int | None = None,
-        score_rows: tuple | None = None,
     ) -> RoundTraining:
         """Train segments ``chosen`` (sorted) for ``epochs`` from ``start_row`` ((P,), or
         (len(chosen), P): one start each), their random
         streams keyed by round position and ``start_epoch`` + epoch. ``fused_weights``: sum
         the trained models with these weights inside the last epoch. ``download``: the caller
         will read the trained models (a GPU engine may skip bringing them back). snapshot_epoch=E:
-        history.snapshot holds the models after E of the epochs (personalisation). score_rows=(X, y):
-        also score the trained models and their vote on these rows (val_segments)."""
+        history.snapshot holds the models after E of the epochs (personalisation)."""
         raise NotImplementedError
 
     def losses(self, chosen: np.ndarray, models: np.ndarray, threads: int) -> np.ndarray:
@@ -98,17 +96,7 @@ class LocalEngine(Engine):
         }
 
     def round(
-        self,
-        chosen,
-        epochs,
-        config,
-        threads,
-        start_epoch,
-        start_row,
-        fused_weights,
-        download,
-        snapshot_epoch=None,
-        score_rows=None,
+        self, chosen, epochs, config, threads, start_epoch, start_row, fused_weights, download, snapshot_epoch=None
     ):
         n = len(chosen)
         part = self.segments if n == len(self.sizes) else Segments.from_indices([self.segments[i] for i in chosen])
@@ -135,11 +123,12 @@ class LocalEngine(Engine):
             download=download,
             snapshot_epoch=snapshot_epoch,
         )
-        local = self.local
-        scores = None
-        if score_rows is not None:
-            scores = add_part(None, local.dims, self.start.task, local.params, *score_rows, threads, self.device)
-        return RoundTraining(history, None if merged is None else merged.total, lambda: local, scores)
+        local, task, device = self.local, self.start.task, self.device
+
+        def score_segments(X, y, threads):
+            return add_part(None, local.dims, task, local.params, X, y, threads, device)
+
+        return RoundTraining(history, None if merged is None else merged.total, lambda: local, score_segments)
 
     def losses(self, chosen, models, threads):
         task = self.start.task

@@ -19,13 +19,13 @@ def cross_entropy(p_true: np.ndarray) -> np.ndarray:
     return -np.log(np.maximum(p_true.astype(np.float64), np.finfo(np.float32).tiny))
 
 
-def evaluated(plan, start, global_params: np.ndarray, segments, segment_rows: int, routes: np.ndarray) -> dict:
+def evaluated(plan, start, global_params: np.ndarray, score_segments, segment_rows: int, routes: np.ndarray) -> dict:
     """The round's scores. global_params: (k, P), one row per cluster. routes: (n_segments,)
     the model each segment's own val rows (``plan.segment_val``) go through. With k > 1,
     ``cluster_*`` lists every cluster model's scores on all val rows, and ``global_*`` are the
     routed scores over the segments' own rows, or without them the best cluster model's.
-    segments: the round's segment models scored on ``segment_rows`` val rows (a
-    _segment_scores.ScoreCarry, from the round's engine), when that is > 0."""
+    score_segments(X, y, threads): the round's segment models scored where they are (a
+    _segment_scores.ScoreCarry), on ``segment_rows`` val rows when that is > 0."""
     assert plan.val is not None  # called only with val rows
     scores = _models_scores(plan, start, global_params)
     record: dict = {}
@@ -42,9 +42,9 @@ def evaluated(plan, start, global_params: np.ndarray, segments, segment_rows: in
             best = int(np.argmin(scores["loss"]) if start.is_regression else np.argmax(scores["accuracy"]))
             own = {key: float(v[best]) for key, v in scores.items()}
         record.update({f"global_{key}": value for key, value in own.items()})
-    if segment_rows and segments is not None:
-        _, y = plan.val_subsample(segment_rows)
-        record.update(segment_scores.record(segments, y, start.task, segment_rows))
+    if segment_rows:
+        X, y = plan.val_subsample(segment_rows)
+        record.update(segment_scores.record(score_segments(X, y, plan.threads), y, start.task, segment_rows))
     return record
 
 

@@ -183,17 +183,14 @@ class _OnCluster(Engine):
     def fingerprints(self) -> dict:
         return self.source.fingerprints()
 
-    def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused, download, score_rows=None):
+    def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused, download):
         n = len(chosen)
         block = -(-n // _MERGE_BLOCKS)  # the merge block of the single-machine call for n models
         bounds, positions = self._positions(chosen)  # block t trains round positions [positions[t], positions[t+1])
 
         def submit(data):
             self.calls += 1
-            carry, scores, parts = None, None, []
-            # The models are scored where they trained, after their part of the merge: a second
-            # chain, in model order, carrying the scores and the vote's running sum.
-            rows = self.client.scatter(list(score_rows), hash=False) if score_rows is not None else None
+            carry, parts = None, []
             for t, (a, b) in enumerate(zip(positions[:-1], positions[1:])):
                 if a == b:
                     continue
@@ -217,23 +214,11 @@ class _OnCluster(Engine):
                 carry = self.client.submit(
                     _fold, carry, part, block, n, key=f"segfast-fold-{name}", workers=[self.placement.workers[t]]
                 )
-                if rows is not None:
-                    scores = self.client.submit(
-                        _score_part,
-                        scores,
-                        part,
-                        self.dims,
-                        self.task,
-                        *rows,
-                        key=f"segfast-score-{name}",
-                        workers=[self.placement.workers[t]],
-                    )
                 parts.append((part, self.placement.workers[t]))
             self.parts = parts
-            return carry if rows is None else [carry, scores]
+            return carry
 
-        result = self.placement.run(submit)
-        carry, scores = result if score_rows is not None else (result, None)
+        carry = self.placement.run(submit)
         diverged, done = np.concatenate(carry["diverged"]), np.concatenate(carry["epochs"])
         hist = History(loss=np.concatenate(carry["loss"], axis=1), diverged=diverged, epochs=done)
         if diverged.any():
@@ -247,7 +232,27 @@ class _OnCluster(Engine):
                 local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged, task=self.task)
             return local["stack"]
 
-        return RoundTraining(hist, None if fused is None else carry["sum"], local_models, scores)
+        return RoundTraining(hist, None if fused is None else carry["sum"], local_models, self._score_segments)
+
+    def _score_segments(self, X, y, threads):
+        """The round's segment models scored where they trained, part after part in model order
+        (a chain like the merge's folds): the models never move, only the vote's running sum."""
+        self.calls += 1
+        X, y = self.client.scatter([X, y], hash=False)
+        carry = None
+        for t, (part, worker) in enumerate(self.parts):
+            carry = self.client.submit(
+                _score_part,
+                carry,
+                part,
+                self.dims,
+                self.task,
+                X,
+                y,
+                key=f"segfast-score-{self.token}-{self.calls}-{t}",
+                workers=[worker],
+            )
+        return carry.result()
 
     def _positions(self, chosen):
         """(block bounds in segments, block bounds in round positions), placing the blocks on first

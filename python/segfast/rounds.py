@@ -246,18 +246,8 @@ def run_rounds(
             if len(chosen):
                 config = replace(plan.config, lr=lr)
                 snapshot_at = {"snapshot_epoch": plan.personalize_epochs} if plan.personalize_epochs else {}
-                score_rows = plan.val_subsample(segment_rows) if segment_rows else None
                 trained = engine.round(
-                    chosen,
-                    epochs,
-                    config,
-                    plan.threads,
-                    epochs_before,
-                    starts,
-                    fused,
-                    download,
-                    score_rows=score_rows,
-                    **snapshot_at,
+                    chosen, epochs, config, plan.threads, epochs_before, starts, fused, download, **snapshot_at
                 )
             local = trained.models if trained is not None else None
             epochs_before += epochs
@@ -300,8 +290,8 @@ def run_rounds(
                 record.update(cluster_sizes=np.bincount(known, minlength=plan.clusters).tolist())
             if plan.val is not None:
                 routes = clustered_rounds.routes(plan, engine, global_params, assignment)
-                scores = trained.scores if trained is not None else None
-                record.update(evaluated(plan, start, global_params, scores, segment_rows, routes))
+                score_segments = trained.score_segments if trained is not None else None
+                record.update(evaluated(plan, start, global_params, score_segments, segment_rows, routes))
                 if plan.personalize_epochs and trained is not None and trained.history.snapshot is not None:
                     snapshot, diverged = trained.history.snapshot, trained.history.diverged
                     record.update(personalized(plan, start, snapshot, chosen, diverged))
