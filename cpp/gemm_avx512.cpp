@@ -5,7 +5,8 @@
 // SGD update of a weight tile) runs on the accumulators before they leave the registers.
 // 6 x 4 tiles beat 8 x 3 on prediction and training; k is not cut into blocks (B's tile column in
 // L1), because B streams from L2 fast enough and the partial sums cost more than they saved
-// (bench/README.md, "Measured choices").
+// (bench/README.md, "Measured choices"). A product with one output column (a regression head)
+// takes a kernel of its own, one_column, whose lanes are rows: the tiles would use one lane of 16.
 //
 // CMake compiles this file alone with AVX-512 enabled, and only in builds with SEGFAST_WITH_AVX512;
 // it must not use the standard library, whose inline functions instantiated here could be picked

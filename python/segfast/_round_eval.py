@@ -43,6 +43,7 @@ def evaluated(plan, start, global_params: np.ndarray, score_segments, segment_ro
             own = {key: float(v[best]) for key, v in scores.items()}
         record.update({f"global_{key}": value for key, value in own.items()})
     if segment_rows:
+        assert score_segments is not None, "rows to score, and no models: a round without participants"
         X, y = plan.val_subsample(segment_rows)
         record.update(segment_scores.record(score_segments(X, y, plan.threads), y, start.task, segment_rows))
     return record

@@ -36,7 +36,8 @@ def add_part(carry: ScoreCarry | None, dims, task: str, params, X, y, threads: i
             total += model_values
     elif _device.check_device(device) == "cpu":
         _, metric, _ = _core.evaluate(list(dims), params, X, y, threads, with_vote=True, vote_sum=total)
-    else:  # the GPU's pass sums in float32, one part only (this process's engine)
+    else:  # the GPU (this process's engine, one part): its vote comes rounded to float32 once
+        assert carry is None, "the GPU scores a stack in one part"
         _, metric, summed = _device.evaluate_and_vote(dims, params, X, y, device, threads)
         total += summed
     return ScoreCarry([*(carry.per_model if carry else []), metric], total)

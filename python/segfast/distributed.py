@@ -327,9 +327,10 @@ def rounds(
     What travels each round: the global model to each block, and back a running sum of the
     merge (float64, P numbers, passed from block to block). Merges other than the plain and
     weighted average also pull every segment model to this process each round. val with
-    val_segments (its default "auto" included) scores the segment models where they trained,
-    passing their scores and the vote's running sum ((rows, classes) float64) from block to
-    block, with the bits of the single-machine run. The last round's segment models come back
+    val_segments (its default "auto" included) scores the segment models where they trained:
+    the val rows it scores on go to the workers (a few rows a round for "auto", all of them in
+    the last round), and their scores and the vote's running sum ((rows, classes) float64) pass
+    from block to block, with the bits of the single-machine run. The last round's segment models come back
     once, at the end.
     """
     dask_distributed()
