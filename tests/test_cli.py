@@ -177,3 +177,60 @@ def test_cluster_flags_refused_before_any_work(flags, says, capsys):
     except SystemExit as e:  # argparse's own refusals
         code = e.code
     assert code == 2 and says in capsys.readouterr().err
+
+
+def test_dp_fedavg_from_the_command_line(tmp_path, capsys):
+    """--dp-clip/--dp-noise run DP-FedAvg: the global model and the privacy spent are reported,
+    nothing of the segment models is written or scored, and the run resumes as any other."""
+    pytest.importorskip("dp_accounting")
+    run_dir, out = tmp_path / "run", tmp_path / "r.json"
+    flags = ["--segments", "20", "--fraction", "0.5", "--epochs", "1", "--hidden", "16", "--quiet"]
+    flags += ["--dp-clip", "1", "--dp-noise", "1.1", "--out", str(run_dir), "-o", str(out)]
+    assert main(["run", "--rounds", "2", *flags]) == 0
+    printed = capsys.readouterr().out
+    assert "DP-FedAvg" in printed and "for each of the 20 segments" in printed and "segment models:" not in printed
+    results = json.loads(out.read_text())
+    records = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+    assert results["epsilon"] == records[-1]["epsilon"] > records[0]["epsilon"] > 0
+    assert results["delta"] == 1e-5 and "val_accuracy" not in results and "ensemble_val_accuracy" not in results
+    assert 0 <= results["merged_val_accuracy"] <= 1 and set(results["test_accuracy"]) == {"merged"}
+    assert not (run_dir / "local_models.npz").exists()
+    assert json.loads((run_dir / "command.json").read_text())["dp_clip"] == 1.0
+    assert main(["run", "--rounds", "3", "--resume", *flags]) == 0  # one more round, the same privacy ledger
+    records = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and json.loads(out.read_text())["epsilon"] == records[-1]["epsilon"]
+
+
+def test_dp_regression_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("dp_accounting")
+    out = tmp_path / "r.json"
+    flags = ["--task", "regression", "--segments", "10", "--fraction", "0.5", "--rounds", "2", "--epochs", "1"]
+    assert main(["run", *flags, "--dp-clip", "0.05", "--dp-noise", "1", "--lr", "0.01", "--quiet", "-o", str(out)]) == 0
+    assert "DP-FedAvg" in capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert results["task"] == "regression" and results["epsilon"] > 0 and "val_rmse" not in results
+    assert results["merged_val_rmse"] > 0 and set(results["test"]) == {"merged"}
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--dp-clip", "1"], "--dp-clip: DP-FedAvg needs both --dp-clip C and --dp-noise Z"),
+        (["--dp-noise", "1", "--dp-delta", "1e-6"], "--dp-noise and --dp-delta: DP-FedAvg needs both"),
+        (["--dp-clip", "1", "--dp-noise", "1", "--ensemble", "soft"], "--ensemble votes with the segment models"),
+        (["--dp-clip", "1", "--dp-noise", "1", "--merge", "median"], "--merge median: DP-FedAvg merges by its own"),
+        (["--dp-clip", "1", "--dp-noise", "1", "--repair-rows", "50"], "--repair-rows: DP-FedAvg merges by its own"),
+        (["--dp-clip", "0", "--dp-noise", "1"], "--dp-clip: must be a number > 0, got 0"),
+        (["--dp-clip", "1", "--dp-noise", "nan"], "--dp-noise: must be a number > 0"),
+        (["--dp-clip", "1", "--dp-noise", "1", "--fraction", "0.5", "--dp-delta", "0.5"], "--dp-delta must be in (0,"),
+        (["--dp-clip", "1", "--dp-noise", "1"], "dp needs fraction < 1"),
+    ],
+)
+def test_dp_flags_refused_with_a_message(flags, says, capsys, tmp_path):
+    pytest.importorskip("dp_accounting")
+    try:
+        code = main(["run", "--quiet", "--rounds", "1", "--epochs", "1", "-o", str(tmp_path / "r.json"), *flags])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

@@ -285,6 +285,29 @@ def _parser() -> argparse.ArgumentParser:
         "--server-tau", type=float, default=1e-3, help="an adaptive server optimizer's adaptivity tau (0.001)"
     )
     run.add_argument("--proximal-mu", type=float, default=0.0, help="FedProx proximal coefficient (0)")
+    privacy = run.add_argument_group("user-level differential privacy (DP-FedAvg; needs segfast[dp])")
+    privacy.add_argument(
+        "--dp-clip",
+        metavar="C",
+        type=_number_where(lambda c: c > 0, "> 0"),
+        default=None,
+        help="clip each segment's update to L2 norm C; with --dp-noise, turns DP-FedAvg on: --fraction is then "
+        "each segment's chance of taking part, and the segment models stay private (off)",
+    )
+    privacy.add_argument(
+        "--dp-noise",
+        metavar="Z",
+        type=_number_where(lambda z: z > 0, "> 0"),
+        default=None,
+        help="Gaussian noise of std Z * C added to the sum of the clipped updates (off)",
+    )
+    privacy.add_argument(
+        "--dp-delta",
+        metavar="D",
+        type=_number_where(lambda d: 0 < d < 1, "in (0, 1)"),
+        default=None,
+        help="the delta of the (epsilon, delta) guarantee each round reports; below 1/segments (1e-5)",
+    )
     run.add_argument(
         "--ensemble",
         default=None,
@@ -393,6 +416,24 @@ _USED_BY = {
 }
 
 
+def _dp(args) -> dict | None:
+    """--dp-clip / --dp-noise / --dp-delta as rounds' dp=, checked together before any work."""
+    given = [f"--dp-{name}" for name in ("clip", "noise", "delta") if getattr(args, f"dp_{name}") is not None]
+    if not given:
+        return None
+    if args.dp_clip is None or args.dp_noise is None:
+        raise _CommandError(f"{' and '.join(given)}: DP-FedAvg needs both --dp-clip C and --dp-noise Z")
+    if args.ensemble is not None:
+        raise _CommandError("--ensemble votes with the segment models, which DP-FedAvg keeps private")
+    merging = [f for f, on in (("--align", args.align), ("--rescale", args.rescale)) if on]
+    merging += ["--repair-rows"] if args.repair_rows is not None else []
+    if args.merge != "uniform" or merging:
+        chosen = " ".join([f"--merge {args.merge}"] if args.merge != "uniform" else merging)
+        raise _CommandError(f"{chosen}: DP-FedAvg merges by its own rule (the noisy sum of the clipped updates)")
+    dp = {"clip": args.dp_clip, "noise_multiplier": args.dp_noise}
+    return dp if args.dp_delta is None else {**dp, "delta": args.dp_delta}
+
+
 def _check_merge(args) -> None:
     """The merge flags against the method and the rounds, before any work: segfast.merge
     checks its arguments only when a round ends."""
@@ -498,11 +539,12 @@ def _run(args) -> int:
     _check_paths(args)
     _check_merge(args)
     _check_task(args)
+    dp = _dp(args)
     if args.task == "regression":
         from .cli_regression import run_regression
 
-        return run_regression(args)
-    args.ensemble = args.ensemble or "soft"
+        return run_regression(args, dp)
+    args.ensemble = args.ensemble or ("soft" if dp is None else None)
     if args.init == "independent":  # accepted by earlier versions, which then used a shared start anyway
         raise _CommandError(
             "--init independent: segfast run trains in rounds from one shared start; for one start per "
@@ -538,7 +580,7 @@ def _run(args) -> int:
         segs,
         rounds=args.rounds,
         local_epochs=local,
-        merge=round_merge,
+        merge="uniform" if dp is not None else round_merge,
         fraction=args.fraction,
         server_lr=args.server_lr,
         server_momentum=args.server_momentum,
@@ -561,8 +603,22 @@ def _run(args) -> int:
         clusters=k,
         cluster_by=args.cluster_by or "loss",
         recluster_every=args.recluster_every or 1,
+        dp=dp,
     )
     seconds = time.perf_counter() - begin
+    if dp is not None:
+        merged_val = evaluate(result.global_model, *split.val, n_jobs=args.n_jobs, device=args.device)
+        test = {}
+        if len(split.y_test):
+            test["merged"] = float(evaluate(result.global_model, *split.test, device=args.device).accuracy[0])
+        print(
+            f"\nmerged ({round_merge['method']}, DP-FedAvg): {100 * merged_val.accuracy[0]:.2f}% validation accuracy"
+            + (f", {100 * test['merged']:.2f}% test" if test else "")
+            + f"   ({seconds:.2f} s)\n{_privacy_spent(result.history, len(segs))}"
+        )
+        scores = {"merged_val_accuracy": float(merged_val.accuracy[0]), "test_accuracy": test}
+        _report(args, _private_results(args, dims, segs, result, scores, seconds))
+        return 0
     models = result.local_models
     if models is None:  # a resumed run that had already finished
         models = MLPStack.load(Path(args.out) / "local_models.npz")
@@ -619,6 +675,31 @@ def _run(args) -> int:
     }
     _report(args, results)
     return 0
+
+
+def _privacy_spent(history: list, n_segments: int) -> str:
+    """The guarantee of a DP run, as its last round's record says it."""
+    last = history[-1]
+    return (
+        f"user-level privacy after {last['round']} rounds: (epsilon {last['epsilon']:.3g}, delta {last['delta']:.3g}) "
+        f"for each of the {n_segments} segments; the segment models stay private (no per-segment scores, no ensemble)"
+    )
+
+
+def _private_results(args, dims, segs, result, scores: dict, seconds: float) -> dict:
+    """results.json of a DP run: the global model's scores (as each task names them) and the
+    privacy spent, nothing of the segment models."""
+    return {
+        "segfast_version": _version(),
+        "config": {k: v for k, v in vars(args).items() if k != "command"},
+        "dims": dims,
+        "segment_sizes": segs.sizes.tolist(),
+        "rounds": result.history,
+        **scores,
+        "epsilon": result.history[-1]["epsilon"],
+        "delta": result.history[-1]["delta"],
+        "seconds": seconds,
+    }
 
 
 def _report(args, results: dict) -> None:
@@ -858,6 +939,9 @@ _FLAGS = {
     "repair": "--repair-rows",
     "huber_delta": "--huber-delta",
     "target": "--target",
+    "dp clip": "--dp-clip",
+    "dp noise_multiplier": "--dp-noise",
+    "dp delta": "--dp-delta",
 }
 # A name followed by " must", " = ", "='value'", "=value" or a bare "=" (as in "pass data_dir=").
 _NAMED = re.compile(

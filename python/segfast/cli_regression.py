@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from . import schedule, tabular
-from .cli import _CommandError, _merge_arguments, _record_command, _report, _rounds_val_segments, _version
+from .cli import (
+    _CommandError,
+    _merge_arguments,
+    _privacy_spent,
+    _private_results,
+    _record_command,
+    _report,
+    _rounds_val_segments,
+    _version,
+)
 from .ensemble import Ensemble
 from .predict import evaluate
 from .rounds import rounds
@@ -71,7 +80,7 @@ def _ensemble_scores(data, ensemble, X, y) -> dict:
     return {"rmse": float(np.sqrt(np.mean(residual**2)) * _rmse_scale(data)), "r2": float(ensemble.score(X, y))}
 
 
-def run_regression(args) -> int:
+def run_regression(args, dp: dict | None = None) -> int:
     data = _load(args)
     (X, y), (X_val, y_val) = _held_out(data, args.val if args.val is not None else max(1, len(data.X_train) // 10))
     merge_arguments = _merge_arguments(args, X)
@@ -99,7 +108,7 @@ def run_regression(args) -> int:
         segs,
         rounds=args.rounds,
         local_epochs=local,
-        merge={"method": args.merge, "align": args.align, **merge_arguments},
+        merge="uniform" if dp is not None else {"method": args.merge, "align": args.align, **merge_arguments},
         fraction=args.fraction,
         server_lr=args.server_lr,
         server_momentum=args.server_momentum,
@@ -121,13 +130,16 @@ def run_regression(args) -> int:
         loss=args.loss,
         huber_delta=1.0 if args.huber_delta is None else args.huber_delta,
         device=args.device,
+        dp=dp,
     )
     seconds = time.perf_counter() - begin
+    merged_val = _scores(data, evaluate(result.global_model, X_val, y_val, n_jobs=args.n_jobs))
+    if dp is not None:
+        return _private_report(args, data, dims, segs, result, merged_val, units, seconds)
     models = result.local_models
     if models is None:  # a resumed run that had already finished
         models = MLPStack.load(Path(args.out) / "local_models.npz")
     segment_val = _scores(data, evaluate(models, X_val, y_val, n_jobs=args.n_jobs))
-    merged_val = _scores(data, evaluate(result.global_model, X_val, y_val, n_jobs=args.n_jobs))
     method = args.ensemble or "mean"
     ensemble = Ensemble(models, method, n_jobs=args.n_jobs).fit(X_val, y_val)
     ensemble_val = _ensemble_scores(data, ensemble, X_val, y_val)
@@ -182,4 +194,27 @@ def run_regression(args) -> int:
         "seconds": seconds,
     }
     _report(args, results)
+    return 0
+
+
+def _private_report(args, data, dims, segs, result, merged_val: dict, units: str, seconds: float) -> int:
+    """A DP run: the global model's scores and the privacy spent; the segment models stay private."""
+    test = {}
+    if data.X_test is not None and len(data.X_test):
+        scores = _scores(data, evaluate(result.global_model, data.X_test, data.y_test, n_jobs=args.n_jobs))
+        test = {"merged": {"rmse": scores["rmse"][0], "r2": scores["r2"][0]}}
+    print(
+        f"\nmerged ({args.merge}, DP-FedAvg): RMSE {_number(merged_val['rmse'][0])} ({units}), "
+        f"R^2 {merged_val['r2'][0]:.4f}"
+        + (f"; test RMSE {_number(test['merged']['rmse'])}" if test else "")
+        + f"   ({seconds:.2f} s)\n{_privacy_spent(result.history, len(segs))}"
+    )
+    scores = {
+        "task": "regression",
+        "rmse_units": units,
+        "merged_val_rmse": merged_val["rmse"][0],
+        "merged_val_r2": merged_val["r2"][0],
+        "test": test,
+    }
+    _report(args, _private_results(args, dims, segs, result, scores, seconds))
     return 0
