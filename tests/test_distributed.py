@@ -117,6 +117,17 @@ def test_segment_models_are_scored_where_they_trained(client, data, val_segments
     assert 1 <= len(pulls) <= 7  # one pull per block, after the last round
 
 
+def test_personalisation_is_bit_identical(client, data):
+    X, y, val, seg = data
+    own = [np.arange(i, len(val[1]), len(seg)) for i in range(len(seg))]  # each segment a share of the val rows
+    kw = dict(rounds=2, local_epochs=2, personalize_epochs=1, val=val, segment_val=own, fraction=0.5, progress=False)
+    here = segfast.rounds(DIMS, X, y, seg, **kw)
+    there = sd.rounds(DIMS, X, y, seg, client=client, blocks=3, **kw)
+    fields = ("personalized_accuracy_mean", "personalized_accuracy_std", "personalized_segments", "own_accuracy_mean")
+    assert [[h[k] for k in fields] for h in here.history] == [[h[k] for k in fields] for h in there.history]
+    np.testing.assert_array_equal(here.global_model.params, there.global_model.params)
+
+
 def test_regression_segment_scores_are_bit_identical(client, data):
     X, _, (X_val, _), seg = data
     y = (X[:, 0] * 2 - X[:, 1]).astype(np.float32)

@@ -71,9 +71,11 @@ class _Part:
     epochs: np.ndarray  # (n,) epochs finished
     stop: int  # one past the part's last round position
     sums: list = field(default_factory=list)  # [(first position of a call, its merged_sum (P,) float64)]
+    snapshot: np.ndarray | None = None  # (n, P) after personalize_epochs epochs, when asked for
 
     def __sizeof__(self) -> int:  # heavy: the fold runs where the part is, never the other way round
-        return self.rows.nbytes + sum(s.nbytes for _, s in self.sums) + self.loss.nbytes
+        extra = 0 if self.snapshot is None else self.snapshot.nbytes
+        return self.rows.nbytes + sum(s.nbytes for _, s in self.sums) + self.loss.nbytes + extra
 
 
 def _train_part(
@@ -88,6 +90,7 @@ def _train_part(
     start_row,
     weights,
     merge_block,
+    snapshot_epoch,
 ):
     from dask.distributed import get_worker
 
@@ -116,8 +119,10 @@ def _train_part(
             start_row=start_row,
             first_model=first,
             fused=fused,
+            snapshot_epoch=snapshot_epoch,
         )
     part.loss[:], part.diverged[:], part.epochs[:] = hist.loss, hist.diverged, hist.epochs
+    part.snapshot = hist.snapshot
     if merged is not None:
         part.sums = merged.pieces or []
     return part
@@ -183,7 +188,7 @@ class _OnCluster(Engine):
     def fingerprints(self) -> dict:
         return self.source.fingerprints()
 
-    def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused, download):
+    def round(self, chosen, epochs, config, threads, start_epoch, start_row, fused, download, snapshot_epoch=None):
         n = len(chosen)
         block = -(-n // _MERGE_BLOCKS)  # the merge block of the single-machine call for n models
         bounds, positions = self._positions(chosen)  # block t trains round positions [positions[t], positions[t+1])
@@ -208,6 +213,7 @@ class _OnCluster(Engine):
                     start_row if start_row.ndim == 1 else start_row[a:b],
                     None if fused is None else fused[a:b],
                     block,
+                    snapshot_epoch,
                     key=f"segfast-train-{name}",
                     workers=[self.placement.workers[t]],
                 )
@@ -221,6 +227,9 @@ class _OnCluster(Engine):
         carry = self.placement.run(submit)
         diverged, done = np.concatenate(carry["diverged"]), np.concatenate(carry["epochs"])
         hist = History(loss=np.concatenate(carry["loss"], axis=1), diverged=diverged, epochs=done)
+        if snapshot_epoch is not None:  # personalisation: the participants' models after E epochs come here
+            pulls = [self.client.submit(_snapshot, p, pure=False, workers=[w]) for p, w in self.parts]
+            hist.snapshot = np.concatenate(self.client.gather(pulls))
         if diverged.any():
             _warn_diverged(diverged, done)
         local = {}
@@ -297,6 +306,11 @@ def _block_losses(block: Block, dims, task: str, models: np.ndarray, ids: np.nda
     return segment_losses(dims, task, models, block.X, block.y, block.segments, ids, threads)
 
 
+def _snapshot(part: _Part) -> np.ndarray:
+    assert part.snapshot is not None  # asked for only when the round took one
+    return part.snapshot
+
+
 def _rows(part: _Part) -> np.ndarray:
     return part.rows
 
@@ -330,14 +344,13 @@ def rounds(
     val_segments (its default "auto" included) scores the segment models where they trained:
     the val rows it scores on go to the workers (a few rows a round for "auto", all of them in
     the last round), and their scores and the vote's running sum ((rows, classes) float64) pass
-    from block to block, with the bits of the single-machine run. The last round's segment models come back
-    once, at the end.
+    from block to block, with the bits of the single-machine run. personalize_epochs (with
+    segment_val) pulls the participants' models after E epochs to this process each round, to
+    score them on their own rows. The last round's segment models come back once, at the end.
     """
     dask_distributed()
     if "device" in options:
         raise TypeError("segfast.distributed trains on the workers' CPUs; device= is not supported here")
-    if options.get("personalize_epochs") is not None:
-        raise ValueError("personalize_epochs runs on one machine (segfast.rounds), not in segfast.distributed")
     seed = options.get("seed", 0)
     given = stack_or_architecture
     probe = given[0] if isinstance(given, MLPStack) else MLPStack(given, 1, seed=seed)  # one model checks the data
