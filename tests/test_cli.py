@@ -193,7 +193,9 @@ def test_dp_fedavg_from_the_command_line(tmp_path, capsys):
     records = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
     assert results["epsilon"] == records[-1]["epsilon"] > records[0]["epsilon"] > 0
     assert results["delta"] == 1e-5 and "val_accuracy" not in results and "ensemble_val_accuracy" not in results
-    assert 0 <= results["merged_val_accuracy"] <= 1 and set(results["test_accuracy"]) == {"merged"}
+    # the final model scored again by the command: the rounds' own score of it on the same rows
+    assert results["merged_val_accuracy"] == records[-1]["global_accuracy"]
+    assert set(results["test_accuracy"]) == {"merged"}
     assert not (run_dir / "local_models.npz").exists()
     assert json.loads((run_dir / "command.json").read_text())["dp_clip"] == 1.0
     assert main(["run", "--rounds", "3", "--resume", *flags]) == 0  # one more round, the same privacy ledger
@@ -209,7 +211,9 @@ def test_dp_regression_from_the_command_line(tmp_path, capsys):
     assert "DP-FedAvg" in capsys.readouterr().out
     results = json.loads(out.read_text())
     assert results["task"] == "regression" and results["epsilon"] > 0 and "val_rmse" not in results
-    assert results["merged_val_rmse"] > 0 and set(results["test"]) == {"merged"}
+    scale = segfast.tabular.load_default_regression().y_scale[0]  # RMSE in the target's units
+    assert results["merged_val_rmse"] == pytest.approx(results["rounds"][-1]["global_rmse"] * scale, rel=1e-6)
+    assert set(results["test"]) == {"merged"}
 
 
 @pytest.mark.parametrize(
@@ -222,6 +226,7 @@ def test_dp_regression_from_the_command_line(tmp_path, capsys):
         (["--dp-clip", "1", "--dp-noise", "1", "--repair-rows", "50"], "--repair-rows: DP-FedAvg merges by its own"),
         (["--dp-clip", "0", "--dp-noise", "1"], "--dp-clip: must be a number > 0, got 0"),
         (["--dp-clip", "1", "--dp-noise", "nan"], "--dp-noise: must be a number > 0"),
+        (["--dp-clip", "1e400", "--dp-noise", "1"], "--dp-clip: must be a number > 0, got 1e400"),
         (["--dp-clip", "1", "--dp-noise", "1", "--fraction", "0.5", "--dp-delta", "0.5"], "--dp-delta must be in (0,"),
         (["--dp-clip", "1", "--dp-noise", "1"], "dp needs fraction < 1"),
     ],

@@ -113,7 +113,7 @@ def test_segment_models_are_scored_where_they_trained(client, data, val_segments
     for a, b in zip(here.history, there.history):
         assert {k: a[k] for k in SEGMENT_FIELDS} == {k: b[k] for k in SEGMENT_FIELDS}
     np.testing.assert_array_equal(here.local_models.params, there.local_models.params)
-    pulls = [t for t in stream.data if t["key"].startswith("_rows")]
+    pulls = [t for t in stream.data if t["key"].startswith("_part_array")]
     assert 1 <= len(pulls) <= 7  # one pull per block, after the last round
 
 

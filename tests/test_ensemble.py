@@ -253,6 +253,13 @@ def test_a_vote_summed_part_by_part_is_the_vote_of_one_call(rng):
         _core.evaluate(dims, stack.params, X, y, 1, with_vote=True, vote_sum=np.zeros((n_rows, 4))[::1, ::-1])
     with pytest.raises(ValueError, match="with_vote"):
         _core.evaluate(dims, stack.params, X, y, 1, vote_sum=np.zeros((n_rows, 4)))
+    frozen = np.zeros((n_rows, 4))
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="vote_sum"):  # read-only: it is written in place
+        _core.evaluate(dims, stack.params, X, y, 1, with_vote=True, vote_sum=frozen)
+    running = np.zeros((0, 4))  # no rows: nothing to add, no crash
+    *_, summed = _core.evaluate(dims, stack.params, X[:0], y[:0], 1, with_vote=True, vote_sum=running)
+    assert summed.shape == (0, 4)
 
 
 def test_competence_on_the_training_region(setup):

@@ -228,20 +228,23 @@ class _OnCluster(Engine):
         diverged, done = np.concatenate(carry["diverged"]), np.concatenate(carry["epochs"])
         hist = History(loss=np.concatenate(carry["loss"], axis=1), diverged=diverged, epochs=done)
         if snapshot_epoch is not None:  # personalisation: the participants' models after E epochs come here
-            pulls = [self.client.submit(_snapshot, p, pure=False, workers=[w]) for p, w in self.parts]
-            hist.snapshot = np.concatenate(self.client.gather(pulls))
+            hist.snapshot = self._pull("snapshot")
         if diverged.any():
             _warn_diverged(diverged, done)
         local = {}
 
         def local_models():  # pulled from the workers only when something reads them
             if not local:
-                pulls = [self.client.submit(_rows, p, pure=False, workers=[w]) for p, w in self.parts]
-                rows = self.client.gather(pulls)
-                local["stack"] = MLPStack.from_params(self.dims, np.concatenate(rows), diverged, task=self.task)
+                local["stack"] = MLPStack.from_params(self.dims, self._pull("rows"), diverged, task=self.task)
             return local["stack"]
 
         return RoundTraining(hist, None if fused is None else carry["sum"], local_models, self._score_segments)
+
+    def _pull(self, name: str) -> np.ndarray:
+        """One (n, P) array of every part of the round (its trained models, or their snapshot),
+        brought here in round order."""
+        pulls = [self.client.submit(_part_array, p, name, pure=False, workers=[w]) for p, w in self.parts]
+        return np.concatenate(self.client.gather(pulls))
 
     def _score_segments(self, X, y, threads):
         """The round's segment models scored where they trained, part after part in model order
@@ -306,13 +309,10 @@ def _block_losses(block: Block, dims, task: str, models: np.ndarray, ids: np.nda
     return segment_losses(dims, task, models, block.X, block.y, block.segments, ids, threads)
 
 
-def _snapshot(part: _Part) -> np.ndarray:
-    assert part.snapshot is not None  # asked for only when the round took one
-    return part.snapshot
-
-
-def _rows(part: _Part) -> np.ndarray:
-    return part.rows
+def _part_array(part: _Part, name: str) -> np.ndarray:
+    value = getattr(part, name)
+    assert value is not None  # a snapshot is asked for only when the round took one
+    return value
 
 
 def rounds(
